@@ -1,0 +1,33 @@
+# Both targets create .venv on first use and install the project with its test dependencies.
+# constraints.txt pins torch to the 2.13.0 CPU build on this project's machines.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEMO := demo
+
+.PHONY: install test demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	mkdir -p $(DEMO)
+	$(VENV)/bin/steplr explain --lr 0.1 --step-size 10 --gamma 0.5 --epochs 40
+	$(VENV)/bin/steplr plot --lr 0.1 --step-size 10 --gamma 0.5 --epochs 40 -o $(DEMO)/lr.png
+	@echo "plot: $(DEMO)/lr.png"
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_step.py
+	$(PY) benchmarks/bench_startup.py
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis

@@ -1,0 +1,53 @@
+"""steplr: exact learning-rate schedules, a PyTorch drop-in StepLR, and tools to see the plan.
+
+The math (``steplr.schedules``) needs only NumPy; the torch schedulers (``steplr.StepLR`` and friends) are loaded
+on first use, so ``import steplr`` and ``steplr explain`` stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .schedules import (
+    Constant,
+    Cosine,
+    Exponential,
+    LinearWarmup,
+    MultiStep,
+    Schedule,
+    Sequence,
+    StepDecay,
+    join,
+)
+
+if TYPE_CHECKING:
+    from .lr_scheduler import CosineAnnealingLR, ExponentialLR, MultiStepLR, ScheduleLR, StepLR
+
+__version__ = "0.1.0"
+
+_TORCH_NAMES = ("StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "ScheduleLR")
+
+__all__ = [
+    "Constant",
+    "Cosine",
+    "CosineAnnealingLR",
+    "Exponential",
+    "ExponentialLR",
+    "LinearWarmup",
+    "MultiStep",
+    "MultiStepLR",
+    "Schedule",
+    "ScheduleLR",
+    "Sequence",
+    "StepDecay",
+    "StepLR",
+    "join",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TORCH_NAMES:
+        from . import lr_scheduler
+
+        return getattr(lr_scheduler, name)
+    raise AttributeError(f"module 'steplr' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+"""python -m steplr."""
+
+from .cli import entrypoint
+
+entrypoint()

@@ -1,0 +1,93 @@
+"""``base * gamma ** k`` rounded once, for every k: the kernel behind step, multi-step and exponential decay.
+
+Evaluating ``base * gamma ** k`` in floating point rounds twice (the power, then the product), and a running
+product ``lr *= gamma`` rounds once per decay, so its error grows with the number of decays and it stalls at a
+subnormal instead of reaching 0. Here the power is carried in integers with 128 significant bits (binary
+exponentiation, truncating after each product), then the product with ``base`` is divided out by Python's
+correctly rounded integer true division. The result is the correctly rounded value of ``base * gamma ** k`` for
+all practical purposes (the 128-bit truncations add a relative error below ``2 * log2(k) * 2**-127``), underflows
+to exactly 0.0 and overflows to ``inf``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = ["scaled_power", "scaled_power_array"]
+
+_PRECISION = 128  # significant bits kept in the running integer power
+_MIN_EXP = -1075  # values below 2**-1075 round to 0.0
+_MAX_EXP = 1024  # values at or above 2**1024 overflow
+
+
+def scaled_power(base: float, gamma: float, k: int) -> float:
+    """``base * gamma ** k``, correctly rounded; ``gamma > 0`` finite, ``k >= 0``.
+
+    >>> scaled_power(0.1, 0.5, 3)
+    0.0125
+    >>> scaled_power(1.0, 0.5, 1075)
+    0.0
+    """
+    if k == 0 or base == 0.0 or gamma == 1.0:
+        return float(base)
+    if not math.isfinite(base):
+        return float(base)
+    numerator, denominator = float(gamma).as_integer_ratio()
+    gamma_shift = denominator.bit_length() - 1  # gamma = numerator / 2**gamma_shift
+
+    power, power_shift = 1, 0  # power * 2**power_shift approximates numerator**k
+    square, square_shift = numerator, 0
+    remaining = k
+    while True:
+        if remaining & 1:
+            power *= square
+            power_shift += square_shift
+            excess = power.bit_length() - _PRECISION
+            if excess > 0:
+                power >>= excess
+                power_shift += excess
+        remaining >>= 1
+        if not remaining:
+            break
+        square *= square
+        square_shift *= 2
+        excess = square.bit_length() - _PRECISION
+        if excess > 0:
+            square >>= excess
+            square_shift += excess
+
+    base_numerator, base_denominator = float(base).as_integer_ratio()
+    value = base_numerator * power
+    exponent = power_shift - gamma_shift * k - (base_denominator.bit_length() - 1)
+    magnitude = abs(value).bit_length() + exponent  # |result| lies in [2**(magnitude-1), 2**magnitude)
+    if magnitude > _MAX_EXP:
+        return math.copysign(math.inf, base)
+    if magnitude < _MIN_EXP:
+        return math.copysign(0.0, base)
+    if exponent >= 0:
+        return float(value << exponent)
+    return value / (1 << -exponent)
+
+
+def scaled_power_array(base: ArrayLike, gamma: ArrayLike, k: ArrayLike) -> NDArray[np.float64]:
+    """:func:`scaled_power` broadcast over arrays; each distinct (base, gamma, k) is evaluated once."""
+    b, g, kk = np.broadcast_arrays(
+        np.asarray(base, dtype=np.float64), np.asarray(gamma, dtype=np.float64), np.asarray(k, dtype=np.int64)
+    )
+    out = np.empty(b.shape, dtype=np.float64)
+    if out.size == 0:
+        return out
+    if np.all(b.flat[0] == b) and np.all(g.flat[0] == g):
+        # The common case (one schedule, many steps): only the exponents vary.
+        uniq_k, inverse = np.unique(kk, return_inverse=True)
+        b0, g0 = float(b.flat[0]), float(g.flat[0])
+        values = np.array([scaled_power(b0, g0, int(x)) for x in uniq_k], dtype=np.float64)
+    else:
+        keys = np.stack([b.ravel(), g.ravel(), kk.ravel().astype(np.float64)], axis=1)
+        uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+        values = np.array([scaled_power(float(x), float(y), int(z)) for x, y, z in uniq], dtype=np.float64)
+    out[...] = values[inverse.reshape(-1)].reshape(b.shape)
+    return out

@@ -1,0 +1,213 @@
+"""The ``steplr`` command: argument parsing, printing and exit codes, nothing else.
+
+Every error a user can cause is one line on stderr and exit code 2; no tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from .explain import Plan, explain
+from .schedules import Constant, Cosine, Exponential, LinearWarmup, MultiStep, Schedule, StepDecay, join
+
+__all__ = ["main", "entrypoint"]
+
+SCHEDULES = ("step", "multistep", "exponential", "cosine", "constant")
+_MAX_LINES = 24  # longer plans show their head and tail
+
+
+class UsageError(Exception):
+    """A mistake in the command line or its values: reported in one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _list_of(kind: Callable[[str], Any], what: str) -> Callable[[str], list[Any]]:
+    def parse(text: str) -> list[Any]:
+        items = [item.strip() for item in text.split(",")]
+        if not text.strip() or any(not item for item in items):
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {what}, got {text!r}")
+        try:
+            return [kind(item) for item in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+    return parse
+
+
+def _duration(text: str) -> str | int:
+    return int(text) if text.strip().lstrip("-").isdigit() else text
+
+
+def _add_schedule_arguments(parser: argparse.ArgumentParser, lists: bool) -> None:
+    many = " (comma-separated values draw one curve each)" if lists else ""
+    parser.add_argument("--schedule", type=_list_of(str, "schedule names"), default=["step"],
+                        help=f"one of {', '.join(SCHEDULES)}{many}")
+    parser.add_argument("--lr", type=_list_of(float, "numbers"), default=[0.1], help=f"initial learning rate{many}")
+    parser.add_argument("--step-size", type=_list_of(_duration, "durations"), default=[10],
+                        help=f"steps between decays: 10, '2300it' or '5ep'{many}")
+    parser.add_argument("--gamma", type=_list_of(float, "numbers"), default=[0.1], help=f"decay factor{many}")
+    parser.add_argument("--milestones", type=_list_of(_duration, "durations"), default=None,
+                        help="multistep: steps (or '30ep') at which to decay, e.g. 30,60,80")
+    parser.add_argument("--t-max", type=_duration, default=None, help="cosine: half-period (default: the whole run)")
+    parser.add_argument("--eta-min", type=float, default=0.0, help="cosine: the lowest learning rate")
+    parser.add_argument("--warmup", type=_duration, default=None, help="linear warm-up first, e.g. '2ep' or 500")
+    parser.add_argument("--warmup-start-factor", type=float, default=0.1, help="warm-up starts at this x lr")
+    parser.add_argument("--epochs", type=int, required=True, help="length of the run in epochs")
+    parser.add_argument("--steps-per-epoch", type=int, default=1,
+                        help="scheduler steps per epoch (batches per epoch when stepping per iteration)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="steplr", description="Exact learning-rate schedules: see the plan before you train.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    ex = commands.add_parser("explain", help="print the plan: constant intervals, decays, final LR, warnings")
+    _add_schedule_arguments(ex, lists=False)
+    ex.add_argument("--json", action="store_true", help="print the plan as JSON")
+    pl = commands.add_parser("plot", help="draw one or more schedules on one figure")
+    _add_schedule_arguments(pl, lists=True)
+    pl.add_argument("-o", "--output", default="lr.png", help="image file to write (PNG, SVG or PDF)")
+    pl.add_argument("--log", action="store_true", help="logarithmic LR axis")
+    pl.add_argument("--title", default=None, help="figure title")
+    return parser
+
+
+def _one_schedule(kind: str, step_size: Any, gamma: float, args: argparse.Namespace) -> Schedule:
+    total = args.epochs * args.steps_per_epoch
+    main: Schedule
+    if kind == "step":
+        main = StepDecay(step_size, gamma)
+    elif kind == "multistep":
+        if args.milestones is None:
+            raise UsageError("--schedule multistep needs --milestones, e.g. --milestones 30,60,80")
+        main = MultiStep(args.milestones, gamma)
+    elif kind == "exponential":
+        main = Exponential(gamma)
+    elif kind == "cosine":
+        main = Cosine(args.t_max if args.t_max is not None else total, args.eta_min)
+    elif kind == "constant":
+        main = Constant()
+    else:
+        raise UsageError(f"unknown schedule {kind!r}; expected one of {', '.join(SCHEDULES)}")
+    if args.warmup is None:
+        return main
+    return join([LinearWarmup(args.warmup, args.warmup_start_factor), main], [args.warmup])
+
+
+def _combinations(args: argparse.Namespace) -> list[tuple[str, Schedule, float]]:
+    """Every (label, schedule, lr) the arguments ask for, validated."""
+    if args.epochs <= 0:
+        raise UsageError(f"--epochs must be a positive integer, got {args.epochs}")
+    if args.steps_per_epoch <= 0:
+        raise UsageError(f"--steps-per-epoch must be a positive integer, got {args.steps_per_epoch}")
+    for lr in args.lr:
+        if not lr > 0 or lr == float("inf"):
+            raise UsageError(f"--lr must be a finite number > 0, got {lr!r}")
+    found = []
+    for kind in args.schedule:
+        uses_step = kind == "step"
+        uses_gamma = kind in ("step", "multistep", "exponential")
+        for step_size, gamma, lr in itertools.product(
+            args.step_size if uses_step else [None], args.gamma if uses_gamma else [None], args.lr
+        ):
+            schedule = _one_schedule(kind, step_size, 1.0 if gamma is None else gamma, args)
+            parts = [kind]
+            if uses_step:
+                parts.append(f"step {step_size}")
+            if uses_gamma:
+                parts.append(f"gamma {gamma:g}")
+            parts.append(f"lr {lr:g}")
+            found.append((", ".join(parts), schedule.resolve(args.steps_per_epoch), lr))
+    return found
+
+
+def _span(plan: Plan, first: int, last: int) -> str:
+    spe = plan.steps_per_epoch
+    if spe == 1:
+        return f"epochs {first}-{last}" if first != last else f"epoch {first}"
+    iters = f"iterations {first}-{last}" if first != last else f"iteration {first}"
+    if first % spe == 0 and (last + 1) % spe == 0:
+        a, b = first // spe, (last + 1) // spe - 1
+        return f"{iters} (epochs {a}-{b})" if a != b else f"{iters} (epoch {a})"
+    return f"{iters} (epochs {first / spe:.2f} to {(last + 1) / spe:.2f})"
+
+
+def format_plan(label: str, plan: Plan) -> list[str]:
+    lines = [f"{label}, {plan.epochs} epochs" + (f" x {plan.steps_per_epoch} steps" if plan.steps_per_epoch > 1 else "")]
+    rows = [f"  {_span(plan, i.first_step, i.last_step)}: lr {i.lr:.6g}" for i in plan.intervals]
+    if len(rows) > _MAX_LINES:
+        rows = rows[:10] + [f"  ... {len(rows) - 15} more intervals ..."] + rows[-5:]
+    lines += rows
+    lines.append(f"{plan.decays} decay{'s' if plan.decays != 1 else ''}; final lr {plan.final_lr:.6g}")
+    lines += [f"warning: {w}" for w in plan.warnings]
+    return lines
+
+
+def _cmd_explain(args: argparse.Namespace, out: TextIO) -> int:
+    plans = [(label, explain(s, lr, args.epochs, args.steps_per_epoch)) for label, s, lr in _combinations(args)]
+    if args.json:
+        data = [plan.as_dict() for _, plan in plans]
+        json.dump(data[0] if len(data) == 1 else data, out, indent=2)
+        out.write("\n")
+        return 0
+    blocks = ["\n".join(format_plan(label, plan)) for label, plan in plans]
+    out.write("\n\n".join(blocks) + "\n")
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
+    target = Path(args.output)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"cannot write {args.output}: folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"cannot write {args.output}: folder {str(folder)!r} is not writable")
+    if target.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise UsageError(f"--output must end in .png, .svg or .pdf, got {args.output!r}")
+    combos = _combinations(args)
+    from .plots import Curve, plot_schedules
+
+    curves = [Curve(label, schedule, lr) for label, schedule, lr in combos]
+    path = plot_schedules(curves, args.epochs, target, args.steps_per_epoch, args.log, args.title)
+    out.write(f"wrote {path} ({len(curves)} schedule{'s' if len(curves) != 1 else ''})\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run the command line; return the exit code (0 success, 2 bad input)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        handler = {"explain": _cmd_explain, "plot": _cmd_plot}[args.command]
+        return handler(args, out)
+    except UsageError as error:
+        err.write(f"steplr: error: {error}\n")
+        return 2
+    except (ValueError, TypeError) as error:
+        err.write(f"steplr: error: {error}\n")
+        return 2
+    except OSError as error:
+        err.write(f"steplr: error: {error.strerror or error}: {error.filename or ''}\n")
+        return 2
+    except SystemExit as stop:  # --help
+        return int(stop.code or 0)
+
+
+def entrypoint() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entrypoint()

@@ -1,0 +1,156 @@
+"""The plan of a schedule over a run: constant intervals, decays, final LR, and warnings for common mistakes.
+
+>>> plan = explain(StepDecay(10, 0.5), base_lr=0.1, epochs=40)
+>>> [(i.first_epoch, i.last_epoch, i.lr) for i in plan.intervals]
+[(0, 9, 0.1), (10, 19, 0.05), (20, 29, 0.025), (30, 39, 0.0125)]
+>>> plan.decays, plan.final_lr, plan.warnings
+(3, 0.0125, [])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .schedules import Constant, Schedule, StepDecay
+from .units import check_positive_int
+
+__all__ = ["Interval", "Plan", "explain", "FLOOR_RATIO"]
+
+FLOOR_RATIO = 0.01  # an LR at or below 1/100 of the start has stopped training in practice
+_TOLERANCE = 1e-9  # relative slack for "at or below" comparisons of rounded LRs
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Steps ``first_step..last_step`` (inclusive) all use learning rate ``lr``."""
+
+    first_step: int
+    last_step: int
+    lr: float
+    steps_per_epoch: int
+
+    @property
+    def first_epoch(self) -> float | int:
+        return _epoch(self.first_step, self.steps_per_epoch)
+
+    @property
+    def last_epoch(self) -> float | int:
+        return _epoch(self.last_step, self.steps_per_epoch)
+
+
+def _epoch(step: int, steps_per_epoch: int) -> float | int:
+    return step if steps_per_epoch == 1 else step / steps_per_epoch
+
+
+@dataclass
+class Plan:
+    """What a schedule does over ``epochs`` epochs of ``steps_per_epoch`` scheduler steps each."""
+
+    schedule: Schedule
+    base_lr: float
+    epochs: int
+    steps_per_epoch: int
+    intervals: list[Interval]
+    decays: int
+    final_lr: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return {
+            "schedule": self.schedule.params(),
+            "base_lr": self.base_lr,
+            "epochs": self.epochs,
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.total_steps,
+            "intervals": [
+                {
+                    "first_step": i.first_step,
+                    "last_step": i.last_step,
+                    "first_epoch": i.first_epoch,
+                    "last_epoch": i.last_epoch,
+                    "lr": i.lr,
+                }
+                for i in self.intervals
+            ],
+            "decays": self.decays,
+            "final_lr": self.final_lr,
+            "warnings": self.warnings,
+        }
+
+
+def explain(schedule: Schedule, base_lr: float, epochs: int, steps_per_epoch: int = 1) -> Plan:
+    """Evaluate ``schedule`` at every step of the run and describe it.
+
+    Args:
+        schedule: the schedule; epoch durations are resolved with ``steps_per_epoch``.
+        base_lr: the initial learning rate, > 0.
+        epochs: the run's length in epochs, > 0.
+        steps_per_epoch: scheduler steps per epoch (1 when the scheduler is stepped per epoch).
+
+    Raises:
+        ValueError, TypeError: for non-positive ``base_lr``, ``epochs`` or ``steps_per_epoch``.
+    """
+    epochs = check_positive_int(epochs, "epochs")
+    steps_per_epoch = check_positive_int(steps_per_epoch, "steps_per_epoch")
+    if isinstance(base_lr, bool) or not isinstance(base_lr, (int, float)) or not base_lr > 0:
+        raise ValueError(f"base_lr must be a number > 0, got {base_lr!r}")
+    base_lr = float(base_lr)
+    if not np.isfinite(base_lr):
+        raise ValueError(f"base_lr must be finite, got {base_lr!r}")
+    resolved = schedule.resolve(steps_per_epoch)
+    total = epochs * steps_per_epoch
+    lrs = resolved.lr(base_lr, np.arange(total, dtype=np.int64))
+    changes = np.flatnonzero(lrs[1:] != lrs[:-1]) + 1
+    starts = np.concatenate([[0], changes])
+    ends = np.concatenate([changes - 1, [total - 1]])
+    intervals = [
+        Interval(int(s), int(e), float(lrs[s]), steps_per_epoch) for s, e in zip(starts.tolist(), ends.tolist())
+    ]
+    decays = int(np.count_nonzero(lrs[1:] < lrs[:-1]))
+    plan = Plan(resolved, base_lr, epochs, steps_per_epoch, intervals, decays, float(lrs[-1]))
+    plan.warnings = _warnings(plan, lrs)
+    return plan
+
+
+def _warnings(plan: Plan, lrs: np.ndarray) -> list[str]:
+    found: list[str] = []
+    params = plan.schedule.params()
+    gamma = params.get("gamma")
+    if isinstance(gamma, float) and gamma > 1:
+        found.append(f"gamma {gamma:g} > 1: the learning rate grows instead of decaying")
+    if len(plan.intervals) == 1 and not isinstance(plan.schedule, Constant):
+        reason = ""
+        if isinstance(plan.schedule, StepDecay):
+            step_size = params["step_size"]
+            reason = f" (step_size {_in_units(step_size, plan.steps_per_epoch)} >= the run's {plan.epochs} epochs)"
+            if gamma == 1.0:
+                reason = " (gamma is 1)"
+        found.append(f"the learning rate never changes within the run{reason}: this schedule is a constant LR")
+    floor = plan.base_lr * FLOOR_RATIO * (1 + _TOLERANCE)
+    low = np.flatnonzero(lrs <= floor)
+    if low.size:
+        first = int(low[0])
+        epoch = first // plan.steps_per_epoch
+        share = (plan.total_steps - first) / plan.total_steps
+        found.append(
+            f"the learning rate falls to {lrs[first]:.3g} (1/{plan.base_lr / lrs[first]:.0f} of its start or lower) "
+            f"at epoch {epoch}, and {share:.0%} of the run ({plan.epochs - epoch} of {plan.epochs} epochs) "
+            "trains at that rate or lower: little learning happens there"
+            if lrs[first] > 0
+            else f"the learning rate reaches 0 at epoch {epoch}: the rest of the run does not train"
+        )
+    return found
+
+
+def _in_units(steps: int, steps_per_epoch: int) -> str:
+    if steps_per_epoch == 1:
+        return f"{steps} epochs"
+    return f"{steps} iterations = {steps / steps_per_epoch:g} epochs"

@@ -1,0 +1,538 @@
+"""Learning-rate schedules as pure functions of the step: the math, defined once.
+
+Every schedule answers ``schedule.lr(base_lr, t)``: the learning rate at 0-based scheduler step ``t`` for a param
+group whose initial learning rate is ``base_lr``. ``t`` may be a Python int or a NumPy integer array, and the
+schedule's own parameters may be NumPy arrays too; they all broadcast, so one call gives a configs x steps table:
+
+>>> import numpy as np
+>>> StepDecay(step_size=10, gamma=0.5).lr(0.1, 25)
+0.025
+>>> StepDecay(step_size=np.array([[1], [2]]), gamma=0.5).lr(1.0, np.arange(4))
+array([[1.   , 0.5  , 0.25 , 0.125],
+       [1.   , 1.   , 0.5  , 0.5  ]])
+
+This module imports NumPy only (no torch), so planning and plotting start fast.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import numbers
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Iterable
+from collections.abc import Sequence as SequenceABC
+from typing import Any, Union
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._exact import scaled_power, scaled_power_array
+from .units import Duration, check_positive_int, parse_duration
+
+__all__ = [
+    "Schedule",
+    "StepDecay",
+    "MultiStep",
+    "Exponential",
+    "Cosine",
+    "Constant",
+    "LinearWarmup",
+    "Sequence",
+    "join",
+    "schedule_from_params",
+]
+
+Steps = Union[int, NDArray[np.integer[Any]]]
+Param = Union[float, NDArray[np.floating[Any]]]
+
+
+def _is_scalar(value: object) -> bool:
+    return isinstance(value, numbers.Number) and not isinstance(value, np.ndarray)
+
+
+def _check_gamma(gamma: object, name: str = "gamma") -> Param:
+    if isinstance(gamma, bool):
+        raise TypeError(f"{name} must be a finite number > 0, got {gamma!r}")
+    if _is_scalar(gamma):
+        if not isinstance(gamma, numbers.Real):
+            raise TypeError(f"{name} must be a finite number > 0, got {gamma!r}")
+        value = float(gamma)
+        if not math.isfinite(value) or value <= 0.0:
+            raise ValueError(f"{name} must be a finite number > 0, got {gamma!r}")
+        return value
+    array = np.asarray(gamma)
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a finite number > 0 (or an array of them), got {gamma!r}")
+    array = array.astype(np.float64)
+    bad = ~np.isfinite(array) | (array <= 0.0)
+    if bad.any():
+        raise ValueError(f"{name} must be a finite number > 0, got {float(array[bad].flat[0])!r} in {gamma!r}")
+    return array
+
+
+def _check_fraction(value: object, name: str) -> Param:
+    """A number (or array) in [0, 1]."""
+    if isinstance(value, bool) or not (_is_scalar(value) or isinstance(value, np.ndarray)):
+        raise TypeError(f"{name} must be a number in [0, 1], got {value!r}")
+    array = np.asarray(value, dtype=np.float64)
+    bad = ~np.isfinite(array) | (array < 0.0) | (array > 1.0)
+    if bad.any():
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(array) if array.ndim == 0 else array
+
+
+def _check_real(value: object, name: str) -> Param:
+    if isinstance(value, bool) or not (_is_scalar(value) or isinstance(value, np.ndarray)):
+        raise TypeError(f"{name} must be a finite number, got {value!r}")
+    array = np.asarray(value, dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(array) if array.ndim == 0 else array
+
+
+def _check_duration(value: object, name: str, *, allow_zero: bool = False) -> int | Duration | NDArray[np.int64]:
+    """An int, a unit string, or (for broadcasting) an integer array of steps."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iu":
+            raise TypeError(f"{name} must be an integer array of steps, got dtype {value.dtype}")
+        low = 0 if allow_zero else 1
+        if (value < low).any():
+            raise ValueError(f"{name} must be a positive integer, got {int(value[value < low].flat[0])!r} in {value!r}")
+        return value.astype(np.int64)
+    parsed = parse_duration(value, name, allow_zero=allow_zero)
+    if isinstance(parsed, Duration) and parsed.unit == "it":
+        return parsed.count  # iterations are scheduler steps: nothing left to resolve
+    return parsed
+
+
+def _resolve(value: Any, steps_per_epoch: int | None, name: str) -> Any:
+    return value.steps(steps_per_epoch, name) if isinstance(value, Duration) else value
+
+
+def _steps(value: object, name: str) -> Any:
+    """A resolved step count, or a clear error naming the missing steps_per_epoch."""
+    if isinstance(value, Duration):
+        value.steps(None, name)  # raises, saying what to pass
+    return value
+
+
+def _check_t(t: object) -> Steps:
+    if isinstance(t, bool):
+        raise TypeError(f"t must be a non-negative integer step, got {t!r}")
+    if isinstance(t, numbers.Integral):
+        if t < 0:
+            raise ValueError(f"t must be a non-negative integer step, got {t!r}")
+        return int(t)
+    array = np.asarray(t)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"t must be an integer step or an integer array of steps, got {t!r}")
+    if (array < 0).any():
+        raise ValueError(f"t must be non-negative, got {int(array[array < 0].flat[0])!r}")
+    return array.astype(np.int64)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Duration):
+        return str(value)
+    return value
+
+
+class Schedule(ABC):
+    """A learning rate as a pure function of the scheduler step."""
+
+    def lr(self, base_lr: Param, t: Steps) -> Any:
+        """The learning rate at step ``t`` for a group whose initial learning rate is ``base_lr``.
+
+        Returns a Python float when every input is a scalar, otherwise a broadcast NumPy array.
+
+        Raises:
+            ValueError: for negative steps, or for durations in epochs that were never given steps_per_epoch.
+        """
+        steps = _check_t(t)
+        base = _check_real(base_lr, "base_lr")
+        self._check_resolved()
+        if isinstance(steps, int) and isinstance(base, float) and self.is_scalar:
+            return float(self._lr_scalar(base, steps))
+        return np.asarray(self._lr_array(np.asarray(base, dtype=np.float64), np.asarray(steps)), dtype=np.float64)
+
+    @abstractmethod
+    def _lr_scalar(self, base_lr: float, t: int) -> float: ...
+
+    @abstractmethod
+    def _lr_array(self, base_lr: NDArray[np.float64], t: NDArray[np.int64]) -> NDArray[np.float64]: ...
+
+    def segment(self, t: int) -> Hashable:
+        """A key equal for two steps whenever their learning rates are equal (for caching); default: ``t``."""
+        return t
+
+    @abstractmethod
+    def params(self) -> dict[str, Any]:
+        """The schedule's parameters as plain data (JSON- and ``weights_only``-safe), with a ``"type"`` key."""
+
+    def resolve(self, steps_per_epoch: int | None) -> Schedule:
+        """A copy with every epoch duration converted to steps (``steps_per_epoch`` scheduler steps an epoch)."""
+        return self
+
+    def _check_resolved(self) -> None:
+        """Raise if a duration is still in epochs."""
+
+    @property
+    def is_scalar(self) -> bool:
+        """True when no parameter is an array (one schedule, not a table of them)."""
+        return all(not isinstance(v, np.ndarray) for v in vars(self).values())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items() if k != "type")
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Schedule) and self.params() == other.params()
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+
+class _PowerDecay(Schedule):
+    """Schedules of the form ``base_lr * gamma ** k(t)``, evaluated with one rounding."""
+
+    gamma: Param
+
+    @abstractmethod
+    def decays(self, t: Any) -> Any:
+        """``k(t)``: how many times the learning rate has been multiplied by gamma at step ``t``."""
+
+    def _lr_scalar(self, base_lr: float, t: int) -> float:
+        return scaled_power(base_lr, float(self.gamma), int(self.decays(t)))
+
+    def _lr_array(self, base_lr: NDArray[np.float64], t: NDArray[np.int64]) -> NDArray[np.float64]:
+        return scaled_power_array(base_lr, self.gamma, self.decays(t))
+
+    def segment(self, t: int) -> Hashable:
+        return int(self.decays(t))
+
+
+class StepDecay(_PowerDecay):
+    r"""Multiply the learning rate by ``gamma`` every ``step_size`` steps.
+
+    .. math:: \mathrm{lr}(t) = \mathrm{base\_lr} \cdot \gamma^{\lfloor t / \mathrm{step\_size} \rfloor}
+
+    Args:
+        step_size: steps between decays: an int > 0, ``"230it"``, or ``"5ep"`` (needs steps_per_epoch).
+            An integer array broadcasts.
+        gamma: the factor, finite and > 0 (usually < 1). An array broadcasts.
+
+    Raises:
+        TypeError, ValueError: for step sizes that are not positive integers or durations, and bad gammas.
+
+    >>> [StepDecay(10, 0.5).lr(0.1, t) for t in (0, 9, 10, 20, 30)]
+    [0.1, 0.1, 0.05, 0.025, 0.0125]
+    """
+
+    def __init__(self, step_size: Any, gamma: Any = 0.1) -> None:
+        self.step_size = _check_duration(step_size, "step_size")
+        self.gamma = _check_gamma(gamma)
+
+    def decays(self, t: Any) -> Any:
+        return t // _steps(self.step_size, "step_size")
+
+    def params(self) -> dict[str, Any]:
+        return {"type": "StepDecay", "step_size": _jsonable(self.step_size), "gamma": _jsonable(self.gamma)}
+
+    def resolve(self, steps_per_epoch: int | None) -> StepDecay:
+        return StepDecay(_resolve(self.step_size, steps_per_epoch, "step_size"), self.gamma)
+
+    def _check_resolved(self) -> None:
+        _steps(self.step_size, "step_size")
+
+
+class MultiStep(_PowerDecay):
+    r"""Multiply the learning rate by ``gamma`` at each milestone.
+
+    .. math:: \mathrm{lr}(t) = \mathrm{base\_lr} \cdot \gamma^{\#\{m \in \mathrm{milestones} : m \le t\}}
+
+    Args:
+        milestones: strictly increasing steps > 0 (ints or durations such as ``"30ep"``).
+        gamma: the factor, finite and > 0.
+
+    >>> [MultiStep([2, 5], 0.1).lr(1.0, t) for t in (0, 2, 5)]
+    [1.0, 0.1, 0.010000000000000002]
+    """
+
+    def __init__(self, milestones: Iterable[Any], gamma: Any = 0.1) -> None:
+        if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Iterable):
+            raise TypeError(f"milestones must be a list of steps, got {milestones!r}")
+        parsed = [_check_duration(m, f"milestones[{i}]") for i, m in enumerate(milestones)]
+        if any(isinstance(m, np.ndarray) for m in parsed):
+            raise TypeError("milestones must be a list of ints or durations, not arrays")
+        self.milestones: list[int | Duration] = parsed  # type: ignore[assignment]
+        self._check_order()
+        self.gamma = _check_gamma(gamma)
+
+    def _check_order(self) -> None:
+        if all(isinstance(m, int) for m in self.milestones):
+            for a, b in zip(self.milestones, self.milestones[1:]):
+                if not a < b:  # type: ignore[operator]
+                    raise ValueError(f"milestones must be strictly increasing, got {self._shown()!r}")
+
+    def _shown(self) -> list[Any]:
+        return [_jsonable(m) for m in self.milestones]
+
+    def decays(self, t: Any) -> Any:
+        self._check_resolved()
+        if isinstance(t, np.ndarray):
+            return np.searchsorted(np.asarray(self.milestones, dtype=np.int64), t, side="right")
+        return bisect.bisect_right(self.milestones, t)  # type: ignore[type-var]
+
+    def params(self) -> dict[str, Any]:
+        return {"type": "MultiStep", "milestones": self._shown(), "gamma": _jsonable(self.gamma)}
+
+    def resolve(self, steps_per_epoch: int | None) -> MultiStep:
+        resolved = [_resolve(m, steps_per_epoch, f"milestones[{i}]") for i, m in enumerate(self.milestones)]
+        return MultiStep(resolved, self.gamma)
+
+    def _check_resolved(self) -> None:
+        for i, m in enumerate(self.milestones):
+            _steps(m, f"milestones[{i}]")
+
+
+class Exponential(_PowerDecay):
+    r"""Multiply the learning rate by ``gamma`` every step: :math:`\mathrm{base\_lr} \cdot \gamma^t`.
+
+    >>> Exponential(0.5).lr(1.0, 3)
+    0.125
+    """
+
+    def __init__(self, gamma: Any) -> None:
+        self.gamma = _check_gamma(gamma)
+
+    def decays(self, t: Any) -> Any:
+        return t
+
+    def params(self) -> dict[str, Any]:
+        return {"type": "Exponential", "gamma": _jsonable(self.gamma)}
+
+
+class Constant(Schedule):
+    """The base learning rate at every step.
+
+    >>> Constant().lr(0.1, 1000)
+    0.1
+    """
+
+    def _lr_scalar(self, base_lr: float, t: int) -> float:
+        return base_lr
+
+    def _lr_array(self, base_lr: NDArray[np.float64], t: NDArray[np.int64]) -> NDArray[np.float64]:
+        return np.broadcast_to(base_lr, np.broadcast_shapes(base_lr.shape, t.shape)).copy()
+
+    def segment(self, t: int) -> Hashable:
+        return 0
+
+    def params(self) -> dict[str, Any]:
+        return {"type": "Constant"}
+
+
+class Cosine(Schedule):
+    r"""Cosine annealing from ``base_lr`` to ``eta_min`` over ``t_max`` steps (and back up, periodically).
+
+    .. math:: \mathrm{lr}(t) = \eta_{min} + (\mathrm{base\_lr} - \eta_{min})
+              \frac{1 + \cos(\pi t / t_{max})}{2}
+
+    This is torch's ``CosineAnnealingLR`` closed form, evaluated the same way, so the two agree.
+
+    Args:
+        t_max: half the period, > 0 (int or duration).
+        eta_min: the floor, a finite number (default 0).
+
+    >>> Cosine(10).lr(1.0, 5)
+    0.5000000000000001
+    """
+
+    def __init__(self, t_max: Any, eta_min: Any = 0.0) -> None:
+        self.t_max = _check_duration(t_max, "t_max")
+        self.eta_min = _check_real(eta_min, "eta_min")
+
+    def _lr_scalar(self, base_lr: float, t: int) -> float:
+        t_max = _steps(self.t_max, "t_max")
+        eta_min = float(self.eta_min)
+        return eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * t / t_max)) / 2
+
+    def _lr_array(self, base_lr: NDArray[np.float64], t: NDArray[np.int64]) -> NDArray[np.float64]:
+        t_max = _steps(self.t_max, "t_max")
+        eta_min = np.asarray(self.eta_min, dtype=np.float64)
+        result: NDArray[np.float64] = eta_min + (base_lr - eta_min) * (1 + np.cos(np.pi * t / t_max)) / 2
+        return result
+
+    def params(self) -> dict[str, Any]:
+        return {"type": "Cosine", "t_max": _jsonable(self.t_max), "eta_min": _jsonable(self.eta_min)}
+
+    def resolve(self, steps_per_epoch: int | None) -> Cosine:
+        return Cosine(_resolve(self.t_max, steps_per_epoch, "t_max"), self.eta_min)
+
+    def _check_resolved(self) -> None:
+        _steps(self.t_max, "t_max")
+
+
+class LinearWarmup(Schedule):
+    r"""Ramp linearly from ``start_factor * base_lr`` to ``base_lr`` over ``warmup_steps``, then hold.
+
+    .. math:: \mathrm{lr}(t) = \mathrm{base\_lr} \left(s + (1 - s) \frac{\min(t, W)}{W}\right)
+
+    Args:
+        warmup_steps: ``W`` > 0 (int or duration).
+        start_factor: ``s`` in [0, 1].
+
+    >>> [LinearWarmup(4, 0.2).lr(1.0, t) for t in (0, 2, 4, 9)]
+    [0.2, 0.6, 1.0, 1.0]
+    """
+
+    def __init__(self, warmup_steps: Any, start_factor: Any = 0.1) -> None:
+        self.warmup_steps = _check_duration(warmup_steps, "warmup_steps")
+        self.start_factor = _check_fraction(start_factor, "start_factor")
+
+    def _factor(self, t: Any) -> Any:
+        warmup = _steps(self.warmup_steps, "warmup_steps")
+        return self.start_factor + (1 - self.start_factor) * np.minimum(t, warmup) / warmup
+
+    def _lr_scalar(self, base_lr: float, t: int) -> float:
+        return base_lr * float(self._factor(t))
+
+    def _lr_array(self, base_lr: NDArray[np.float64], t: NDArray[np.int64]) -> NDArray[np.float64]:
+        result: NDArray[np.float64] = base_lr * self._factor(t)
+        return result
+
+    def segment(self, t: int) -> Hashable:
+        return min(t, _steps(self.warmup_steps, "warmup_steps"))
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "type": "LinearWarmup",
+            "warmup_steps": _jsonable(self.warmup_steps),
+            "start_factor": _jsonable(self.start_factor),
+        }
+
+    def resolve(self, steps_per_epoch: int | None) -> LinearWarmup:
+        return LinearWarmup(_resolve(self.warmup_steps, steps_per_epoch, "warmup_steps"), self.start_factor)
+
+    def _check_resolved(self) -> None:
+        _steps(self.warmup_steps, "warmup_steps")
+
+
+class Sequence(Schedule):
+    """Run schedules one after another; each starts at its own local step 0 when its boundary is reached.
+
+    Schedule ``i`` covers steps ``[boundaries[i-1], boundaries[i])`` and sees ``t - boundaries[i-1]``.
+
+    Args:
+        schedules: two or more schedules.
+        boundaries: ``len(schedules) - 1`` strictly increasing steps > 0 (ints or durations).
+
+    >>> warm_then_step = Sequence([LinearWarmup(2, 0.5), StepDecay(3, 0.1)], boundaries=[2])
+    >>> [warm_then_step.lr(1.0, t) for t in range(7)]
+    [0.5, 0.75, 1.0, 1.0, 1.0, 0.1, 0.1]
+    """
+
+    def __init__(self, schedules: SequenceABC[Schedule], boundaries: SequenceABC[Any]) -> None:
+        schedules = list(schedules)
+        if not schedules or not all(isinstance(s, Schedule) for s in schedules):
+            raise TypeError(f"schedules must be a non-empty list of Schedule objects, got {schedules!r}")
+        if not all(s.is_scalar for s in schedules):
+            raise TypeError("schedules in a Sequence must have scalar parameters")
+        if isinstance(boundaries, (str, bytes)):
+            raise TypeError(f"boundaries must be a list of steps, got {boundaries!r}")
+        boundaries = [_check_duration(b, f"boundaries[{i}]") for i, b in enumerate(boundaries)]
+        if len(boundaries) != len(schedules) - 1:
+            raise ValueError(
+                f"boundaries must have one entry fewer than schedules ({len(schedules) - 1}), got {len(boundaries)}"
+            )
+        if all(isinstance(b, int) for b in boundaries):
+            if any(not a < b for a, b in zip(boundaries, boundaries[1:])):
+                raise ValueError(f"boundaries must be strictly increasing, got {boundaries!r}")
+        self.schedules = schedules
+        self.boundaries: list[Any] = boundaries
+
+    @property
+    def is_scalar(self) -> bool:
+        return True
+
+    def _locate(self, t: int) -> tuple[int, int]:
+        i = bisect.bisect_right(self.boundaries, t)
+        return i, t - (self.boundaries[i - 1] if i else 0)
+
+    def _lr_scalar(self, base_lr: float, t: int) -> float:
+        i, local = self._locate(t)
+        return self.schedules[i]._lr_scalar(base_lr, local)
+
+    def _lr_array(self, base_lr: NDArray[np.float64], t: NDArray[np.int64]) -> NDArray[np.float64]:
+        starts = np.asarray([0, *self.boundaries], dtype=np.int64)
+        which = np.searchsorted(starts[1:], t, side="right")
+        shape = np.broadcast_shapes(base_lr.shape, t.shape)
+        out = np.empty(shape, dtype=np.float64)
+        which_b = np.broadcast_to(which, shape)
+        for i, schedule in enumerate(self.schedules):
+            local = np.maximum(t - starts[i], 0)
+            values = np.broadcast_to(schedule._lr_array(base_lr, local), shape)
+            out[which_b == i] = values[which_b == i]
+        return out
+
+    def segment(self, t: int) -> Hashable:
+        i, local = self._locate(t)
+        return (i, self.schedules[i].segment(local))
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "type": "Sequence",
+            "schedules": [s.params() for s in self.schedules],
+            "boundaries": [_jsonable(b) for b in self.boundaries],
+        }
+
+    def resolve(self, steps_per_epoch: int | None) -> Sequence:
+        return Sequence(
+            [s.resolve(steps_per_epoch) for s in self.schedules],
+            [_resolve(b, steps_per_epoch, f"boundaries[{i}]") for i, b in enumerate(self.boundaries)],
+        )
+
+    def _check_resolved(self) -> None:
+        for i, b in enumerate(self.boundaries):
+            _steps(b, f"boundaries[{i}]")
+        for s in self.schedules:
+            s._check_resolved()
+
+
+def join(schedules: SequenceABC[Schedule], boundaries: SequenceABC[Any]) -> Sequence:
+    """``Sequence(schedules, boundaries)``: e.g. warm-up for 5 epochs, then step decay.
+
+    >>> join([LinearWarmup("5ep", 0.1), StepDecay("10ep", 0.5)], ["5ep"]).resolve(steps_per_epoch=1).lr(1.0, 15)
+    0.5
+    """
+    return Sequence(schedules, boundaries)
+
+
+_TYPES: dict[str, type[Schedule]] = {
+    cls.__name__: cls for cls in (StepDecay, MultiStep, Exponential, Cosine, Constant, LinearWarmup, Sequence)
+}
+
+
+def schedule_from_params(params: dict[str, Any]) -> Schedule:
+    """Rebuild a schedule from :meth:`Schedule.params` output (checkpoints, saved configs).
+
+    Raises:
+        ValueError: for an unknown ``"type"`` or missing parameters.
+    """
+    if not isinstance(params, dict) or "type" not in params:
+        raise ValueError(f"schedule parameters must be a dict with a 'type' key, got {params!r}")
+    kind = params["type"]
+    if kind not in _TYPES:
+        raise ValueError(f"unknown schedule type {kind!r}; expected one of {sorted(_TYPES)}")
+    kwargs = {k: v for k, v in params.items() if k != "type"}
+    if kind == "Sequence":
+        kwargs["schedules"] = [schedule_from_params(p) for p in kwargs.get("schedules", [])]
+    try:
+        return _TYPES[kind](**kwargs)
+    except TypeError as error:
+        raise ValueError(f"bad parameters for {kind}: {error}") from None
+
+
