@@ -341,7 +341,9 @@ class Cosine(Schedule):
     .. math:: \mathrm{lr}(t) = \eta_{min} + (\mathrm{base\_lr} - \eta_{min})
               \frac{1 + \cos(\pi t / t_{max})}{2}
 
-    This is torch's ``CosineAnnealingLR`` closed form, evaluated the same way, so the two agree.
+    Evaluated as :math:`\cos^2(\pi t / (2 t_{max}))` after reducing ``t`` modulo the period in integers and
+    folding the angle into [0, pi/4], so the value stays within a few ulps of the exact one at every step, also
+    near the floor and after millions of steps (``1 + cos(pi * t / t_max)`` loses digits in both places).
 
     Args:
         t_max: half the period, > 0 (int or duration).
@@ -358,12 +360,12 @@ class Cosine(Schedule):
     def _lr_scalar(self, base_lr: float, t: int) -> float:
         t_max = _steps(self.t_max, "t_max")
         eta_min = float(self.eta_min)
-        return eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * t / t_max)) / 2
+        return eta_min + (base_lr - eta_min) * float(_half_cosine_squared(np.int64(t), np.int64(t_max)))
 
     def _lr_array(self, base_lr: NDArray[np.float64], t: NDArray[np.int64]) -> NDArray[np.float64]:
-        t_max = _steps(self.t_max, "t_max")
+        t_max = np.asarray(_steps(self.t_max, "t_max"), dtype=np.int64)
         eta_min = np.asarray(self.eta_min, dtype=np.float64)
-        result: NDArray[np.float64] = eta_min + (base_lr - eta_min) * (1 + np.cos(np.pi * t / t_max)) / 2
+        result: NDArray[np.float64] = eta_min + (base_lr - eta_min) * _half_cosine_squared(t, t_max)
         return result
 
     def params(self) -> dict[str, Any]:
@@ -374,6 +376,21 @@ class Cosine(Schedule):
 
     def _check_resolved(self) -> None:
         _steps(self.t_max, "t_max")
+
+
+def _half_cosine_squared(t: Any, t_max: Any) -> Any:
+    """``(1 + cos(pi * t / t_max)) / 2`` for integer ``t``, ``t_max``, accurate to a few ulps everywhere."""
+    period = 2 * t_max
+    n = np.mod(t, period)  # the angle pi * n / period now lies in [0, pi)
+    # Fold into small angles: cos(a) for a < pi/4, sin(pi/2 - a) around pi/2, -cos(pi - a) past 3pi/4.
+    upper = 2 * t_max - n
+    middle = t_max - n
+    use_cos_low = 4 * n < period
+    use_cos_high = 4 * upper < period
+    small = np.where(use_cos_low, n, np.where(use_cos_high, upper, np.abs(middle)))
+    angle = np.pi * small / period
+    c = np.where(use_cos_low | use_cos_high, np.cos(angle), np.sin(angle))
+    return c * c
 
 
 class LinearWarmup(Schedule):
