@@ -26,8 +26,7 @@ demo: $(STAMP)
 	@echo "plot: $(DEMO)/lr.png"
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_step.py
-	$(PY) benchmarks/bench_startup.py
+	$(PY) benchmarks/bench_core.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis

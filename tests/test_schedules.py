@@ -8,6 +8,7 @@ import subprocess
 import sys
 from fractions import Fraction
 
+import mpmath
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -152,11 +153,20 @@ def test_exponential_is_exact(base, gamma, t):
     assert ulps_apart(Exponential(gamma).lr(base, t), correctly_rounded(base, gamma, t)) <= 1
 
 
-@given(base=base_lrs, t_max=st.integers(1, 500), eta_min=st.floats(0, 1e-3), t=st.integers(0, 2000))
-def test_cosine_matches_its_definition(base, t_max, eta_min, t):
-    expected = eta_min + (base - eta_min) * (1 + math.cos(math.pi * t / t_max)) / 2
-    assert Cosine(t_max, eta_min).lr(base, t) == pytest.approx(expected, rel=1e-15, abs=1e-300)
-    assert Cosine(t_max, eta_min).lr(base, 0) == pytest.approx(base, rel=1e-15)
+@settings(max_examples=300)
+@given(base=base_lrs, t_max=st.integers(1, 5000), eta_min=st.sampled_from([0.0, 1e-9, 1e-4]), t=st.integers(0, 10**7))
+def test_cosine_is_within_four_ulps_of_the_exact_value(base, t_max, eta_min, t):
+    mpmath.mp.prec = 160
+    exact = eta_min + (mpmath.mpf(base) - eta_min) * (1 + mpmath.cos(mpmath.pi * t / t_max)) / 2
+    value = Cosine(t_max, eta_min).lr(base, t)
+    assert abs(value - exact) <= 4 * math.ulp(float(exact))
+    assert Cosine(t_max, eta_min).lr(base, 0) == base
+    assert Cosine(t_max, eta_min).lr(base, t_max) == eta_min
+    assert Cosine(t_max, eta_min).lr(base, np.array([t]))[0] == value
+
+
+def test_cosine_hits_its_landmarks_exactly():
+    assert [Cosine(10).lr(1.0, t) for t in (0, 5, 10, 15, 20, 10**6)] == [1.0, 0.5, 0.0, 0.5, 1.0, 1.0]
 
 
 @given(base=base_lrs, warmup=st.integers(1, 100), start=st.floats(0, 1), t=st.integers(0, 300))

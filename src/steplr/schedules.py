@@ -341,16 +341,17 @@ class Cosine(Schedule):
     .. math:: \mathrm{lr}(t) = \eta_{min} + (\mathrm{base\_lr} - \eta_{min})
               \frac{1 + \cos(\pi t / t_{max})}{2}
 
-    Evaluated as :math:`\cos^2(\pi t / (2 t_{max}))` after reducing ``t`` modulo the period in integers and
-    folding the angle into [0, pi/4], so the value stays within a few ulps of the exact one at every step, also
-    near the floor and after millions of steps (``1 + cos(pi * t / t_max)`` loses digits in both places).
+    Evaluated as ``base_lr * (1 + cos x) / 2 + eta_min * (1 - cos x) / 2`` with ``t`` reduced modulo the period
+    in integers and the angle folded so that no digits cancel: the value stays within a few ulps of the exact one
+    at every step, exactly ``base_lr`` at the peaks and ``eta_min`` at the floor, also near the floor and after millions of steps, where
+    evaluating ``1 + cos(pi * t / t_max)`` as written (or torch's recursive form) loses digits.
 
     Args:
         t_max: half the period, > 0 (int or duration).
         eta_min: the floor, a finite number (default 0).
 
-    >>> Cosine(10).lr(1.0, 5)
-    0.5000000000000001
+    >>> [Cosine(10).lr(1.0, t) for t in (0, 5, 10, 15, 20)]
+    [1.0, 0.5, 0.0, 0.5, 1.0]
     """
 
     def __init__(self, t_max: Any, eta_min: Any = 0.0) -> None:
@@ -360,12 +361,14 @@ class Cosine(Schedule):
     def _lr_scalar(self, base_lr: float, t: int) -> float:
         t_max = _steps(self.t_max, "t_max")
         eta_min = float(self.eta_min)
-        return eta_min + (base_lr - eta_min) * float(_half_cosine_squared(np.int64(t), np.int64(t_max)))
+        high, low = _cosine_weights(np.int64(t), np.int64(t_max))
+        return base_lr * float(high) + eta_min * float(low)
 
     def _lr_array(self, base_lr: NDArray[np.float64], t: NDArray[np.int64]) -> NDArray[np.float64]:
         t_max = np.asarray(_steps(self.t_max, "t_max"), dtype=np.int64)
         eta_min = np.asarray(self.eta_min, dtype=np.float64)
-        result: NDArray[np.float64] = eta_min + (base_lr - eta_min) * _half_cosine_squared(t, t_max)
+        high, low = _cosine_weights(t, t_max)
+        result: NDArray[np.float64] = base_lr * high + eta_min * low
         return result
 
     def params(self) -> dict[str, Any]:
@@ -378,19 +381,16 @@ class Cosine(Schedule):
         _steps(self.t_max, "t_max")
 
 
-def _half_cosine_squared(t: Any, t_max: Any) -> Any:
-    """``(1 + cos(pi * t / t_max)) / 2`` for integer ``t``, ``t_max``, accurate to a few ulps everywhere."""
-    period = 2 * t_max
-    n = np.mod(t, period)  # the angle pi * n / period now lies in [0, pi)
-    # Fold into small angles: cos(a) for a < pi/4, sin(pi/2 - a) around pi/2, -cos(pi - a) past 3pi/4.
-    upper = 2 * t_max - n
-    middle = t_max - n
-    use_cos_low = 4 * n < period
-    use_cos_high = 4 * upper < period
-    small = np.where(use_cos_low, n, np.where(use_cos_high, upper, np.abs(middle)))
-    angle = np.pi * small / period
-    c = np.where(use_cos_low | use_cos_high, np.cos(angle), np.sin(angle))
-    return c * c
+def _cosine_weights(t: Any, t_max: Any) -> tuple[Any, Any]:
+    """``((1 + cos x) / 2, (1 - cos x) / 2)`` with ``x = pi * t / t_max``, each to a few ulps for integer inputs."""
+    n = np.mod(t, 2 * t_max)
+    m = np.minimum(n, 2 * t_max - n)  # cos is even and periodic: x folds into pi * m / t_max in [0, pi]
+    cos_x = np.cos(np.pi * m / t_max)
+    # 1 + cos x cancels near x = pi and 1 - cos x near 0; there, use the half-angle sines with the small
+    # angle formed exactly in integers: (1 + cos x) / 2 = sin((pi - x) / 2) ** 2, (1 - cos x) / 2 = sin(x / 2) ** 2.
+    high = np.where(2 * m <= t_max, (1 + cos_x) / 2, np.sin(np.pi * (t_max - m) / (2 * t_max)) ** 2)
+    low = np.where(2 * m >= t_max, (1 - cos_x) / 2, np.sin(np.pi * m / (2 * t_max)) ** 2)
+    return high, low
 
 
 class LinearWarmup(Schedule):
@@ -412,7 +412,8 @@ class LinearWarmup(Schedule):
 
     def _factor(self, t: Any) -> Any:
         warmup = _steps(self.warmup_steps, "warmup_steps")
-        return self.start_factor + (1 - self.start_factor) * np.minimum(t, warmup) / warmup
+        done = np.minimum(t, warmup)
+        return (self.start_factor * (warmup - done) + done) / warmup
 
     def _lr_scalar(self, base_lr: float, t: int) -> float:
         return base_lr * float(self._factor(t))

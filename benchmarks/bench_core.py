@@ -1,0 +1,144 @@
+"""Core benchmarks, measured side by side in one run, written to benchmarks/RESULTS.md.
+
+1. Per-call cost of ``scheduler.step()`` (right after ``optimizer.step()``): steplr.StepLR against
+   torch.optim.lr_scheduler.StepLR, with 1 and 10 param groups, float and tensor learning rates.
+2. Start-up: wall time of ``steplr explain`` against ``python -c "import torch"`` and an empty interpreter.
+
+Run: ``make bench`` (or ``.venv/bin/python benchmarks/bench_core.py``). Rounds alternate between the two
+implementations so that drift in machine speed hits both alike; medians over rounds are reported.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch.optim import lr_scheduler as torch_sched
+
+import steplr
+
+ROUNDS = 15
+CALLS = 4000
+STARTUP_RUNS = 9
+STEP_SIZE = 1000  # the usual case: most steps do not decay; each round still crosses boundaries
+
+
+def build(kind: str, groups: int, tensor_lr: bool):
+    params = [
+        {"params": [torch.zeros(4, requires_grad=True)], "lr": torch.tensor(0.1) if tensor_lr else 0.1}
+        for _ in range(groups)
+    ]
+    optimizer = torch.optim.SGD(params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if kind == "steplr":
+            scheduler = steplr.StepLR(optimizer, step_size=STEP_SIZE, gamma=0.5)
+        else:
+            scheduler = torch_sched.StepLR(optimizer, step_size=STEP_SIZE, gamma=0.5)
+    return optimizer, scheduler
+
+
+def time_steps(optimizer, scheduler, calls: int) -> float:
+    """Mean nanoseconds per scheduler.step(), timing only that call."""
+    clock = time.perf_counter_ns
+    total = 0
+    for _ in range(calls):
+        optimizer.step()
+        start = clock()
+        scheduler.step()
+        total += clock() - start
+    return total / calls
+
+
+def timer_overhead(calls: int) -> float:
+    clock = time.perf_counter_ns
+    total = 0
+    for _ in range(calls):
+        start = clock()
+        total += clock() - start
+    return total / calls
+
+
+def bench_step() -> list[tuple[str, float, float, float]]:
+    rows = []
+    overhead = statistics.median(timer_overhead(CALLS) for _ in range(5))
+    for groups, tensor_lr in [(1, False), (10, False), (1, True), (10, True)]:
+        pairs = {kind: build(kind, groups, tensor_lr) for kind in ("steplr", "torch")}
+        samples: dict[str, list[float]] = {"steplr": [], "torch": []}
+        ratios = []
+        for _ in range(ROUNDS):
+            ours = time_steps(*pairs["steplr"], CALLS) - overhead
+            theirs = time_steps(*pairs["torch"], CALLS) - overhead
+            samples["steplr"].append(ours)
+            samples["torch"].append(theirs)
+            ratios.append(ours / theirs)
+        label = f"{groups} group{'s' if groups > 1 else ''}, {'tensor' if tensor_lr else 'float'} lr"
+        rows.append((label, statistics.median(samples["steplr"]), statistics.median(samples["torch"]),
+                     statistics.median(ratios)))
+    return rows
+
+
+def wall(argv: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def bench_startup() -> list[tuple[str, float, float]]:
+    commands = {
+        "steplr explain --lr 0.1 --step-size 10 --gamma 0.5 --epochs 40": [
+            sys.executable, "-m", "steplr", "explain", "--lr", "0.1", "--step-size", "10", "--gamma", "0.5",
+            "--epochs", "40",
+        ],
+        'python -c "import steplr.schedules"': [sys.executable, "-c", "import steplr.schedules"],
+        'python -c "import torch"': [sys.executable, "-c", "import torch"],
+        'python -c "pass"': [sys.executable, "-c", "pass"],
+    }
+    for argv in commands.values():
+        wall(argv)  # warm the file cache
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(STARTUP_RUNS):
+        for name, argv in commands.items():
+            times[name].append(wall(argv))
+    return [(name, statistics.median(ts), min(ts)) for name, ts in times.items()]
+
+
+def main() -> None:
+    step_rows = bench_step()
+    startup_rows = bench_startup()
+    lines = [
+        "# Core benchmark results",
+        "",
+        f"Written by `benchmarks/bench_core.py` on {time.strftime('%Y-%m-%d')}; Python {platform.python_version()}, "
+        f"torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads.",
+        "",
+        f"## scheduler.step() after optimizer.step() (StepLR, step_size={STEP_SIZE}; median of {ROUNDS} "
+        f"alternating rounds of {CALLS} calls)",
+        "",
+        "| case | steplr (us/call) | torch (us/call) | steplr / torch |",
+        "| --- | ---: | ---: | ---: |",
+        *[f"| {label} | {ours / 1000:.2f} | {theirs / 1000:.2f} | {ratio:.3f} |" for label, ours, theirs, ratio in step_rows],
+        "",
+        f"## Start-up wall time (median and minimum of {STARTUP_RUNS} interleaved runs)",
+        "",
+        "| command | median (s) | min (s) |",
+        "| --- | ---: | ---: |",
+        *[f"| `{name}` | {median:.3f} | {low:.3f} |" for name, median, low in startup_rows],
+        "",
+    ]
+    text = "\n".join(lines)
+    target = Path(__file__).with_name("RESULTS.md")
+    tmp = target.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(target)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""The examples in docstrings run and print what they claim."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["steplr.units", "steplr._exact", "steplr.schedules", "steplr.explain", "steplr.lr_scheduler"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+@pytest.mark.parametrize("name", MODULES + ["steplr.cli", "steplr.plots"])
+def test_every_module_pins_its_public_names(name):
+    module = importlib.import_module(name)
+    assert module.__all__, name
+    for public in module.__all__:
+        assert hasattr(module, public), f"{name}.{public}"
