@@ -165,6 +165,14 @@ def test_cosine_is_within_four_ulps_of_the_exact_value(base, t_max, eta_min, t):
     assert Cosine(t_max, eta_min).lr(base, np.array([t]))[0] == value
 
 
+@settings(max_examples=30, deadline=None)
+@given(base=base_lrs, t_max=st.integers(1, 3000), eta_min=st.sampled_from([0.0, 1e-6]))
+def test_cosine_arrays_give_the_scalar_values(base, t_max, eta_min):
+    schedule = Cosine(t_max, eta_min)
+    ts = np.arange(0, 4 * t_max + 3, max(1, t_max // 50), dtype=np.int64)
+    assert schedule.lr(base, ts).tolist() == [schedule.lr(base, int(t)) for t in ts]
+
+
 def test_cosine_hits_its_landmarks_exactly():
     assert [Cosine(10).lr(1.0, t) for t in (0, 5, 10, 15, 20, 10**6)] == [1.0, 0.5, 0.0, 0.5, 1.0, 1.0]
 

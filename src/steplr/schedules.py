@@ -361,8 +361,8 @@ class Cosine(Schedule):
     def _lr_scalar(self, base_lr: float, t: int) -> float:
         t_max = _steps(self.t_max, "t_max")
         eta_min = float(self.eta_min)
-        high, low = _cosine_weights(np.int64(t), np.int64(t_max))
-        return base_lr * float(high) + eta_min * float(low)
+        high, low = _cosine_weights(t, t_max, _ScalarMath)
+        return base_lr * high + eta_min * low
 
     def _lr_array(self, base_lr: NDArray[np.float64], t: NDArray[np.int64]) -> NDArray[np.float64]:
         t_max = np.asarray(_steps(self.t_max, "t_max"), dtype=np.int64)
@@ -381,15 +381,28 @@ class Cosine(Schedule):
         _steps(self.t_max, "t_max")
 
 
-def _cosine_weights(t: Any, t_max: Any) -> tuple[Any, Any]:
+class _ScalarMath:
+    """The few NumPy functions ``_cosine_weights`` uses, for Python scalars (10x faster than NumPy's on scalars)."""
+
+    cos, sin, minimum, pi = math.cos, math.sin, min, math.pi
+
+    @staticmethod
+    def where(condition: bool, a: float, b: float) -> float:
+        return a if condition else b
+
+
+def _cosine_weights(t: Any, t_max: Any, xp: Any = np) -> tuple[Any, Any]:
     """``((1 + cos x) / 2, (1 - cos x) / 2)`` with ``x = pi * t / t_max``, each to a few ulps for integer inputs."""
-    n = np.mod(t, 2 * t_max)
-    m = np.minimum(n, 2 * t_max - n)  # cos is even and periodic: x folds into pi * m / t_max in [0, pi]
-    cos_x = np.cos(np.pi * m / t_max)
+    n = t % (2 * t_max)
+    m = xp.minimum(n, 2 * t_max - n)  # cos is even and periodic: x folds into pi * m / t_max in [0, pi]
+    cos_x = xp.cos(xp.pi * m / t_max)
     # 1 + cos x cancels near x = pi and 1 - cos x near 0; there, use the half-angle sines with the small
     # angle formed exactly in integers: (1 + cos x) / 2 = sin((pi - x) / 2) ** 2, (1 - cos x) / 2 = sin(x / 2) ** 2.
-    high = np.where(2 * m <= t_max, (1 + cos_x) / 2, np.sin(np.pi * (t_max - m) / (2 * t_max)) ** 2)
-    low = np.where(2 * m >= t_max, (1 - cos_x) / 2, np.sin(np.pi * m / (2 * t_max)) ** 2)
+    sin_far = xp.sin(xp.pi * (t_max - m) / (2 * t_max))
+    sin_near = xp.sin(xp.pi * m / (2 * t_max))
+    # Squares as products: x * x rounds the same in NumPy and Python, x ** 2 does not always.
+    high = xp.where(2 * m <= t_max, (1 + cos_x) / 2, sin_far * sin_far)
+    low = xp.where(2 * m >= t_max, (1 - cos_x) / 2, sin_near * sin_near)
     return high, low
 
 
