@@ -72,8 +72,8 @@ class ScheduleLR(LRScheduler):
         if steps_per_epoch is not None:
             steps_per_epoch = check_positive_int(steps_per_epoch, "steps_per_epoch")
         self.optimizer = optimizer
-        self.steps_per_epoch = steps_per_epoch
-        self.schedule = schedule.resolve(steps_per_epoch)
+        self.steps_per_epoch: int | None = steps_per_epoch
+        self.schedule: Schedule = schedule.resolve(steps_per_epoch)
         self.schedule._check_resolved()
         if last_epoch == -1:
             for group in optimizer.param_groups:
@@ -97,7 +97,7 @@ class ScheduleLR(LRScheduler):
 
     # -- the torch surface -------------------------------------------------------------------------------------
 
-    def step(self, epoch: int | None = None) -> None:  # type: ignore[override]
+    def step(self, epoch: int | None = None) -> None:
         """Advance one step (or jump to step ``epoch``) and set the learning rates of that step."""
         if epoch is None:
             self.last_epoch += 1
@@ -115,7 +115,7 @@ class ScheduleLR(LRScheduler):
     def _get_closed_form_lr(self) -> list[float]:
         return self.get_lr()
 
-    def get_last_lr(self) -> list[float | torch.Tensor]:  # type: ignore[override]
+    def get_last_lr(self) -> list[float | torch.Tensor]:
         """The learning rates last written to the optimizer (tensor copies for tensor learning rates)."""
         return self._last_lr
 

@@ -284,7 +284,7 @@ class MultiStep(_PowerDecay):
         self._check_resolved()
         if isinstance(t, np.ndarray):
             return np.searchsorted(np.asarray(self.milestones, dtype=np.int64), t, side="right")
-        return bisect.bisect_right(self.milestones, t)  # type: ignore[type-var]
+        return bisect.bisect_right(self.milestones, t)
 
     def params(self) -> dict[str, Any]:
         return {"type": "MultiStep", "milestones": self._shown(), "gamma": _jsonable(self.gamma)}
@@ -362,7 +362,7 @@ class Cosine(Schedule):
         t_max = _steps(self.t_max, "t_max")
         eta_min = float(self.eta_min)
         high, low = _cosine_weights(t, t_max, _ScalarMath)
-        return base_lr * high + eta_min * low
+        return float(base_lr * high + eta_min * low)
 
     def _lr_array(self, base_lr: NDArray[np.float64], t: NDArray[np.int64]) -> NDArray[np.float64]:
         t_max = np.asarray(_steps(self.t_max, "t_max"), dtype=np.int64)
@@ -436,7 +436,8 @@ class LinearWarmup(Schedule):
         return result
 
     def segment(self, t: int) -> Hashable:
-        return min(t, _steps(self.warmup_steps, "warmup_steps"))
+        warmup: int = _steps(self.warmup_steps, "warmup_steps")
+        return min(t, warmup)
 
     def params(self) -> dict[str, Any]:
         return {
