@@ -12,11 +12,12 @@ to exactly 0.0 and overflows to ``inf``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["scaled_power", "scaled_power_array"]
+__all__ = ["scaled_power", "scaled_power_array", "cosine_weights", "ScalarMath"]
 
 _PRECISION = 128  # significant bits kept in the running integer power
 _MIN_EXP = -1075  # values below 2**-1075 round to 0.0
@@ -91,3 +92,28 @@ def scaled_power_array(base: ArrayLike, gamma: ArrayLike, k: ArrayLike) -> NDArr
         values = np.array([scaled_power(float(x), float(y), int(z)) for x, y, z in uniq], dtype=np.float64)
     out[...] = values[inverse.reshape(-1)].reshape(b.shape)
     return out
+
+
+class ScalarMath:
+    """The few NumPy functions ``cosine_weights`` uses, for Python scalars (10x faster than NumPy's on scalars)."""
+
+    cos, sin, minimum, pi = math.cos, math.sin, min, math.pi
+
+    @staticmethod
+    def where(condition: bool, a: float, b: float) -> float:
+        return a if condition else b
+
+
+def cosine_weights(t: Any, t_max: Any, xp: Any = np) -> tuple[Any, Any]:
+    """``((1 + cos x) / 2, (1 - cos x) / 2)`` with ``x = pi * t / t_max``, each to a few ulps for integer inputs."""
+    n = t % (2 * t_max)
+    m = xp.minimum(n, 2 * t_max - n)  # cos is even and periodic: x folds into pi * m / t_max in [0, pi]
+    cos_x = xp.cos(xp.pi * m / t_max)
+    # 1 + cos x cancels near x = pi and 1 - cos x near 0; there, use the half-angle sines with the small
+    # angle formed exactly in integers: (1 + cos x) / 2 = sin((pi - x) / 2) ** 2, (1 - cos x) / 2 = sin(x / 2) ** 2.
+    sin_far = xp.sin(xp.pi * (t_max - m) / (2 * t_max))
+    sin_near = xp.sin(xp.pi * m / (2 * t_max))
+    # Squares as products: x * x rounds the same in NumPy and Python, x ** 2 does not always.
+    high = xp.where(2 * m <= t_max, (1 + cos_x) / 2, sin_far * sin_far)
+    low = xp.where(2 * m >= t_max, (1 - cos_x) / 2, sin_near * sin_near)
+    return high, low

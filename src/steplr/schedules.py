@@ -17,18 +17,28 @@ This module imports NumPy only (no torch), so planning and plotting start fast.
 from __future__ import annotations
 
 import bisect
-import math
-import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterable
 from collections.abc import Sequence as SequenceABC
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ._exact import scaled_power, scaled_power_array
-from .units import Duration, check_positive_int, parse_duration
+from ._checks import (
+    Param,
+    Steps,
+    check_duration,
+    check_fraction,
+    check_gamma,
+    check_real,
+    check_step,
+    jsonable,
+    resolve_value,
+    require_steps,
+)
+from ._exact import ScalarMath, cosine_weights, scaled_power, scaled_power_array
+from .units import Duration
 
 __all__ = [
     "Schedule",
@@ -43,103 +53,6 @@ __all__ = [
     "schedule_from_params",
 ]
 
-Steps = Union[int, NDArray[np.integer[Any]]]
-Param = Union[float, NDArray[np.floating[Any]]]
-
-
-def _is_scalar(value: object) -> bool:
-    return isinstance(value, numbers.Number) and not isinstance(value, np.ndarray)
-
-
-def _check_gamma(gamma: object, name: str = "gamma") -> Param:
-    if isinstance(gamma, bool):
-        raise TypeError(f"{name} must be a finite number > 0, got {gamma!r}")
-    if _is_scalar(gamma):
-        if not isinstance(gamma, numbers.Real):
-            raise TypeError(f"{name} must be a finite number > 0, got {gamma!r}")
-        value = float(gamma)
-        if not math.isfinite(value) or value <= 0.0:
-            raise ValueError(f"{name} must be a finite number > 0, got {gamma!r}")
-        return value
-    array = np.asarray(gamma)
-    if array.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must be a finite number > 0 (or an array of them), got {gamma!r}")
-    array = array.astype(np.float64)
-    bad = ~np.isfinite(array) | (array <= 0.0)
-    if bad.any():
-        raise ValueError(f"{name} must be a finite number > 0, got {float(array[bad].flat[0])!r} in {gamma!r}")
-    return array
-
-
-def _check_fraction(value: object, name: str) -> Param:
-    """A number (or array) in [0, 1]."""
-    if isinstance(value, bool) or not (_is_scalar(value) or isinstance(value, np.ndarray)):
-        raise TypeError(f"{name} must be a number in [0, 1], got {value!r}")
-    array = np.asarray(value, dtype=np.float64)
-    bad = ~np.isfinite(array) | (array < 0.0) | (array > 1.0)
-    if bad.any():
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-    return float(array) if array.ndim == 0 else array
-
-
-def _check_real(value: object, name: str) -> Param:
-    if isinstance(value, bool) or not (_is_scalar(value) or isinstance(value, np.ndarray)):
-        raise TypeError(f"{name} must be a finite number, got {value!r}")
-    array = np.asarray(value, dtype=np.float64)
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(array) if array.ndim == 0 else array
-
-
-def _check_duration(value: object, name: str, *, allow_zero: bool = False) -> int | Duration | NDArray[np.int64]:
-    """An int, a unit string, or (for broadcasting) an integer array of steps."""
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "iu":
-            raise TypeError(f"{name} must be an integer array of steps, got dtype {value.dtype}")
-        low = 0 if allow_zero else 1
-        if (value < low).any():
-            raise ValueError(f"{name} must be a positive integer, got {int(value[value < low].flat[0])!r} in {value!r}")
-        return value.astype(np.int64)
-    parsed = parse_duration(value, name, allow_zero=allow_zero)
-    if isinstance(parsed, Duration) and parsed.unit == "it":
-        return parsed.count  # iterations are scheduler steps: nothing left to resolve
-    return parsed
-
-
-def _resolve(value: Any, steps_per_epoch: int | None, name: str) -> Any:
-    return value.steps(steps_per_epoch, name) if isinstance(value, Duration) else value
-
-
-def _steps(value: object, name: str) -> Any:
-    """A resolved step count, or a clear error naming the missing steps_per_epoch."""
-    if isinstance(value, Duration):
-        value.steps(None, name)  # raises, saying what to pass
-    return value
-
-
-def _check_t(t: object) -> Steps:
-    if isinstance(t, bool):
-        raise TypeError(f"t must be a non-negative integer step, got {t!r}")
-    if isinstance(t, numbers.Integral):
-        if t < 0:
-            raise ValueError(f"t must be a non-negative integer step, got {t!r}")
-        return int(t)
-    array = np.asarray(t)
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"t must be an integer step or an integer array of steps, got {t!r}")
-    if (array < 0).any():
-        raise ValueError(f"t must be non-negative, got {int(array[array < 0].flat[0])!r}")
-    return array.astype(np.int64)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Duration):
-        return str(value)
-    return value
-
-
 class Schedule(ABC):
     """A learning rate as a pure function of the scheduler step."""
 
@@ -151,8 +64,8 @@ class Schedule(ABC):
         Raises:
             ValueError: for negative steps, or for durations in epochs that were never given steps_per_epoch.
         """
-        steps = _check_t(t)
-        base = _check_real(base_lr, "base_lr")
+        steps = check_step(t)
+        base = check_real(base_lr, "base_lr")
         self._check_resolved()
         if isinstance(steps, int) and isinstance(base, float) and self.is_scalar:
             return float(self._lr_scalar(base, steps))
@@ -232,20 +145,20 @@ class StepDecay(_PowerDecay):
     """
 
     def __init__(self, step_size: Any, gamma: Any = 0.1) -> None:
-        self.step_size = _check_duration(step_size, "step_size")
-        self.gamma = _check_gamma(gamma)
+        self.step_size = check_duration(step_size, "step_size")
+        self.gamma = check_gamma(gamma)
 
     def decays(self, t: Any) -> Any:
-        return t // _steps(self.step_size, "step_size")
+        return t // require_steps(self.step_size, "step_size")
 
     def params(self) -> dict[str, Any]:
-        return {"type": "StepDecay", "step_size": _jsonable(self.step_size), "gamma": _jsonable(self.gamma)}
+        return {"type": "StepDecay", "step_size": jsonable(self.step_size), "gamma": jsonable(self.gamma)}
 
     def resolve(self, steps_per_epoch: int | None) -> StepDecay:
-        return StepDecay(_resolve(self.step_size, steps_per_epoch, "step_size"), self.gamma)
+        return StepDecay(resolve_value(self.step_size, steps_per_epoch, "step_size"), self.gamma)
 
     def _check_resolved(self) -> None:
-        _steps(self.step_size, "step_size")
+        require_steps(self.step_size, "step_size")
 
 
 class MultiStep(_PowerDecay):
@@ -264,12 +177,12 @@ class MultiStep(_PowerDecay):
     def __init__(self, milestones: Iterable[Any], gamma: Any = 0.1) -> None:
         if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Iterable):
             raise TypeError(f"milestones must be a list of steps, got {milestones!r}")
-        parsed = [_check_duration(m, f"milestones[{i}]") for i, m in enumerate(milestones)]
+        parsed = [check_duration(m, f"milestones[{i}]") for i, m in enumerate(milestones)]
         if any(isinstance(m, np.ndarray) for m in parsed):
             raise TypeError("milestones must be a list of ints or durations, not arrays")
         self.milestones: list[int | Duration] = parsed  # type: ignore[assignment]
         self._check_order()
-        self.gamma = _check_gamma(gamma)
+        self.gamma = check_gamma(gamma)
 
     def _check_order(self) -> None:
         if all(isinstance(m, int) for m in self.milestones):
@@ -278,7 +191,7 @@ class MultiStep(_PowerDecay):
                     raise ValueError(f"milestones must be strictly increasing, got {self._shown()!r}")
 
     def _shown(self) -> list[Any]:
-        return [_jsonable(m) for m in self.milestones]
+        return [jsonable(m) for m in self.milestones]
 
     def decays(self, t: Any) -> Any:
         self._check_resolved()
@@ -287,15 +200,15 @@ class MultiStep(_PowerDecay):
         return bisect.bisect_right(self.milestones, t)
 
     def params(self) -> dict[str, Any]:
-        return {"type": "MultiStep", "milestones": self._shown(), "gamma": _jsonable(self.gamma)}
+        return {"type": "MultiStep", "milestones": self._shown(), "gamma": jsonable(self.gamma)}
 
     def resolve(self, steps_per_epoch: int | None) -> MultiStep:
-        resolved = [_resolve(m, steps_per_epoch, f"milestones[{i}]") for i, m in enumerate(self.milestones)]
+        resolved = [resolve_value(m, steps_per_epoch, f"milestones[{i}]") for i, m in enumerate(self.milestones)]
         return MultiStep(resolved, self.gamma)
 
     def _check_resolved(self) -> None:
         for i, m in enumerate(self.milestones):
-            _steps(m, f"milestones[{i}]")
+            require_steps(m, f"milestones[{i}]")
 
 
 class Exponential(_PowerDecay):
@@ -306,13 +219,13 @@ class Exponential(_PowerDecay):
     """
 
     def __init__(self, gamma: Any) -> None:
-        self.gamma = _check_gamma(gamma)
+        self.gamma = check_gamma(gamma)
 
     def decays(self, t: Any) -> Any:
         return t
 
     def params(self) -> dict[str, Any]:
-        return {"type": "Exponential", "gamma": _jsonable(self.gamma)}
+        return {"type": "Exponential", "gamma": jsonable(self.gamma)}
 
 
 class Constant(Schedule):
@@ -355,55 +268,30 @@ class Cosine(Schedule):
     """
 
     def __init__(self, t_max: Any, eta_min: Any = 0.0) -> None:
-        self.t_max = _check_duration(t_max, "t_max")
-        self.eta_min = _check_real(eta_min, "eta_min")
+        self.t_max = check_duration(t_max, "t_max")
+        self.eta_min = check_real(eta_min, "eta_min")
 
     def _lr_scalar(self, base_lr: float, t: int) -> float:
-        t_max = _steps(self.t_max, "t_max")
+        t_max = require_steps(self.t_max, "t_max")
         eta_min = float(self.eta_min)
-        high, low = _cosine_weights(t, t_max, _ScalarMath)
+        high, low = cosine_weights(t, t_max, ScalarMath)
         return float(base_lr * high + eta_min * low)
 
     def _lr_array(self, base_lr: NDArray[np.float64], t: NDArray[np.int64]) -> NDArray[np.float64]:
-        t_max = np.asarray(_steps(self.t_max, "t_max"), dtype=np.int64)
+        t_max = np.asarray(require_steps(self.t_max, "t_max"), dtype=np.int64)
         eta_min = np.asarray(self.eta_min, dtype=np.float64)
-        high, low = _cosine_weights(t, t_max)
+        high, low = cosine_weights(t, t_max)
         result: NDArray[np.float64] = base_lr * high + eta_min * low
         return result
 
     def params(self) -> dict[str, Any]:
-        return {"type": "Cosine", "t_max": _jsonable(self.t_max), "eta_min": _jsonable(self.eta_min)}
+        return {"type": "Cosine", "t_max": jsonable(self.t_max), "eta_min": jsonable(self.eta_min)}
 
     def resolve(self, steps_per_epoch: int | None) -> Cosine:
-        return Cosine(_resolve(self.t_max, steps_per_epoch, "t_max"), self.eta_min)
+        return Cosine(resolve_value(self.t_max, steps_per_epoch, "t_max"), self.eta_min)
 
     def _check_resolved(self) -> None:
-        _steps(self.t_max, "t_max")
-
-
-class _ScalarMath:
-    """The few NumPy functions ``_cosine_weights`` uses, for Python scalars (10x faster than NumPy's on scalars)."""
-
-    cos, sin, minimum, pi = math.cos, math.sin, min, math.pi
-
-    @staticmethod
-    def where(condition: bool, a: float, b: float) -> float:
-        return a if condition else b
-
-
-def _cosine_weights(t: Any, t_max: Any, xp: Any = np) -> tuple[Any, Any]:
-    """``((1 + cos x) / 2, (1 - cos x) / 2)`` with ``x = pi * t / t_max``, each to a few ulps for integer inputs."""
-    n = t % (2 * t_max)
-    m = xp.minimum(n, 2 * t_max - n)  # cos is even and periodic: x folds into pi * m / t_max in [0, pi]
-    cos_x = xp.cos(xp.pi * m / t_max)
-    # 1 + cos x cancels near x = pi and 1 - cos x near 0; there, use the half-angle sines with the small
-    # angle formed exactly in integers: (1 + cos x) / 2 = sin((pi - x) / 2) ** 2, (1 - cos x) / 2 = sin(x / 2) ** 2.
-    sin_far = xp.sin(xp.pi * (t_max - m) / (2 * t_max))
-    sin_near = xp.sin(xp.pi * m / (2 * t_max))
-    # Squares as products: x * x rounds the same in NumPy and Python, x ** 2 does not always.
-    high = xp.where(2 * m <= t_max, (1 + cos_x) / 2, sin_far * sin_far)
-    low = xp.where(2 * m >= t_max, (1 - cos_x) / 2, sin_near * sin_near)
-    return high, low
+        require_steps(self.t_max, "t_max")
 
 
 class LinearWarmup(Schedule):
@@ -420,11 +308,11 @@ class LinearWarmup(Schedule):
     """
 
     def __init__(self, warmup_steps: Any, start_factor: Any = 0.1) -> None:
-        self.warmup_steps = _check_duration(warmup_steps, "warmup_steps")
-        self.start_factor = _check_fraction(start_factor, "start_factor")
+        self.warmup_steps = check_duration(warmup_steps, "warmup_steps")
+        self.start_factor = check_fraction(start_factor, "start_factor")
 
     def _factor(self, t: Any) -> Any:
-        warmup = _steps(self.warmup_steps, "warmup_steps")
+        warmup = require_steps(self.warmup_steps, "warmup_steps")
         done = np.minimum(t, warmup)
         return (self.start_factor * (warmup - done) + done) / warmup
 
@@ -436,21 +324,21 @@ class LinearWarmup(Schedule):
         return result
 
     def segment(self, t: int) -> Hashable:
-        warmup: int = _steps(self.warmup_steps, "warmup_steps")
+        warmup: int = require_steps(self.warmup_steps, "warmup_steps")
         return min(t, warmup)
 
     def params(self) -> dict[str, Any]:
         return {
             "type": "LinearWarmup",
-            "warmup_steps": _jsonable(self.warmup_steps),
-            "start_factor": _jsonable(self.start_factor),
+            "warmup_steps": jsonable(self.warmup_steps),
+            "start_factor": jsonable(self.start_factor),
         }
 
     def resolve(self, steps_per_epoch: int | None) -> LinearWarmup:
-        return LinearWarmup(_resolve(self.warmup_steps, steps_per_epoch, "warmup_steps"), self.start_factor)
+        return LinearWarmup(resolve_value(self.warmup_steps, steps_per_epoch, "warmup_steps"), self.start_factor)
 
     def _check_resolved(self) -> None:
-        _steps(self.warmup_steps, "warmup_steps")
+        require_steps(self.warmup_steps, "warmup_steps")
 
 
 class Sequence(Schedule):
@@ -475,7 +363,7 @@ class Sequence(Schedule):
             raise TypeError("schedules in a Sequence must have scalar parameters")
         if isinstance(boundaries, (str, bytes)):
             raise TypeError(f"boundaries must be a list of steps, got {boundaries!r}")
-        boundaries = [_check_duration(b, f"boundaries[{i}]") for i, b in enumerate(boundaries)]
+        boundaries = [check_duration(b, f"boundaries[{i}]") for i, b in enumerate(boundaries)]
         if len(boundaries) != len(schedules) - 1:
             raise ValueError(
                 f"boundaries must have one entry fewer than schedules ({len(schedules) - 1}), got {len(boundaries)}"
@@ -518,18 +406,18 @@ class Sequence(Schedule):
         return {
             "type": "Sequence",
             "schedules": [s.params() for s in self.schedules],
-            "boundaries": [_jsonable(b) for b in self.boundaries],
+            "boundaries": [jsonable(b) for b in self.boundaries],
         }
 
     def resolve(self, steps_per_epoch: int | None) -> Sequence:
         return Sequence(
             [s.resolve(steps_per_epoch) for s in self.schedules],
-            [_resolve(b, steps_per_epoch, f"boundaries[{i}]") for i, b in enumerate(self.boundaries)],
+            [resolve_value(b, steps_per_epoch, f"boundaries[{i}]") for i, b in enumerate(self.boundaries)],
         )
 
     def _check_resolved(self) -> None:
         for i, b in enumerate(self.boundaries):
-            _steps(b, f"boundaries[{i}]")
+            require_steps(b, f"boundaries[{i}]")
         for s in self.schedules:
             s._check_resolved()
 

@@ -1,0 +1,108 @@
+"""Argument checks and duration handling shared by the schedules (NumPy only)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Union
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .units import Duration, parse_duration
+
+Steps = Union[int, NDArray[np.integer[Any]]]
+Param = Union[float, NDArray[np.floating[Any]]]
+
+
+def is_scalar_number(value: object) -> bool:
+    return isinstance(value, numbers.Number) and not isinstance(value, np.ndarray)
+
+
+def check_gamma(gamma: object, name: str = "gamma") -> Param:
+    if isinstance(gamma, bool):
+        raise TypeError(f"{name} must be a finite number > 0, got {gamma!r}")
+    if is_scalar_number(gamma):
+        if not isinstance(gamma, numbers.Real):
+            raise TypeError(f"{name} must be a finite number > 0, got {gamma!r}")
+        value = float(gamma)
+        if not math.isfinite(value) or value <= 0.0:
+            raise ValueError(f"{name} must be a finite number > 0, got {gamma!r}")
+        return value
+    array = np.asarray(gamma)
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a finite number > 0 (or an array of them), got {gamma!r}")
+    array = array.astype(np.float64)
+    bad = ~np.isfinite(array) | (array <= 0.0)
+    if bad.any():
+        raise ValueError(f"{name} must be a finite number > 0, got {float(array[bad].flat[0])!r} in {gamma!r}")
+    return array
+
+
+def check_fraction(value: object, name: str) -> Param:
+    """A number (or array) in [0, 1]."""
+    if isinstance(value, bool) or not (is_scalar_number(value) or isinstance(value, np.ndarray)):
+        raise TypeError(f"{name} must be a number in [0, 1], got {value!r}")
+    array = np.asarray(value, dtype=np.float64)
+    bad = ~np.isfinite(array) | (array < 0.0) | (array > 1.0)
+    if bad.any():
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(array) if array.ndim == 0 else array
+
+
+def check_real(value: object, name: str) -> Param:
+    if isinstance(value, bool) or not (is_scalar_number(value) or isinstance(value, np.ndarray)):
+        raise TypeError(f"{name} must be a finite number, got {value!r}")
+    array = np.asarray(value, dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(array) if array.ndim == 0 else array
+
+
+def check_duration(value: object, name: str, *, allow_zero: bool = False) -> int | Duration | NDArray[np.int64]:
+    """An int, a unit string, or (for broadcasting) an integer array of steps."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iu":
+            raise TypeError(f"{name} must be an integer array of steps, got dtype {value.dtype}")
+        low = 0 if allow_zero else 1
+        if (value < low).any():
+            raise ValueError(f"{name} must be a positive integer, got {int(value[value < low].flat[0])!r} in {value!r}")
+        return value.astype(np.int64)
+    parsed = parse_duration(value, name, allow_zero=allow_zero)
+    if isinstance(parsed, Duration) and parsed.unit == "it":
+        return parsed.count  # iterations are scheduler steps: nothing left to resolve
+    return parsed
+
+
+def resolve_value(value: Any, steps_per_epoch: int | None, name: str) -> Any:
+    return value.steps(steps_per_epoch, name) if isinstance(value, Duration) else value
+
+
+def require_steps(value: object, name: str) -> Any:
+    """A resolved step count, or a clear error naming the missing steps_per_epoch."""
+    if isinstance(value, Duration):
+        value.steps(None, name)  # raises, saying what to pass
+    return value
+
+
+def check_step(t: object) -> Steps:
+    if isinstance(t, bool):
+        raise TypeError(f"t must be a non-negative integer step, got {t!r}")
+    if isinstance(t, numbers.Integral):
+        if t < 0:
+            raise ValueError(f"t must be a non-negative integer step, got {t!r}")
+        return int(t)
+    array = np.asarray(t)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"t must be an integer step or an integer array of steps, got {t!r}")
+    if (array < 0).any():
+        raise ValueError(f"t must be non-negative, got {int(array[array < 0].flat[0])!r}")
+    return array.astype(np.int64)
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Duration):
+        return str(value)
+    return value
