@@ -123,6 +123,8 @@ def test_plot_writes_an_image_with_several_schedules(tmp_path):
         ([], "the following arguments are required: command"),
         (["plot", "--epochs", "4", "-o", "/nonexistent-folder/lr.png"], "folder '/nonexistent-folder' does not exist"),
         (["plot", "--epochs", "4", "-o", "lr.txt"], "--output must end in .png, .svg or .pdf"),
+        (["explain", "--epochs", "10000000000"], "10,000,000,000 steps is more than steplr tabulates"),
+        (["explain", "--epochs", "100", "--steps-per-epoch", "1000000"], "100,000,000 steps is more than"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(argv, message):

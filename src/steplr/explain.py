@@ -17,8 +17,9 @@ import numpy as np
 from .schedules import Constant, Schedule, StepDecay
 from .units import check_positive_int
 
-__all__ = ["Interval", "Plan", "explain", "FLOOR_RATIO"]
+__all__ = ["Interval", "Plan", "explain", "FLOOR_RATIO", "MAX_STEPS"]
 
+MAX_STEPS = 20_000_000  # a plan is tabulated step by step: 160 MB of float64 at this size
 FLOOR_RATIO = 0.01  # an LR at or below 1/100 of the start has stopped training in practice
 _TOLERANCE = 1e-9  # relative slack for "at or below" comparisons of rounded LRs
 
@@ -105,8 +106,13 @@ def explain(schedule: Schedule, base_lr: float, epochs: int, steps_per_epoch: in
     base_lr = float(base_lr)
     if not np.isfinite(base_lr):
         raise ValueError(f"base_lr must be finite, got {base_lr!r}")
-    resolved = schedule.resolve(steps_per_epoch)
     total = epochs * steps_per_epoch
+    if total > MAX_STEPS:
+        raise ValueError(
+            f"epochs x steps_per_epoch = {total:,} steps is more than steplr tabulates ({MAX_STEPS:,}); "
+            "describe the run in epochs (steps_per_epoch=1) or fewer iterations"
+        )
+    resolved = schedule.resolve(steps_per_epoch)
     lrs = resolved.lr(base_lr, np.arange(total, dtype=np.int64))
     changes = np.flatnonzero(lrs[1:] != lrs[:-1]) + 1
     starts = np.concatenate([[0], changes])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .explain import explain
 from .schedules import Schedule
 
 __all__ = ["Curve", "plot_schedules", "save_figure"]
@@ -42,14 +43,15 @@ def plot_schedules(
     import matplotlib.pyplot as plt
 
     total = epochs * steps_per_epoch
-    steps = np.arange(total, dtype=np.int64)
-    x = np.arange(total + 1) / steps_per_epoch  # the last interval is drawn to the end of the run
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     try:
         for curve in curves:
-            lrs = curve.schedule.resolve(steps_per_epoch).lr(curve.base_lr, steps)
-            lrs = np.append(lrs, lrs[-1])
-            ax.plot(x, lrs, drawstyle="steps-post", label=curve.label, linewidth=1.8)
+            # One point per constant interval (the plan's), plus the end of the run: exact and small.
+            plan = explain(curve.schedule, curve.base_lr, epochs, steps_per_epoch)
+            starts = [i.first_step for i in plan.intervals] + [total]
+            lrs = [i.lr for i in plan.intervals] + [plan.final_lr]
+            ax.plot(np.asarray(starts) / steps_per_epoch, lrs, drawstyle="steps-post", label=curve.label,
+                    linewidth=1.8)
         if log_scale:
             ax.set_yscale("log")
         ax.set_xlabel("epoch")
