@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import subprocess
 import sys
 
@@ -150,3 +151,34 @@ def test_console_script_reports_without_traceback():
     assert result.stderr == "steplr: error: gamma must be a finite number > 0, got -1.0\n"
     ok = subprocess.run([sys.executable, "-m", "steplr", "explain", "--epochs", "20"], capture_output=True, text=True)
     assert ok.returncode == 0 and "epochs 10-19: lr 0.01" in ok.stdout
+
+
+def test_warm_up_is_not_mistaken_for_a_collapse_and_keeps_its_checks():
+    _, out, _ = run("explain", "--lr", "0.1", "--epochs", "30", "--warmup", "5", "--warmup-start-factor", "0")
+    assert "reaches 0" not in out and "falls to" not in out.split("epochs 5-")[0]
+    _, grows, _ = run("explain", "--epochs", "30", "--warmup", "5", "--gamma", "2", "--step-size", "5")
+    assert "warning: gamma 2 > 1" in grows
+
+
+def test_warm_up_shortens_the_default_cosine_and_keeps_milestones_absolute():
+    _, out, _ = run("explain", "--lr", "0.1", "--epochs", "20", "--schedule", "cosine", "--warmup", "10", "--json")
+    data = json.loads(out)
+    assert data["schedule"]["schedules"][1]["t_max"] == 10
+    assert data["final_lr"] == pytest.approx(0.1 * (1 + math.cos(math.pi * 9 / 10)) / 2, rel=1e-12)
+    _, ms, _ = run("explain", "--epochs", "10", "--schedule", "multistep", "--milestones", "3,6", "--warmup", "2")
+    assert "  epochs 3-5: lr 0.01" in ms.splitlines() and "  epochs 6-9: lr 0.001" in ms.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["explain", "--lr", "1e308", "--gamma", "10", "--step-size", "1", "--epochs", "3"], "overflows to inf at step 1"),
+        (["explain", "--epochs", "10", "--step-size", "99999999999999999999"], "step_size must be at most 2**62"),
+        (["explain", "--epochs", "10", "--warmup", "10"], "--warmup 10 covers the whole run"),
+        (["explain", "--epochs", "10", "--schedule", "multistep", "--milestones", "1,6", "--warmup", "2"],
+         "--milestones must come after the warm-up"),
+    ],
+)
+def test_more_bad_input_is_one_line(argv, message):
+    code, out, err = run(*argv)
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err

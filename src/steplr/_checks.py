@@ -9,7 +9,7 @@ from typing import Any, Union
 import numpy as np
 from numpy.typing import NDArray
 
-from .units import Duration, parse_duration
+from .units import MAX_STEPS, Duration, parse_duration
 
 Steps = Union[int, NDArray[np.integer[Any]]]
 Param = Union[float, NDArray[np.floating[Any]]]
@@ -67,6 +67,8 @@ def check_duration(value: object, name: str, *, allow_zero: bool = False) -> int
         low = 0 if allow_zero else 1
         if (value < low).any():
             raise ValueError(f"{name} must be a positive integer, got {int(value[value < low].flat[0])!r} in {value!r}")
+        if (value > MAX_STEPS).any():
+            raise ValueError(f"{name} must be at most 2**62, got {int(value[value > MAX_STEPS].flat[0])!r}")
         return value.astype(np.int64)
     parsed = parse_duration(value, name, allow_zero=allow_zero)
     if isinstance(parsed, Duration) and parsed.unit == "it":
@@ -89,14 +91,19 @@ def check_step(t: object) -> Steps:
     if isinstance(t, bool):
         raise TypeError(f"t must be a non-negative integer step, got {t!r}")
     if isinstance(t, numbers.Integral):
-        if t < 0:
+        step = int(t)
+        if step < 0:
             raise ValueError(f"t must be a non-negative integer step, got {t!r}")
-        return int(t)
+        if step > MAX_STEPS:
+            raise ValueError(f"t must be at most 2**62, got {t!r}")
+        return step
     array = np.asarray(t)
     if array.dtype.kind not in "iu":
         raise TypeError(f"t must be an integer step or an integer array of steps, got {t!r}")
     if (array < 0).any():
         raise ValueError(f"t must be non-negative, got {int(array[array < 0].flat[0])!r}")
+    if (array > MAX_STEPS).any():  # compared before the int64 cast, which would wrap large unsigned values
+        raise ValueError(f"t must be at most 2**62, got {int(array[array > MAX_STEPS].flat[0])!r}")
     return array.astype(np.int64)
 
 

@@ -32,6 +32,8 @@ def scaled_power(base: float, gamma: float, k: int) -> float:
     >>> scaled_power(1.0, 0.5, 1075)
     0.0
     """
+    if k < 0:
+        raise ValueError(f"k must be a non-negative integer, got {k!r}")
     if k == 0 or base == 0.0 or gamma == 1.0:
         return float(base)
     if not math.isfinite(base):
@@ -68,9 +70,12 @@ def scaled_power(base: float, gamma: float, k: int) -> float:
         return math.copysign(math.inf, base)
     if magnitude < _MIN_EXP:
         return math.copysign(0.0, base)
-    if exponent >= 0:
-        return float(value << exponent)
-    return value / (1 << -exponent)
+    try:
+        if exponent >= 0:
+            return float(value << exponent)
+        return value / (1 << -exponent)
+    except OverflowError:  # within half an ulp of 2**1024: rounds up to overflow
+        return math.copysign(math.inf, base)
 
 
 def scaled_power_array(base: ArrayLike, gamma: ArrayLike, k: ArrayLike) -> NDArray[np.float64]:
@@ -87,9 +92,10 @@ def scaled_power_array(base: ArrayLike, gamma: ArrayLike, k: ArrayLike) -> NDArr
         b0, g0 = float(b.flat[0]), float(g.flat[0])
         values = np.array([scaled_power(b0, g0, int(x)) for x in uniq_k], dtype=np.float64)
     else:
-        keys = np.stack([b.ravel(), g.ravel(), kk.ravel().astype(np.float64)], axis=1)
-        uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
-        values = np.array([scaled_power(float(x), float(y), int(z)) for x, y, z in uniq], dtype=np.float64)
+        keys = np.empty(b.size, dtype=[("b", np.float64), ("g", np.float64), ("k", np.int64)])
+        keys["b"], keys["g"], keys["k"] = b.ravel(), g.ravel(), kk.ravel()
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        values = np.array([scaled_power(float(x), float(y), int(z)) for x, y, z in uniq.tolist()], dtype=np.float64)
     out[...] = values[inverse.reshape(-1)].reshape(b.shape)
     return out
 

@@ -16,6 +16,7 @@ from typing import Any, NoReturn, TextIO
 
 from .explain import Plan, explain
 from .schedules import Constant, Cosine, Exponential, LinearWarmup, MultiStep, Schedule, StepDecay, join
+from .units import resolve_duration
 
 __all__ = ["main", "entrypoint"]
 
@@ -58,8 +59,8 @@ def _add_schedule_arguments(parser: argparse.ArgumentParser, lists: bool) -> Non
                         help=f"steps between decays: 10, '2300it' or '5ep'{many}")
     parser.add_argument("--gamma", type=_list_of(float, "numbers"), default=[0.1], help=f"decay factor{many}")
     parser.add_argument("--milestones", type=_list_of(_duration, "durations"), default=None,
-                        help="multistep: steps (or '30ep') at which to decay, e.g. 30,60,80")
-    parser.add_argument("--t-max", type=_duration, default=None, help="cosine: half-period (default: the whole run)")
+                        help="multistep: steps of the run (or '30ep') at which to decay, e.g. 30,60,80")
+    parser.add_argument("--t-max", type=_duration, default=None, help="cosine: half-period (default: the whole run after any warm-up)")
     parser.add_argument("--eta-min", type=float, default=0.0, help="cosine: the lowest learning rate")
     parser.add_argument("--warmup", type=_duration, default=None, help="linear warm-up first, e.g. '2ep' or 500")
     parser.add_argument("--warmup-start-factor", type=float, default=0.1, help="warm-up starts at this x lr")
@@ -84,24 +85,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _one_schedule(kind: str, step_size: Any, gamma: float, args: argparse.Namespace) -> Schedule:
     total = args.epochs * args.steps_per_epoch
+    # With a warm-up, the main schedule starts after it: --t-max defaults to what is left of the run, and
+    # --milestones stay steps (or epochs) of the whole run.
+    warmup = 0 if args.warmup is None else resolve_duration(args.warmup, "--warmup", args.steps_per_epoch)
+    if warmup >= total:
+        raise UsageError(f"--warmup {args.warmup} covers the whole run of {args.epochs} epochs")
     main: Schedule
     if kind == "step":
         main = StepDecay(step_size, gamma)
     elif kind == "multistep":
         if args.milestones is None:
             raise UsageError("--schedule multistep needs --milestones, e.g. --milestones 30,60,80")
-        main = MultiStep(args.milestones, gamma)
+        milestones = [resolve_duration(m, "--milestones", args.steps_per_epoch) - warmup for m in args.milestones]
+        if any(m <= 0 for m in milestones):
+            raise UsageError(f"--milestones must come after the warm-up ({args.warmup}), got {args.milestones}")
+        main = MultiStep(milestones, gamma)
     elif kind == "exponential":
         main = Exponential(gamma)
     elif kind == "cosine":
-        main = Cosine(args.t_max if args.t_max is not None else total, args.eta_min)
+        main = Cosine(args.t_max if args.t_max is not None else total - warmup, args.eta_min)
     elif kind == "constant":
         main = Constant()
     else:
         raise UsageError(f"unknown schedule {kind!r}; expected one of {', '.join(SCHEDULES)}")
     if args.warmup is None:
         return main
-    return join([LinearWarmup(args.warmup, args.warmup_start_factor), main], [args.warmup])
+    return join([LinearWarmup(warmup, args.warmup_start_factor), main], [warmup])
 
 
 def _combinations(args: argparse.Namespace) -> list[tuple[str, Schedule, float]]:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,7 +102,9 @@ def explain(schedule: Schedule, base_lr: float, epochs: int, steps_per_epoch: in
     """
     epochs = check_positive_int(epochs, "epochs")
     steps_per_epoch = check_positive_int(steps_per_epoch, "steps_per_epoch")
-    if isinstance(base_lr, bool) or not isinstance(base_lr, (int, float)) or not base_lr > 0:
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be a steplr Schedule, got {schedule!r}")
+    if isinstance(base_lr, bool) or not isinstance(base_lr, numbers.Real) or not base_lr > 0:
         raise ValueError(f"base_lr must be a number > 0, got {base_lr!r}")
     base_lr = float(base_lr)
     if not np.isfinite(base_lr):
@@ -114,6 +117,9 @@ def explain(schedule: Schedule, base_lr: float, epochs: int, steps_per_epoch: in
         )
     resolved = schedule.resolve(steps_per_epoch)
     lrs = resolved.lr(base_lr, np.arange(total, dtype=np.int64))
+    if not np.isfinite(lrs).all():
+        first = int(np.flatnonzero(~np.isfinite(lrs))[0])
+        raise ValueError(f"the learning rate overflows to {lrs[first]} at step {first}: lower base_lr or gamma")
     changes = np.flatnonzero(lrs[1:] != lrs[:-1]) + 1
     starts = np.concatenate([[0], changes])
     ends = np.concatenate([changes - 1, [total - 1]])
@@ -130,8 +136,9 @@ def _warnings(plan: Plan, lrs: np.ndarray) -> list[str]:
     found: list[str] = []
     params = plan.schedule.params()
     gamma = params.get("gamma")
-    if isinstance(gamma, float) and gamma > 1:
-        found.append(f"gamma {gamma:g} > 1: the learning rate grows instead of decaying")
+    growing = sorted({g for g in _gammas(params) if g > 1})
+    if growing:
+        found.append(f"gamma {', '.join(f'{g:g}' for g in growing)} > 1: the learning rate grows instead of decaying")
     if len(plan.intervals) == 1 and not isinstance(plan.schedule, Constant):
         reason = ""
         if isinstance(plan.schedule, StepDecay):
@@ -141,7 +148,8 @@ def _warnings(plan: Plan, lrs: np.ndarray) -> list[str]:
                 reason = " (gamma is 1)"
         found.append(f"the learning rate never changes within the run{reason}: this schedule is a constant LR")
     floor = plan.base_lr * FLOOR_RATIO * (1 + _TOLERANCE)
-    low = np.flatnonzero(lrs <= floor)
+    peak = int(np.argmax(lrs))  # a warm-up that starts low is not a collapse: look from the peak on
+    low = np.flatnonzero(lrs[peak:] <= floor) + peak
     if low.size:
         first = int(low[0])
         epoch = first // plan.steps_per_epoch
@@ -153,6 +161,14 @@ def _warnings(plan: Plan, lrs: np.ndarray) -> list[str]:
             if lrs[first] > 0
             else f"the learning rate reaches 0 at epoch {epoch}: the rest of the run does not train"
         )
+    return found
+
+
+def _gammas(params: dict[str, Any]) -> list[float]:
+    """Every gamma in a schedule's parameters, nested schedules included."""
+    found = [params["gamma"]] if isinstance(params.get("gamma"), float) else []
+    for inner in params.get("schedules", []):
+        found += _gammas(inner)
     return found
 
 

@@ -13,7 +13,9 @@ are :class:`torch.optim.lr_scheduler.LRScheduler` subclasses, so Lightning, Igni
 * ``state_dict()`` holds explicit, versioned keys and ``load_state_dict`` checks them.
 
 Learning rates are written to ``param_group["lr"]`` whenever the scheduled value changes (for StepLR: at each
-decay), like torch's chainable schedulers; a value you put there by hand lasts until the next change.
+decay), like torch's chainable schedulers; a value you put there by hand lasts until the next change. Because
+each scheduler sets the value of its own closed form, torch's ``ChainedScheduler`` does not multiply steplr
+schedulers together: compose them as one schedule instead (``ScheduleLR(opt, join([...], boundaries))``).
 """
 
 from __future__ import annotations
@@ -259,12 +261,24 @@ class MultiStepLR(ScheduleLR):
     ) -> None:
         super().__init__(optimizer, MultiStep(milestones, gamma), last_epoch, steps_per_epoch)
 
+    @property
+    def milestones(self) -> list[int]:
+        return list(self.schedule.params()["milestones"])
+
+    @property
+    def gamma(self) -> float:
+        return float(self.schedule.params()["gamma"])
+
 
 class ExponentialLR(ScheduleLR):
     """Multiply by ``gamma`` every step (torch's signature): ``base_lr * gamma ** last_epoch``, rounded once."""
 
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
         super().__init__(optimizer, Exponential(gamma), last_epoch)
+
+    @property
+    def gamma(self) -> float:
+        return float(self.schedule.params()["gamma"])
 
 
 class CosineAnnealingLR(ScheduleLR):
@@ -279,3 +293,11 @@ class CosineAnnealingLR(ScheduleLR):
         steps_per_epoch: int | None = None,
     ) -> None:
         super().__init__(optimizer, Cosine(T_max, eta_min), last_epoch, steps_per_epoch)
+
+    @property
+    def T_max(self) -> int:  # noqa: N802 - torch's name
+        return int(self.schedule.params()["t_max"])
+
+    @property
+    def eta_min(self) -> float:
+        return float(self.schedule.params()["eta_min"])

@@ -448,9 +448,9 @@ def schedule_from_params(params: dict[str, Any]) -> Schedule:
     if kind not in _TYPES:
         raise ValueError(f"unknown schedule type {kind!r}; expected one of {sorted(_TYPES)}")
     kwargs = {k: v for k, v in params.items() if k != "type"}
-    if kind == "Sequence":
-        kwargs["schedules"] = [schedule_from_params(p) for p in kwargs.get("schedules", [])]
     try:
+        if kind == "Sequence":
+            kwargs["schedules"] = [schedule_from_params(p) for p in kwargs.get("schedules", [])]
         return _TYPES[kind](**kwargs)
     except TypeError as error:
         raise ValueError(f"bad parameters for {kind}: {error}") from None

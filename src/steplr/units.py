@@ -22,7 +22,9 @@ import re
 from dataclasses import dataclass
 from typing import Literal, Union
 
-__all__ = ["Duration", "DurationLike", "parse_duration", "resolve_duration", "check_positive_int"]
+__all__ = ["Duration", "DurationLike", "parse_duration", "resolve_duration", "check_positive_int", "MAX_STEPS"]
+
+MAX_STEPS = 2**62  # steps and durations beyond this are mistakes, and would overflow int64 arithmetic
 
 Unit = Literal["it", "ep"]
 
@@ -48,7 +50,10 @@ class Duration:
                 f"{name}={str(self)!r} is in epochs: pass steps_per_epoch=N, the number of scheduler.step() "
                 "calls per epoch (len(train_loader) when stepping per batch, 1 when stepping per epoch)"
             )
-        return self.count * steps_per_epoch
+        steps = self.count * steps_per_epoch
+        if steps > MAX_STEPS:
+            raise ValueError(f"{name}={str(self)!r} with steps_per_epoch={steps_per_epoch} exceeds 2**62 steps")
+        return steps
 
 
 DurationLike = Union[int, str, Duration]
@@ -63,6 +68,8 @@ def check_positive_int(value: object, name: str, *, allow_zero: bool = False) ->
     if as_int < 0 or (as_int == 0 and not allow_zero):
         kind = "a non-negative" if allow_zero else "a positive"
         raise ValueError(f"{name} must be {kind} integer, got {value!r}")
+    if as_int > MAX_STEPS:
+        raise ValueError(f"{name} must be at most 2**62, got {value!r}")
     return as_int
 
 
@@ -84,6 +91,8 @@ def parse_duration(value: object, name: str = "duration", *, allow_zero: bool = 
         count = int(match.group(1))
         if count == 0 and not allow_zero:
             raise ValueError(f"{name} must be positive, got {value!r}")
+        if count > MAX_STEPS:
+            raise ValueError(f"{name} must be at most 2**62, got {value!r}")
         unit_text = match.group(2)
         if unit_text is None:
             return count
