@@ -301,3 +301,10 @@ def test_array_path_keeps_huge_exponents_exact():
     gamma = 1 - 2**-53
     t = 2**60 + 100
     assert Exponential(np.array([gamma, 0.5])).lr(1.0, t)[0] == Exponential(gamma).lr(1.0, t)
+
+
+def test_malformed_saved_parameters_are_a_value_error():
+    with pytest.raises(ValueError, match="bad parameters for Sequence"):
+        schedule_from_params({"type": "Sequence", "schedules": 5, "boundaries": []})
+    with pytest.raises(ValueError, match="bad parameters for StepDecay"):
+        schedule_from_params({"type": "StepDecay", "step_size": 3, "decay_rate": 0.5})

@@ -214,7 +214,15 @@ def _differences(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
     return [f"{k}: constructor {ours.get(k)!r}, checkpoint {theirs.get(k)!r}" for k in keys if ours.get(k) != theirs.get(k)]
 
 
-class StepLR(ScheduleLR):
+class _GammaMixin:
+    schedule: Schedule
+
+    @property
+    def gamma(self) -> float:
+        return float(self.schedule.params()["gamma"])
+
+
+class StepLR(_GammaMixin, ScheduleLR):
     """Multiply each group's learning rate by ``gamma`` every ``step_size`` steps (torch's signature).
 
     ``lr = base_lr * gamma ** (last_epoch // step_size)``, correctly rounded. ``step_size`` may be ``"5ep"``
@@ -243,12 +251,8 @@ class StepLR(ScheduleLR):
     def step_size(self) -> int:
         return int(self.schedule.params()["step_size"])
 
-    @property
-    def gamma(self) -> float:
-        return float(self.schedule.params()["gamma"])
 
-
-class MultiStepLR(ScheduleLR):
+class MultiStepLR(_GammaMixin, ScheduleLR):
     """Multiply by ``gamma`` at each milestone (torch's signature); milestones may be durations."""
 
     def __init__(
@@ -265,20 +269,12 @@ class MultiStepLR(ScheduleLR):
     def milestones(self) -> list[int]:
         return list(self.schedule.params()["milestones"])
 
-    @property
-    def gamma(self) -> float:
-        return float(self.schedule.params()["gamma"])
 
-
-class ExponentialLR(ScheduleLR):
+class ExponentialLR(_GammaMixin, ScheduleLR):
     """Multiply by ``gamma`` every step (torch's signature): ``base_lr * gamma ** last_epoch``, rounded once."""
 
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
         super().__init__(optimizer, Exponential(gamma), last_epoch)
-
-    @property
-    def gamma(self) -> float:
-        return float(self.schedule.params()["gamma"])
 
 
 class CosineAnnealingLR(ScheduleLR):

@@ -194,7 +194,6 @@ class MultiStep(_PowerDecay):
         return [jsonable(m) for m in self.milestones]
 
     def decays(self, t: Any) -> Any:
-        self._check_resolved()
         if isinstance(t, np.ndarray):
             return np.searchsorted(np.asarray(self.milestones, dtype=np.int64), t, side="right")
         return bisect.bisect_right(self.milestones, t)
