@@ -14,14 +14,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from .explain import Plan, explain
-from .schedules import Constant, Cosine, Exponential, LinearWarmup, MultiStep, Schedule, StepDecay, join
+from .cli_runs import RunUsageError, add_run_commands, cmd_compare, cmd_train
+from .errors import DivergedError, TrainError
+from .explain import explain, format_plan
+from .schedules import SCHEDULE_NAMES, LinearWarmup, Schedule, by_name, join
 from .units import resolve_duration
 
 __all__ = ["main", "entrypoint"]
 
-SCHEDULES = ("step", "multistep", "exponential", "cosine", "constant")
-_MAX_LINES = 24  # longer plans show their head and tail
+SCHEDULES = SCHEDULE_NAMES
 
 
 class UsageError(Exception):
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("-o", "--output", default="lr.png", help="image file to write (PNG, SVG or PDF)")
     pl.add_argument("--log", action="store_true", help="logarithmic LR axis")
     pl.add_argument("--title", default=None, help="figure title")
+    add_run_commands(commands)
     return parser
 
 
@@ -90,24 +92,15 @@ def _one_schedule(kind: str, step_size: Any, gamma: float, args: argparse.Namesp
     warmup = 0 if args.warmup is None else resolve_duration(args.warmup, "--warmup", args.steps_per_epoch)
     if warmup >= total:
         raise UsageError(f"--warmup {args.warmup} covers the whole run of {args.epochs} epochs")
-    main: Schedule
-    if kind == "step":
-        main = StepDecay(step_size, gamma)
-    elif kind == "multistep":
+    milestones = None
+    if kind == "multistep":
         if args.milestones is None:
             raise UsageError("--schedule multistep needs --milestones, e.g. --milestones 30,60,80")
         milestones = [resolve_duration(m, "--milestones", args.steps_per_epoch) - warmup for m in args.milestones]
         if any(m <= 0 for m in milestones):
             raise UsageError(f"--milestones must come after the warm-up ({args.warmup}), got {args.milestones}")
-        main = MultiStep(milestones, gamma)
-    elif kind == "exponential":
-        main = Exponential(gamma)
-    elif kind == "cosine":
-        main = Cosine(args.t_max if args.t_max is not None else total - warmup, args.eta_min)
-    elif kind == "constant":
-        main = Constant()
-    else:
-        raise UsageError(f"unknown schedule {kind!r}; expected one of {', '.join(SCHEDULES)}")
+    t_max = args.t_max if args.t_max is not None else total - warmup
+    main = by_name(kind, step_size=step_size, gamma=gamma, milestones=milestones, t_max=t_max, eta_min=args.eta_min)
     if args.warmup is None:
         return main
     return join([LinearWarmup(warmup, args.warmup_start_factor), main], [warmup])
@@ -138,28 +131,6 @@ def _combinations(args: argparse.Namespace) -> list[tuple[str, Schedule, float]]
             parts.append(f"lr {lr:g}")
             found.append((", ".join(parts), schedule.resolve(args.steps_per_epoch), lr))
     return found
-
-
-def _span(plan: Plan, first: int, last: int) -> str:
-    spe = plan.steps_per_epoch
-    if spe == 1:
-        return f"epochs {first}-{last}" if first != last else f"epoch {first}"
-    iters = f"iterations {first}-{last}" if first != last else f"iteration {first}"
-    if first % spe == 0 and (last + 1) % spe == 0:
-        a, b = first // spe, (last + 1) // spe - 1
-        return f"{iters} (epochs {a}-{b})" if a != b else f"{iters} (epoch {a})"
-    return f"{iters} (epochs {first / spe:.2f} to {(last + 1) / spe:.2f})"
-
-
-def format_plan(label: str, plan: Plan) -> list[str]:
-    lines = [f"{label}, {plan.epochs} epochs" + (f" x {plan.steps_per_epoch} steps" if plan.steps_per_epoch > 1 else "")]
-    rows = [f"  {_span(plan, i.first_step, i.last_step)}: lr {i.lr:.6g}" for i in plan.intervals]
-    if len(rows) > _MAX_LINES:
-        rows = rows[:10] + [f"  ... {len(rows) - 15} more intervals ..."] + rows[-5:]
-    lines += rows
-    lines.append(f"{plan.decays} decay{'s' if plan.decays != 1 else ''}; final lr {plan.final_lr:.6g}")
-    lines += [f"warning: {w}" for w in plan.warnings]
-    return lines
 
 
 def _cmd_explain(args: argparse.Namespace, out: TextIO) -> int:
@@ -199,9 +170,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     parser = build_parser()
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-        handler = {"explain": _cmd_explain, "plot": _cmd_plot}[args.command]
-        return handler(args, out)
-    except UsageError as error:
+        handler = {"explain": _cmd_explain, "plot": _cmd_plot, "train": cmd_train, "compare": cmd_compare}
+        return handler[args.command](args, out)
+    except DivergedError as error:
+        err.write(f"steplr: {error}\n")
+        return 1
+    except (UsageError, RunUsageError, TrainError) as error:
         err.write(f"steplr: error: {error}\n")
         return 2
     except (ValueError, TypeError) as error:

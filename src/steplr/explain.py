@@ -18,10 +18,11 @@ import numpy as np
 from .schedules import Constant, Schedule, StepDecay
 from .units import check_positive_int
 
-__all__ = ["Interval", "Plan", "explain", "FLOOR_RATIO", "MAX_STEPS"]
+__all__ = ["Interval", "Plan", "explain", "format_plan", "FLOOR_RATIO", "MAX_STEPS"]
 
 MAX_STEPS = 20_000_000  # a plan is tabulated step by step: 160 MB of float64 at this size
 FLOOR_RATIO = 0.01  # an LR at or below 1/100 of the start has stopped training in practice
+_MAX_LINES = 24  # longer plans show their head and tail
 _TOLERANCE = 1e-9  # relative slack for "at or below" comparisons of rounded LRs
 
 
@@ -176,3 +177,26 @@ def _in_units(steps: int, steps_per_epoch: int) -> str:
     if steps_per_epoch == 1:
         return f"{steps} epochs"
     return f"{steps} iterations = {steps / steps_per_epoch:g} epochs"
+
+
+def _span(plan: Plan, first: int, last: int) -> str:
+    spe = plan.steps_per_epoch
+    if spe == 1:
+        return f"epochs {first}-{last}" if first != last else f"epoch {first}"
+    iters = f"iterations {first}-{last}" if first != last else f"iteration {first}"
+    if first % spe == 0 and (last + 1) % spe == 0:
+        a, b = first // spe, (last + 1) // spe - 1
+        return f"{iters} (epochs {a}-{b})" if a != b else f"{iters} (epoch {a})"
+    return f"{iters} (epochs {first / spe:.2f} to {(last + 1) / spe:.2f})"
+
+
+def format_plan(label: str, plan: Plan) -> list[str]:
+    """The plan as the lines ``steplr explain`` prints: "epochs 0-9: lr 0.1", ..., decays, warnings."""
+    lines = [f"{label}, {plan.epochs} epochs" + (f" x {plan.steps_per_epoch} steps" if plan.steps_per_epoch > 1 else "")]
+    rows = [f"  {_span(plan, i.first_step, i.last_step)}: lr {i.lr:.6g}" for i in plan.intervals]
+    if len(rows) > _MAX_LINES:
+        rows = rows[:10] + [f"  ... {len(rows) - 15} more intervals ..."] + rows[-5:]
+    lines += rows
+    lines.append(f"{plan.decays} decay{'s' if plan.decays != 1 else ''}; final lr {plan.final_lr:.6g}")
+    lines += [f"warning: {w}" for w in plan.warnings]
+    return lines

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .explain import explain
 from .schedules import Schedule
 
-__all__ = ["Curve", "plot_schedules", "save_figure"]
+if TYPE_CHECKING:
+    from .train import History
+
+__all__ = ["Curve", "plot_schedules", "save_figure", "plot_run_lrs", "plot_run_metric"]
 
 
 @dataclass(frozen=True)
@@ -37,11 +41,7 @@ def plot_schedules(
 
     The x axis is in epochs; with several steps per epoch each step is drawn. Returns the written path.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     total = epochs * steps_per_epoch
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     try:
@@ -80,3 +80,62 @@ def save_figure(fig: object, path: str | os.PathLike[str]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_run_lrs(runs: Mapping[str, Sequence[History]], path: str | os.PathLike[str], log_scale: bool = False) -> Path:
+    """The LR applied at every iteration, one line per schedule (the mean over seeds, which differ only for
+    schedules that react to the loss)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    try:
+        for name, histories in runs.items():
+            lrs = np.mean([h.iteration_lrs for h in histories], axis=0)
+            ax.plot(np.arange(len(lrs)), lrs, label=name, linewidth=1.6)
+        if log_scale:
+            ax.set_yscale("log")
+        ax.set_xlabel("iteration (batches)")
+        ax.set_ylabel("learning rate")
+        ax.set_title("Learning rate across iterations")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_run_metric(runs: Mapping[str, Sequence[History]], metric: str, path: str | os.PathLike[str]) -> Path:
+    """Train (solid) and test (dashed) ``metric`` ("loss" or "acc") per epoch: one colour per schedule, the mean
+    over seeds with a band from the lowest to the highest seed."""
+    if metric not in ("loss", "acc"):
+        raise ValueError(f"metric must be 'loss' or 'acc', got {metric!r}")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    try:
+        for index, (name, histories) in enumerate(runs.items()):
+            colour = f"C{index % 10}"
+            for split, style in (("train", "-"), ("test", "--")):
+                values = np.array([h.column(f"{split}_{metric}") for h in histories])
+                epochs = np.arange(1, values.shape[1] + 1)
+                ax.plot(epochs, values.mean(axis=0), style, color=colour, label=f"{split} ({name})", linewidth=1.6)
+                if len(histories) > 1:
+                    ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=colour, alpha=0.12)
+        title = "Loss" if metric == "loss" else "Accuracy"
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(title.lower())
+        ax.set_title(f"{title} curves (mean over seeds; band: min to max)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)

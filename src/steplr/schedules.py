@@ -51,6 +51,8 @@ __all__ = [
     "Sequence",
     "join",
     "schedule_from_params",
+    "by_name",
+    "SCHEDULE_NAMES",
 ]
 
 class Schedule(ABC):
@@ -455,3 +457,41 @@ def schedule_from_params(params: dict[str, Any]) -> Schedule:
         raise ValueError(f"bad parameters for {kind}: {error}") from None
 
 
+
+
+SCHEDULE_NAMES = ("none", "constant", "step", "multistep", "exponential", "cosine")
+
+
+def by_name(
+    name: str,
+    *,
+    step_size: Any = None,
+    gamma: Any = 0.1,
+    milestones: Iterable[Any] | None = None,
+    t_max: Any = None,
+    eta_min: Any = 0.0,
+) -> Schedule:
+    """Build a schedule from its short name, as the command line and the experiment configs spell it.
+
+    ``none`` and ``constant`` are the same (no decay). Each name reads only its own parameters.
+
+    Raises:
+        ValueError: for an unknown name or a missing parameter the schedule needs.
+    """
+    if name in ("none", "constant"):
+        return Constant()
+    if name == "step":
+        if step_size is None:
+            raise ValueError("schedule 'step' needs step_size")
+        return StepDecay(step_size, gamma)
+    if name == "multistep":
+        if milestones is None:
+            raise ValueError("schedule 'multistep' needs milestones, e.g. 30,60,80")
+        return MultiStep(milestones, gamma)
+    if name == "exponential":
+        return Exponential(gamma)
+    if name == "cosine":
+        if t_max is None:
+            raise ValueError("schedule 'cosine' needs t_max")
+        return Cosine(t_max, eta_min)
+    raise ValueError(f"unknown schedule {name!r}; expected one of {', '.join(SCHEDULE_NAMES)}")
