@@ -1,0 +1,390 @@
+"""Small classification datasets for the examples, loaded into memory as torch tensors.
+
+Four datasets, all returned as a :class:`Dataset` of flattened ``float32`` features and ``int64`` labels:
+
+* ``qwerty``: three 2-D Gaussian blobs, generated exactly as in the reference notes (720 train / 180 test);
+* ``digits``: scikit-learn's bundled 8x8 digits (no download needed);
+* ``mnist`` and ``fashion-mnist``: the 28x28 IDX files, found on disk (also in torchvision's ``MNIST/raw`` layout
+  and Debian's ``dataset-fashion-mnist`` package) or downloaded with checksum verification.
+
+Every problem with the data itself raises :class:`DataError`, whose message names the file or URL involved.
+scikit-learn is imported only inside the loaders that need it, because importing it takes about a second.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import math
+import os
+import struct
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Final
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+__all__ = [
+    "DATASET_NAMES",
+    "DEFAULT_CHECKSUMS",
+    "DEFAULT_MIRRORS",
+    "FASHION_MNIST_SYSTEM_DIR",
+    "DataError",
+    "Dataset",
+    "load_dataset",
+    "load_digits",
+    "load_mnist",
+    "load_qwerty",
+    "read_idx",
+]
+
+DATASET_NAMES: Final = ("qwerty", "digits", "mnist", "fashion-mnist")
+
+# Where Debian's dataset-fashion-mnist package installs the files. Read at call time, so tests can monkeypatch it.
+FASHION_MNIST_SYSTEM_DIR: str | os.PathLike[str] = "/usr/share/datasets/fashion-mnist"
+
+DEFAULT_MIRRORS: Final[Mapping[str, tuple[str, ...]]] = {
+    "mnist": (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    ),
+    "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+}
+
+# MD5 of the published .gz files; only downloads are checked, since local copies may be recompressed.
+DEFAULT_CHECKSUMS: Final[Mapping[str, Mapping[str, str]]] = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+}
+
+# Train images, train labels, test images, test labels: the order _load_idx_set expects.
+_IDX_FILES: Final = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+# Sub-directory names torchvision uses (its class names), so files it already downloaded are reused.
+_TORCHVISION_DIRS: Final = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+_GZIP_MAGIC: Final = b"\x1f\x8b"
+_IDX_UBYTE: Final = 0x08
+_CHUNK: Final = 1 << 16
+# Some mirrors refuse urllib's default agent string.
+_USER_AGENT: Final = "steplr-data/0.1 (+urllib)"
+
+
+class DataError(ValueError):
+    """A dataset file is missing, unreadable, corrupt or could not be downloaded."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A train/test split held in memory: flattened float32 features and int64 class labels."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+
+    @property
+    def num_features(self) -> int:
+        """Number of input features per sample (columns of ``x_train``)."""
+        return int(self.x_train.shape[1])
+
+
+def _dataset(
+    name: str,
+    x_train: NDArray[np.float32],
+    y_train: NDArray[np.int64],
+    x_test: NDArray[np.float32],
+    y_test: NDArray[np.int64],
+    num_classes: int,
+) -> Dataset:
+    """Wrap NumPy arrays as a Dataset, forcing the float32 / int64 dtypes the models expect."""
+
+    def tensor(array: NDArray[np.generic], dtype: torch.dtype) -> torch.Tensor:
+        # ascontiguousarray also makes a private writable copy when needed, which torch.from_numpy requires.
+        return torch.from_numpy(np.ascontiguousarray(array)).to(dtype)
+
+    return Dataset(
+        name=name,
+        x_train=tensor(x_train, torch.float32),
+        y_train=tensor(y_train, torch.int64),
+        x_test=tensor(x_test, torch.float32),
+        y_test=tensor(y_test, torch.int64),
+        num_classes=num_classes,
+    )
+
+
+def load_qwerty() -> Dataset:
+    """Three Gaussian blobs in 2-D, identical to the reference notes' data (720 train / 180 test samples)."""
+    from sklearn.model_selection import train_test_split
+
+    # A private generator draws the same numbers as np.random.seed(42) would, without resetting the caller's RNG.
+    rng = np.random.RandomState(42)
+    n_per_class = 300
+    means = np.array([[2, 1], [-2, 1], [0, -3]])
+    cov = np.array([[1, 0], [0, 1]])
+    x = np.zeros((3 * n_per_class, 2), dtype=np.float32)
+    y = np.zeros(3 * n_per_class, dtype=np.int64)
+    for label, mean in enumerate(means):
+        rows = slice(label * n_per_class, (label + 1) * n_per_class)
+        x[rows] = rng.multivariate_normal(mean, cov, n_per_class)
+        y[rows] = label
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, shuffle=True, random_state=42)
+    return _dataset("qwerty", x_train, y_train, x_test, y_test, num_classes=3)
+
+
+def load_digits(seed: int = 0, test_size: float = 0.2) -> Dataset:
+    """scikit-learn's bundled 8x8 digits, pixels scaled to [0, 1], split stratified by class."""
+    from sklearn.datasets import load_digits as sklearn_load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = sklearn_load_digits()
+    # Pixel intensities in this dataset run from 0 to 16.
+    x = np.asarray(bunch.data, dtype=np.float32) / np.float32(16)
+    y = np.asarray(bunch.target, dtype=np.int64)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_size, random_state=seed, stratify=y)
+    return _dataset("digits", x_train, y_train, x_test, y_test, num_classes=10)
+
+
+def read_idx(path: str | os.PathLike[str]) -> NDArray[np.uint8]:
+    """Read an unsigned-byte IDX file (plain or gzip-compressed) into an array of its declared shape."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read IDX file {path}: {exc.strerror or exc}") from exc
+    # Decide by content rather than by name: some copies are stored decompressed under a .gz name, or vice versa.
+    if raw[:2] == _GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
+    return _parse_idx(raw, path)
+
+
+def _parse_idx(raw: bytes, path: Path) -> NDArray[np.uint8]:
+    """Decode IDX bytes: 2 zero bytes, a type code, the number of dimensions, big-endian sizes, then the data."""
+    if len(raw) < 4:
+        raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes, shorter than the 4-byte magic number)")
+    if raw[0] != 0 or raw[1] != 0:
+        raise DataError(f"{path}: not an IDX file (magic number {raw[:4].hex()} does not start with 0000)")
+    type_code, ndim = raw[2], raw[3]
+    if type_code != _IDX_UBYTE:
+        raise DataError(f"{path}: unsupported IDX data type 0x{type_code:02x} (only 0x08, unsigned byte, is supported)")
+    if ndim == 0:
+        raise DataError(f"{path}: IDX header declares 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes, {ndim} dimensions need {header})")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = math.prod(shape)
+    found = len(raw) - header
+    if found < expected:
+        raise DataError(f"{path}: truncated IDX data (shape {shape} needs {expected} bytes, found {found})")
+    if found > expected:
+        raise DataError(f"{path}: IDX size mismatch ({found - expected} bytes beyond the declared shape {shape})")
+    # bytearray gives NumPy a writable buffer, so torch.from_numpy later neither warns nor shares read-only memory.
+    data = np.frombuffer(bytearray(memoryview(raw)[header:]), dtype=np.uint8)
+    return data.reshape(shape)
+
+
+def _find_idx_files(directory: Path) -> list[Path] | None:
+    """The four MNIST-format files in ``directory`` (plain preferred over .gz), or None if any is missing."""
+    found = []
+    for stem in _IDX_FILES:
+        for candidate in (directory / stem, directory / f"{stem}.gz"):
+            if candidate.is_file():
+                found.append(candidate)
+                break
+        else:
+            return None
+    return found
+
+
+def _search_dirs(kind: str, data_dir: Path | None) -> list[Path]:
+    """Directories that may already hold the files, in the order they are tried."""
+    dirs = []
+    if data_dir is not None:
+        dirs += [data_dir, data_dir / _TORCHVISION_DIRS[kind] / "raw"]
+    if kind == "fashion-mnist":
+        dirs.append(Path(FASHION_MNIST_SYSTEM_DIR))
+    return dirs
+
+
+def _images_and_labels(
+    images: NDArray[np.uint8], labels: NDArray[np.uint8], image_path: Path, label_path: Path
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Check one images/labels pair and convert it to flattened [0, 1] features and int64 labels."""
+    if images.ndim != 3:
+        raise DataError(f"{image_path}: expected a 3-D array of images, got shape {images.shape}")
+    if labels.ndim != 1:
+        raise DataError(f"{label_path}: expected a 1-D array of labels, got shape {labels.shape}")
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(
+            f"{image_path} holds {images.shape[0]} images but {label_path} holds {labels.shape[0]} labels"
+        )
+    if labels.size and int(labels.max()) > 9:
+        raise DataError(f"{label_path}: label {int(labels.max())} is outside the classes 0..9")
+    features = images.reshape(images.shape[0], -1).astype(np.float32) / np.float32(255)
+    return features, labels.astype(np.int64)
+
+
+def _load_idx_set(kind: str, files: Sequence[Path]) -> Dataset:
+    """Read the four IDX files (train images, train labels, test images, test labels) into a Dataset."""
+    arrays = [read_idx(path) for path in files]
+    x_train, y_train = _images_and_labels(arrays[0], arrays[1], files[0], files[1])
+    x_test, y_test = _images_and_labels(arrays[2], arrays[3], files[2], files[3])
+    if x_train.shape[1] != x_test.shape[1]:
+        raise DataError(f"{files[0]} and {files[2]} hold images of different sizes")
+    return _dataset(kind, x_train, y_train, x_test, y_test, num_classes=10)
+
+
+def _fetch(url: str, out: IO[bytes], timeout: float) -> tuple[str, int, int | None]:
+    """Stream ``url`` into ``out``; return its MD5 hex digest, the bytes received and the announced length."""
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            header = response.headers.get("Content-Length")
+            announced = int(header) if header is not None and header.strip().isdigit() else None
+            digest = hashlib.md5(usedforsecurity=False)
+            received = 0
+            while chunk := response.read(_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+                received += len(chunk)
+    except urllib.error.HTTPError as exc:
+        exc.close()  # the error carries an open response; closing it avoids a ResourceWarning
+        raise DataError(f"{url}: HTTP error {exc.code} {exc.reason}") from exc
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        raise DataError(f"{url}: download failed ({type(exc).__name__}: {exc})") from exc
+    return digest.hexdigest(), received, announced
+
+
+def _download_one(url: str, dest: Path, md5: str, timeout: float) -> None:
+    """Download ``url`` to ``dest`` atomically: a temp file in the same directory, verified, then renamed."""
+    fd, temp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            digest, received, announced = _fetch(url, out, timeout)
+        if announced is not None and received != announced:
+            raise DataError(f"{url}: truncated download of {dest.name} ({received} of {announced} bytes)")
+        if digest != md5.lower():
+            raise DataError(f"{url}: checksum mismatch for {dest.name} (md5 {digest}, expected {md5})")
+        os.replace(temp, dest)
+    except BaseException:
+        # Whatever went wrong (including Ctrl-C), leave no partial file behind to be mistaken for data.
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def _download(data_dir: Path, mirrors: Sequence[str], checksums: Mapping[str, str], timeout: float) -> list[Path]:
+    """Make sure the four files are in ``data_dir``, downloading the missing .gz files from the first good mirror."""
+    if not mirrors:
+        raise DataError("no download mirrors given")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create data directory {data_dir}: {exc.strerror or exc}") from exc
+    files = []
+    for stem in _IDX_FILES:
+        # Keep files an earlier, interrupted run already completed; they were verified before being renamed.
+        present = [p for p in (data_dir / stem, data_dir / f"{stem}.gz") if p.is_file()]
+        if present:
+            files.append(present[0])
+            continue
+        name = f"{stem}.gz"
+        if name not in checksums:
+            raise DataError(f"no known checksum for {name}; cannot verify a download of it")
+        dest = data_dir / name
+        failures = []
+        for mirror in mirrors:
+            url = (mirror if mirror.endswith("/") else mirror + "/") + name
+            try:
+                _download_one(url, dest, checksums[name], timeout)
+                break
+            except DataError as exc:
+                failures.append(str(exc))
+        else:
+            raise DataError(f"could not download {name} from any mirror:\n  " + "\n  ".join(failures))
+        files.append(dest)
+    return files
+
+
+def load_mnist(
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    kind: str = "mnist",
+    download: bool = True,
+    mirrors: Sequence[str] | None = None,
+    timeout: float = 30.0,
+    checksums: Mapping[str, str] | None = None,
+) -> Dataset:
+    """MNIST or Fashion-MNIST as 784 features in [0, 1], from local IDX files or downloaded into ``data_dir``.
+
+    Files are looked for in ``data_dir``, then ``data_dir/MNIST/raw`` (or ``FashionMNIST/raw``, torchvision's
+    layout), then, for Fashion-MNIST, :data:`FASHION_MNIST_SYSTEM_DIR`. If none holds all four files and
+    ``download`` is true, the missing ``.gz`` files are fetched into ``data_dir`` from ``mirrors`` in order and
+    checked against ``checksums`` (file name -> MD5), which default to the published values.
+    """
+    if kind not in _TORCHVISION_DIRS:
+        raise ValueError(f"unknown kind {kind!r}; choose 'mnist' or 'fashion-mnist'")
+    root = None if data_dir is None else Path(data_dir)
+    searched = _search_dirs(kind, root)
+    for directory in searched:
+        files = _find_idx_files(directory)
+        if files is not None:
+            return _load_idx_set(kind, files)
+    if root is None or not download:
+        looked_for = ", ".join(f"{stem}[.gz]" for stem in _IDX_FILES)
+        where = ", ".join(str(d) for d in searched) or "(no directory: none was given)"
+        if root is None:
+            hint = "no data directory was given; pass --data-dir DIR to use the files in DIR or download them there"
+        else:
+            hint = "downloading is disabled; allow it, or pass --data-dir pointing at a directory with the files"
+        raise DataError(f"{kind} files not found: looked for {looked_for} in {where}; {hint}")
+    if isinstance(mirrors, str):
+        mirrors = [mirrors]  # a lone URL would otherwise be iterated character by character
+    files = _download(
+        root,
+        DEFAULT_MIRRORS[kind] if mirrors is None else mirrors,
+        DEFAULT_CHECKSUMS[kind] if checksums is None else checksums,
+        timeout,
+    )
+    return _load_idx_set(kind, files)
+
+
+def load_dataset(
+    name: str, data_dir: str | os.PathLike[str] | None = None, seed: int = 0, download: bool = True
+) -> Dataset:
+    """Load a dataset by name: one of :data:`DATASET_NAMES` (``seed`` affects the digits split only)."""
+    key = name.strip().lower()
+    if key == "qwerty":
+        return load_qwerty()
+    if key == "digits":
+        return load_digits(seed=seed)
+    if key in ("mnist", "fashion-mnist"):
+        return load_mnist(data_dir, kind=key, download=download)
+    raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASET_NAMES)}")
