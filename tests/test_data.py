@@ -180,8 +180,11 @@ def test_qwerty_leaves_numpys_global_rng_alone():
     assert before[0] == after[0] and np.array_equal(before[1], after[1]) and before[2:] == after[2:]
 
 
-def test_importing_the_module_does_not_import_sklearn():
-    code = "import sys, steplr.data; assert 'sklearn' not in sys.modules, 'sklearn imported eagerly'"
+def test_neither_the_module_nor_qwerty_imports_sklearn():
+    code = (
+        "import sys, steplr.data; steplr.data.load_qwerty(); "
+        "assert 'sklearn' not in sys.modules, 'sklearn imported on the Qwerty path'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
