@@ -26,10 +26,14 @@ demo: $(STAMP)
 	mkdir -p $(DEMO)
 	$(VENV)/bin/steplr explain --lr 0.1 --step-size 10 --gamma 0.5 --epochs 40
 	$(VENV)/bin/steplr plot --lr 0.1 --step-size 10 --gamma 0.5 --epochs 40 -o $(DEMO)/lr.png
+	$(VENV)/bin/steplr compare qwerty --seeds 5 --schedules none,step,cosine,plateau --out $(DEMO)/qwerty --force
+	$(VENV)/bin/steplr compare digits --seeds 5 --schedules none,step,cosine,plateau --out $(DEMO)/digits --force
 	@echo "plot: $(DEMO)/lr.png"
+	@echo "reports: $(DEMO)/qwerty/report.html $(DEMO)/digits/report.html"
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_core.py
+	$(PY) benchmarks/bench_experiments.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis .mypy_cache

@@ -1,0 +1,143 @@
+"""`steplr train` and `steplr compare` end to end, and the report in a real headless browser."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from steplr.cli import main
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_train_prints_the_notes_log_and_writes_the_run(tmp_path):
+    out = tmp_path / "run"
+    code, text, err = run("train", "digits", "--out", str(out))
+    assert code == 0, err
+    lines = text.splitlines()
+    assert all(re.fullmatch(r"Epoch \d, Loss: \d+\.\d{4}, LR: \d\.\d{6}", line) for line in lines[0:10:2])
+    assert all(re.fullmatch(r"Test Accuracy: \d+\.\d{2}%", line) for line in lines[1:10:2])
+    assert [line.split("LR: ")[1] for line in lines[0:10:2]] == ["0.001000", "0.001000", "0.000100", "0.000100", "0.000010"]
+    names = {p.name for p in out.iterdir()}
+    assert names == {"config.json", "history.csv", "history.json", "lr.png", "loss.png", "accuracy.png", "checkpoint.pt"}
+    config = json.loads((out / "config.json").read_text())
+    assert config["recipe"] == "digits" and config["optimizer"] == "adam" and config["step_size"] == "2ep"
+    with open(out / "history.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 5 and float(rows[2]["lr"]) == pytest.approx(1e-4)
+
+
+def test_train_overrides_are_saved_and_a_full_folder_is_refused(tmp_path):
+    out = tmp_path / "q"
+    code, _, _ = run("train", "qwerty", "--epochs", "2", "--gamma", "0.1", "--step-size", "1ep", "--out", str(out))
+    assert code == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["epochs"], config["gamma"], config["step_size"]) == (2, 0.1, "1ep")
+    code, text, err = run("train", "qwerty", "--out", str(out))
+    assert code == 2 and text == "" and err.count("\n") == 1 and "is not empty" in err
+    code, _, err = run("train", "qwerty", "--out", str(out), "--resume", "--lr", "0.5")
+    assert code == 2 and "drop the other settings" in err
+    code, text, _ = run("train", "qwerty", "--out", str(out), "--epochs", "1", "--force")
+    assert code == 0 and text.startswith("Epoch 1, Loss:")
+
+
+def test_train_resume_completes_a_run(tmp_path):
+    out = tmp_path / "r"
+    assert run("train", "qwerty", "--epochs", "3", "--out", str(out))[0] == 0
+    full = json.loads((out / "history.json").read_text())
+    code, text, _ = run("train", "qwerty", "--out", str(out), "--resume")
+    assert code == 0 and "Epoch" not in text  # nothing left to train
+    assert json.loads((out / "history.json").read_text()) == full
+
+
+def test_diverging_run_says_where_and_exits_1(tmp_path):
+    code, _, err = run("train", "qwerty", "--lr", "1e6", "--schedule", "none", "--out", str(tmp_path / "d"))
+    assert code == 1
+    assert re.fullmatch(r"steplr: loss became (nan|inf) at epoch \d+, iteration \d+: stopped \(history saved\)\n", err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "cifar"], "unknown recipe 'cifar'"),
+        (["train", "qwerty", "--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
+        (["train", "qwerty", "--batch-size", "0"], "batch_size must be a positive integer, got 0"),
+        (["train", "qwerty", "--schedule", "linear"], "unknown schedule 'linear'"),
+        (["train", "mnist", "--no-download"], "--data-dir"),
+        (["compare", "qwerty", "--seeds", "0"], "--seeds must be a positive integer, got 0"),
+        (["compare", "qwerty", "--schedules", "none,warp"], "--schedules must name some of"),
+        (["compare", "qwerty", "--schedules", "step,step"], "names a schedule twice"),
+    ],
+)
+def test_bad_run_input_is_one_line_and_exit_2(tmp_path, argv, message):
+    code, out, err = run(*argv, "--out", str(tmp_path / "x"))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("steplr: error: ") and message in err
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare") / "qwerty"
+    code, text, err = run("compare", "qwerty", "--seeds", "2", "--epochs", "6", "--schedules", "none,step,plateau",
+                          "--out", str(out))
+    assert code == 0, err
+    return out, text
+
+
+def test_compare_prints_the_table_and_writes_the_files(compared):
+    out, text = compared
+    assert text.startswith("qwerty: 3 schedules x 2 seeds\n")
+    assert re.search(r"^step\s+\d+\.\d{2}% ± \d+\.\d{2}\s+\d\.\d{4} ± \d\.\d{4}\s+\d/2", text, re.MULTILINE)
+    assert f"report: {out / 'report.html'}" in text
+    assert {p.name for p in out.iterdir()} >= {"lr.png", "loss.png", "accuracy.png", "report.html", "summary.csv"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert [row["schedule"] for row in summary] == ["none", "step", "plateau"]
+
+
+def test_report_is_self_contained(compared):
+    page = (compared[0] / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3
+    assert not re.search(r"(src|href)=\"https?://", page)
+    assert "epochs 0-4" in page  # the explain plan of StepLR
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs Debian's package)")
+def test_report_renders_in_headless_chromium(compared, tmp_path):
+    report = compared[0] / "report.html"
+    url = report.resolve().as_uri()
+    dom = subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile-dom'}", "--virtual-time-budget=5000",
+         "--dump-dom", url],
+        capture_output=True, text=True, timeout=120,
+    ).stdout
+    assert 'data-loaded="yes"' in dom
+    sizes = re.findall(r'data-natural-size="(\d+)x(\d+)"', dom)
+    assert len(sizes) == 3 and all(int(w) > 0 and int(h) > 0 for w, h in sizes)
+    assert re.search(r'<table id="summary">.*<td>step</td>', dom, re.DOTALL)
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile-shot'}", "--window-size=1100,1600",
+         f"--screenshot={shot}", url],
+        capture_output=True, timeout=120,
+    )
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[:2] == (1600, 1100) and pixels.std() > 0.05
+
