@@ -58,3 +58,15 @@ def test_every_schedule_gets_a_fair_default():
     assert schedule_config(base, "exponential").gamma == pytest.approx(0.01 ** (1 / 5))
     with pytest.raises(ValueError, match="unknown schedule 'linear'"):
         schedule_config(base, "linear")
+
+
+def test_verdicts_say_which_way_and_how_sure(comparison):
+    from steplr.report import verdicts
+
+    rows = comparison.summary()
+    lines = verdicts(rows, 3)
+    assert len(lines) == 2
+    step = next(r for r in rows if r.schedule == "step")
+    side = "above" if step.mean_diff > 0 else "below"
+    assert lines[0].startswith(f"step ends {side} a constant LR by {abs(step.mean_diff) * 100:.2f} points")
+    assert f"better in {step.wins}," in lines[0]

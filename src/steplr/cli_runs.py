@@ -167,7 +167,7 @@ def cmd_compare(args: argparse.Namespace, out_stream: TextIO) -> int:
     import torch
 
     from .experiments import COMPARE_SCHEDULES, compare
-    from .report import summary_table, write_report
+    from .report import summary_table, verdicts, write_report
 
     torch.set_num_threads(1)
     schedules = [s.strip() for s in args.schedules.split(",") if s.strip()]
@@ -196,6 +196,8 @@ def cmd_compare(args: argparse.Namespace, out_stream: TextIO) -> int:
     _write_summary(out, rows)
     report = write_report(out / "report.html", result, figures, plans)
     out_stream.write(f"{args.recipe}: {len(schedules)} schedules x {args.seeds} seeds\n{table}\n")
+    for line in verdicts(rows, args.seeds):
+        out_stream.write(f"- {line}\n")
     out_stream.write(f"report: {report}\n")
     return 0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from .experiments import Comparison, SummaryRow
 from .train import atomic_write_text
 
-__all__ = ["summary_table", "write_report"]
+__all__ = ["summary_table", "verdicts", "write_report"]
 
 _COLUMNS = ("schedule", "final test acc", "final test loss", "wins vs none", "mean diff", "paired p")
 
@@ -38,6 +38,27 @@ def summary_table(rows: Sequence[SummaryRow], seeds: int) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+def verdicts(rows: Sequence[SummaryRow], seeds: int) -> list[str]:
+    """One plain sentence per schedule on how it did against a constant LR ("none"), paired over seeds."""
+    found = []
+    for row in rows:
+        if row.wins is None or row.mean_diff is None:
+            continue
+        losses = seeds - row.wins - (row.ties or 0)
+        if row.mean_diff == 0 and losses == 0 and row.wins == 0:
+            found.append(f"{row.schedule} ends exactly where a constant LR does in every seed.")
+            continue
+        side = "above" if row.mean_diff > 0 else "below"
+        evidence = "" if row.p_value is None else (
+            f"; paired p = {row.p_value:.2g}" + ("" if row.p_value < 0.05 else ", not a reliable difference")
+        )
+        found.append(
+            f"{row.schedule} ends {side} a constant LR by {abs(row.mean_diff) * 100:.2f} points of test accuracy "
+            f"on average: better in {row.wins}, worse in {losses} of {seeds} seeds{evidence}."
+        )
+    return found
 
 
 _STYLE = """
@@ -91,6 +112,7 @@ def write_report(
         "differences are paired. Best mean final test accuracy: "
         f"<b>{html.escape(best.schedule)}</b> ({best.test_acc_mean * 100:.2f}%).</p>",
         f'<table id="summary"><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>',
+        "<ul>" + "".join(f"<li>{html.escape(v)}</li>" for v in verdicts(rows, seeds)) + "</ul>",
         '<p class="note">wins: seeds where the schedule ends with a higher test accuracy than "none" (constant '
         "LR); paired p: two-sided paired t-test of the final test accuracies against none.</p>",
     ]
