@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -141,3 +142,14 @@ def test_report_renders_in_headless_chromium(compared, tmp_path):
     pixels = matplotlib.image.imread(shot)
     assert pixels.shape[:2] == (1600, 1100) and pixels.std() > 0.05
 
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+def test_the_real_fashion_mnist_protocol(tmp_path):
+    code, text, err = run("train", "fashion-mnist", "--out", str(tmp_path / "fm"), "--no-download")
+    assert code == 0, err
+    history = json.loads((tmp_path / "fm" / "history.json").read_text())
+    assert len(history["iteration_lrs"]) == 5 * 938  # 60,000 images in batches of 64
+    assert [round(e["lr"], 12) for e in history["epochs"]] == [1e-3, 1e-3, 1e-4, 1e-4, 1e-5]
+    assert history["epochs"][-1]["test_acc"] > 0.80  # the notes' linear model reaches about 84% here
