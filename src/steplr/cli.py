@@ -181,6 +181,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     except (ValueError, TypeError) as error:
         err.write(f"steplr: error: {error}\n")
         return 2
+    except BrokenPipeError:  # `steplr ... | head`: the reader left; nothing more to say
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
+        return 0
     except OSError as error:
         err.write(f"steplr: error: {error.strerror or error}: {error.filename or ''}\n")
         return 2
