@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
+import os
+import pty
 import re
 import shutil
+import struct
 import subprocess
+import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -153,3 +159,26 @@ def test_the_real_fashion_mnist_protocol(tmp_path):
     assert len(history["iteration_lrs"]) == 5 * 938  # 60,000 images in batches of 64
     assert [round(e["lr"], 12) for e in history["epochs"]] == [1e-3, 1e-3, 1e-4, 1e-4, 1e-5]
     assert history["epochs"][-1]["test_acc"] > 0.80  # the notes' linear model reaches about 84% here
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path):
+    argv = [sys.executable, "-m", "steplr", "train", "qwerty", "--epochs", "2", "--out", str(tmp_path / "tty")]
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))  # a fresh pty is 0 columns wide
+    child = subprocess.Popen(argv, stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    child.wait(timeout=60)
+    os.close(leader)
+    assert child.returncode == 0
+    assert b"it/s" in seen or b"s/it" in seen  # tqdm's rate field: a bar was drawn
+    piped = subprocess.run([*argv[:-1], str(tmp_path / "pipe")], capture_output=True, timeout=60)
+    assert piped.returncode == 0 and b"it/s" not in piped.stdout + piped.stderr
