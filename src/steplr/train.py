@@ -47,15 +47,23 @@ __all__ = [
 CHECKPOINT = "checkpoint.pt"
 _CHECKPOINT_FORMAT = "steplr.run/1"
 OPTIMIZERS = ("sgd", "adam")
+_SMALL_DATA_BYTES = 16 * 2**20
 INTERVALS = ("iteration", "epoch")
 
 
 class TrainData(Protocol):
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    num_classes: int
+    """What train() reads from a dataset (steplr.data.Dataset has it; so may any object)."""
+
+    @property
+    def x_train(self) -> torch.Tensor: ...
+    @property
+    def y_train(self) -> torch.Tensor: ...
+    @property
+    def x_test(self) -> torch.Tensor: ...
+    @property
+    def y_test(self) -> torch.Tensor: ...
+    @property
+    def num_classes(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -181,7 +189,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def _build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.lr)
+        # fused: one kernel for the whole update instead of a Python loop over tensors; half of Adam's cost on
+        # the notes' linear model (benchmarks/RESULTS.md)
+        return torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
     return torch.optim.SGD(model.parameters(), lr=config.lr)
 
 
@@ -254,15 +264,26 @@ def train(
         start_epoch = int(state["epoch"])
 
     per_iteration = config.interval == "iteration" and config.schedule != "plateau"
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    # Small training sets are shuffled with one gather per epoch and sliced into views; for large ones a
+    # gather per batch is faster (it does not stream the whole set through memory again; benchmarks/RESULTS.md).
+    copy_per_epoch = data.x_train.element_size() * data.x_train.nelement() <= _SMALL_DATA_BYTES
     for epoch in range(start_epoch, config.epochs):
         model.train()
         order = torch.randperm(n, generator=generator)
-        loss_sum, correct = 0.0, 0
+        if copy_per_epoch:
+            x_epoch, y_epoch = data.x_train[order], data.y_train[order]
+        loss_sum, correct = 0.0, torch.zeros((), dtype=torch.int64)
         lr = float("nan")
         for batch in range(batches):
-            index = order[batch * config.batch_size : (batch + 1) * config.batch_size]
-            xb, yb = data.x_train[index], data.y_train[index]
-            optimizer.zero_grad(set_to_none=True)
+            start, stop = batch * config.batch_size, (batch + 1) * config.batch_size
+            if copy_per_epoch:
+                xb, yb = x_epoch[start:stop], y_epoch[start:stop]
+            else:
+                index = order[start:stop]
+                xb, yb = data.x_train[index], data.y_train[index]
+            for parameter in parameters:  # zero_grad(set_to_none=True) without its per-call profiling overhead
+                parameter.grad = None
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)
             value = loss.item()
@@ -277,12 +298,12 @@ def train(
             if per_iteration:
                 scheduler.step()
             loss_sum += value
-            correct += int((logits.argmax(dim=1) == yb).sum())
+            correct += (logits.argmax(dim=1) == yb).sum()
             if on_iteration is not None:
                 on_iteration()
         model.eval()
         test_loss, test_acc = _evaluate(model, data.x_test, data.y_test)
-        record = EpochRecord(epoch + 1, loss_sum / batches, correct / n, test_loss, test_acc, lr)
+        record = EpochRecord(epoch + 1, loss_sum / batches, int(correct) / n, test_loss, test_acc, lr)
         history.epochs.append(record)
         if config.schedule == "plateau":
             scheduler.step(test_loss)
