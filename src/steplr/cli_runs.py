@@ -183,9 +183,10 @@ def cmd_compare(args: argparse.Namespace, out_stream: TextIO) -> int:
 
     dataset = recipe_config(args.recipe, **_overrides(args)).dataset
     data = _load_data(dataset, args)
-    bar = _progress(len(schedules) * args.seeds)
+    base = recipe_config(args.recipe, **_overrides(args))
+    bar = _progress(base.epochs)  # all runs train together: one tick per epoch
     result = compare(args.recipe, data, schedules, list(range(args.seeds)), _overrides(args),
-                     on_run=(lambda *_: bar.update()) if bar is not None else None)
+                     on_epoch=(lambda _: bar.update()) if bar is not None else None)
     if bar is not None:
         bar.close()
     batches = -(-data.x_train.shape[0] // result.base.batch_size)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .train import History, TrainConfig, TrainData, train
+from .train import History, TrainConfig, TrainData
 
 __all__ = [
     "RECIPES",
@@ -147,10 +147,12 @@ def compare(
     schedules: Sequence[str],
     seeds: Sequence[int],
     overrides: dict[str, Any] | None = None,
-    on_run: Callable[[str, int, History], None] | None = None,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> Comparison:
-    """Train every schedule on every seed: the same seeds (so the same initial weights and batch orders)
-    for every schedule, so differences are paired."""
+    """Train every schedule on every seed, all in one batch (see :mod:`steplr.sweep`): the same seeds (so the
+    same initial weights and batch orders) for every schedule, so differences are paired."""
+    from .sweep import train_batched
+
     base = recipe_config(recipe, **(overrides or {}))
     if not schedules:
         raise ValueError("schedules must name at least one schedule")
@@ -158,15 +160,14 @@ def compare(
         raise ValueError("seeds must name at least one seed")
     result = Comparison(recipe, base, list(seeds))
     batches = math.ceil(data.x_train.shape[0] / base.batch_size)
+    configs = []
     for name in schedules:
         config = schedule_config(base, name)
         if name == "exponential" and config.interval == "iteration":
             config = dataclasses.replace(config, gamma=0.01 ** (1 / (base.epochs * batches)))
         result.configs[name] = config
-        result.runs[name] = []
-        for seed in seeds:
-            history = train(dataclasses.replace(config, seed=seed), data)
-            result.runs[name].append(history)
-            if on_run is not None:
-                on_run(name, seed, history)
+        configs += [dataclasses.replace(config, seed=seed) for seed in seeds]
+    histories = train_batched(configs, data, on_epoch=on_epoch)
+    for index, name in enumerate(schedules):
+        result.runs[name] = histories[index * len(seeds) : (index + 1) * len(seeds)]
     return result

@@ -1,0 +1,247 @@
+"""Many schedules trained at once: K models of one recipe stacked along a leading axis.
+
+Every model has its own schedule (type and parameters), base LR, seed (so its own initial weights) and batch
+order; they share the data, the architecture, the optimizer kind, the batch size and the number of epochs. Each
+step runs one batched forward/backward for all K models and one vectorised optimizer update, with per-model
+learning rates read from a table built by the schedules' vectorised closed forms (one call for all step-decay
+configs). Model ``i`` reproduces ``train(configs[i], data)``: the same LR at every iteration (exactly) and the
+same metrics and weights up to float32 rounding (batched matmuls sum in another order than single ones).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models import build_model
+from .schedules import StepDecay, by_name
+from .train import EpochRecord, History, TrainConfig, TrainData
+from .units import resolve_duration
+
+__all__ = ["train_batched", "lr_table", "configs_with", "BatchedModels", "SHARED_FIELDS"]
+
+# Settings that fix the shape of the computation: they must agree across a batch.
+SHARED_FIELDS = ("dataset", "model", "optimizer", "batch_size", "epochs", "interval")
+_SMALL_DATA_BYTES = 64 * 2**20
+_ADAM_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which train() uses
+
+
+def _steps_per_epoch(config: TrainConfig, batches: int) -> int:
+    return batches if config.interval == "iteration" else 1
+
+
+def lr_table(configs: Sequence[TrainConfig], batches: int) -> np.ndarray:
+    """Learning rates, shape (K, scheduler steps), from the closed forms; NaN rows for ``plateau`` configs.
+
+    All ``step`` configs are evaluated in one broadcast call of :class:`~steplr.schedules.StepDecay`.
+    """
+    first = configs[0]
+    spe = _steps_per_epoch(first, batches)
+    steps = np.arange(first.epochs * spe, dtype=np.int64)
+    table = np.full((len(configs), steps.size), np.nan)
+    step_rows = [i for i, c in enumerate(configs) if c.schedule == "step"]
+    if step_rows:
+        sizes = np.array([resolve_duration(configs[i].step_size, "step_size", spe) for i in step_rows])
+        gammas = np.array([configs[i].gamma for i in step_rows], dtype=np.float64)
+        lrs = np.array([configs[i].lr for i in step_rows], dtype=np.float64)
+        table[step_rows] = StepDecay(sizes[:, None], gammas[:, None]).lr(lrs[:, None], steps[None, :])
+    for i, c in enumerate(configs):
+        if c.schedule in ("step", "plateau"):
+            continue
+        schedule = by_name(
+            c.schedule,
+            step_size=c.step_size,
+            gamma=c.gamma,
+            milestones=list(c.milestones) or None,
+            t_max=c.t_max if c.t_max is not None else c.epochs * spe,
+            eta_min=c.eta_min,
+        ).resolve(spe)
+        table[i] = schedule.lr(c.lr, steps)
+    return table
+
+
+class BatchedModels:
+    """K copies of a Linear/ReLU stack as stacked weights: layer l holds W (K, out, in) and b (K, out)."""
+
+    def __init__(self, configs: Sequence[TrainConfig], in_features: int, num_classes: int) -> None:
+        models = []
+        for config in configs:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed)  # the same initial weights as train() draws for this seed
+                models.append(build_model(config.model, in_features, num_classes))
+        # Both of steplr's models are Linear layers with ReLU between them (QwertyNet: fc1, relu, fc2; SimpleNet: fc).
+        linears = [[m for m in model.modules() if isinstance(m, nn.Linear)] for model in models]
+        layers = range(len(linears[0]))
+        self.weights = [torch.stack([ls[j].weight.detach() for ls in linears]).requires_grad_() for j in layers]
+        self.biases = [torch.stack([ls[j].bias.detach() for ls in linears]).requires_grad_() for j in layers]
+
+    @property
+    def parameters(self) -> list[torch.Tensor]:
+        return [p for pair in zip(self.weights, self.biases) for p in pair]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: (K, B, in) or (B, in) shared by all models; returns logits (K, B, classes)."""
+        for index, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            x = torch.matmul(x, weight.transpose(1, 2)) + bias.unsqueeze(1)
+            if index < len(self.weights) - 1:
+                x = torch.relu(x)
+        return x
+
+    def state_dict(self, i: int) -> dict[str, torch.Tensor]:
+        """Model ``i``'s weights under the names its nn.Module uses (fc1/fc2 or fc)."""
+        names = ["fc"] if len(self.weights) == 1 else [f"fc{j + 1}" for j in range(len(self.weights))]
+        state = {}
+        for name, weight, bias in zip(names, self.weights, self.biases):
+            state[f"{name}.weight"] = weight[i].detach().clone()
+            state[f"{name}.bias"] = bias[i].detach().clone()
+        return state
+
+
+class _Plateau:
+    """torch's ReduceLROnPlateau (mode min, relative threshold 1e-4, no cooldown), for many models at once."""
+
+    def __init__(self, lrs: list[float], factor: list[float], patience: list[int]) -> None:
+        self.lrs, self.factor, self.patience = lrs, factor, patience
+        self.best = [math.inf] * len(lrs)
+        self.bad = [0] * len(lrs)
+
+    def step(self, losses: list[float]) -> None:
+        for i, loss in enumerate(losses):
+            if loss < self.best[i] * (1 - 1e-4):
+                self.best[i], self.bad[i] = loss, 0
+            else:
+                self.bad[i] += 1
+            if self.bad[i] > self.patience[i]:
+                new = max(self.lrs[i] * self.factor[i], 0.0)
+                if self.lrs[i] - new > 1e-8:
+                    self.lrs[i] = new
+                self.bad[i] = 0
+
+
+def _check_shared(configs: Sequence[TrainConfig]) -> None:
+    if not configs:
+        raise ValueError("train_batched needs at least one config")
+    for name in SHARED_FIELDS:
+        values = {getattr(c, name) for c in configs}
+        if len(values) > 1:
+            raise ValueError(f"configs trained together must share {name}, got {sorted(map(str, values))}")
+
+
+def train_batched(
+    configs: Sequence[TrainConfig],
+    data: TrainData,
+    on_epoch: Callable[[int], None] | None = None,
+    models_out: list[BatchedModels] | None = None,
+) -> list[History]:
+    """Train every config at once; return one History per config, in order.
+
+    A model whose loss becomes NaN or infinite keeps NaN metrics from that epoch on; the others are unaffected.
+    """
+    _check_shared(configs)
+    first = configs[0]
+    if first.model not in ("qwerty", "linear"):
+        raise ValueError(f"batched training supports the models 'qwerty' and 'linear', got {first.model!r}")
+    k = len(configs)
+    n = data.x_train.shape[0]
+    batches = math.ceil(n / first.batch_size)
+    per_iteration = first.interval == "iteration"
+    table = torch.from_numpy(lr_table(configs, batches))
+    plateau_rows = [i for i, c in enumerate(configs) if c.schedule == "plateau"]
+    plateau = _Plateau([configs[i].lr for i in plateau_rows], [configs[i].gamma for i in plateau_rows],
+                       [configs[i].plateau_patience for i in plateau_rows])
+    models = BatchedModels(configs, int(data.x_train[0].numel()), data.num_classes)
+    if models_out is not None:
+        models_out.append(models)
+    parameters = models.parameters
+    state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in parameters] if first.optimizer == "adam" else []
+    generators = [torch.Generator().manual_seed(c.seed) for c in configs]
+    histories = [History() for _ in configs]
+    x_train = data.x_train.reshape(n, -1)
+    x_test = data.x_test.reshape(data.x_test.shape[0], -1)
+    copy_per_epoch = k * x_train.element_size() * x_train.nelement() <= _SMALL_DATA_BYTES
+    adam_step = 0
+    for epoch in range(first.epochs):
+        orders = torch.stack([torch.randperm(n, generator=g) for g in generators])  # (K, n)
+        if copy_per_epoch:
+            x_epoch, y_epoch = x_train[orders], data.y_train[orders]
+        loss_sum = torch.zeros(k, dtype=torch.float64)
+        correct = torch.zeros(k, dtype=torch.int64)
+        lrs = torch.zeros(k, dtype=torch.float64)
+        for batch in range(batches):
+            start, stop = batch * first.batch_size, (batch + 1) * first.batch_size
+            if copy_per_epoch:
+                xb, yb = x_epoch[:, start:stop], y_epoch[:, start:stop]
+            else:
+                index = orders[:, start:stop]
+                xb, yb = x_train[index], data.y_train[index]
+            step = epoch * batches + batch if per_iteration else epoch
+            lrs = table[:, step].clone()
+            if plateau_rows:
+                lrs[plateau_rows] = torch.tensor(plateau.lrs, dtype=torch.float64)
+            for p in parameters:
+                p.grad = None
+            logits = models(xb)  # (K, B, C)
+            losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none")
+            per_model = losses.reshape(k, -1).mean(dim=1)
+            per_model.sum().backward()  # type: ignore[no-untyped-call]
+            with torch.no_grad():
+                if first.optimizer == "adam":
+                    adam_step += 1
+                    _adam_update(parameters, state, lrs, adam_step)
+                else:
+                    for p in parameters:
+                        view = lrs.to(p.dtype).reshape(k, *([1] * (p.dim() - 1)))
+                        p.sub_(view * p.grad)  # type: ignore[operator]
+                loss_sum += per_model.detach().to(torch.float64)
+                correct += (logits.argmax(dim=2) == yb).sum(dim=1)
+            for i in range(k):
+                histories[i].iteration_lrs.append(float(lrs[i]))
+        with torch.no_grad():
+            test_logits = models(x_test)
+            test_losses = F.cross_entropy(
+                test_logits.reshape(-1, test_logits.shape[-1]), data.y_test.repeat(k), reduction="none"
+            ).reshape(k, -1).mean(dim=1)
+            test_correct = (test_logits.argmax(dim=2) == data.y_test).sum(dim=1)
+        n_test = data.y_test.shape[0]
+        for i in range(k):
+            histories[i].epochs.append(EpochRecord(
+                epoch + 1, float(loss_sum[i]) / batches, int(correct[i]) / n, float(test_losses[i]),
+                int(test_correct[i]) / n_test, float(lrs[i]),
+            ))
+        if plateau_rows:
+            plateau.step([float(test_losses[i]) for i in plateau_rows])
+        if on_epoch is not None:
+            on_epoch(epoch + 1)
+    return histories
+
+
+def _adam_update(parameters: list[torch.Tensor], state: list[tuple[torch.Tensor, torch.Tensor]],
+                 lrs: torch.Tensor, step: int) -> None:
+    """Adam with one learning rate per model (torch's optimizers take one per parameter group, not per row)."""
+    beta1, beta2 = _ADAM_BETAS
+    correction1 = 1 - beta1**step
+    correction2_sqrt = math.sqrt(1 - beta2**step)
+    for p, (exp_avg, exp_avg_sq) in zip(parameters, state):
+        grad = p.grad
+        if grad is None:
+            continue
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        step_size = (lrs / correction1).to(p.dtype).reshape(-1, *([1] * (p.dim() - 1)))
+        denom = (exp_avg_sq.sqrt() / correction2_sqrt).add_(_ADAM_EPS)
+        p.sub_(step_size * exp_avg / denom)
+
+
+def configs_with(base: TrainConfig, **grid: Sequence[Any]) -> list[TrainConfig]:
+    """Every combination of the given settings applied to ``base`` (e.g. step_size=[...], gamma=[...])."""
+    combos: list[dict[str, Any]] = [{}]
+    for name, values in grid.items():
+        combos = [{**c, name: v} for c in combos for v in values]
+    return [dataclasses.replace(base, **c) for c in combos]
