@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from .cli_runs import RunUsageError, add_run_commands, cmd_compare, cmd_train
+from .cli_sweep import add_sweep_command, cmd_sweep
 from .errors import DivergedError, TrainError
 from .explain import explain, format_plan
 from .schedules import SCHEDULE_NAMES, LinearWarmup, Schedule, by_name, join
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--log", action="store_true", help="logarithmic LR axis")
     pl.add_argument("--title", default=None, help="figure title")
     add_run_commands(commands)
+    add_sweep_command(commands)
     return parser
 
 
@@ -170,7 +172,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     parser = build_parser()
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-        handler = {"explain": _cmd_explain, "plot": _cmd_plot, "train": cmd_train, "compare": cmd_compare}
+        handler = {"explain": _cmd_explain, "plot": _cmd_plot, "train": cmd_train, "compare": cmd_compare,
+                   "sweep": cmd_sweep}
         return handler[args.command](args, out)
     except DivergedError as error:
         err.write(f"steplr: {error}\n")

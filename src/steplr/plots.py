@@ -17,7 +17,7 @@ from .schedules import Schedule
 if TYPE_CHECKING:
     from .train import History
 
-__all__ = ["Curve", "plot_schedules", "save_figure", "plot_run_lrs", "plot_run_metric"]
+__all__ = ["Curve", "plot_schedules", "save_figure", "plot_run_lrs", "plot_run_metric", "plot_heatmap"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,42 @@ def plot_run_metric(runs: Mapping[str, Sequence[History]], metric: str, path: st
         ax.set_title(f"{title} curves (mean over seeds; band: min to max)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_heatmap(
+    values: np.ndarray,
+    row_labels: Sequence[str],
+    column_labels: Sequence[str],
+    baseline: float,
+    path: str | os.PathLike[str],
+    title: str,
+) -> Path:
+    """Mean final test accuracy per (step_size row, gamma column); cells that beat the constant-LR baseline are
+    outlined, and the baseline is marked on the colour bar."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.2 * len(column_labels) + 3, 0.6 * len(row_labels) + 2.2), dpi=110)
+    try:
+        image = ax.imshow(values * 100, cmap="viridis", aspect="auto")
+        bar = fig.colorbar(image, ax=ax, label="mean final test accuracy (%)")
+        bar.ax.axhline(baseline * 100, color="red", linewidth=2)
+        bar.ax.text(1.05, baseline * 100, " constant LR", color="red", va="center", fontsize=7,
+                    transform=bar.ax.get_yaxis_transform())
+        for (r, c), value in np.ndenumerate(values):
+            better = value > baseline
+            ax.text(c, r, f"{value * 100:.1f}", ha="center", va="center", fontsize=8,
+                    color="black" if value * 100 > np.nanmean(values) * 100 else "white",
+                    fontweight="bold" if better else "normal")
+            if better:
+                ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+        ax.set_xticks(range(len(column_labels)), column_labels)
+        ax.set_yticks(range(len(row_labels)), row_labels)
+        ax.set_xlabel("gamma")
+        ax.set_ylabel("step_size")
+        ax.set_title(f"{title}\nconstant LR: {baseline * 100:.1f}% (red outline: beats it)", fontsize=9)
         fig.tight_layout()
         return save_figure(fig, path)
     finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 from .experiments import Comparison, SummaryRow
 from .train import atomic_write_text
 
-__all__ = ["summary_table", "verdicts", "write_report"]
+__all__ = ["summary_table", "verdicts", "write_report", "text_table", "write_sweep_report"]
 
 _COLUMNS = ("schedule", "final test acc", "final test loss", "wins vs none", "mean diff", "paired p")
 
@@ -33,11 +33,7 @@ def _cells(row: SummaryRow, seeds: int) -> list[str]:
 
 def summary_table(rows: Sequence[SummaryRow], seeds: int) -> str:
     """The summary as aligned plain text (what ``steplr compare`` prints)."""
-    table = [list(_COLUMNS)] + [_cells(row, seeds) for row in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(_COLUMNS))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+    return text_table(_COLUMNS, [_cells(row, seeds) for row in rows])
 
 
 def verdicts(rows: Sequence[SummaryRow], seeds: int) -> list[str]:
@@ -123,6 +119,47 @@ def write_report(
         parts.append(f"<h3>{html.escape(name)}</h3><pre>{html.escape(chr(10).join(lines))}</pre>")
     configs = {name: config.as_dict() for name, config in comparison.configs.items()}
     parts.append(f"<h2>Configs</h2><pre>{html.escape(json.dumps(configs, indent=1))}</pre>")
+    parts.append("</body></html>")
+    target = Path(path)
+    atomic_write_text(target, "\n".join(parts))
+    return target
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Rows of strings as aligned plain text."""
+    table = [list(header)] + [list(r) for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def write_sweep_report(
+    path: str | os.PathLike[str],
+    title: str,
+    intro: str,
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    figures: Mapping[str, str | os.PathLike[str]],
+    plan: Sequence[str],
+    config: Mapping[str, object],
+) -> Path:
+    """Write a sweep's ``report.html``: the best configs, the figures, the winner's plan and the settings."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{_STYLE}</style><script>{_SELF_CHECK}</script></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{html.escape(intro)}</p>",
+        f'<table id="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>',
+    ]
+    for name, figure in figures.items():
+        parts.append(f"<h2>{html.escape(name)}</h2>{_image(figure, name)}")
+    parts.append(f"<h2>The winner's plan</h2><pre>{html.escape(chr(10).join(plan))}</pre>")
+    parts.append(f"<h2>Settings</h2><pre>{html.escape(json.dumps(config, indent=1, default=str))}</pre>")
     parts.append("</body></html>")
     target = Path(path)
     atomic_write_text(target, "\n".join(parts))
