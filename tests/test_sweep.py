@@ -1,0 +1,127 @@
+"""Batched training equals sequential training; the grid sweep and its command."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from steplr.cli import main
+from steplr.data import load_digits, load_qwerty
+from steplr.experiments import recipe_config
+from steplr.grid import grid_sweep
+from steplr.schedules import StepDecay
+from steplr.sweep import BatchedModels, lr_table, train_batched
+from steplr.train import CHECKPOINT, train
+
+
+def mixed_configs(recipe: str) -> list:
+    base = recipe_config(recipe)
+    configs = [
+        dataclasses.replace(base, step_size=s, gamma=g, lr=lr, seed=seed)
+        for s, g, lr, seed in [("1ep", 0.5, base.lr, 0), ("2ep", 0.1, base.lr * 3, 1), ("5ep", 0.9, base.lr, 2)]
+    ]
+    configs += [dataclasses.replace(base, schedule=name, seed=3) for name in ("none", "cosine", "plateau")]
+    configs.append(dataclasses.replace(base, schedule="multistep", milestones=("2ep", "3ep"), seed=4))
+    configs.append(dataclasses.replace(base, schedule="exponential", gamma=0.8, seed=5))
+    return configs
+
+
+@pytest.mark.parametrize("recipe", ["qwerty", "digits"])  # SGD per iteration; Adam per epoch
+def test_model_i_of_a_batch_is_the_sequential_run(recipe, tmp_path):
+    data = load_qwerty() if recipe == "qwerty" else load_digits()
+    configs = mixed_configs(recipe)
+    if recipe == "qwerty":
+        configs = [dataclasses.replace(c, epochs=8) for c in configs]
+    models: list[BatchedModels] = []
+    batched = train_batched(configs, data, models_out=models)
+    for i, config in enumerate(configs):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        sequential = train(config, data, folder)
+        assert batched[i].iteration_lrs == sequential.iteration_lrs, config.schedule
+        for ours, theirs in zip(batched[i].epochs, sequential.epochs):
+            for field in ("train_loss", "train_acc", "test_loss", "test_acc"):
+                assert getattr(ours, field) == pytest.approx(getattr(theirs, field), abs=1e-6), (config.schedule, field)
+            assert ours.lr == theirs.lr
+        weights = torch.load(folder / CHECKPOINT, weights_only=True)["model"]
+        for name, value in models[0].state_dict(i).items():
+            assert torch.allclose(value, weights[name], rtol=0, atol=1e-6), (config.schedule, name)
+
+
+def test_lr_table_is_one_broadcast_call_of_the_closed_form():
+    base = recipe_config("digits")
+    configs = [dataclasses.replace(base, step_size=s, gamma=g) for s, g in [("1ep", 0.5), ("2ep", 0.1), (3, 0.9)]]
+    table = lr_table(configs, batches=23)
+    assert table.shape == (3, 5)
+    assert table[1].tolist() == [StepDecay(2, 0.1).lr(base.lr, t) for t in range(5)]
+    assert table[2].tolist() == [StepDecay(3, 0.9).lr(base.lr, t) for t in range(5)]
+
+
+def test_configs_trained_together_must_share_their_shape():
+    base = recipe_config("qwerty")
+    with pytest.raises(ValueError, match="must share batch_size"):
+        train_batched([base, dataclasses.replace(base, batch_size=16)], load_qwerty())
+    with pytest.raises(ValueError, match="at least one config"):
+        train_batched([], load_qwerty())
+
+
+def test_a_diverging_model_does_not_spoil_the_others():
+    base = recipe_config("qwerty", epochs=2, schedule="none")
+    configs = [base, dataclasses.replace(base, lr=1e6)]
+    histories = train_batched(configs, load_qwerty())
+    assert np.isnan(histories[1].epochs[-1].test_loss)
+    assert histories[0].as_dict() == train_batched([base], load_qwerty())[0].as_dict()
+
+
+def test_grid_sweep_rows_and_baseline():
+    result = grid_sweep("qwerty", load_qwerty(), ["2ep", "10ep"], [0.5, 0.9], [0, 1], overrides={"epochs": 6})
+    assert len(result.rows) == 2 * 2 * 2 + 2
+    summaries = result.summaries()
+    assert [s.test_acc_mean for s in summaries] == sorted((s.test_acc_mean for s in summaries), reverse=True)
+    baseline = [r["test_acc"] for r in result.rows if r["schedule"] == "none"]
+    assert summaries[0].baseline_acc == pytest.approx(sum(baseline) / 2)
+    # step 10ep never decays within 6 epochs, so it trains exactly like the constant LR on the same seeds
+    flat = [s for s in summaries if s.step_size == "10ep"]
+    assert all(s.margin == pytest.approx(0.0, abs=1e-12) for s in flat)
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_sweep_command_writes_results_heatmap_and_report(tmp_path):
+    out = tmp_path / "sweep"
+    code, text, err = run("sweep", "qwerty", "--step-size", "1ep,5ep", "--gamma", "0.5,0.9", "--seeds", "2",
+                          "--epochs", "6", "--out", str(out))
+    assert code == 0, err
+    assert {p.name for p in out.iterdir()} == {"results.csv", "heatmap.png", "best_lr.png", "report.html"}
+    with open(out / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 * 2 * 2 + 2 and {r["schedule"] for r in rows} == {"step", "none"}
+    assert text.splitlines()[0] == "qwerty: 4 configs x 2 seeds"
+    assert "winner: step" in text and "pts" in text
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "winner" in page
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--step-size", ""], "--step-size must be a comma-separated list"),
+        (["--gamma", "0"], "gamma must be a finite number > 0, got 0.0"),
+        (["--gamma", "0.5,abc"], "--gamma must be a comma-separated list of numbers"),
+        (["--step-size", "0"], "step_size must be a positive integer, got 0"),
+        (["--seeds", "0"], "--seeds must be a positive integer, got 0"),
+        (["--gamma", "0.5,0.5"], "gammas lists a value twice"),
+    ],
+)
+def test_bad_sweep_input_is_one_line(tmp_path, argv, message):
+    code, out, err = run("sweep", "qwerty", *argv, "--epochs", "2", "--out", str(tmp_path / "x"))
+    assert code == 2 and out == "" and err.count("\n") == 1 and message in err
