@@ -242,7 +242,7 @@ def train(
     n = data.x_train.shape[0]
     batches = math.ceil(n / config.batch_size)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
+        torch.default_generator.manual_seed(config.seed)  # the CPU generator only: no device seeding to pay for
         model = build_model(config.model, int(data.x_train[0].numel()), data.num_classes)
     optimizer = _build_optimizer(config, model)
     scheduler = _build_scheduler(config, optimizer, batches)
