@@ -82,6 +82,12 @@ class BatchedModels:
         self.weights = [torch.stack([ls[j].weight.detach() for ls in linears]) for j in layers]
         self.biases = [torch.stack([ls[j].bias.detach() for ls in linears]) for j in layers]
         self.grads: list[torch.Tensor] = []  # filled by forward_backward, in the order of ``parameters``
+        self._ones: dict[torch.Size, torch.Tensor] = {}
+
+    def _minus_ones(self, shape: torch.Size) -> torch.Tensor:
+        if shape not in self._ones:
+            self._ones[shape] = torch.full(shape, -1.0)
+        return self._ones[shape]
 
     @property
     def parameters(self) -> list[torch.Tensor]:
@@ -115,14 +121,14 @@ class BatchedModels:
         picked = log_probs.gather(2, y.unsqueeze(2))  # (K, B, 1)
         per_model = -picked.squeeze(2).mean(dim=1)
         grad = log_probs.exp()  # d(mean CE)/d(logits) = (softmax - onehot) / B
-        grad.scatter_add_(2, y.unsqueeze(2), torch.full_like(picked, -1.0))
+        grad.scatter_add_(2, y.unsqueeze(2), self._minus_ones(picked.shape))
         grad.div_(y.shape[1])
         grads: list[torch.Tensor] = []
         for index in range(len(self.weights) - 1, -1, -1):
             a = activations[index]
             grads = [torch.bmm(grad.transpose(1, 2), a), grad.sum(dim=1), *grads]
             if index > 0:
-                grad = torch.bmm(grad, self.weights[index]).mul_(a > 0)
+                grad = torch.ops.aten.threshold_backward(torch.bmm(grad, self.weights[index]), a, 0.0)  # ReLU's
         self.grads = grads
         return per_model, z
 
@@ -210,18 +216,22 @@ def train_batched(
     state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in parameters] if first.optimizer == "adam" else []
     generators = [torch.Generator().manual_seed(c.seed) for c in configs]
     histories = [History() for _ in configs]
-    applied = torch.empty(k, first.epochs * batches, dtype=torch.float64)  # the LR each model used, per iteration
     x_train = data.x_train.reshape(n, -1)
     x_test = data.x_test.reshape(data.x_test.shape[0], -1)
     copy_per_epoch = k * x_train.element_size() * x_train.nelement() <= _SMALL_DATA_BYTES
     adam_step = 0
+    table32 = table.to(parameters[0].dtype)
     for epoch in range(first.epochs):
+        if plateau_rows:  # the plateau LRs hold for the whole epoch: write them into the table's columns
+            span = slice(epoch * batches, (epoch + 1) * batches) if per_iteration else slice(epoch, epoch + 1)
+            values = torch.tensor(plateau.lrs, dtype=torch.float64).unsqueeze(1)
+            table[plateau_rows, span] = values
+            table32[plateau_rows, span] = values.to(table32.dtype)
         orders = torch.stack([torch.randperm(n, generator=g) for g in generators])  # (K, n)
         if copy_per_epoch:
             x_epoch, y_epoch = x_train[orders], data.y_train[orders]
         loss_sum = torch.zeros(k, dtype=torch.float64)
         correct = torch.zeros(k, dtype=torch.int64)
-        lrs = torch.zeros(k, dtype=torch.float64)
         for batch in range(batches):
             start, stop = batch * first.batch_size, (batch + 1) * first.batch_size
             if copy_per_epoch:
@@ -230,20 +240,17 @@ def train_batched(
                 index = orders[:, start:stop]
                 xb, yb = x_train[index], data.y_train[index]
             step = epoch * batches + batch if per_iteration else epoch
-            lrs = table[:, step].clone()
-            if plateau_rows:
-                lrs[plateau_rows] = torch.tensor(plateau.lrs, dtype=torch.float64)
             per_model, logits = models.forward_backward(xb, yb)
             if first.optimizer == "adam":
                 adam_step += 1
-                _adam_update(parameters, models.grads, state, lrs, adam_step)
+                _adam_update(parameters, models.grads, state, table[:, step], adam_step)
             else:
-                lrs32 = lrs.to(parameters[0].dtype)
+                lrs32 = table32[:, step]
                 for p, g in zip(parameters, models.grads):
-                    p.sub_(lrs32.view(k, *([1] * (p.dim() - 1))) * g)
+                    p.addcmul_(lrs32.view(k, *([1] * (p.dim() - 1))), g, value=-1)
             loss_sum += per_model
             correct += (_predictions(logits) == yb).sum(dim=1)
-            applied[:, epoch * batches + batch] = lrs
+        lrs = table[:, (epoch + 1) * batches - 1 if per_iteration else epoch]
         test_logits = models(x_test)  # (K, n_test, C)
         labels = data.y_test.expand(k, -1)
         test_losses = -_log_softmax_classes(test_logits).gather(2, labels.unsqueeze(2)).squeeze(2).mean(dim=1)
@@ -258,8 +265,9 @@ def train_batched(
             plateau.step([float(test_losses[i]) for i in plateau_rows])
         if on_epoch is not None:
             on_epoch(epoch + 1)
-    for history, row in zip(histories, applied.tolist()):
-        history.iteration_lrs = row
+    per_step = table if per_iteration else table.repeat_interleave(batches, dim=1)
+    for history, row in zip(histories, per_step.tolist()):
+        history.iteration_lrs = row  # the LR each model used at each iteration
     return histories
 
 
