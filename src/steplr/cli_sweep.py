@@ -137,8 +137,11 @@ def _write_grid_outputs(out: Path, result: Any, data: Any, out_stream: TextIO) -
 
 
 def _cmd_optuna(args: argparse.Namespace, out_stream: TextIO) -> int:
+    import optuna
+
     from .tune import SweepError, redact, run_optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial is noise here; the table says it all
     study = args.study or f"steplr-{args.recipe}"
     if args.trials <= 0:
         raise RunUsageError(f"--trials must be a positive integer, got {args.trials}")
@@ -158,11 +161,17 @@ def _cmd_optuna(args: argparse.Namespace, out_stream: TextIO) -> int:
         for flag, value in (("--lr", args.lr), ("--storage", args.storage), ("--data-dir", args.data_dir)):
             if value is not None:
                 command += [flag, value]
+        if args.no_download:
+            command.append("--no-download")
         helpers = [subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(args.workers - 1)]
     try:
+        bar = _progress(args.trials)
         result = run_optuna(args.recipe, step_size_range=step_range, gamma_range=gamma_range, lr_range=args.lr,
                             trials=args.trials, storage=args.storage, study_name=study, run_dir=out,
-                            data_dir=args.data_dir)
+                            data_dir=args.data_dir, download=not args.no_download,
+                            on_trial=(lambda *_: bar.update()) if bar is not None else None)
+        if bar is not None:
+            bar.close()
     except SweepError:
         for helper in helpers:
             helper.kill()
@@ -181,7 +190,7 @@ def _optuna_report(args: argparse.Namespace, out: Path, study_name: str, out_str
     from .tune import open_study, redact, study_rows
 
     study = open_study(args.recipe, study_name, args.storage, out, create=False)
-    rows = [r for r in study_rows(study) if r.get("value") is not None]
+    rows = [r for r in study_rows(study) if r["value"] is not None]
     if not rows:
         raise RunUsageError(f"study {study_name!r} has no finished trials yet")
     rows.sort(key=lambda r: r["value"], reverse=True)

@@ -1,0 +1,702 @@
+"""Optuna search over StepLR's ``step_size`` and ``gamma`` (and optionally the base LR) for a recipe.
+
+A study lives in a *storage* that any number of workers share; each worker runs
+:func:`run_optuna` with the same arguments and they cooperate until the study holds the requested number of
+finished (complete or pruned) trials in total:
+
+* ``storage=None``: an Optuna journal file, ``run_dir / "optuna-journal.log"``. Processes on one machine (or on
+  machines sharing the folder) can use it at once. A trial whose worker process died on this machine is found
+  by its process id, marked failed and queued again.
+* ``"postgresql://user:password@host:5432/db"``: PostgreSQL through SQLAlchemy and psycopg 3. Running trials
+  send a heartbeat every :data:`HEARTBEAT_INTERVAL` seconds; a trial silent for :data:`GRACE_PERIOD` seconds
+  (its worker was killed or lost its connection) is marked failed by the next worker that looks, and a copy
+  with the same parameters is queued (up to :data:`MAX_RETRY` times).
+
+Each trial samples ``step_size`` as a whole number of the range's unit (``"1ep:20ep"`` gives ``"7ep"``),
+``gamma`` uniformly and ``lr`` log-uniformly (only when an ``lr`` range is given), trains the recipe with them
+and returns the final test accuracy, which the study maximises. The per-epoch test loss feeds a median pruner.
+
+Passwords never leave this module unredacted: messages show URLs through :func:`redact`.
+
+``import steplr.tune`` is cheap: Optuna, SQLAlchemy and torch are imported when a function needs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+import socket
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    import optuna
+
+    from .train import EpochRecord
+
+__all__ = [
+    "SweepError",
+    "redact",
+    "parse_range",
+    "open_study",
+    "run_optuna",
+    "study_rows",
+    "JOURNAL_FILE",
+    "HEARTBEAT_INTERVAL",
+    "GRACE_PERIOD",
+    "MAX_RETRY",
+    "CONNECT_TIMEOUT",
+]
+
+JOURNAL_FILE = "optuna-journal.log"
+# PostgreSQL liveness: a running trial writes a heartbeat every HEARTBEAT_INTERVAL seconds; one whose last
+# heartbeat is older than GRACE_PERIOD seconds is failed (and retried) by the next worker that checks. Small
+# values: a killed worker's trial is noticed within seconds, at the cost of one tiny UPDATE per second per trial.
+HEARTBEAT_INTERVAL = 1
+GRACE_PERIOD = 3
+MAX_RETRY = 3  # copies queued for one trial whose worker died, before giving up on those parameters
+CONNECT_TIMEOUT = 3  # seconds to wait for the database server to answer a connection
+_POLL_SECONDS = 0.5  # how often an idle worker looks again while other workers hold the remaining budget
+_SETUP_ATTEMPTS = 5  # schema creation races between workers starting together on a fresh database
+
+_RANGE_KINDS = ("step_size", "gamma", "lr")
+_POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+# Trial user attributes naming the process that runs a trial (the journal storage's liveness check).
+_HOST_ATTR, _PID_ATTR = "host", "pid"
+_SURPLUS_ATTR = "surplus"
+_DIVERGED_ATTR = "diverged"
+
+_log = logging.getLogger(__name__)
+
+
+class SweepError(ValueError):
+    """A problem with a sweep's input or storage, worded for the user (URLs in it are redacted)."""
+
+
+# --------------------------------------------------------------------------------------------- URLs, ranges
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (in the user part and in a ``password=`` query item).
+
+    >>> redact("postgresql://user:secret@host:5432/db")
+    'postgresql://user:***@host:5432/db'
+
+    Text that is not a URL comes back unchanged.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable storage URL>"
+    netloc = parts.netloc
+    userinfo, at, hostport = netloc.rpartition("@")  # a password may hold an unescaped '@'
+    if at and ":" in userinfo:
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{hostport}"
+    query = parts.query
+    if query:
+        items = parse_qsl(query, keep_blank_values=True)
+        if any(key.lower() == "password" for key, _ in items):
+            query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in items], safe="*")
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _password(url: str) -> str | None:
+    """The password in ``url``, if any (only to scrub it from driver messages)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        return userinfo.split(":", 1)[1] or None
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key.lower() == "password" and value:
+            return value
+    return None
+
+
+def parse_range(text: str, kind: str) -> tuple[int, int, str] | tuple[float, float]:
+    """Parse a search range written ``LOW:HIGH`` for ``kind`` ``"step_size"``, ``"gamma"`` or ``"lr"``.
+
+    * ``step_size``: two durations in one unit: ``"1ep:20ep"`` gives ``(1, 20, "ep")``; ``"1:20ep"`` takes
+      the unit from the end that has one; bare counts (``"100:900"``, scheduler steps) give unit ``""``.
+    * ``gamma``: ``"0.05:0.99"`` gives ``(0.05, 0.99)``; both ends within (0, 1].
+    * ``lr``: ``"1e-3:0.1"`` gives ``(0.001, 0.1)``; both ends finite and > 0 (sampled log-uniformly).
+
+    ``LOW`` may equal ``HIGH`` (a fixed value).
+
+    Raises:
+        SweepError: naming ``text``, for anything else (garbage, a reversed range, values out of bounds).
+        ValueError: for an unknown ``kind`` (a programming error).
+    """
+    if kind not in _RANGE_KINDS:
+        raise ValueError(f"unknown range kind {kind!r}; expected one of {', '.join(_RANGE_KINDS)}")
+    if kind == "step_size":
+        return _duration_range(text)
+    return _float_range(text, kind)
+
+
+_EXAMPLES = {"step_size": "1ep:20ep", "gamma": "0.05:0.99", "lr": "0.001:0.1"}
+
+
+def _split_range(text: object, kind: str) -> tuple[str, str]:
+    if not isinstance(text, str) or text.count(":") != 1:
+        raise SweepError(f"bad {kind} range {text!r}: expected LOW:HIGH, e.g. {_EXAMPLES[kind]!r}")
+    low_text, high_text = text.split(":")
+    return low_text.strip(), high_text.strip()
+
+
+def _float_range(text: str, kind: str) -> tuple[float, float]:
+    """``parse_range`` for ``gamma`` and ``lr``."""
+    low_text, high_text = _split_range(text, kind)
+    try:
+        low, high = float(low_text), float(high_text)
+    except ValueError:
+        raise SweepError(
+            f"bad {kind} range {text!r}: expected two numbers LOW:HIGH, e.g. {_EXAMPLES[kind]!r}"
+        ) from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise SweepError(f"bad {kind} range {text!r}: both ends must be finite numbers")
+    if low > high:
+        raise SweepError(f"bad {kind} range {text!r}: LOW is greater than HIGH")
+    if kind == "gamma" and not (0 < low and high <= 1):
+        raise SweepError(f"bad gamma range {text!r}: gamma must lie in (0, 1] (0 would zero the LR)")
+    if kind == "lr" and not low > 0:
+        raise SweepError(f"bad lr range {text!r}: learning rates must be > 0")
+    return low, high
+
+
+def _duration_range(text: str) -> tuple[int, int, str]:
+    """``parse_range`` for ``step_size``."""
+    from .units import Duration, parse_duration
+
+    low_text, high_text = _split_range(text, "step_size")
+    ends: list[tuple[int, str | None]] = []
+    for part in (low_text, high_text):
+        try:
+            value = parse_duration(part, "step_size")
+        except (TypeError, ValueError):
+            raise SweepError(
+                f"bad step_size range {text!r}: {part!r} is not a positive duration such as '5ep' or '230it'"
+            ) from None
+        ends.append((value.count, value.unit) if isinstance(value, Duration) else (value, None))
+    (low, low_unit), (high, high_unit) = ends
+    if low_unit is not None and high_unit is not None and low_unit != high_unit:
+        raise SweepError(f"bad step_size range {text!r}: both ends must use the same unit")
+    unit = low_unit or high_unit or ""
+    if low > high:
+        raise SweepError(f"bad step_size range {text!r}: LOW is greater than HIGH")
+    return low, high, unit
+
+
+def _format_range(bounds: tuple[Any, ...] | None) -> str | None:
+    """A canonical text for parsed bounds (stored in the study, compared on resume)."""
+    if bounds is None:
+        return None
+    if len(bounds) == 3:
+        low, high, unit = bounds
+        return f"{low}{unit}:{high}{unit}"
+    return f"{bounds[0]!r}:{bounds[1]!r}"
+
+
+# --------------------------------------------------------------------------------------------- storage
+
+
+@contextlib.contextmanager
+def _quiet_experimental() -> Iterator[None]:
+    """Silence Optuna's ExperimentalWarning for the features used on purpose here (heartbeats and retries)."""
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        yield
+
+
+def _is_fatal_db_error(error: BaseException) -> bool:
+    """True for errors retrying cannot fix: no server, refused login, missing database."""
+    import sqlalchemy.exc
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlalchemy.exc.DBAPIError):
+            sqlstate = getattr(current.orig, "sqlstate", None)
+            # No SQLSTATE: the connection itself failed. 08: connection exception, 28: authorization, 3D: no such
+            # database.
+            return sqlstate is None or str(sqlstate)[:2] in ("08", "28", "3D")
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _db_reason(error: BaseException, password: str | None) -> str:
+    """The driver's first line for ``error`` (the root cause), with any password scrubbed."""
+    import sqlalchemy.exc
+
+    current: BaseException = error
+    while not isinstance(current, sqlalchemy.exc.DBAPIError) and (current.__cause__ or current.__context__):
+        current = current.__cause__ or current.__context__  # type: ignore[assignment]
+    text = str(getattr(current, "orig", None) or current).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = "; ".join(lines[:2]) if lines else type(current).__name__
+    if password:
+        reason = reason.replace(password, "***")
+    return reason
+
+
+def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
+    """An RDBStorage for a PostgreSQL URL, with heartbeats and retries of trials whose worker died."""
+    import optuna
+    import sqlalchemy.exc
+
+    rest = url.partition("://")[2]
+    driver_url = f"postgresql+psycopg://{rest}"  # psycopg 3 (SQLAlchemy's default would be psycopg2)
+    password = _password(url)
+    for attempt in range(1, _SETUP_ATTEMPTS + 1):
+        try:
+            with _quiet_experimental():
+                storage = optuna.storages.RDBStorage(
+                    driver_url,
+                    engine_kwargs={"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT}},
+                    heartbeat_interval=HEARTBEAT_INTERVAL,
+                    grace_period=GRACE_PERIOD,
+                    # Optuna 4.9+ name (the older failed_trial_callback / RetryFailedTrialCallback are deprecated).
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=MAX_RETRY
+                    ),
+                )
+            # Close the pooled connections when the storage goes (with its study): left to the garbage
+            # collector, open psycopg connections are dropped without a goodbye (and a ResourceWarning).
+            weakref.finalize(storage, storage.engine.dispose)
+            return storage
+        except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
+            # Workers starting together on a fresh database race to create Optuna's tables: try again.
+            if _is_fatal_db_error(error) or attempt == _SETUP_ATTEMPTS:
+                raise SweepError(
+                    f"cannot open the study storage {redact(url)}: {_db_reason(error, password)}"
+                ) from None
+            time.sleep(0.1 + 0.4 * random.random())
+    raise AssertionError("unreachable")
+
+
+def _make_storage(storage: str | None, run_dir: Path) -> optuna.storages.BaseStorage:
+    if storage is None:
+        path = Path(run_dir) / JOURNAL_FILE
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+            return JournalStorage(JournalFileBackend(str(path)))
+        except OSError as error:
+            raise SweepError(f"cannot open the journal file {path}: {error.strerror or error}") from None
+    if not isinstance(storage, str) or "://" not in storage:
+        raise SweepError(
+            f"unsupported storage {redact(str(storage))!r}: expected a postgresql://user:password@host:port/db "
+            "URL (or no storage, for a journal file in the run folder)"
+        )
+    scheme = storage.partition("://")[0].lower()
+    if scheme not in _POSTGRES_SCHEMES:
+        raise SweepError(
+            f"unsupported storage {redact(storage)!r}: scheme {scheme!r} is not supported; "
+            "use postgresql://user:password@host:port/db"
+        )
+    return _rdb_storage(storage)
+
+
+def open_study(
+    recipe: str | None,
+    study_name: str,
+    storage: str | None,
+    run_dir: Path,
+    create: bool = True,
+) -> optuna.Study:
+    """Open (or with ``create=True``, create if missing) the study ``study_name`` for ``recipe``.
+
+    The study maximises the final test accuracy with a TPE sampler (unseeded, so that workers propose different
+    points) and a median pruner that waits one epoch. A new study records ``recipe`` in its user attributes;
+    an existing one must have been created for the same recipe (``recipe=None`` skips the check, for reading
+    a study whatever it holds). Workers racing to create the same study are safe: one creates it, the others
+    load it.
+
+    Raises:
+        SweepError: for an unknown recipe, a bad or unreachable storage (message with the URL redacted), a study
+            that does not exist (``create=False``), or one created for another recipe.
+    """
+    import optuna
+
+    if recipe is not None:
+        from .experiments import RECIPES
+
+        if recipe not in RECIPES:
+            raise SweepError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
+    if not isinstance(study_name, str) or not study_name.strip():
+        raise SweepError(f"bad study name {study_name!r}: expected a non-empty name")
+    where = f"the journal file {Path(run_dir) / JOURNAL_FILE}" if storage is None else redact(storage)
+    if storage is None and not create and not (Path(run_dir) / JOURNAL_FILE).is_file():
+        raise SweepError(f"no study named {study_name!r}: there is no {where}")
+    backend = _make_storage(storage, Path(run_dir))
+    sampler = optuna.samplers.TPESampler(seed=None)
+    # n_warmup_steps=1: no pruning on the first epoch's loss, which says little about the schedule.
+    pruner = optuna.pruners.MedianPruner(n_warmup_steps=1)
+    try:
+        if create:
+            study = optuna.create_study(
+                study_name=study_name,
+                storage=backend,
+                sampler=sampler,
+                pruner=pruner,
+                direction="maximize",
+                load_if_exists=True,
+            )
+        else:
+            study = optuna.load_study(study_name=study_name, storage=backend, sampler=sampler, pruner=pruner)
+    except KeyError:
+        raise SweepError(f"no study named {study_name!r} in {where}") from None
+    except Exception as error:
+        if storage is not None and _is_db_error(error):
+            raise SweepError(
+                f"cannot use the study storage {where}: {_db_reason(error, _password(storage))}"
+            ) from None
+        raise
+    if study.directions != [optuna.study.StudyDirection.MAXIMIZE]:
+        raise SweepError(f"study {study_name!r} in {where} does not maximise one value: not a steplr study")
+    stored = study.user_attrs.get("recipe")
+    if recipe is not None:
+        if stored is None:
+            study.set_user_attr("recipe", recipe)
+        elif stored != recipe:
+            raise SweepError(f"study {study_name!r} was created for recipe {stored!r}, not {recipe!r}")
+    return study
+
+
+def _is_db_error(error: BaseException) -> bool:
+    import sqlalchemy.exc
+
+    import optuna
+
+    return isinstance(error, (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError))
+
+
+# --------------------------------------------------------------------------------------------- the search
+
+
+class _SurplusTrial(Exception):
+    """Raised in a trial that would take the study past its budget: other workers' trials already fill it."""
+
+
+class _QuietSurplus(logging.Filter):
+    """Drops Optuna's "Trial N failed ..." warnings for surplus trials (yielding is not an error)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.numbers: set[int] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING or not self.numbers:
+            return True
+        message = record.getMessage()
+        return not any(message.startswith(f"Trial {number} failed") for number in self.numbers)
+
+
+@contextlib.contextmanager
+def _surplus_log_filter(quiet: _QuietSurplus) -> Iterator[None]:
+    logger = logging.getLogger("optuna.study._optimize")  # where Optuna logs failed trials
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
+def _finished_states() -> tuple[Any, ...]:
+    from optuna.trial import TrialState
+
+    return (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _is_surplus(study: optuna.Study, number: int, total: int) -> bool:
+    """Whether trial ``number`` would exceed the budget of ``total`` finished trials.
+
+    Counts the finished trials and the live (running or queued) trials numbered before this one. Trial numbers
+    follow creation order, so of several trials started at once the earlier ones win, and the study never
+    ends with more than ``total`` finished trials, however many workers race.
+    """
+    from optuna.trial import TrialState
+
+    finished = ahead = 0
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            finished += 1
+        elif trial.state in (TrialState.RUNNING, TrialState.WAITING) and trial.number < number:
+            ahead += 1
+    return finished + ahead >= total
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine still runs (True when unsure)."""
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would terminate the process on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # e.g. owned by another user
+    try:  # a killed child its parent has not waited for yet is a zombie: dead for our purpose
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            state = stat.read().rpartition(")")[2].split()[0]
+        return state not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def _requeue(study: optuna.Study, failed: optuna.trial.FrozenTrial) -> None:
+    """Queue a copy of ``failed`` (same parameters), recorded like Optuna's RetryHeartbeatStaleTrialCallback.
+
+    The copy carries the system attributes ``failed_trial`` (the first failed number) and ``retry_history``, so
+    ``RetryHeartbeatStaleTrialCallback.retried_trial_number`` works on it; it drops the dead worker's identity.
+    """
+    import optuna
+
+    system_attrs: dict[str, Any] = {"failed_trial": failed.number, "retry_history": [], **failed.system_attrs}
+    history = [*system_attrs["retry_history"], failed.number]
+    if len(history) > MAX_RETRY:
+        return
+    system_attrs["retry_history"] = history
+    dropped = (_HOST_ATTR, _PID_ATTR, _SURPLUS_ATTR)
+    user_attrs = {k: v for k, v in failed.user_attrs.items() if k not in dropped}
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.WAITING,
+            params=failed.params,
+            distributions=failed.distributions,
+            user_attrs=user_attrs,
+            system_attrs=system_attrs,
+        )
+    )
+
+
+def _fail_dead_trials(study: optuna.Study, journal: bool) -> None:
+    """Fail (and queue again) running trials whose worker died.
+
+    PostgreSQL: Optuna's heartbeat check. Journal file: trials of this machine whose process is gone (a journal
+    has no heartbeats; trials of dead workers on other machines sharing the file stay RUNNING).
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    if not journal:
+        with _quiet_experimental():
+            optuna.storages.fail_stale_trials(study)
+        return
+    host, me = socket.gethostname(), os.getpid()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        pid = trial.user_attrs.get(_PID_ATTR)
+        if trial.user_attrs.get(_HOST_ATTR) != host or not isinstance(pid, int) or pid == me:
+            continue
+        if _pid_alive(pid):
+            continue
+        try:
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another worker failed it first (and queued the copy)
+        _log.warning("trial %d: its worker (pid %d) died; failed it and queued a retry", trial.number, pid)
+        _requeue(study, trial)
+
+
+def _check_settings(study: optuna.Study, settings: dict[str, Any]) -> None:
+    """Record the search settings in a new study; refuse to continue one created with other settings."""
+    for key, value in settings.items():
+        if key not in study.user_attrs:
+            study.set_user_attr(key, value)
+        elif study.user_attrs[key] != value:
+            raise SweepError(
+                f"study {study.study_name!r} was created with {key.replace('_', ' ')} {study.user_attrs[key]!r}, "
+                f"not {value!r}; use the same settings to continue it, or another study name"
+            )
+
+
+def run_optuna(
+    recipe: str,
+    *,
+    step_size_range: str,
+    gamma_range: str,
+    lr_range: str | None,
+    trials: int,
+    storage: str | None,
+    study_name: str,
+    run_dir: Path,
+    seed: int = 0,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+    on_epoch: Callable[[optuna.Trial, EpochRecord], None] | None = None,
+) -> optuna.Study:
+    """Run trials of the study ``study_name`` until it holds ``trials`` finished trials, counting all workers.
+
+    Start the same call in several processes or machines (same storage and study name) and they share the
+    work: the study ends with exactly ``trials`` complete or pruned trials. Running it again on a finished
+    study does nothing; with a larger ``trials`` it continues. A worker whose remaining budget is held by other
+    workers' running trials waits for them (and takes over the trials of workers that died: after
+    :data:`GRACE_PERIOD` seconds on PostgreSQL, at once for a journal file on this machine; a journal trial whose
+    worker died on *another* machine stays RUNNING and keeps its share of the budget, so such a worker waits).
+
+    Several workers on one machine each use torch's default thread count: set ``torch.set_num_threads`` (or
+    ``OMP_NUM_THREADS``) so that workers times threads does not exceed the cores.
+
+    Each trial: ``step_size`` a whole number in ``step_size_range``'s unit, ``gamma`` uniform in
+    ``gamma_range``, ``lr`` log-uniform in ``lr_range`` if given (else the recipe's); trains
+    ``recipe_config(recipe, step_size=..., gamma=..., lr=..., seed=seed)`` and returns the final test accuracy.
+    A run whose loss diverges counts as pruned (user attribute ``diverged``).
+
+    Trial user attributes: ``host`` and ``pid`` of the worker, ``step_size`` (with unit) and ``lr`` (the
+    values trained), ``test_loss`` (final). A trial started when the budget was already taken ends FAIL with
+    ``surplus=True`` and no parameters.
+
+    Args:
+        on_trial: called with ``(study, frozen_trial)`` after each trial this worker finishes.
+        on_epoch: called with ``(trial, record)`` after each epoch of this worker's trials, once the epoch is
+            reported; it may raise ``optuna.TrialPruned``. For progress display (the tests also use it to slow
+            trials down).
+
+    Raises:
+        SweepError: for bad ranges, trials, recipe or storage, or a study created with another recipe, seed or
+            ranges.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    from .data import load_dataset
+    from .errors import DivergedError
+    from .experiments import recipe_config
+    from .train import train
+
+    step_bounds = _duration_range(step_size_range)
+    gamma_bounds = _float_range(gamma_range, "gamma")
+    lr_bounds = _float_range(lr_range, "lr") if lr_range is not None else None
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials <= 0:
+        raise SweepError(f"bad number of trials {trials!r}: expected a positive integer")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise SweepError(f"bad seed {seed!r}: expected an integer")
+    try:
+        base = recipe_config(recipe, schedule="step", seed=seed)
+    except ValueError as error:
+        raise SweepError(str(error)) from None
+
+    study = open_study(recipe, study_name, storage, Path(run_dir))
+    _check_settings(
+        study,
+        {
+            "seed": seed,
+            "step_size_range": _format_range(step_bounds),
+            "gamma_range": _format_range(gamma_bounds),
+            "lr_range": _format_range(lr_bounds),
+        },
+    )
+    data = load_dataset(base.dataset, data_dir=data_dir, download=download)
+    host, pid = socket.gethostname(), os.getpid()
+    quiet = _QuietSurplus()
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr(_HOST_ATTR, host)
+        trial.set_user_attr(_PID_ATTR, pid)
+        if _is_surplus(study, trial.number, trials):
+            trial.set_user_attr(_SURPLUS_ATTR, True)
+            quiet.numbers.add(trial.number)
+            _log.info("trial %d not run: the study's %d trials are taken by other workers", trial.number, trials)
+            raise _SurplusTrial(f"trial {trial.number} not run: the study's {trials} trials are already taken")
+        low, high, unit = step_bounds
+        count = trial.suggest_int("step_size", low, high)
+        step_size: int | str = f"{count}{unit}" if unit else count
+        gamma = trial.suggest_float("gamma", gamma_bounds[0], gamma_bounds[1])
+        lr = trial.suggest_float("lr", lr_bounds[0], lr_bounds[1], log=True) if lr_bounds else base.lr
+        trial.set_user_attr("step_size", str(step_size))
+        trial.set_user_attr("lr", lr)
+        config = recipe_config(recipe, schedule="step", step_size=step_size, gamma=gamma, lr=lr, seed=seed)
+
+        def after_epoch(record: EpochRecord) -> None:
+            # The pruner compares intermediate values in the study's direction, and this study maximises
+            # accuracy: report the *negated* test loss, so that a lower loss counts as better when MedianPruner
+            # ranks this trial against the median of the others at the same epoch.
+            trial.report(-record.test_loss, record.epoch)
+            if on_epoch is not None:
+                on_epoch(trial, record)
+            # Not on the last epoch: the run is over, pruning would only throw its result away.
+            if record.epoch < config.epochs and trial.should_prune():
+                raise optuna.TrialPruned(f"epoch {record.epoch}: test loss {record.test_loss:.4g} above the median")
+
+        try:
+            history = train(config, data, on_epoch=after_epoch)
+        except DivergedError as error:
+            trial.set_user_attr(_DIVERGED_ATTR, str(error))
+            raise optuna.TrialPruned(f"diverged: {error}") from None
+        final = history.epochs[-1]
+        trial.set_user_attr("test_loss", final.test_loss)
+        return float(final.test_acc)
+
+    def after_trial(study_: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
+        if on_trial is not None and not frozen.user_attrs.get(_SURPLUS_ATTR):
+            on_trial(study_, frozen)
+
+    finished_states = _finished_states()
+    with _surplus_log_filter(quiet):
+        while True:
+            _fail_dead_trials(study, journal=storage is None)
+            all_trials = study.get_trials(deepcopy=False)
+            finished = sum(t.state in finished_states for t in all_trials)
+            if finished >= trials:
+                break
+            running = sum(t.state == TrialState.RUNNING for t in all_trials)
+            queued = any(t.state == TrialState.WAITING for t in all_trials)
+            if not queued and finished + running >= trials:
+                time.sleep(_POLL_SECONDS)  # the rest of the budget is in other workers' hands: wait and look again
+                continue
+            study.optimize(objective, n_trials=1, catch=(_SurplusTrial,), callbacks=[after_trial],
+                           gc_after_trial=False)
+    return study
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+def study_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """One row per trial, by number: ``number``, ``state`` (``"COMPLETE"``, ``"PRUNED"``, ...), ``step_size``
+    (e.g. ``"7ep"``), ``gamma``, ``lr``, ``value`` (final test accuracy, or None), ``epochs_reported``, plus
+    ``worker`` (``host:pid``), ``retry_of`` (the number of the trial it repeats after its worker died, or None)
+    and ``note`` (``"surplus"``, ``"diverged"`` or ``""``).
+    """
+    rows = []
+    for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        attrs = trial.user_attrs
+        step_size = attrs.get("step_size")
+        if step_size is None and "step_size" in trial.params:
+            step_size = str(trial.params["step_size"])
+        worker = f"{attrs[_HOST_ATTR]}:{attrs[_PID_ATTR]}" if _HOST_ATTR in attrs and _PID_ATTR in attrs else None
+        note = "surplus" if attrs.get(_SURPLUS_ATTR) else "diverged" if _DIVERGED_ATTR in attrs else ""
+        rows.append(
+            {
+                "number": trial.number,
+                "state": trial.state.name,
+                "step_size": step_size,
+                "gamma": trial.params.get("gamma"),
+                "lr": trial.params.get("lr", attrs.get("lr")),
+                # Only a complete trial's value is a test accuracy (Optuna gives a pruned trial its last report).
+                "value": trial.value if trial.state.name == "COMPLETE" else None,
+                "epochs_reported": len(trial.intermediate_values),
+                "worker": worker,
+                "retry_of": trial.system_attrs.get("failed_trial"),
+                "note": note,
+            }
+        )
+    return rows
