@@ -124,14 +124,21 @@ def _write_grid_outputs(out: Path, result: Any, data: Any, out_stream: TextIO) -
     ]
     plan = explain(StepDecay(best.step_size, best.gamma), best.lr, result.base.epochs, spe)
     plan_lines = format_plan(f"winner: step {best.step_size}, gamma {best.gamma:g}, lr {best.lr:g}", plan)
+    beating = [s for s in summaries if s.margin > 0]
+    verdict = (
+        f"{len(beating)} of {len(summaries)} StepLR configs beat a constant LR at their base LR; the best by "
+        f"{beating[0].margin * 100:.2f} points (step {beating[0].step_size}, gamma {beating[0].gamma:g}, "
+        f"lr {beating[0].lr:g})."
+        if beating else "No StepLR config beats a constant LR at its base LR here."
+    )
     intro = (f"{len(summaries)} StepLR configs x {len(result.seeds)} seeds, trained in batches, against a constant "
-             f"LR on the same seeds ({best.baseline_acc * 100:.2f}% at lr {best.lr:g}).")
+             f"LR on the same seeds ({best.baseline_acc * 100:.2f}% at lr {best.lr:g}). {verdict}")
     report = write_sweep_report(out / "report.html", f"steplr sweep: {result.recipe}", intro, header, rows,
                                 figures, plan_lines,
                                 {"recipe": result.base.as_dict(), "step_sizes": result.step_sizes,
                                  "gammas": result.gammas, "lrs": result.lrs, "seeds": result.seeds})
     out_stream.write(f"{result.recipe}: {len(summaries)} configs x {len(result.seeds)} seeds\n")
-    out_stream.write(text_table(header, rows[:5]) + "\n")
+    out_stream.write(text_table(header, rows[:5]) + "\n" + verdict + "\n")
     out_stream.write("\n".join(plan_lines) + "\n")
     out_stream.write(f"results: {out / 'results.csv'}\nreport: {report}\n")
 
