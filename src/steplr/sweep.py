@@ -22,7 +22,7 @@ from torch import nn
 
 from .models import build_model
 from .schedules import StepDecay, by_name
-from .train import EpochRecord, History, TrainConfig, TrainData
+from .train import EpochRecord, History, TrainConfig, TrainData, _rows
 from .units import resolve_duration
 
 __all__ = ["train_batched", "lr_table", "configs_with", "BatchedModels", "SHARED_FIELDS"]
@@ -229,7 +229,7 @@ def train_batched(
             table32[plateau_rows, span] = values.to(table32.dtype)
         orders = torch.stack([torch.randperm(n, generator=g) for g in generators])  # (K, n)
         if copy_per_epoch:
-            x_epoch, y_epoch = x_train[orders], data.y_train[orders]
+            x_epoch, y_epoch = _rows(x_train, orders), _rows(data.y_train, orders)
         loss_sum = torch.zeros(k, dtype=torch.float64)
         correct = torch.zeros(k, dtype=torch.int64)
         for batch in range(batches):
@@ -238,7 +238,7 @@ def train_batched(
                 xb, yb = x_epoch[:, start:stop], y_epoch[:, start:stop]
             else:
                 index = orders[:, start:stop]
-                xb, yb = x_train[index], data.y_train[index]
+                xb, yb = _rows(x_train, index), _rows(data.y_train, index)
             step = epoch * batches + batch if per_iteration else epoch
             per_model, logits = models.forward_backward(xb, yb)
             if first.optimizer == "adam":
