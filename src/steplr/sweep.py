@@ -119,7 +119,7 @@ class BatchedModels:
                 activations.append(z)
         log_probs = _log_softmax_classes(z)
         picked = log_probs.gather(2, y.unsqueeze(2))  # (K, B, 1)
-        per_model = -picked.squeeze(2).mean(dim=1)
+        per_model = picked.mean(dim=(1, 2)).neg_()
         grad = log_probs.exp()  # d(mean CE)/d(logits) = (softmax - onehot) / B
         grad.scatter_add_(2, y.unsqueeze(2), self._minus_ones(picked.shape))
         grad.div_(y.shape[1])
@@ -221,6 +221,7 @@ def train_batched(
     copy_per_epoch = k * x_train.element_size() * x_train.nelement() <= _SMALL_DATA_BYTES
     adam_step = 0
     table32 = table.to(parameters[0].dtype)
+    lr_shapes = [(k, *([1] * (p.dim() - 1))) for p in parameters]
     for epoch in range(first.epochs):
         if plateau_rows:  # the plateau LRs hold for the whole epoch: write them into the table's columns
             span = slice(epoch * batches, (epoch + 1) * batches) if per_iteration else slice(epoch, epoch + 1)
@@ -246,8 +247,8 @@ def train_batched(
                 _adam_update(parameters, models.grads, state, table[:, step], adam_step)
             else:
                 lrs32 = table32[:, step]
-                for p, g in zip(parameters, models.grads):
-                    p.addcmul_(lrs32.view(k, *([1] * (p.dim() - 1))), g, value=-1)
+                views = [lrs32.view(shape) for shape in lr_shapes]
+                torch._foreach_addcmul_(parameters, views, models.grads, value=-1)  # one call for every tensor
             loss_sum += per_model
             correct += (_predictions(logits) == yb).sum(dim=1)
         lrs = table[:, (epoch + 1) * batches - 1 if per_iteration else epoch]
