@@ -360,10 +360,10 @@ def profile_epoch(data: Dataset, rounds: int) -> dict[str, float]:
 
     def gather() -> None:
         for index in indices:
-            x[index], y[index]
+            torch.index_select(x, 0, index), torch.index_select(y, 0, index)
 
     def gather_once() -> None:  # one shuffled copy per epoch, then contiguous slices (views)
-        shuffled_x, shuffled_y = x[order], y[order]
+        shuffled_x, shuffled_y = torch.index_select(x, 0, order), torch.index_select(y, 0, order)
         for i in range(0, n, batch):
             shuffled_x[i : i + batch], shuffled_y[i : i + batch]
 
@@ -619,7 +619,7 @@ def report(q: dict[str, Any], f: dict[str, Any], c: dict[str, Any], memory: list
             f"| {label} | {1000 * p[key]:.1f} | {100 * p[key] / epoch:.0f}% |"
             for key, label in [
                 ("matmul_floor", "**matmul floor**: `x @ W.T` and `g.T @ x` per batch, nothing else"),
-                ("gather", "gather the shuffled batches: `x[index]`, `y[index]` (as train() does)"),
+                ("gather", "gather the shuffled batches with `index_select` (as train() does)"),
                 ("gather_once", "instead: one shuffled copy per epoch, sliced into views"),
                 ("forward_backward", "autograd: zero_grad, forward, cross_entropy, backward"),
                 ("manual_forward_backward", "same gradients by hand, no autograd (addmm, softmax, mm)"),
