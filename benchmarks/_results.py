@@ -8,10 +8,10 @@ can be rerun one at a time without losing each other's numbers. Not a benchmark 
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
+
+from steplr._files import atomic_write_text
 
 __all__ = ["RESULTS", "write_section"]
 
@@ -49,13 +49,4 @@ def write_section(name: str, markdown: str, path: Path | None = None) -> None:
         new = head + block + tail
     else:
         raise ValueError(f"{target}: the markers of section {name!r} are unpaired or repeated; fix the file by hand")
-    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(new)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(target, new)

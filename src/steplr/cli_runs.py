@@ -120,7 +120,8 @@ def cmd_train(args: argparse.Namespace, out_stream: TextIO) -> int:
     import torch
 
     from .experiments import recipe_config
-    from .train import CHECKPOINT, TrainConfig, atomic_write_text, load_checkpoint, train
+    from ._files import atomic_write_text
+    from .train import CHECKPOINT, TrainConfig, load_checkpoint, train
 
     torch.set_num_threads(1)  # small models: threads cost more than they save
     out = _prepare_out(args, f"runs/{args.recipe}", resuming=args.resume)
@@ -206,7 +207,7 @@ def cmd_compare(args: argparse.Namespace, out_stream: TextIO) -> int:
 def _write_summary(out: Path, rows: list[Any]) -> None:
     from dataclasses import asdict
 
-    from .train import atomic_write_text
+    from ._files import atomic_write_text
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(asdict(rows[0])))

@@ -90,7 +90,7 @@ def _write_grid_outputs(out: Path, result: Any, data: Any, out_stream: TextIO) -
 
     from .plots import Curve, plot_heatmap, plot_schedules
     from .report import text_table, write_sweep_report
-    from .train import atomic_write_text
+    from ._files import atomic_write_text
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(result.rows[0]))

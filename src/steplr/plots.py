@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._files import atomic_write
 from .explain import explain
 from .schedules import Schedule
 
@@ -68,18 +68,9 @@ def plot_schedules(
 
 
 def save_figure(fig: object, path: str | os.PathLike[str]) -> Path:
-    """Save a matplotlib figure atomically: a temporary file in the same folder, then a rename."""
-    target = Path(path)
-    suffix = target.suffix or ".png"
-    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent or ".")
-    os.close(handle)
-    try:
-        fig.savefig(tmp, format=suffix.lstrip("."))  # type: ignore[attr-defined]
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    """Save a matplotlib figure atomically (PNG, SVG or PDF, from the file name)."""
+    suffix = Path(path).suffix or ".png"
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=suffix.lstrip(".")), suffix)  # type: ignore[attr-defined]
 
 
 def _pyplot() -> Any:

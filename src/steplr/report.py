@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .experiments import Comparison, SummaryRow
-from .train import atomic_write_text
+from ._files import atomic_write_text
 
 __all__ = ["summary_table", "verdicts", "write_report", "text_table", "write_sweep_report"]
 
