@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .explain import explain, format_plan
-from .schedules import by_name
 
 __all__ = ["add_run_commands", "cmd_train", "cmd_compare"]
 
@@ -97,12 +96,7 @@ def _load_data(name: str, args: argparse.Namespace) -> Any:
 def _plan_lines(config: Any, batches: int) -> list[str]:
     if config.schedule == "plateau":
         return [f"plateau: x{config.gamma:g} after {config.plateau_patience} epochs without a better test loss"]
-    steps_per_epoch = batches if config.interval == "iteration" else 1
-    schedule = by_name(config.schedule, step_size=config.step_size, gamma=config.gamma,
-                       milestones=list(config.milestones) or None,
-                       t_max=config.t_max if config.t_max is not None else config.epochs * steps_per_epoch,
-                       eta_min=config.eta_min)
-    plan = explain(schedule, config.lr, config.epochs, steps_per_epoch)
+    plan = explain(config.build_schedule(batches), config.lr, config.epochs, config.steps_per_epoch(batches))
     return format_plan(f"{config.schedule}, lr {config.lr:g}, per {config.interval}", plan)
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .models import build_model
-from .schedules import StepDecay, by_name
+from .schedules import StepDecay
 from .train import EpochRecord, History, TrainConfig, TrainData, _rows
 from .units import resolve_duration
 
@@ -33,17 +33,13 @@ _SMALL_DATA_BYTES = 64 * 2**20
 _ADAM_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which train() uses
 
 
-def _steps_per_epoch(config: TrainConfig, batches: int) -> int:
-    return batches if config.interval == "iteration" else 1
-
-
 def lr_table(configs: Sequence[TrainConfig], batches: int) -> np.ndarray:
     """Learning rates, shape (K, scheduler steps), from the closed forms; NaN rows for ``plateau`` configs.
 
     All ``step`` configs are evaluated in one broadcast call of :class:`~steplr.schedules.StepDecay`.
     """
     first = configs[0]
-    spe = _steps_per_epoch(first, batches)
+    spe = first.steps_per_epoch(batches)
     steps = np.arange(first.epochs * spe, dtype=np.int64)
     table = np.full((len(configs), steps.size), np.nan)
     step_rows = [i for i, c in enumerate(configs) if c.schedule == "step"]
@@ -55,15 +51,7 @@ def lr_table(configs: Sequence[TrainConfig], batches: int) -> np.ndarray:
     for i, c in enumerate(configs):
         if c.schedule in ("step", "plateau"):
             continue
-        schedule = by_name(
-            c.schedule,
-            step_size=c.step_size,
-            gamma=c.gamma,
-            milestones=list(c.milestones) or None,
-            t_max=c.t_max if c.t_max is not None else c.epochs * spe,
-            eta_min=c.eta_min,
-        ).resolve(spe)
-        table[i] = schedule.lr(c.lr, steps)
+        table[i] = c.build_schedule(batches).lr(c.lr, steps)
     return table
 
 

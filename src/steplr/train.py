@@ -28,7 +28,7 @@ from ._files import atomic_write, atomic_write_text
 from .errors import DivergedError, TrainError
 from .lr_scheduler import ScheduleLR
 from .models import build_model
-from .schedules import by_name
+from .schedules import Schedule, by_name
 
 __all__ = [
     "TrainConfig",
@@ -96,6 +96,28 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+
+    def steps_per_epoch(self, batches: int) -> int:
+        """Scheduler steps per epoch: every batch when stepping per iteration, else one."""
+        return batches if self.interval == "iteration" else 1
+
+    def build_schedule(self, batches: int) -> Schedule:
+        """The config's closed-form schedule, resolved in scheduler steps (``t_max`` defaults to the whole run).
+
+        Raises:
+            ValueError: for ``plateau``, which reacts to the loss and has no closed form.
+        """
+        if self.schedule == "plateau":
+            raise ValueError("schedule 'plateau' has no closed form")
+        spe = self.steps_per_epoch(batches)
+        return by_name(
+            self.schedule,
+            step_size=self.step_size,
+            gamma=self.gamma,
+            milestones=list(self.milestones) or None,
+            t_max=self.t_max if self.t_max is not None else self.epochs * spe,
+            eta_min=self.eta_min,
+        ).resolve(spe)
 
     def as_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -173,17 +195,7 @@ def _build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, batc
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=config.gamma, patience=config.plateau_patience
         )
-    steps_per_epoch = batches if config.interval == "iteration" else 1
-    total = config.epochs * steps_per_epoch
-    schedule = by_name(
-        config.schedule,
-        step_size=config.step_size,
-        gamma=config.gamma,
-        milestones=list(config.milestones) or None,
-        t_max=config.t_max if config.t_max is not None else total,
-        eta_min=config.eta_min,
-    )
-    return ScheduleLR(optimizer, schedule, steps_per_epoch=steps_per_epoch)
+    return ScheduleLR(optimizer, config.build_schedule(batches), steps_per_epoch=config.steps_per_epoch(batches))
 
 
 def _rows(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
