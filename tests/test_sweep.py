@@ -151,3 +151,10 @@ def test_optuna_errors_are_one_line_and_hide_passwords(tmp_path):
     assert "hunter2" not in err and "***" in err
     code, _, err = run("sweep", "qwerty", "--engine", "optuna", "--gamma", "0:0.9", "--out", str(tmp_path / "g"))
     assert code == 2 and "0:0.9" in err
+
+
+def test_grid_sweep_names_a_bad_value_before_training():
+    with pytest.raises(ValueError, match="gamma must be a finite number > 0, got -0.5"):
+        grid_sweep("qwerty", load_qwerty(), ["1ep", "2ep"], [0.5, -0.5], [0])
+    with pytest.raises(ValueError, match="step sizes must list at least one value"):
+        grid_sweep("qwerty", load_qwerty(), [], [0.5], [0])

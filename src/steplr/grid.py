@@ -103,8 +103,8 @@ def grid_sweep(
     ] + [dataclasses.replace(base, schedule="none", lr=lr, seed=seed) for lr, seed in itertools.product(lrs, seeds)]
     from .schedules import StepDecay
 
-    for config in configs[: len(step_sizes) * len(gammas)]:
-        StepDecay(config.step_size, config.gamma)  # validate early, with the argument's name
+    for step_size, gamma in itertools.product(step_sizes, gammas):
+        StepDecay(step_size, gamma)  # validate before any training, naming the bad value
     from .sweep import train_batched
 
     rows: list[dict[str, Any]] = []
