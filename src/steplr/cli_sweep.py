@@ -56,11 +56,13 @@ def _floats(text: str, flag: str) -> list[float]:
 
 
 def cmd_sweep(args: argparse.Namespace, out_stream: TextIO) -> int:
-    import torch
-
-    torch.set_num_threads(1)
     if args.engine == "optuna":
+        import torch
+
+        torch.set_num_threads(1)  # one small model per worker: threads cost more than they save
         return _cmd_optuna(args, out_stream)
+    # The grid trains large batches, whose batched matmuls do use every core (about 1.1-1.4x on two cores at K >= 256;
+    # benchmarks/RESULTS.md), so torch keeps its default thread count here.
     if args.seeds <= 0:
         raise RunUsageError(f"--seeds must be a positive integer, got {args.seeds}")
     step_sizes = _durations(args.step_size)
