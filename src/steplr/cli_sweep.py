@@ -61,8 +61,8 @@ def cmd_sweep(args: argparse.Namespace, out_stream: TextIO) -> int:
 
         torch.set_num_threads(1)  # one small model per worker: threads cost more than they save
         return _cmd_optuna(args, out_stream)
-    # The grid trains large batches, whose batched matmuls do use every core (about 1.1-1.4x on two cores at K >= 256;
-    # benchmarks/RESULTS.md), so torch keeps its default thread count here.
+    # The grid trains large batches, whose batched matmuls can use every core (1.1-1.4x on two cores at K >= 256 in
+    # repeated, noisy runs), so torch keeps its default thread count here.
     if args.seeds <= 0:
         raise RunUsageError(f"--seeds must be a positive integer, got {args.seeds}")
     step_sizes = _durations(args.step_size)
