@@ -67,7 +67,10 @@ class BatchedModels:
         # Both of steplr's models are Linear layers with ReLU between them (QwertyNet: fc1, relu, fc2; SimpleNet: fc).
         linears = [[m for m in model.modules() if isinstance(m, nn.Linear)] for model in models]
         layers = range(len(linears[0]))
+        # The first layer's weights are kept transposed, (K, in, out): it needs no input gradient, and both its
+        # batched matmuls run faster on that layout (94 -> 67 us forward, 61 -> 23 us backward at K=256 on Qwerty).
         self.weights = [torch.stack([ls[j].weight.detach() for ls in linears]) for j in layers]
+        self.weights[0] = self.weights[0].transpose(1, 2).contiguous()
         self.biases = [torch.stack([ls[j].bias.detach() for ls in linears]) for j in layers]
         self.grads: list[torch.Tensor] = []  # filled by forward_backward, in the order of ``parameters``
         self._ones: dict[torch.Size, torch.Tensor] = {}
@@ -79,13 +82,17 @@ class BatchedModels:
 
     @property
     def parameters(self) -> list[torch.Tensor]:
-        """Weights and biases, layer by layer: W0, b0, W1, b1, ..."""
+        """Weights and biases, layer by layer: W0 (transposed, K x in x out), b0, W1 (K x out x in), b1, ..."""
         return [p for pair in zip(self.weights, self.biases) for p in pair]
+
+    def _right(self, index: int) -> torch.Tensor:
+        """Layer ``index``'s weights as the right operand of ``activations @ W.T``: (K, in, out)."""
+        return self.weights[index] if index == 0 else self.weights[index].transpose(1, 2)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (K, B, C) for ``x`` (K, B, in), or (B, in) shared by all models."""
-        for index, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            x = torch.matmul(x, weight.transpose(1, 2)) + bias.unsqueeze(1)
+        for index, bias in enumerate(self.biases):
+            x = torch.matmul(x, self._right(index)) + bias.unsqueeze(1)
             if index < len(self.weights) - 1:
                 x = torch.relu(x)
         return x
@@ -100,8 +107,8 @@ class BatchedModels:
         """
         activations = [x]
         z = x
-        for index, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            z = torch.baddbmm(bias.unsqueeze(1), z, weight.transpose(1, 2))
+        for index, bias in enumerate(self.biases):
+            z = torch.baddbmm(bias.unsqueeze(1), z, self._right(index))
             if index < len(self.weights) - 1:
                 z = torch.relu(z)
                 activations.append(z)
@@ -114,7 +121,8 @@ class BatchedModels:
         grads: list[torch.Tensor] = []
         for index in range(len(self.weights) - 1, -1, -1):
             a = activations[index]
-            grads = [torch.bmm(grad.transpose(1, 2), a), grad.sum(dim=1), *grads]
+            weight_grad = torch.bmm(a.transpose(1, 2), grad) if index == 0 else torch.bmm(grad.transpose(1, 2), a)
+            grads = [weight_grad, grad.sum(dim=1), *grads]
             if index > 0:
                 grad = torch.ops.aten.threshold_backward(torch.bmm(grad, self.weights[index]), a, 0.0)  # ReLU's
         self.grads = grads
@@ -124,8 +132,8 @@ class BatchedModels:
         """Model ``i``'s weights under the names its nn.Module uses (fc1/fc2 or fc)."""
         names = ["fc"] if len(self.weights) == 1 else [f"fc{j + 1}" for j in range(len(self.weights))]
         state = {}
-        for name, weight, bias in zip(names, self.weights, self.biases):
-            state[f"{name}.weight"] = weight[i].detach().clone()
+        for index, (name, bias) in enumerate(zip(names, self.biases)):
+            state[f"{name}.weight"] = self._right(index)[i].t().clone()
             state[f"{name}.bias"] = bias[i].detach().clone()
         return state
 
