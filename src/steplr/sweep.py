@@ -109,7 +109,7 @@ class BatchedModels:
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean cross-entropy per model and its gradients, for a batch ``x`` (K, B, in) with labels (K, B).
 
-        Returns (per-model loss (K,), predicted classes (K, B)) and leaves the gradients in ``self.grads``. For a stack of
+        Returns (per-model loss (K,), rows classified right (K, B)) and leaves the gradients in ``self.grads``. For a stack of
         Linear layers the backward pass is two batched matmuls and a mask a layer; written out, it runs about
         twice as fast as autograd's graph for these small models, where per-op overhead is most of the time. The
         tests check it against torch's own (autograd) training of the same models.
@@ -121,7 +121,7 @@ class BatchedModels:
             if index < len(self.weights) - 1:
                 z = torch.relu(z)
                 activations.append(z)
-        log_probs, predictions = _log_softmax_classes(z)
+        log_probs, right = _log_softmax_classes(z, y)
         picked = log_probs.gather(2, y.unsqueeze(2))  # (K, B, 1)
         per_model = picked.mean(dim=(1, 2)).neg_()
         grad = log_probs.exp()  # d(mean CE)/d(logits) = (softmax - onehot) / B
@@ -135,7 +135,7 @@ class BatchedModels:
             if index > 0:
                 grad = torch.ops.aten.threshold_backward(torch.bmm(grad, self.weights[index]), a, 0.0)  # ReLU's
         self.grads = grads
-        return per_model, predictions
+        return per_model, right
 
     def state_dict(self, i: int) -> dict[str, torch.Tensor]:
         """Model ``i``'s weights under the names its nn.Module uses (fc1/fc2 or fc)."""
@@ -147,15 +147,17 @@ class BatchedModels:
         return state
 
 
-def _log_softmax_classes(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """log_softmax over the class axis of (K, B, C) logits, as a (K, B, C) view, and the predicted classes (K, B).
+def _log_softmax_classes(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log_softmax over the class axis of (K, B, C) logits, as a (K, B, C) view, and which rows are classified right.
 
     Reducing over a 3-wide last axis runs a scalar loop per row; with the classes moved first the same kernels
     sweep long contiguous rows (10x faster here) and the values are bit-identical (same operations per element).
+    A row counts as right when its label's logit is the largest; ``amax`` finds that 7x faster than ``argmax``
+    here (an exact tie would count as right, where argmax picks the first class; float logits do not tie).
     """
-    class_major = logits.permute(2, 0, 1).contiguous()
-    predictions = class_major.max(dim=0).indices  # argmax's answer, from the same logits
-    return torch.log_softmax(class_major, dim=0).permute(1, 2, 0), predictions
+    class_major = logits.permute(2, 0, 1).contiguous()  # (C, K, B)
+    right = class_major.gather(0, labels.unsqueeze(0)).squeeze(0) >= class_major.amax(dim=0)
+    return torch.log_softmax(class_major, dim=0).permute(1, 2, 0), right
 
 
 class _Plateau:
@@ -242,7 +244,7 @@ def train_batched(
                 index = orders[:, start:stop]
                 xb, yb = _rows(x_train, index), _rows(data.y_train, index)
             step = epoch * batches + batch if per_iteration else epoch
-            per_model, predictions = models.forward_backward(xb, yb)
+            per_model, right = models.forward_backward(xb, yb)
             if first.optimizer == "adam":
                 adam_step += 1
                 _adam_update(parameters, models.grads, state, table[:, step], adam_step)
@@ -251,13 +253,13 @@ def train_batched(
                 views = [lrs32.view(shape) for shape in lr_shapes]
                 torch._foreach_addcmul_(parameters, views, models.grads, value=-1)  # one call for every tensor
             loss_sum += per_model
-            correct += (predictions == yb).sum(dim=1)
+            correct += right.sum(dim=1)
         lrs = table[:, (epoch + 1) * batches - 1 if per_iteration else epoch]
         test_logits = models(x_test)  # (K, n_test, C)
         labels = data.y_test.expand(k, -1)
-        test_log_probs, test_predictions = _log_softmax_classes(test_logits)
+        test_log_probs, test_right = _log_softmax_classes(test_logits, labels)
         test_losses = -test_log_probs.gather(2, labels.unsqueeze(2)).squeeze(2).mean(dim=1)
-        test_correct = (test_predictions == labels).sum(dim=1)
+        test_correct = test_right.sum(dim=1)
         n_test = data.y_test.shape[0]
         columns = zip(loss_sum.tolist(), correct.tolist(), test_losses.tolist(), test_correct.tolist(), lrs.tolist())
         for history, (train_loss, right, test_loss, test_right, lr) in zip(histories, columns):
