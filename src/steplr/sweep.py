@@ -97,7 +97,7 @@ class BatchedModels:
         """
         k, n_in, n_out = self.weights[0].shape
         side_by_side = self.weights[0].permute(1, 0, 2).reshape(n_in, k * n_out)
-        x = (x @ side_by_side).view(x.shape[0], k, n_out).transpose(0, 1) + self.biases[0].unsqueeze(1)
+        x = torch.addmm(self.biases[0].reshape(k * n_out), x, side_by_side).view(x.shape[0], k, n_out).transpose(0, 1)
         if len(self.weights) > 1:
             x = torch.relu(x)
         for index, bias in enumerate(self.biases[1:], start=1):
