@@ -132,6 +132,20 @@ def test_parameter_arrays_broadcast_to_a_configs_by_steps_table():
     assert grid[1, 2, 0] == StepDecay(5, 0.5).lr(0.1, 7)
 
 
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.lists(st.tuples(base_lrs, any_gammas, step_sizes), min_size=1, max_size=12), repeat=st.booleans())
+def test_tables_of_many_configs_give_the_scalar_values(rows, repeat):
+    """Configs in rows (repeated values included, as sweeps make them), steps in columns: every cell as one call."""
+    if repeat:
+        rows = rows + rows[::-1]
+    bases, gammas, sizes = (np.array(column)[:, None] for column in zip(*rows))
+    ts = np.arange(0, 60, dtype=np.int64)
+    table = StepDecay(sizes, gammas).lr(bases, ts[None, :])
+    assert table.shape == (len(rows), ts.size)
+    for i, (base, gamma, size) in enumerate(rows):
+        assert table[i].tolist() == [StepDecay(size, gamma).lr(base, int(t)) for t in ts]
+
 # -- the other schedules -------------------------------------------------------------------------------------
 
 
