@@ -5,7 +5,7 @@ Measures, in one run, the time per config of ``steplr.sweep.train_batched`` with
 batched runs at several K (each in its own child process, max RSS read by the child at exit), from which the
 largest K that fits in 4 GiB is extrapolated linearly. Writes the section "sweep" of benchmarks/RESULTS.md.
 
-Run: ``.venv/bin/python benchmarks/bench_sweep.py`` (about two minutes).
+Run: ``.venv/bin/python benchmarks/bench_sweep.py`` (about two minutes). ``--memory K`` runs one child by hand.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from _results import write_section  # benchmarks/ is sys.path[0] when run as a s
 SIZES = (1, 16, 64, 256)
 ROUNDS = 3
 SEQUENTIAL_RUNS = 8  # sequential runs per round (per-config time is their mean)
-MEMORY_SIZES = (256, 1024, 4096)
+MEMORY_SIZES = (256, 4096, 16384)  # the last two, well above the fixed cost of torch, give the slope
 LIMIT_MIB = 4096
 CORES = os.cpu_count() or 1
 
@@ -92,7 +92,7 @@ def main() -> None:
                              check=True).stdout
         memory.append(json.loads(out.strip().splitlines()[-1]))
         print(f"memory K={k}: {memory[-1]['max_rss_mib']:.0f} MiB", flush=True)
-    (k0, m0), (k1, m1) = (memory[0]["k"], memory[0]["max_rss_mib"]), (memory[-1]["k"], memory[-1]["max_rss_mib"])
+    (k0, m0), (k1, m1) = (memory[-2]["k"], memory[-2]["max_rss_mib"]), (memory[-1]["k"], memory[-1]["max_rss_mib"])
     per_model = (m1 - m0) / (k1 - k0)
     largest = int(k1 + (LIMIT_MIB - m1) / per_model) if per_model > 0 else None
     targets = {16: 15, 64: 30, 256: 45}
