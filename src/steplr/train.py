@@ -143,6 +143,8 @@ class EpochRecord:
     test_loss: float
     test_acc: float
     lr: float  # the LR applied at the epoch's last iteration
+    val_loss: float = math.nan  # NaN when the run holds out no validation split
+    val_acc: float = math.nan
 
 
 @dataclass
