@@ -1,0 +1,177 @@
+"""How the ``steplr`` command reads its arguments: one parser class and one function per kind of value.
+
+Conventions every command follows (imports argparse and :mod:`steplr.units` only: no torch, no matplotlib):
+
+* **Durations on the command line count epochs by default.** ``5`` and ``5ep`` are 5 epochs, ``115it`` is 115
+  iterations (scheduler steps when stepping per batch). :func:`duration` turns each into its canonical string
+  (``"5ep"``, ``"115it"``), which the Python API resolves with ``steps_per_epoch``. The Python API itself keeps
+  torch's meaning: a bare ``int`` there is a number of scheduler steps.
+* **Lists are comma-separated**: ``--gamma 0.1,0.5``. An empty item or a value of the wrong kind is one line naming
+  the text the user typed.
+* **No abbreviations**: ``--seed`` is never read as ``--seeds``. :class:`Parser` sets ``allow_abbrev=False`` and is
+  handed down to every subcommand, so commands added with ``commands.add_parser(...)`` get it too.
+* **Mistakes are one line and exit code 2**: :class:`Parser` raises :class:`UsageError` instead of printing usage and
+  exiting; ``steplr.cli.main`` prints it.
+* ``--help`` shows each option's default. Defaults that are ``None`` or ``False`` are not shown: an option whose
+  unset value means something should say it in its help text, e.g. "(default: the recipe's value)".
+
+Example, the way a command module uses it::
+
+    sweep = commands.add_parser("sweep", help="...")        # a Parser, like its parent
+    sweep.add_argument("--step-size", type=duration_list, default=["1ep", "2ep"], help="...")
+    sweep.add_argument("--seeds", type=positive_int, default=3, help="...")
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+from .units import MAX_STEPS, parse_duration
+
+__all__ = [
+    "UsageError",
+    "Parser",
+    "HelpFormatter",
+    "duration",
+    "duration_list",
+    "number_list",
+    "name_list",
+    "positive_int",
+    "format_lr",
+]
+
+T = TypeVar("T")
+
+
+class UsageError(Exception):
+    """A mistake on the command line: ``main`` prints it as one line on stderr and exits with code 2."""
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, plus "(default: X)" after each option whose default is a real value.
+
+    ``None``, ``False`` and suppressed defaults are left out, and so is any help that already mentions its default.
+    Lists are shown the way they are typed: ``step,cosine``.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or "default" in text
+        ):
+            return text
+        shown = _as_typed(default).replace("%", "%%")  # the help text goes through `%` formatting next
+        return f"{text} (default: {shown})"
+
+
+def _as_typed(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(_as_typed(item) for item in value)
+    return str(value)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that raises :class:`UsageError`, refuses abbreviations and shows defaults in help.
+
+    ``add_subparsers`` hands this class to every subcommand (argparse builds subparsers with the parent's class and
+    only the keywords ``add_parser`` receives, so the defaults below must live here, not in the parent's call).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def duration(text: str) -> str:
+    """A CLI duration as its canonical string: ``"5"`` and ``"5ep"`` give ``"5ep"``, ``"115it"`` gives ``"115it"``.
+
+    Raises:
+        argparse.ArgumentTypeError: for zero, negative counts, fractions and anything else that is not a duration.
+    """
+    try:
+        parsed = parse_duration(text, "duration")
+    except (TypeError, ValueError) as error:
+        raise argparse.ArgumentTypeError(f"{error} (a bare number counts epochs)") from None
+    if isinstance(parsed, int):
+        return f"{parsed}ep"
+    return str(parsed)
+
+
+def _items(text: str, what: str) -> list[str]:
+    items = [item.strip() for item in text.split(",")]
+    if any(not item for item in items):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {what}, got {text!r}")
+    return items
+
+
+def _list_of(parse: Callable[[str], T], text: str, what: str) -> list[T]:
+    items = _items(text, what)
+    found = []
+    for item in items:
+        try:
+            found.append(parse(item))
+        except argparse.ArgumentTypeError as error:
+            where = f"in {text!r}: " if len(items) > 1 else ""  # a one-item list: the error already names it
+            raise argparse.ArgumentTypeError(f"{where}{error}") from None
+    return found
+
+
+def duration_list(text: str) -> list[str]:
+    """Comma-separated durations, each as :func:`duration` returns it: ``"1,2ep,50it"`` -> ``["1ep", "2ep", "50it"]``."""
+    return _list_of(duration, text, "durations")
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def number_list(text: str) -> list[float]:
+    """Comma-separated numbers as floats: ``"0.1,1e-3"`` -> ``[0.1, 0.001]``. Ranges are checked by the command."""
+    return _list_of(_number, text, "numbers")
+
+
+def name_list(text: str) -> list[str]:
+    """Comma-separated names, spaces around them dropped: ``"step, cosine"`` -> ``["step", "cosine"]``."""
+    return _items(text, "names")
+
+
+def positive_int(text: str) -> int:
+    """A whole number from 1 to 2**62: ``"5"`` -> ``5``.
+
+    Raises:
+        argparse.ArgumentTypeError: for ``0``, negatives, fractions and words.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 0 < value <= MAX_STEPS:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def format_lr(lr: float) -> str:
+    """The ``LR:`` field of the per-epoch log: six decimals, or scientific notation when they would show zero.
+
+    >>> format_lr(0.001)
+    '0.001000'
+    >>> format_lr(3.2e-8)
+    '3.200000e-08'
+    """
+    if 0 < lr < 1e-6:
+        return f"{lr:.6e}"
+    return f"{lr:.6f}"
