@@ -1,0 +1,87 @@
+"""Atomic writes: files get the umask's permissions, and a failed write leaves the old file and no debris."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from steplr._files import atomic_write, atomic_write_bytes, atomic_write_text
+
+
+@pytest.fixture
+def umask() -> Iterator[Callable[[int], int]]:
+    """Set the process umask for one test (``umask(value)``) and put the old one back afterwards."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_honour_the_umask(tmp_path, umask, mask, expected):
+    umask(mask)
+    text = atomic_write_text(tmp_path / "report.html", "<p>hi</p>")
+    data = atomic_write_bytes(tmp_path / "data.bin", b"\x00\x01")
+    # a writer that opens the path itself, as matplotlib's savefig and torch.save do
+    figure = atomic_write(tmp_path / "lr.png", lambda tmp: Path(tmp).write_bytes(b"png"), ".png")
+    plain = tmp_path / "plain.txt"
+    with open(plain, "w") as stream:  # what a normal write gives, for comparison
+        stream.write("x")
+    assert mode(plain) == expected
+    assert [mode(text), mode(data), mode(figure)] == [expected] * 3
+    assert text.read_text() == "<p>hi</p>" and data.read_bytes() == b"\x00\x01" and figure.read_bytes() == b"png"
+
+
+def test_the_temporary_file_has_its_final_mode_before_the_rename(tmp_path, umask):
+    umask(0o022)
+    seen = []
+
+    def write(tmp: str) -> None:
+        seen.append((Path(tmp).parent, Path(tmp).name, mode(Path(tmp))))
+        Path(tmp).write_text("new")
+
+    atomic_write(tmp_path / "summary.json", write, ".json")
+    (folder, name, tmp_mode), = seen
+    assert folder == tmp_path and name.startswith(".summary.json.") and name.endswith(".json")
+    assert tmp_mode == 0o644  # no chmod after the fact: the final name never shows another mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
+
+
+def test_replacing_a_file_gives_it_the_umask_mode(tmp_path, umask):
+    umask(0o022)
+    target = tmp_path / "summary.csv"
+    target.write_text("old")
+    target.chmod(0o600)  # as the previous version of atomic_write left it
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new" and mode(target) == 0o644
+
+
+@pytest.mark.parametrize("error", [RuntimeError("disk on fire"), KeyboardInterrupt()])
+def test_a_failing_writer_leaves_the_old_file_and_no_temporary_file(tmp_path, error):
+    target = tmp_path / "config.json"
+    target.write_text('{"lr": 0.1}')
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_text('{"lr"')  # half written, then the failure
+        raise error
+
+    with pytest.raises(type(error)):
+        atomic_write(target, write)
+    assert target.read_text() == '{"lr": 0.1}'
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
+
+
+def test_a_failing_first_write_leaves_nothing(tmp_path):
+    def write(tmp: str) -> None:
+        raise OSError("no space left")
+
+    with pytest.raises(OSError, match="no space left"):
+        atomic_write(tmp_path / "history.json", write)
+    assert list(tmp_path.iterdir()) == []
