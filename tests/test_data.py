@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import gzip
 import hashlib
 import http.server
@@ -387,3 +388,31 @@ def test_real_fashion_mnist_from_the_system_package():
     assert ds.num_features == 784 and ds.num_classes == 10
     assert set(ds.y_train.unique().tolist()) == set(range(10)) == set(ds.y_test.unique().tolist())
     assert 0 <= float(ds.x_test.min()) and float(ds.x_test.max()) <= 1
+
+
+def test_validation_split_is_stratified_seeded_and_disjoint():
+    from steplr.data import split_validation
+
+    data = load_digits()
+    split = split_validation(data, 1 / 6)
+    n = data.y_train.shape[0]
+    assert split.y_val.shape[0] == math.ceil(n / 6) and split.y_train.shape[0] + split.y_val.shape[0] == n
+    assert split.x_test is data.x_test  # the test set is never touched
+    # Every training example lands on exactly one side.
+    rows = {tuple(r) for r in data.x_train.tolist()}
+    assert {tuple(r) for r in split.x_train.tolist()} | {tuple(r) for r in split.x_val.tolist()} == rows
+    # Stratified: each class's share of the validation set is within one example of its share of the training set.
+    for label in range(10):
+        expected = int((data.y_train == label).sum()) / 6
+        assert abs(int((split.y_val == label).sum()) - expected) <= 1
+    again = split_validation(data, 1 / 6)
+    assert torch.equal(again.x_val, split.x_val)  # the same split every time, whatever the run's seed
+    assert split_validation(data, 0).y_val.shape[0] == 0
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.0, 1.5, True, "0.2"])
+def test_validation_fraction_is_checked(fraction):
+    from steplr.data import split_validation
+
+    with pytest.raises(ValueError, match="validation must be a fraction in"):
+        split_validation(load_qwerty(), fraction)

@@ -57,17 +57,18 @@ def on_iteration():
     count += 1
     if count == int(sys.argv[2]):
         os.kill(os.getpid(), signal.SIGKILL)
-train(recipe_config("qwerty", epochs=int(sys.argv[3])), load_qwerty(), sys.argv[1], on_iteration=on_iteration)
+train(recipe_config("qwerty", epochs=int(sys.argv[3])), load_qwerty(), sys.argv[1], on_iteration=on_iteration,
+      checkpoint_seconds=float(sys.argv[4]))
 """
 
 
-@pytest.mark.parametrize("kill_at", [1, 23, 24, 250, 459])
-def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, qwerty, kill_at):
+@pytest.mark.parametrize(("kill_at", "every"), [(1, 0), (23, 0), (24, 0), (250, 0), (459, 0), (250, 3600)])
+def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, qwerty, kill_at, every):
     epochs = 20
-    run = subprocess.run([sys.executable, "-c", _KILLER, str(tmp_path), str(kill_at), str(epochs)])
+    run = subprocess.run([sys.executable, "-c", _KILLER, str(tmp_path), str(kill_at), str(epochs), str(every)])
     assert run.returncode == -signal.SIGKILL
     config = recipe_config("qwerty", epochs=epochs)
-    if kill_at <= 23:  # killed during the first epoch: nothing to resume, start over
+    if kill_at <= 23 or every:  # killed before the first checkpoint: nothing to resume, start over
         assert not (tmp_path / CHECKPOINT).exists()
         resumed = train(config, qwerty, tmp_path)
     else:

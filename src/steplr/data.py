@@ -26,7 +26,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Final, Protocol
 
 import numpy as np
 import torch
@@ -39,7 +39,11 @@ __all__ = [
     "FASHION_MNIST_SYSTEM_DIR",
     "DataError",
     "Dataset",
+    "Split",
+    "TrainData",
+    "VALIDATION_SEED",
     "load_dataset",
+    "split_validation",
     "load_digits",
     "load_mnist",
     "load_qwerty",
@@ -133,6 +137,66 @@ def _dataset(
         x_test=tensor(x_test, torch.float32),
         y_test=tensor(y_test, torch.int64),
         num_classes=num_classes,
+    )
+
+
+class TrainData(Protocol):
+    """What training reads from a dataset (a :class:`Dataset` has it; so may any object)."""
+
+    @property
+    def x_train(self) -> torch.Tensor: ...
+    @property
+    def y_train(self) -> torch.Tensor: ...
+    @property
+    def x_test(self) -> torch.Tensor: ...
+    @property
+    def y_test(self) -> torch.Tensor: ...
+    @property
+    def num_classes(self) -> int: ...
+
+
+VALIDATION_SEED: Final = 0  # one split for every run seed and config, so comparisons stay paired
+
+
+@dataclass(frozen=True)
+class Split:
+    """A training set with a validation split held out of it, and the untouched test set."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+
+
+def split_validation(data: TrainData, fraction: float) -> Split:
+    """Hold out ``fraction`` of the training set for validation: stratified by class, seeded with
+    :data:`VALIDATION_SEED` (the same split whatever the run's seed). ``fraction=0`` holds out nothing.
+
+    Raises:
+        ValueError: for a fraction outside [0, 1) or one too small or large to leave every class on both sides.
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
+        raise ValueError(f"validation must be a fraction in [0, 1), got {fraction!r}")
+    if fraction == 0:
+        empty_x, empty_y = data.x_train[:0], data.y_train[:0]
+        return Split(data.x_train, data.y_train, empty_x, empty_y, data.x_test, data.y_test, data.num_classes)
+    from sklearn.model_selection import train_test_split
+
+    labels = data.y_train.numpy()
+    try:
+        keep, held = train_test_split(
+            np.arange(labels.size), test_size=fraction, random_state=VALIDATION_SEED, stratify=labels
+        )
+    except ValueError as error:
+        raise ValueError(f"validation {fraction:g} cannot split {labels.size} training examples by class: {error}") from None
+    # Sorted, so the training examples keep their order (each run's epoch shuffles draw from this order).
+    keep_index, held_index = torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(held))
+    return Split(
+        data.x_train[keep_index], data.y_train[keep_index], data.x_train[held_index], data.y_train[held_index],
+        data.x_test, data.y_test, data.num_classes,
     )
 
 

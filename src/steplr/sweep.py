@@ -22,13 +22,14 @@ from torch import nn
 
 from .models import build_model
 from .schedules import StepDecay
-from .train import EpochRecord, History, TrainConfig, TrainData, _rows
+from .data import split_validation
+from .train import EpochRecord, History, TrainConfig, TrainData, _rows, plateau_signal
 from .units import resolve_duration
 
 __all__ = ["train_batched", "lr_table", "configs_with", "BatchedModels", "SHARED_FIELDS"]
 
 # Settings that fix the shape of the computation: they must agree across a batch.
-SHARED_FIELDS = ("dataset", "model", "optimizer", "batch_size", "epochs", "interval")
+SHARED_FIELDS = ("dataset", "model", "optimizer", "batch_size", "epochs", "interval", "validation")
 _SMALL_DATA_BYTES = 64 * 2**20
 _ADAM_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which train() uses
 
@@ -146,11 +147,11 @@ class BatchedModels:
 
 
 def _test_metrics(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy (K,) and right answers (K,) of logits (K, C, N) against labels (N,) shared by all."""
+    """Mean cross-entropy (K,) and accuracy (K,) of logits (K, C, N) against labels (N,) shared by all."""
     index = labels.expand(logits.shape[0], 1, -1)
     right = (logits.gather(1, index) >= logits.amax(dim=1, keepdim=True)).sum(dim=(1, 2))
     losses = torch.log_softmax(logits, dim=1).gather(1, index).mean(dim=(1, 2)).neg_()
-    return losses, right
+    return losses, right / labels.shape[0]
 
 
 class _Plateau:
@@ -198,6 +199,7 @@ def train_batched(
     if first.model not in ("qwerty", "linear"):
         raise ValueError(f"batched training supports the models 'qwerty' and 'linear', got {first.model!r}")
     k = len(configs)
+    data = split_validation(data, first.validation)
     n = data.x_train.shape[0]
     batches = math.ceil(n / first.batch_size)
     per_iteration = first.interval == "iteration"
@@ -214,6 +216,8 @@ def train_batched(
     histories = [History() for _ in configs]
     x_train = data.x_train.reshape(n, -1)
     x_test = data.x_test.reshape(data.x_test.shape[0], -1)
+    x_val, n_val = data.x_val.reshape(data.x_val.shape[0], x_train.shape[1]), data.y_val.shape[0]
+    nan_column = torch.full((k,), math.nan, dtype=torch.float64)
     copy_per_epoch = k * x_train.element_size() * x_train.nelement() <= _SMALL_DATA_BYTES
     # Small sets are shuffled once an epoch, features first: one gather along the rows of (in, n) fills every
     # model's copy (2.4x faster than gathering Qwerty's 8-byte examples), and a batch is a view (K, in, B).
@@ -252,15 +256,16 @@ def train_batched(
             loss_sum += per_model
             correct += right.sum(dim=1)
         lrs = table[:, (epoch + 1) * batches - 1 if per_iteration else epoch]
-        test_losses, test_correct = _test_metrics(models(x_test), data.y_test)
-        n_test = data.y_test.shape[0]
-        columns = zip(loss_sum.tolist(), correct.tolist(), test_losses.tolist(), test_correct.tolist(), lrs.tolist())
-        for history, (train_loss, right, test_loss, test_right, lr) in zip(histories, columns):
+        test_losses, test_accs = _test_metrics(models(x_test), data.y_test)
+        val_losses, val_accs = _test_metrics(models(x_val), data.y_val) if n_val else (nan_column, nan_column)
+        columns = zip(loss_sum.tolist(), correct.tolist(), test_losses.tolist(), test_accs.tolist(), lrs.tolist(),
+                      val_losses.tolist(), val_accs.tolist())
+        for history, (train_loss, right, test_loss, test_acc, lr, val_loss, val_acc) in zip(histories, columns):
             history.epochs.append(
-                EpochRecord(epoch + 1, train_loss / batches, right / n, test_loss, test_right / n_test, lr)
+                EpochRecord(epoch + 1, train_loss / batches, right / n, test_loss, test_acc, lr, val_loss, val_acc)
             )
         if plateau_rows:
-            plateau.step([float(test_losses[i]) for i in plateau_rows])
+            plateau.step([plateau_signal(histories[i].epochs[-1]) for i in plateau_rows])
         if on_epoch is not None:
             on_epoch(epoch + 1)
     per_step = table if per_iteration else table.repeat_interleave(batches, dim=1)
