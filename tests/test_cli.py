@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import math
@@ -11,6 +12,7 @@ import sys
 import matplotlib.image
 import pytest
 
+from steplr import cli_args
 from steplr.cli import main
 from steplr.schedules import StepDecay
 
@@ -111,17 +113,19 @@ def test_plot_writes_an_image_with_several_schedules(tmp_path):
         (["explain", "--epochs", "40", "--bogus"], "unrecognized arguments: --bogus"),
         (["explain", "--epochs", "40", "--lr", "abc"], "'abc'"),
         (["explain", "--epochs", "forty"], "'forty'"),
-        (["explain", "--epochs", "40", "--step-size", "0"], "step_size must be a positive integer, got 0"),
+        (["explain", "--epochs", "40", "--step-size", "0"], "argument --step-size: duration must be positive, got '0'"),
+        (["explain", "--epochs", "40", "--step-size", "5,,10"], "expected a comma-separated list of durations, got '5,,10'"),
+        (["explain", "--epochs", "40", "--step-size", "5,2.5"], "in '5,2.5': duration must be a positive integer"),
+        (["explain", "--epochs", "40", "--gamma", "0.5,x"], "in '0.5,x': expected a number, got 'x'"),
         (["explain", "--epochs", "40", "--gamma", "-1"], "gamma must be a finite number > 0, got -1.0"),
         (["explain", "--epochs", "40", "--gamma", "nan"], "gamma must be a finite number > 0, got nan"),
         (["explain", "--epochs", "40", "--lr", "-0.1"], "--lr must be a finite number > 0, got -0.1"),
-        (["explain", "--epochs", "0"], "--epochs must be a positive integer, got 0"),
+        (["explain", "--epochs", "0"], "argument --epochs: must be a positive integer, got '0'"),
         (["explain", "--epochs", "4", "--step-size", "2.5"], "'2.5'"),
-        (["explain", "--epochs", "4", "--step-size", "5ep", "--steps-per-epoch", "0"], "--steps-per-epoch must be"),
+        (["explain", "--epochs", "4", "--step-size", "5ep", "--steps-per-epoch", "0"], "argument --steps-per-epoch: must be"),
         (["explain", "--epochs", "4", "--schedule", "linear"], "unknown schedule 'linear'"),
         (["explain", "--epochs", "4", "--schedule", "multistep"], "needs --milestones"),
         (["explain"], "the following arguments are required: --epochs"),
-        ([], "the following arguments are required: command"),
         (["plot", "--epochs", "4", "-o", "/nonexistent-folder/lr.png"], "folder '/nonexistent-folder' does not exist"),
         (["plot", "--epochs", "4", "-o", "lr.txt"], "--output must end in .png, .svg or .pdf"),
         (["explain", "--epochs", "10000000000"], "10,000,000,000 steps is more than steplr tabulates"),
@@ -173,7 +177,7 @@ def test_warm_up_shortens_the_default_cosine_and_keeps_milestones_absolute():
     ("argv", "message"),
     [
         (["explain", "--lr", "1e308", "--gamma", "10", "--step-size", "1", "--epochs", "3"], "overflows to inf at step 1"),
-        (["explain", "--epochs", "10", "--step-size", "99999999999999999999"], "step_size must be at most 2**62"),
+        (["explain", "--epochs", "10", "--step-size", "99999999999999999999"], "duration must be at most 2**62"),
         (["explain", "--epochs", "10", "--warmup", "10"], "--warmup 10 covers the whole run"),
         (["explain", "--epochs", "10", "--schedule", "multistep", "--milestones", "1,6", "--warmup", "2"],
          "--milestones must come after the warm-up"),
@@ -182,3 +186,184 @@ def test_warm_up_shortens_the_default_cosine_and_keeps_milestones_absolute():
 def test_more_bad_input_is_one_line(argv, message):
     code, out, err = run(*argv)
     assert code == 2 and out == "" and err.count("\n") == 1 and message in err
+
+
+# --- what the command line reads, and how (steplr.cli_args) ---
+
+
+def test_bare_durations_are_epochs_and_it_marks_iterations():
+    spe = ["--epochs", "20", "--steps-per-epoch", "23", "--gamma", "0.5", "--lr", "0.01"]
+    _, bare, _ = run("explain", "--step-size", "5", *spe)
+    _, epochs, _ = run("explain", "--step-size", "5ep", *spe)
+    _, iterations, _ = run("explain", "--step-size", "115it", *spe)
+    assert bare.splitlines()[1:3] == ["  iterations 0-114 (epochs 0-4): lr 0.01", "  iterations 115-229 (epochs 5-9): lr 0.005"]
+    assert bare.splitlines()[1:] == epochs.splitlines()[1:] == iterations.splitlines()[1:]
+    assert bare.splitlines()[0].startswith("step, step 5, gamma 0.5")  # the label reads as typed: 5 = 5 epochs
+    assert iterations.splitlines()[0].startswith("step, step 115it, gamma 0.5")
+    _, five_it, _ = run("explain", "--step-size", "5it", *spe)
+    assert "  iterations 0-4 (epochs 0.00 to 0.22): lr 0.01" in five_it.splitlines()
+
+
+def test_milestones_warm_up_and_t_max_count_epochs_too():
+    _, out, _ = run("explain", "--schedule", "multistep", "--milestones", "3,70it", "--epochs", "10",
+                    "--steps-per-epoch", "10", "--json")
+    assert [i["first_step"] for i in json.loads(out)["intervals"]] == [0, 30, 70]
+    _, out, _ = run("explain", "--schedule", "cosine", "--t-max", "2", "--warmup", "1", "--epochs", "4",
+                    "--steps-per-epoch", "5", "--json")
+    warmup, cosine = json.loads(out)["schedule"]["schedules"]
+    assert warmup["warmup_steps"] == 5 and cosine["t_max"] == 10
+
+
+def test_abbreviated_flags_are_refused_not_guessed():
+    for argv, flag in [
+        (["compare", "qwerty", "--seed", "3"], "--seed"),  # not --seeds
+        (["compare", "qwerty", "--schedule", "step"], "--schedule"),  # not --schedules
+        (["sweep", "qwerty", "--step", "1"], "--step"),  # not --step-size
+        (["explain", "--epochs", "4", "--step", "2"], "--step"),
+        (["plot", "--epochs", "4", "--out", "x.png"], "--out"),  # not --output
+    ]:
+        code, out, err = run(*argv)
+        assert (code, out) == (2, ""), argv
+        assert err.startswith(f"steplr: error: unrecognized arguments: {flag} ") and err.count("\n") == 1, err
+
+
+def test_every_subcommand_gets_the_strict_parser():
+    from steplr.cli import build_parser
+    from steplr.cli_args import HelpFormatter, Parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert sorted(commands.choices) == ["compare", "explain", "plot", "sweep", "train"]
+    for name, sub in commands.choices.items():
+        assert isinstance(sub, Parser) and sub.allow_abbrev is False and sub.formatter_class is HelpFormatter, name
+
+
+def test_steplr_alone_prints_the_commands():
+    code, out, err = run()
+    assert code == 2 and out == ""
+    assert err.startswith("usage: steplr")
+    for command in ("explain", "plot", "train", "compare", "sweep"):
+        assert f"    {command} " in err
+    assert "5 or 5ep is 5 epochs, 115it is 115 iterations" in " ".join(err.split())
+
+
+def test_version():
+    import steplr
+
+    assert run("--version") == (0, f"steplr {steplr.__version__}\n", "")
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("explain", ["--gamma GAMMA decay factor (default: 0.1)", "(default: 10ep)", "(default: step)",
+                     "5 or 5ep is 5 epochs"]),
+        ("plot", ["(default: lr.png)", "(comma-separated values draw one curve each) (default: 0.1)",
+                  "--force overwrite --output if it exists"]),
+        ("train", ["(default: "]),
+        ("compare", ["(default: none,step)", "(default: 5)"]),
+        ("sweep", ["(default: 1ep,2ep,5ep,10ep)", "(default: 30)"]),
+    ],
+)
+def test_help_shows_defaults(command, shown):
+    code, out, err = run(command, "--help")
+    assert code == 0 and err == ""
+    flat = " ".join(out.split())
+    for text in shown:
+        assert text in flat
+    assert "(default: None)" not in flat and "(default: False)" not in flat
+
+
+def test_every_option_of_explain_and_plot_has_help():
+    from steplr.cli import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for sub in (parser, commands.choices["explain"], commands.choices["plot"]):
+        for action in sub._actions:
+            assert action.help, (sub.prog, action.option_strings)
+
+
+def test_plot_does_not_overwrite_without_force(tmp_path):
+    target = tmp_path / "lr.png"
+    target.write_bytes(b"someone's figure")
+    code, out, err = run("plot", "--epochs", "4", "-o", str(target))
+    assert (code, out) == (2, "")
+    assert err == f"steplr: error: {target} already exists: pass --force to overwrite it\n"
+    assert target.read_bytes() == b"someone's figure"
+    code, out, err = run("plot", "--epochs", "4", "-o", str(target), "--force")
+    assert code == 0 and err == "" and matplotlib.image.imread(target).std() > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["lr.png"]
+
+
+def test_bad_plot_input_leaves_an_existing_figure_alone(tmp_path):
+    target = tmp_path / "lr.png"
+    target.write_bytes(b"old")
+    code, _, err = run("plot", "--epochs", "4", "-o", str(target), "--force", "--schedule", "linear")
+    assert code == 2 and "unknown schedule 'linear'" in err and target.read_bytes() == b"old"
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [("5", "5ep"), ("5ep", "5ep"), ("5 epochs", "5ep"), ("115it", "115it"), ("115 iterations", "115it"), ("1", "1ep")],
+)
+def test_duration_text(text, canonical):
+    assert cli_args.duration(text) == canonical
+
+
+@pytest.mark.parametrize(
+    ("function", "text", "message"),
+    [
+        (cli_args.duration, "0", "duration must be positive, got '0'"),
+        (cli_args.duration, "-3", "got '-3'"),
+        (cli_args.duration, "2.5", "got '2.5'"),
+        (cli_args.duration, "5 weeks", "got '5 weeks'"),
+        (cli_args.duration_list, "1,,2", "expected a comma-separated list of durations, got '1,,2'"),
+        (cli_args.duration_list, "", "expected a comma-separated list of durations, got ''"),
+        (cli_args.duration_list, "1ep,x", "in '1ep,x': duration must be"),
+        (cli_args.number_list, "0.1,abc", "in '0.1,abc': expected a number, got 'abc'"),
+        (cli_args.number_list, "0.1,", "expected a comma-separated list of numbers, got '0.1,'"),
+        (cli_args.name_list, "step,,cosine", "expected a comma-separated list of names, got 'step,,cosine'"),
+        (cli_args.positive_int, "0", "must be a positive integer, got '0'"),
+        (cli_args.positive_int, "-2", "must be a positive integer, got '-2'"),
+        (cli_args.positive_int, "2.5", "must be a positive integer, got '2.5'"),
+        (cli_args.positive_int, "five", "must be a positive integer, got 'five'"),
+    ],
+)
+def test_bad_values_name_the_text(function, text, message):
+    with pytest.raises(argparse.ArgumentTypeError) as caught:
+        function(text)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_lists_and_integers():
+    assert cli_args.duration_list("1, 2ep,50it") == ["1ep", "2ep", "50it"]
+    assert cli_args.number_list("0.1,1e-3, 2") == [0.1, 0.001, 2.0]
+    assert cli_args.name_list(" step , cosine") == ["step", "cosine"]
+    assert cli_args.positive_int("7") == 7
+
+
+def test_parser_raises_instead_of_exiting():
+    parser = cli_args.Parser(prog="x")
+    parser.add_argument("--seeds", type=cli_args.positive_int, default=3, help="seeds")
+    with pytest.raises(cli_args.UsageError, match="unrecognized arguments: --seed 2"):
+        parser.parse_args(["--seed", "2"])
+    with pytest.raises(cli_args.UsageError, match="argument --seeds: must be a positive integer, got '0'"):
+        parser.parse_args(["--seeds", "0"])
+    assert parser.parse_args(["--seeds", "2"]).seeds == 2
+
+
+@pytest.mark.parametrize(
+    ("lr", "shown"),
+    [(0.1, "0.100000"), (0.001, "0.001000"), (1e-6, "0.000001"), (0.0, "0.000000"), (1e-3 * 0.1**4, "1.000000e-07"),
+     (3.2e-12, "3.200000e-12")],
+)
+def test_format_lr(lr, shown):
+    assert cli_args.format_lr(lr) == shown
+
+
+def test_format_lr_never_shows_a_positive_rate_as_zero():
+    for lr in [9.999999e-7, 5e-7, 1e-30, 5e-324]:
+        text = cli_args.format_lr(lr)
+        assert float(text) > 0 and float(text) == pytest.approx(lr, rel=1e-6), text
+    assert cli_args.format_lr(1e-6) == f"{1e-6:.6f}"  # from 1e-6 up, the reference notes' format

@@ -6,14 +6,17 @@ Every error a user can cause is one line on stderr and exit code 2; no traceback
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import TextIO
 
+from . import __version__
+from .cli_args import Parser, UsageError, duration, duration_list, name_list, number_list, positive_int
 from .cli_runs import RunUsageError, add_run_commands, cmd_compare, cmd_train
 from .cli_sweep import add_sweep_command, cmd_sweep
 from .errors import DivergedError, TrainError
@@ -21,86 +24,78 @@ from .explain import explain, format_plan
 from .schedules import SCHEDULE_NAMES, LinearWarmup, Schedule, by_name, join
 from .units import resolve_duration
 
-__all__ = ["main", "entrypoint"]
+__all__ = ["main", "entrypoint", "build_parser"]
 
 SCHEDULES = SCHEDULE_NAMES
 
-
-class UsageError(Exception):
-    """A mistake in the command line or its values: reported in one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
-def _list_of(kind: Callable[[str], Any], what: str) -> Callable[[str], list[Any]]:
-    def parse(text: str) -> list[Any]:
-        items = [item.strip() for item in text.split(",")]
-        if not text.strip() or any(not item for item in items):
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {what}, got {text!r}")
-        try:
-            return [kind(item) for item in items]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-
-    return parse
-
-
-def _duration(text: str) -> str | int:
-    return int(text) if text.strip().lstrip("-").isdigit() else text
+_DURATIONS = "durations count epochs: 5 or 5ep is 5 epochs, 115it is 115 iterations (scheduler steps)"
 
 
 def _add_schedule_arguments(parser: argparse.ArgumentParser, lists: bool) -> None:
     many = " (comma-separated values draw one curve each)" if lists else ""
-    parser.add_argument("--schedule", type=_list_of(str, "schedule names"), default=["step"],
-                        help=f"one of {', '.join(SCHEDULES)}{many}")
-    parser.add_argument("--lr", type=_list_of(float, "numbers"), default=[0.1], help=f"initial learning rate{many}")
-    parser.add_argument("--step-size", type=_list_of(_duration, "durations"), default=[10],
-                        help=f"steps between decays: 10, '2300it' or '5ep'{many}")
-    parser.add_argument("--gamma", type=_list_of(float, "numbers"), default=[0.1], help=f"decay factor{many}")
-    parser.add_argument("--milestones", type=_list_of(_duration, "durations"), default=None,
-                        help="multistep: steps of the run (or '30ep') at which to decay, e.g. 30,60,80")
-    parser.add_argument("--t-max", type=_duration, default=None, help="cosine: half-period (default: the whole run after any warm-up)")
+    parser.add_argument("--schedule", type=name_list, default=["step"], help=f"one of {', '.join(SCHEDULES)}{many}")
+    parser.add_argument("--lr", type=number_list, default=[0.1], help=f"initial learning rate{many}")
+    parser.add_argument("--step-size", type=duration_list, default=["10ep"],
+                        help=f"step: time between decays, e.g. 5 (epochs), 5ep or 115it{many}")
+    parser.add_argument("--gamma", type=number_list, default=[0.1], help=f"decay factor{many}")
+    parser.add_argument("--milestones", type=duration_list, default=None,
+                        help="multistep: times in the run at which to decay, e.g. 30,60,80 (epochs) or 2300it,4600it")
+    parser.add_argument("--t-max", type=duration, default=None,
+                        help="cosine: half-period (default: the whole run after any warm-up)")
     parser.add_argument("--eta-min", type=float, default=0.0, help="cosine: the lowest learning rate")
-    parser.add_argument("--warmup", type=_duration, default=None, help="linear warm-up first, e.g. '2ep' or 500")
+    parser.add_argument("--warmup", type=duration, default=None,
+                        help="linear warm-up first, e.g. 2 (epochs) or 500it (default: no warm-up)")
     parser.add_argument("--warmup-start-factor", type=float, default=0.1, help="warm-up starts at this x lr")
-    parser.add_argument("--epochs", type=int, required=True, help="length of the run in epochs")
-    parser.add_argument("--steps-per-epoch", type=int, default=1,
-                        help="scheduler steps per epoch (batches per epoch when stepping per iteration)")
+    parser.add_argument("--epochs", type=positive_int, required=True, help="length of the run in epochs (required)")
+    parser.add_argument("--steps-per-epoch", type=positive_int, default=1,
+                        help="scheduler steps per epoch: batches per epoch when stepping per iteration, "
+                             "1 when stepping per epoch")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="steplr", description="Exact learning-rate schedules: see the plan before you train.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    ex = commands.add_parser("explain", help="print the plan: constant intervals, decays, final LR, warnings")
+def build_parser() -> Parser:
+    """The whole ``steplr`` command line: explain and plot here, train/compare/sweep from their modules."""
+    parser = Parser(prog="steplr", description="Exact learning-rate schedules: see the plan before you train.",
+                    epilog=f"In every command, {_DURATIONS}. Run 'steplr COMMAND --help' for a command's options.")
+    parser.add_argument("--version", action="version", version=f"steplr {__version__}",
+                        help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser,
+                                     help="one of the commands below")
+    ex = commands.add_parser("explain", help="print the plan: constant intervals, decays, final LR, warnings",
+                             description=f"Print the plan of a schedule. {_DURATIONS[0].upper()}{_DURATIONS[1:]}.")
     _add_schedule_arguments(ex, lists=False)
     ex.add_argument("--json", action="store_true", help="print the plan as JSON")
-    pl = commands.add_parser("plot", help="draw one or more schedules on one figure")
+    pl = commands.add_parser("plot", help="draw one or more schedules on one figure",
+                             description=f"Draw schedules on one figure. {_DURATIONS[0].upper()}{_DURATIONS[1:]}.")
     _add_schedule_arguments(pl, lists=True)
     pl.add_argument("-o", "--output", default="lr.png", help="image file to write (PNG, SVG or PDF)")
+    pl.add_argument("--force", action="store_true", help="overwrite --output if it exists")
     pl.add_argument("--log", action="store_true", help="logarithmic LR axis")
-    pl.add_argument("--title", default=None, help="figure title")
+    pl.add_argument("--title", default=None, help="figure title (default: none)")
     add_run_commands(commands)
     add_sweep_command(commands)
     return parser
 
 
-def _one_schedule(kind: str, step_size: Any, gamma: float, args: argparse.Namespace) -> Schedule:
+def _as_typed(value: str) -> str:
+    """A canonical duration the way the CLI reads it: epochs bare ("10ep" -> "10"), iterations with "it"."""
+    return value.removesuffix("ep")
+
+
+def _one_schedule(kind: str, step_size: str | None, gamma: float, args: argparse.Namespace) -> Schedule:
     total = args.epochs * args.steps_per_epoch
     # With a warm-up, the main schedule starts after it: --t-max defaults to what is left of the run, and
     # --milestones stay steps (or epochs) of the whole run.
     warmup = 0 if args.warmup is None else resolve_duration(args.warmup, "--warmup", args.steps_per_epoch)
     if warmup >= total:
-        raise UsageError(f"--warmup {args.warmup} covers the whole run of {args.epochs} epochs")
+        raise UsageError(f"--warmup {_as_typed(args.warmup)} covers the whole run of {args.epochs} epochs")
     milestones = None
     if kind == "multistep":
         if args.milestones is None:
             raise UsageError("--schedule multistep needs --milestones, e.g. --milestones 30,60,80")
         milestones = [resolve_duration(m, "--milestones", args.steps_per_epoch) - warmup for m in args.milestones]
         if any(m <= 0 for m in milestones):
-            raise UsageError(f"--milestones must come after the warm-up ({args.warmup}), got {args.milestones}")
+            shown = ",".join(_as_typed(m) for m in args.milestones)
+            raise UsageError(f"--milestones must come after the warm-up ({_as_typed(args.warmup)}), got {shown}")
     t_max = args.t_max if args.t_max is not None else total - warmup
     main = by_name(kind, step_size=step_size, gamma=gamma, milestones=milestones, t_max=t_max, eta_min=args.eta_min)
     if args.warmup is None:
@@ -110,10 +105,6 @@ def _one_schedule(kind: str, step_size: Any, gamma: float, args: argparse.Namesp
 
 def _combinations(args: argparse.Namespace) -> list[tuple[str, Schedule, float]]:
     """Every (label, schedule, lr) the arguments ask for, validated."""
-    if args.epochs <= 0:
-        raise UsageError(f"--epochs must be a positive integer, got {args.epochs}")
-    if args.steps_per_epoch <= 0:
-        raise UsageError(f"--steps-per-epoch must be a positive integer, got {args.steps_per_epoch}")
     for lr in args.lr:
         if not lr > 0 or lr == float("inf"):
             raise UsageError(f"--lr must be a finite number > 0, got {lr!r}")
@@ -127,7 +118,7 @@ def _combinations(args: argparse.Namespace) -> list[tuple[str, Schedule, float]]
             schedule = _one_schedule(kind, step_size, 1.0 if gamma is None else gamma, args)
             parts = [kind]
             if uses_step:
-                parts.append(f"step {step_size}")
+                parts.append(f"step {_as_typed(step_size)}")
             if uses_gamma:
                 parts.append(f"gamma {gamma:g}")
             parts.append(f"lr {lr:g}")
@@ -156,6 +147,8 @@ def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError(f"cannot write {args.output}: folder {str(folder)!r} is not writable")
     if target.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise UsageError(f"--output must end in .png, .svg or .pdf, got {args.output!r}")
+    if (target.exists() or target.is_symlink()) and not args.force:
+        raise UsageError(f"{args.output} already exists: pass --force to overwrite it")
     combos = _combinations(args)
     from .plots import Curve, plot_schedules
 
@@ -171,7 +164,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     err = err or sys.stderr
     parser = build_parser()
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        with contextlib.redirect_stdout(out):  # --help and --version print to sys.stdout
+            args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        if args.command is None:
+            err.write(parser.format_help())
+            return 2
         handler = {"explain": _cmd_explain, "plot": _cmd_plot, "train": cmd_train, "compare": cmd_compare,
                    "sweep": cmd_sweep}
         return handler[args.command](args, out)
