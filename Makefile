@@ -12,6 +12,8 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "Installing steplr and its dependencies (torch CPU, matplotlib, scikit-learn, optuna, pytest, mypy) into $(VENV):" \
+		"about 1-2 minutes the first time, quiet while it works."
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
@@ -25,11 +27,12 @@ typecheck: $(STAMP)
 demo: $(STAMP)
 	mkdir -p $(DEMO)
 	$(VENV)/bin/steplr explain --lr 0.1 --step-size 10 --gamma 0.5 --epochs 40
-	$(VENV)/bin/steplr plot --lr 0.1 --step-size 10 --gamma 0.5 --epochs 40 -o $(DEMO)/lr.png
+	$(VENV)/bin/steplr plot --lr 0.1 --step-size 10 --gamma 0.5 --epochs 40 -o $(DEMO)/lr.png --force
 	$(VENV)/bin/steplr compare qwerty --seeds 5 --schedules none,step,cosine,plateau --out $(DEMO)/qwerty --force
 	$(VENV)/bin/steplr compare digits --seeds 5 --schedules none,step,cosine,plateau --out $(DEMO)/digits --force
 	@echo "plot: $(DEMO)/lr.png"
 	@echo "reports: $(DEMO)/qwerty/report.html $(DEMO)/digits/report.html"
+	@echo "to run steplr yourself: . $(VENV)/bin/activate (or call $(VENV)/bin/steplr)"
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_core.py
