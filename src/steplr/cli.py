@@ -1,6 +1,7 @@
-"""The ``steplr`` command: argument parsing, printing and exit codes, nothing else.
+"""The ``steplr`` command: the top-level parser, ``explain`` and ``plot``, printing and exit codes, nothing else.
 
-Every error a user can cause is one line on stderr and exit code 2; no tracebacks.
+Values are read by :mod:`steplr.cli_args` (a bare duration is epochs there); train, compare and sweep live in their
+own ``cli_*`` modules. Every error a user can cause is one line on stderr and exit code 2; no tracebacks.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def build_parser() -> Parser:
     return parser
 
 
-def _as_typed(value: str) -> str:
+def _typed_form(value: str) -> str:
     """A canonical duration the way the CLI reads it: epochs bare ("10ep" -> "10"), iterations with "it"."""
     return value.removesuffix("ep")
 
@@ -87,15 +88,15 @@ def _one_schedule(kind: str, step_size: str | None, gamma: float, args: argparse
     # --milestones stay steps (or epochs) of the whole run.
     warmup = 0 if args.warmup is None else resolve_duration(args.warmup, "--warmup", args.steps_per_epoch)
     if warmup >= total:
-        raise UsageError(f"--warmup {_as_typed(args.warmup)} covers the whole run of {args.epochs} epochs")
+        raise UsageError(f"--warmup {_typed_form(args.warmup)} covers the whole run of {args.epochs} epochs")
     milestones = None
     if kind == "multistep":
         if args.milestones is None:
             raise UsageError("--schedule multistep needs --milestones, e.g. --milestones 30,60,80")
         milestones = [resolve_duration(m, "--milestones", args.steps_per_epoch) - warmup for m in args.milestones]
         if any(m <= 0 for m in milestones):
-            shown = ",".join(_as_typed(m) for m in args.milestones)
-            raise UsageError(f"--milestones must come after the warm-up ({_as_typed(args.warmup)}), got {shown}")
+            shown = ",".join(_typed_form(m) for m in args.milestones)
+            raise UsageError(f"--milestones must come after the warm-up ({_typed_form(args.warmup)}), got {shown}")
     t_max = args.t_max if args.t_max is not None else total - warmup
     main = by_name(kind, step_size=step_size, gamma=gamma, milestones=milestones, t_max=t_max, eta_min=args.eta_min)
     if args.warmup is None:
@@ -118,7 +119,7 @@ def _combinations(args: argparse.Namespace) -> list[tuple[str, Schedule, float]]
             schedule = _one_schedule(kind, step_size, 1.0 if gamma is None else gamma, args)
             parts = [kind]
             if uses_step:
-                parts.append(f"step {_as_typed(step_size)}")
+                parts.append(f"step {_typed_form(step_size)}")
             if uses_gamma:
                 parts.append(f"gamma {gamma:g}")
             parts.append(f"lr {lr:g}")
