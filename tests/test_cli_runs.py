@@ -59,7 +59,9 @@ def test_train_overrides_are_saved_and_a_full_folder_is_refused(tmp_path):
     code, text, err = run("train", "qwerty", "--out", str(out))
     assert code == 2 and text == "" and err.count("\n") == 1 and "is not empty" in err
     code, _, err = run("train", "qwerty", "--out", str(out), "--resume", "--lr", "0.5")
-    assert code == 2 and "drop the other settings" in err
+    assert code == 2 and err == "steplr: error: --resume continues the saved run; these settings differ: --lr 0.5 (the run has 0.01)\n"
+    code, _, err = run("train", "qwerty", "--out", str(out), "--resume", "--lr", "0.01", "--step-size", "1")
+    assert code == 0, err  # the saved settings, said again, are accepted (a bare 1 is 1ep)
     code, text, _ = run("train", "qwerty", "--out", str(out), "--epochs", "1", "--force")
     assert code == 0 and text.startswith("Epoch 1, Loss:")
 
@@ -84,10 +86,14 @@ def test_diverging_run_says_where_and_exits_1(tmp_path):
     [
         (["train", "cifar"], "unknown recipe 'cifar'"),
         (["train", "qwerty", "--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
-        (["train", "qwerty", "--batch-size", "0"], "batch_size must be a positive integer, got 0"),
+        (["train", "qwerty", "--batch-size", "0"], "argument --batch-size: must be a positive integer, got '0'"),
         (["train", "qwerty", "--schedule", "linear"], "unknown schedule 'linear'"),
         (["train", "mnist", "--no-download"], "--data-dir"),
-        (["compare", "qwerty", "--seeds", "0"], "--seeds must be a positive integer, got 0"),
+        (["compare", "qwerty", "--seeds", "0"], "argument --seeds: must be a positive integer, got '0'"),
+        (["compare", "qwerty", "--seed", "3"], "unrecognized arguments: --seed"),
+        (["compare", "qwerty", "--milestones", "2,x"], "argument --milestones"),
+        (["train", "qwerty", "--validation", "1.5"], "expected a fraction in [0, 1)"),
+        (["train", "qwerty", "--schedule", "plateau", "--warmup", "1"], "warmup applies to closed-form"),
         (["compare", "qwerty", "--schedules", "none,warp"], "--schedules must name some of"),
         (["compare", "qwerty", "--schedules", "step,step"], "names a schedule twice"),
     ],
@@ -109,19 +115,29 @@ def compared(tmp_path_factory):
 
 def test_compare_prints_the_table_and_writes_the_files(compared):
     out, text = compared
-    assert text.startswith("qwerty: 3 schedules x 2 seeds\n")
-    assert re.search(r"^step\s+\d+\.\d{2}% ± \d+\.\d{2}\s+\d\.\d{4} ± \d\.\d{4}\s+\d/2", text, re.MULTILINE)
+    assert text.startswith("qwerty: 3 schedules x 2 seeds, validation 0.167 of the training set\n")
+    assert re.search(r"^step\s+\d+\.\d{2}%\s+\d+\.\d{2}% ± \d+\.\d{2}\s+[+-]\d+\.\d{2} pts \[", text, re.MULTILINE)
     assert f"report: {out / 'report.html'}" in text
     assert {p.name for p in out.iterdir()} >= {"lr.png", "loss.png", "accuracy.png", "report.html", "summary.csv"}
     summary = json.loads((out / "summary.json").read_text())
-    assert [row["schedule"] for row in summary] == ["none", "step", "plateau"]
+    rows = summary["rows"]
+    assert [row["schedule"] for row in rows] == ["none", "step", "plateau"]
+    fields = {"val_acc_mean", "test_acc_mean", "test_acc_sd", "diff_mean", "diff_ci_low", "diff_ci_high", "p",
+              "p_adjusted", "verdict"}
+    for row in rows[1:]:
+        assert fields <= set(row) and 0 <= row["test_acc_mean"] <= 1 and 0 <= row["val_acc_mean"] <= 1
+        assert row["verdict"] in ("better", "worse", "no detectable difference")
+        assert f"- {row['schedule']}: " in text
+    assert "Chosen on validation: " in text
 
 
 def test_report_is_self_contained(compared):
     page = (compared[0] / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3
     assert not re.search(r"(src|href)=\"https?://", page)
-    assert "epochs 0-4" in page  # the explain plan of StepLR
+    assert "iterations 0-94 (epochs 0-4)" in page  # the explain plan of StepLR (600 examples: 19 batches)
+    assert "<th>val acc</th><th>test acc</th>" in page and "validation split held out" in page
+    assert "Holm" in page
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs Debian's package)")
@@ -182,3 +198,85 @@ def test_progress_bar_only_on_a_terminal(tmp_path):
     assert b"it/s" in seen or b"s/it" in seen  # tqdm's rate field: a bar was drawn
     piped = subprocess.run([*argv[:-1], str(tmp_path / "pipe")], capture_output=True, timeout=60)
     assert piped.returncode == 0 and b"it/s" not in piped.stdout + piped.stderr
+
+
+def test_bad_config_leaves_no_trace_and_force_keeps_a_good_run(tmp_path):
+    fresh = tmp_path / "fresh"
+    code, _, err = run("train", "qwerty", "--schedule", "linear", "--out", str(fresh))
+    assert code == 2 and not fresh.exists()
+    good = tmp_path / "good"
+    assert run("train", "qwerty", "--epochs", "2", "--out", str(good))[0] == 0
+    before = {p.name: p.read_bytes() for p in good.iterdir()}
+    code, _, err = run("train", "qwerty", "--schedule", "linear", "--force", "--out", str(good))
+    assert code == 2
+    assert {p.name: p.read_bytes() for p in good.iterdir()} == before
+    # A replacement that diverges before its first checkpoint leaves the old run as it was, and no staging folder.
+    code, _, err = run("train", "qwerty", "--lr", "1e6", "--schedule", "none", "--force", "--out", str(good))
+    assert code == 1
+    assert {p.name: p.read_bytes() for p in good.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good"]
+    # A replacement that trains replaces it.
+    assert run("train", "qwerty", "--epochs", "1", "--force", "--out", str(good))[0] == 0
+    assert json.loads((good / "config.json").read_text())["epochs"] == 1
+
+
+def test_resume_starts_over_without_a_checkpoint_and_extends_a_finished_run(tmp_path):
+    out = tmp_path / "r"
+    assert run("train", "qwerty", "--epochs", "2", "--out", str(out))[0] == 0
+    (out / "checkpoint.pt").unlink()  # as if killed before its first checkpoint
+    code, text, err = run("train", "qwerty", "--out", str(out), "--resume")
+    assert code == 0, err
+    assert text.count("Epoch ") == 2
+    code, text, err = run("train", "qwerty", "--out", str(out), "--resume", "--epochs", "4")
+    assert code == 0, err
+    assert text.splitlines()[0].startswith("Epoch 3, ")
+    assert run("train", "qwerty", "--epochs", "4", "--out", str(tmp_path / "straight"))[0] == 0
+    assert json.loads((out / "history.json").read_text()) == json.loads((tmp_path / "straight" / "history.json").read_text())
+    code, _, err = run("train", "qwerty", "--out", str(out), "--resume", "--epochs", "3")
+    assert code == 2 and "cannot be shortened" in err
+
+
+def test_bare_durations_are_epochs_and_plan_warnings_go_to_stderr(tmp_path):
+    code, text, err = run("train", "qwerty", "--step-size", "5", "--epochs", "6", "--out", str(tmp_path / "q"))
+    assert code == 0 and err == ""
+    assert json.loads((tmp_path / "q" / "config.json").read_text())["step_size"] == "5ep"
+    lrs = [line.split("LR: ")[1] for line in text.splitlines() if line.startswith("Epoch")]
+    assert lrs == ["0.010000"] * 5 + ["0.005000"]
+    code, text, err = run("train", "digits", "--step-size", "1", "--gamma", "0.01", "--epochs", "4",
+                          "--out", str(tmp_path / "d"))
+    assert code == 0
+    assert err.startswith("steplr: warning: step: the learning rate falls to")
+    assert [line.split("LR: ")[1] for line in text.splitlines() if line.startswith("Epoch")] == [
+        "0.001000", "0.000010", "1.000000e-07", "1.000000e-09"]
+
+
+def test_compare_takes_every_override_and_shows_the_plans(tmp_path):
+    out = tmp_path / "c"
+    code, text, err = run("compare", "digits", "--seeds", "2", "--epochs", "4", "--schedules",
+                          "multistep,cosine,plateau", "--milestones", "2,3", "--t-max", "3", "--eta-min", "1e-5",
+                          "--warmup", "1", "--plateau-patience", "0", "--out", str(out))
+    assert code == 0, err
+    assert "plan multistep, lr 0.001, per epoch" in text and "plan cosine" in text and "plan plateau" in text
+    page = (out / "report.html").read_text()
+    assert "epoch 0: lr 0.0001" in page  # the warm-up starts at 0.1 x lr
+    configs = json.loads(re.search(r"<h2>Configs</h2><pre>(.*?)</pre>", page, re.DOTALL).group(1).replace("&quot;", '"'))
+    assert configs["multistep"]["milestones"] == ["2ep", "3ep"] and configs["cosine"]["t_max"] == "3ep"
+    assert configs["plateau"]["plateau_patience"] == 0 and configs["plateau"]["warmup"] is None
+
+
+def test_compare_with_diverging_runs_reports_instead_of_crashing(tmp_path):
+    out = tmp_path / "lr5"
+    code, text, err = run("compare", "qwerty", "--lr", "1e4", "--seeds", "3", "--epochs", "3", "--out", str(out))
+    assert code == 0, err
+    rows = json.loads((out / "summary.json").read_text())["rows"]
+    assert rows[0]["diverged"] == 3 and len(rows[0]["diverged_at"]) == 3
+    assert "none diverged in 3 of 3 seeds" in text and (out / "report.html").is_file()
+
+
+def test_unwritable_out_is_refused_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code, text, err = run("compare", "qwerty", "--out", str(blocker / "sub"))
+    assert code == 2 and text == "" and "--out" in err and "not writable" in err
+    code, _, err = run("sweep", "qwerty", "--out", str(blocker / "sub"))
+    assert code == 2 and "not writable" in err

@@ -170,9 +170,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         if args.command is None:
             err.write(parser.format_help())
             return 2
-        handler = {"explain": _cmd_explain, "plot": _cmd_plot, "train": cmd_train, "compare": cmd_compare,
-                   "sweep": cmd_sweep}
-        return handler[args.command](args, out)
+        if args.command in ("explain", "plot"):
+            return (_cmd_explain if args.command == "explain" else _cmd_plot)(args, out)
+        runs = {"train": cmd_train, "compare": cmd_compare, "sweep": cmd_sweep}
+        return runs[args.command](args, out, err)  # these print plan warnings on err
     except DivergedError as error:
         err.write(f"steplr: {error}\n")
         return 1

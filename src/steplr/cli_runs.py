@@ -1,4 +1,9 @@
-"""``steplr train`` and ``steplr compare``: flags, printing and files; the work is in train/experiments."""
+"""``steplr train`` and ``steplr compare``: flags, printing and files; the work is in train/experiments.
+
+Order of work in both commands: parse, validate every setting and schedule, load the data, print each plan's
+warnings, and only then touch ``--out``. A command that fails before training leaves the file system as it found
+it; ``--force`` keeps the old run until the new one has something to replace it with.
+"""
 
 from __future__ import annotations
 
@@ -6,85 +11,146 @@ import argparse
 import csv
 import io
 import json
+import math
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from .cli_args import UsageError, duration, duration_list, format_lr, name_list, positive_int
 from .explain import explain, format_plan
 
-__all__ = ["add_run_commands", "cmd_train", "cmd_compare"]
+__all__ = ["add_run_commands", "cmd_train", "cmd_compare", "RunUsageError", "claim_out", "print_warnings", "jsonable"]
+
+RunUsageError = UsageError  # the name other modules used before the CLI shared one error type
 
 _OVERRIDES = ("optimizer", "lr", "batch_size", "epochs", "schedule", "step_size", "gamma", "milestones", "t_max",
-              "eta_min", "interval", "seed")
+              "eta_min", "interval", "seed", "warmup", "warmup_start_factor", "plateau_patience", "validation")
+_RECIPE = "(default: the recipe's value)"
 
 
-class RunUsageError(Exception):
-    """Bad flags or an unusable output folder: one line, exit code 2."""
-
-
-def _duration(text: str) -> str | int:
-    return int(text) if text.strip().isdigit() else text
-
-
-def _milestones(text: str) -> list[str | int]:
-    return [_duration(part) for part in text.split(",") if part.strip()]
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.2, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
 
 
 def _add_overrides(parser: argparse.ArgumentParser, compare: bool) -> None:
     parser.add_argument("recipe", help="qwerty, digits, mnist or fashion-mnist")
-    parser.add_argument("--out", default=None, help="run folder (default: runs/RECIPE or runs/RECIPE-compare)")
+    parser.add_argument("--out", default=None,
+                        help=f"run folder (default: runs/RECIPE{'-compare' if compare else ''})")
     parser.add_argument("--data-dir", default=None, help="folder with (or for) the MNIST/Fashion-MNIST IDX files")
     parser.add_argument("--no-download", action="store_true", help="never download data")
-    parser.add_argument("--force", action="store_true", help="write into a non-empty --out folder")
-    parser.add_argument("--optimizer", choices=("sgd", "adam"), default=None)
-    parser.add_argument("--lr", type=float, default=None, help="initial learning rate")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--step-size", type=_duration, default=None, help="e.g. 5ep, 115it or 115")
-    parser.add_argument("--gamma", type=float, default=None)
+    parser.add_argument("--force", action="store_true",
+                        help="replace a non-empty --out folder (the old run stays until the new one replaces it)")
+    parser.add_argument("--optimizer", choices=("sgd", "adam"), default=None, help=f"optimizer {_RECIPE}")
+    parser.add_argument("--lr", type=float, default=None, help=f"initial learning rate {_RECIPE}")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help=f"examples per batch {_RECIPE}")
+    parser.add_argument("--epochs", type=positive_int, default=None, help=f"length of the run {_RECIPE}")
+    parser.add_argument("--step-size", type=duration, default=None,
+                        help=f"step: decay every N epochs (5 = 5ep) or iterations (115it) {_RECIPE}")
+    parser.add_argument("--gamma", type=float, default=None,
+                        help=f"decay factor of step, multistep, exponential, plateau {_RECIPE}")
     parser.add_argument("--interval", choices=("iteration", "epoch"), default=None,
-                        help="step the scheduler per iteration or per epoch")
+                        help=f"step the scheduler per iteration or per epoch {_RECIPE}")
+    parser.add_argument("--milestones", type=duration_list, default=None,
+                        help="multistep: epochs (or Nit) of the run at which to decay, e.g. 10,15 "
+                             "(default: 50%% and 75%% of the run)")
+    parser.add_argument("--t-max", type=duration, default=None,
+                        help="cosine: half-period (default: the whole run after any warm-up)")
+    parser.add_argument("--eta-min", type=float, default=None, help="cosine: the lowest learning rate (default: 0)")
+    parser.add_argument("--warmup", type=duration, default=None,
+                        help="linear warm-up in front of the schedule, e.g. 2 (epochs) or 50it (default: none)")
+    parser.add_argument("--warmup-start-factor", type=float, default=None,
+                        help="the warm-up starts at this x lr (default: 0.1)")
+    parser.add_argument("--plateau-patience", type=int, default=None,
+                        help="plateau: epochs without a better validation loss before it cuts the LR (default: 2)")
     if not compare:
         parser.add_argument("--schedule", default=None,
-                            help="none, step, multistep, exponential, cosine or plateau")
-        parser.add_argument("--milestones", type=_milestones, default=None, help="multistep: e.g. 2ep,4ep")
-        parser.add_argument("--t-max", type=_duration, default=None, help="cosine: half-period")
-        parser.add_argument("--eta-min", type=float, default=None)
-        parser.add_argument("--seed", type=int, default=None)
-        parser.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+                            help=f"none, step, multistep, exponential, cosine or plateau {_RECIPE}")
+        parser.add_argument("--seed", type=int, default=None, help="seed of the weights and batch order (default: 0)")
+        parser.add_argument("--validation", type=_fraction, default=None,
+                            help="hold out this fraction of the training set for validation (default: 0, the "
+                                 "notes' protocol: train on all of it, report test)")
+        parser.add_argument("--resume", action="store_true",
+                            help="continue the run in --out (from its checkpoint, or from the start if it has none); "
+                                 "with a larger --epochs, extend a finished run")
     else:
-        parser.add_argument("--schedules", default="none,step",
-                            help="comma-separated: none, step, multistep, exponential, cosine, plateau")
-        parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1, the same for every schedule")
+        parser.add_argument("--schedules", type=name_list, default=["none", "step"],
+                            help="schedules to compare (none, step, multistep, exponential, cosine, plateau); "
+                                 "none (constant LR) is always trained as the baseline")
+        parser.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..N-1, the same for every schedule")
+        parser.add_argument("--validation", type=_fraction, default=None,
+                            help="fraction of the training set held out to choose on (default: 1/6)")
 
 
 def add_run_commands(commands: Any) -> None:
-    train = commands.add_parser("train", help="train one recipe with one schedule, logging every epoch")
+    train = commands.add_parser("train", help="train one recipe with one schedule, logging every epoch",
+                                description="Train one recipe with one schedule. Durations are in epochs unless "
+                                            "written Nit (iterations).")
     _add_overrides(train, compare=False)
-    comp = commands.add_parser("compare", help="train several schedules on several seeds and report")
+    comp = commands.add_parser("compare", help="train several schedules on several seeds and report",
+                               description="Train schedules on the same seeds against a constant LR; choose on "
+                                           "validation, report on test with paired statistics.")
     _add_overrides(comp, compare=True)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the user gave (None: not given)."""
     found = {name: getattr(args, name, None) for name in _OVERRIDES}
-    milestones = found.get("milestones")
-    if milestones is not None:
-        found["milestones"] = tuple(milestones)
+    if found["milestones"] is not None:
+        found["milestones"] = tuple(found["milestones"])
     return found
 
 
-def _prepare_out(args: argparse.Namespace, default: str, resuming: bool = False) -> Path:
-    out = Path(args.out or default)
-    if out.exists() and not out.is_dir():
-        raise RunUsageError(f"--out {out} exists and is not a folder")
-    if resuming:
-        if not out.is_dir():
-            raise RunUsageError(f"--resume: no run folder at {out}")
-        return out
-    if out.is_dir() and any(out.iterdir()) and not args.force:
-        raise RunUsageError(f"--out {out} is not empty: pass --resume to continue it or --force to overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in _overrides(args).items() if v is not None}
+
+
+# --------------------------------------------------------------------------------------------- the run folder
+
+
+@contextmanager
+def claim_out(path: Path, force: bool) -> Iterator[Path]:
+    """A folder to write the command's outputs into, checked writable before any work.
+
+    An empty or missing ``path`` is used directly. A non-empty one is refused unless ``force``; then the outputs
+    go to a staging folder beside it, which the caller puts in place (``train.replace_folder``), so the old run is
+    intact until the new one is ready. If the command fails, what this created is removed again.
+    """
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {path} exists and is not a folder")
+    full = path.is_dir() and any(path.iterdir())
+    if full and not force:
+        raise UsageError(f"--out {path} is not empty: pass --resume to continue it or --force to replace it")
+    created = not path.exists()
+    try:
+        if full:
+            target = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=path.parent))
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            target = path
+        probe = tempfile.NamedTemporaryFile(dir=target, prefix=".steplr-probe-")  # noqa: SIM115
+        probe.close()
+    except OSError as error:
+        if created:
+            shutil.rmtree(path, ignore_errors=True)
+        raise UsageError(f"--out {path} is not writable: {error.strerror or error}") from None
+    try:
+        yield target
+    except BaseException:
+        if full:
+            shutil.rmtree(target, ignore_errors=True)
+        elif created and target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        raise
 
 
 def _load_data(name: str, args: argparse.Namespace) -> Any:
@@ -93,11 +159,27 @@ def _load_data(name: str, args: argparse.Namespace) -> Any:
     return load_dataset(name, data_dir=args.data_dir, download=not args.no_download)
 
 
+def print_warnings(label: str, lines: list[str], err: TextIO) -> list[str]:
+    """Repeat a plan's explain warnings on stderr (they never stop the run); return them for the report."""
+    warnings = [line.removeprefix("warning: ") for line in lines if line.startswith("warning: ")]
+    for warning in warnings:
+        err.write(f"steplr: warning: {label}: {warning}\n")
+    return [f"{label}: {w}" for w in warnings]
+
+
 def _plan_lines(config: Any, batches: int) -> list[str]:
+    """The explain plan of a run config (validates its schedule); plateau's rule in words."""
     if config.schedule == "plateau":
-        return [f"plateau: x{config.gamma:g} after {config.plateau_patience} epochs without a better test loss"]
+        return [f"plateau, lr {config.lr:g}: x{config.gamma:g} after {config.plateau_patience} epochs without a "
+                "better validation loss (training loss without a validation split)"]
     plan = explain(config.build_schedule(batches), config.lr, config.epochs, config.steps_per_epoch(batches))
     return format_plan(f"{config.schedule}, lr {config.lr:g}, per {config.interval}", plan)
+
+
+def _batches(data: Any, config: Any) -> int:
+    from .data import split_validation
+
+    return int(-(-split_validation(data, config.validation).x_train.shape[0] // config.batch_size))
 
 
 def _figures(out: Path, runs: dict[str, Any]) -> dict[str, Path]:
@@ -110,46 +192,6 @@ def _figures(out: Path, runs: dict[str, Any]) -> dict[str, Path]:
     }
 
 
-def cmd_train(args: argparse.Namespace, out_stream: TextIO) -> int:
-    import torch
-
-    from .experiments import recipe_config
-    from ._files import atomic_write_text
-    from .train import CHECKPOINT, TrainConfig, load_checkpoint, train
-
-    torch.set_num_threads(1)  # small models: threads cost more than they save
-    out = _prepare_out(args, f"runs/{args.recipe}", resuming=args.resume)
-    if args.resume:
-        if any(value is not None for value in _overrides(args).values()):
-            raise RunUsageError("--resume continues the saved config: drop the other settings")
-        config = TrainConfig.from_dict(load_checkpoint(out / CHECKPOINT)["config"])
-    else:
-        config = recipe_config(args.recipe, **_overrides(args))
-        (out / CHECKPOINT).unlink(missing_ok=True)
-    data = _load_data(config.dataset, args)
-    atomic_write_text(out / "config.json", json.dumps(config.as_dict(), indent=1))
-    batches = -(-data.x_train.shape[0] // config.batch_size)
-    bar = _progress(config.epochs * batches)
-
-    def on_epoch(record: Any) -> None:
-        if bar is not None:
-            bar.clear()
-        out_stream.write(f"Epoch {record.epoch}, Loss: {record.train_loss:.4f}, LR: {record.lr:.6f}\n")
-        out_stream.write(f"Test Accuracy: {record.test_acc * 100:.2f}%\n")
-        out_stream.flush()
-
-    try:
-        history = train(config, data, out, resume=args.resume, on_epoch=on_epoch,
-                        on_iteration=bar.update if bar is not None else None)
-    finally:
-        if bar is not None:
-            bar.close()
-    _figures(out, {config.schedule: [history]})
-    out_stream.write(f"wrote {out}/: config.json, history.csv, history.json, lr.png, loss.png, accuracy.png, "
-                     f"{CHECKPOINT}\n")
-    return 0
-
-
 def _progress(total: int) -> Any:
     if not sys.stderr.isatty():
         return None
@@ -158,55 +200,162 @@ def _progress(total: int) -> Any:
     return tqdm(total=total, unit="it", leave=False, file=sys.stderr)
 
 
-def cmd_compare(args: argparse.Namespace, out_stream: TextIO) -> int:
+# --------------------------------------------------------------------------------------------- train
+
+
+def _resume_config(out: Path, args: argparse.Namespace) -> Any:
+    """The saved config of the run in ``out``, with a larger ``--epochs`` applied; other differences refused."""
+    import dataclasses
+
+    from .train import TrainConfig
+
+    if not (out / "config.json").is_file():
+        raise UsageError(f"--resume: no run in {out} (no config.json)")
+    try:
+        saved = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"--resume: {out / 'config.json'} is not a steplr run config ({error})") from None
+    given = _given(args)
+    differences = [
+        f"--{name.replace('_', '-')} {value} (the run has {getattr(saved, name)})"
+        for name, value in given.items()
+        if name != "epochs" and value != getattr(saved, name)
+    ]
+    if differences:
+        raise UsageError("--resume continues the saved run; these settings differ: " + "; ".join(differences))
+    epochs = given.get("epochs", saved.epochs)
+    if epochs < saved.epochs:
+        raise UsageError(f"--resume --epochs {epochs}: the run has {saved.epochs} epochs and cannot be shortened")
+    return dataclasses.replace(saved, epochs=epochs)
+
+
+def cmd_train(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None = None) -> int:
     import torch
 
-    from .experiments import COMPARE_SCHEDULES, compare
-    from .report import summary_table, verdicts, write_report
-
-    torch.set_num_threads(1)
-    schedules = [s.strip() for s in args.schedules.split(",") if s.strip()]
-    unknown = [s for s in schedules if s not in COMPARE_SCHEDULES]
-    if unknown or not schedules:
-        raise RunUsageError(f"--schedules must name some of {', '.join(COMPARE_SCHEDULES)}, got {args.schedules!r}")
-    if len(set(schedules)) != len(schedules):
-        raise RunUsageError(f"--schedules names a schedule twice: {args.schedules!r}")
-    if args.seeds <= 0:
-        raise RunUsageError(f"--seeds must be a positive integer, got {args.seeds}")
-    out = _prepare_out(args, f"runs/{args.recipe}-compare")
+    from ._files import atomic_write_text
     from .experiments import recipe_config
+    from .train import CHECKPOINT, train
 
-    dataset = recipe_config(args.recipe, **_overrides(args)).dataset
-    data = _load_data(dataset, args)
-    base = recipe_config(args.recipe, **_overrides(args))
-    bar = _progress(base.epochs)  # all runs train together: one tick per epoch
-    result = compare(args.recipe, data, schedules, list(range(args.seeds)), _overrides(args),
-                     on_epoch=(lambda _: bar.update()) if bar is not None else None)
-    if bar is not None:
-        bar.close()
-    batches = -(-data.x_train.shape[0] // result.base.batch_size)
-    figures = _figures(out, result.runs)
-    plans = {name: _plan_lines(config, batches) for name, config in result.configs.items()}
-    rows = result.summary()
-    table = summary_table(rows, args.seeds)
-    _write_summary(out, rows)
-    report = write_report(out / "report.html", result, figures, plans)
-    out_stream.write(f"{args.recipe}: {len(schedules)} schedules x {args.seeds} seeds\n{table}\n")
-    for line in verdicts(rows, args.seeds):
-        out_stream.write(f"- {line}\n")
-    out_stream.write(f"report: {report}\n")
+    err = err or sys.stderr
+    torch.set_num_threads(1)  # small models: threads cost more than they save
+    out = Path(args.out or f"runs/{args.recipe}")
+    if args.resume:
+        if args.force:
+            raise UsageError("--resume and --force contradict each other: choose one")
+        config = _resume_config(out, args)
+    else:
+        config = recipe_config(args.recipe, **_given(args))
+    data = _load_data(config.dataset, args)
+    batches = _batches(data, config)
+    print_warnings(config.schedule, _plan_lines(config, batches), err)
+    resume = args.resume and (out / CHECKPOINT).is_file()  # a run killed before its first checkpoint starts over
+    bar = _progress(config.epochs * batches)
+
+    def on_epoch(record: Any) -> None:
+        if bar is not None:
+            bar.clear()
+        out_stream.write(f"Epoch {record.epoch}, Loss: {record.train_loss:.4f}, LR: {format_lr(record.lr)}\n")
+        if config.validation:
+            out_stream.write(f"Validation Accuracy: {record.val_acc * 100:.2f}%\n")
+        out_stream.write(f"Test Accuracy: {record.test_acc * 100:.2f}%\n")
+        out_stream.flush()
+
+    with claim_out(out, force=args.force) if not args.resume else _existing(out) as folder:
+        atomic_write_text(folder / "config.json", json.dumps(config.as_dict(), indent=1))
+        try:
+            history = train(config, data, folder, resume=resume, on_epoch=on_epoch,
+                            on_iteration=bar.update if bar is not None else None,
+                            replace=out if folder != out else None)
+        finally:
+            if bar is not None:
+                bar.close()
+    _figures(out, {config.schedule: [history]})
+    out_stream.write(f"wrote {out}/: config.json, history.csv, history.json, lr.png, loss.png, accuracy.png, "
+                     f"{CHECKPOINT}\n")
     return 0
 
 
-def _write_summary(out: Path, rows: list[Any]) -> None:
+@contextmanager
+def _existing(out: Path) -> Iterator[Path]:
+    yield out
+
+
+# --------------------------------------------------------------------------------------------- compare
+
+
+def cmd_compare(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None = None) -> int:
+    import torch
+
+    from .experiments import BASELINE, COMPARE_SCHEDULES, DEFAULT_VALIDATION, compare, compare_config, recipe_config
+    from .grid import MAX_BATCH
+    from .report import chosen_on_validation, summary_table, verdicts, write_report
+    from .train import replace_folder
+
+    err = err or sys.stderr
+    torch.set_num_threads(1)
+    schedules = args.schedules
+    unknown = [s for s in schedules if s not in COMPARE_SCHEDULES]
+    if unknown:
+        raise UsageError(f"--schedules must name some of {', '.join(COMPARE_SCHEDULES)}, got {','.join(schedules)!r}")
+    if len(set(schedules)) != len(schedules):
+        raise UsageError(f"--schedules names a schedule twice: {','.join(schedules)!r}")
+    given = {"validation": DEFAULT_VALIDATION, **_given(args)}
+    base = recipe_config(args.recipe, **given)
+    data = _load_data(base.dataset, args)
+    batches = _batches(data, base)
+    names = [BASELINE, *[s for s in schedules if s != BASELINE]]
+    configs = {name: compare_config(base, name, set(given), batches) for name in names}
+    plans = {name: _plan_lines(config, batches) for name, config in configs.items()}  # validates every schedule
+    plan_warnings = [w for name in names for w in print_warnings(name, plans[name], err)]
+    out = Path(args.out or f"runs/{args.recipe}-compare")
+    with claim_out(out, force=args.force) as folder:
+        out_stream.write(f"{args.recipe}: {len(names)} schedules x {args.seeds} seeds, validation "
+                         f"{base.validation:.3g} of the training set\n")
+        for name in names:
+            out_stream.write(f"  plan {plans[name][0]}" + (f"; {plans[name][-1]}" if len(plans[name]) > 1 else "")
+                             + "\n")
+        bar = _progress(base.epochs)
+        result = compare(args.recipe, data, names, list(range(args.seeds)), given,
+                         on_epoch=(lambda _: bar.update()) if bar is not None else None, max_batch=MAX_BATCH)
+        if bar is not None:
+            bar.close()
+        rows = result.summary()
+        notes = plan_warnings + result.notes()
+        figures = _figures(folder, result.runs)
+        _write_summary(folder, rows, notes)
+        write_report(folder / "report.html", result, figures, plans, notes)
+    if folder != out:
+        replace_folder(folder, out)
+    out_stream.write(summary_table(rows) + "\n")
+    for line in verdicts(rows):
+        out_stream.write(f"- {line}\n")
+    out_stream.write(chosen_on_validation(rows) + "\n")
+    for note in notes:
+        out_stream.write(f"note: {note}\n")
+    out_stream.write(f"report: {out / 'report.html'}\n")
+    return 0
+
+
+def _write_summary(out: Path, rows: list[Any], notes: list[str]) -> None:
     from dataclasses import asdict
 
     from ._files import atomic_write_text
 
+    table = [asdict(row) for row in rows]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(asdict(rows[0])))
+    writer = csv.DictWriter(buffer, fieldnames=list(table[0]))
     writer.writeheader()
-    for row in rows:
-        writer.writerow(asdict(row))
+    for row in table:
+        writer.writerow({k: _csv(v) for k, v in row.items()})
     atomic_write_text(out / "summary.csv", buffer.getvalue())
-    atomic_write_text(out / "summary.json", json.dumps([asdict(r) for r in rows], indent=1))
+    atomic_write_text(out / "summary.json", json.dumps({"rows": [jsonable(r) for r in table], "notes": notes}, indent=1))
+
+
+def _csv(value: Any) -> Any:
+    return " ".join(map(str, value)) if isinstance(value, list) else value
+
+
+def jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    """A row for strict JSON: numbers that are not finite (a metric with no data) become null."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+

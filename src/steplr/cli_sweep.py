@@ -1,59 +1,97 @@
-"""``steplr sweep``: grid sweeps (batched) and Optuna searches; flags, printing and files only."""
+"""``steplr sweep``: grid sweeps (batched) and Optuna searches; flags, printing and files only.
+
+Both engines choose on the validation split and report the test set; every config reported against the constant
+LR goes through :mod:`steplr.paired`. A flag that belongs to the other engine is an error, never ignored.
+"""
 
 from __future__ import annotations
 
 import argparse
 import csv
 import io
+import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from .cli_runs import RunUsageError, _load_data, _prepare_out, _progress
+from .cli_args import UsageError, duration_list, number_list, positive_int
+from .cli_runs import _load_data, _progress, claim_out, jsonable, print_warnings
 from .explain import explain, format_plan
 from .schedules import StepDecay
 
 __all__ = ["add_sweep_command", "cmd_sweep"]
 
+_GRID_ONLY: tuple[str, ...] = ()
+_OPTUNA_ONLY = ("trials", "storage", "study", "workers", "report")
+GRID_DEFAULTS = {"step_size": "1ep,2ep,5ep,10ep", "gamma": "0.1,0.3,0.5,0.7,0.9"}
+
 
 def add_sweep_command(commands: Any) -> None:
-    sweep = commands.add_parser("sweep", help="tune step_size and gamma: a batched grid, or Optuna over ranges")
+    sweep = commands.add_parser(
+        "sweep", help="tune step_size and gamma: a batched grid, or Optuna",
+        description="Tune StepLR's step_size and gamma against a constant LR: choose on validation, report on test. "
+                    "Durations are in epochs unless written Nit.")
     sweep.add_argument("recipe", help="qwerty, digits, mnist or fashion-mnist")
-    sweep.add_argument("--step-size", default="1ep,2ep,5ep,10ep",
-                       help="grid: comma-separated durations; optuna: a range such as 1ep:20ep")
-    sweep.add_argument("--gamma", default="0.1,0.3,0.5,0.7,0.9", help="grid: comma-separated; optuna: 0.05:0.99")
-    sweep.add_argument("--lr", default=None, help="grid: comma-separated base LRs; optuna: a range 1e-4:1e-1")
-    sweep.add_argument("--seeds", type=int, default=3, help="grid: seeds 0..N-1 for every config")
-    sweep.add_argument("--epochs", type=int, default=None)
-    sweep.add_argument("--out", default=None, help="run folder (default: runs/RECIPE-sweep)")
-    sweep.add_argument("--force", action="store_true", help="write into a non-empty --out folder")
-    sweep.add_argument("--data-dir", default=None)
-    sweep.add_argument("--no-download", action="store_true")
-    sweep.add_argument("--engine", choices=("grid", "optuna"), default="grid")
-    sweep.add_argument("--trials", type=int, default=30, help="optuna: finished trials wanted in the study")
+    sweep.add_argument("--engine", choices=("grid", "optuna"), default="grid",
+                       help="grid: every combination, trained as one batch; optuna: a TPE search")
+    sweep.add_argument("--step-size", default=None,
+                       help="comma-separated durations (5 = 5ep, or Nit); optuna also takes a range 1ep:20ep "
+                            f"(default: grid {GRID_DEFAULTS['step_size']}; optuna 1ep:20ep)")
+    sweep.add_argument("--gamma", default=None,
+                       help=f"comma-separated factors; optuna also takes a range 0.05:0.99 (default: grid "
+                            f"{GRID_DEFAULTS['gamma']}; optuna 0.05:0.99)")
+    sweep.add_argument("--lr", default=None,
+                       help="comma-separated base LRs; optuna also takes a range 1e-4:1e-1 (default: the recipe's)")
+    sweep.add_argument("--seeds", type=positive_int, default=3,
+                       help="seeds 0..N-1 of every config and of the constant LR (optuna: of its best configs)")
+    sweep.add_argument("--epochs", type=positive_int, default=None, help="length of each run (default: the recipe's)")
+    sweep.add_argument("--validation", type=float, default=None,
+                       help="fraction of the training set held out to choose on (default: 1/6)")
+    sweep.add_argument("--out", default=None, help="run folder (default: runs/RECIPE-sweep or runs/RECIPE-optuna)")
+    sweep.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    sweep.add_argument("--data-dir", default=None, help="folder with (or for) the MNIST/Fashion-MNIST IDX files")
+    sweep.add_argument("--no-download", action="store_true", help="never download data")
+    sweep.add_argument("--trials", type=positive_int, default=None,
+                       help="optuna: finished trials wanted in the study (default: 30)")
     sweep.add_argument("--storage", default=None,
                        help="optuna: postgresql://user@host:port/db to share a study across machines "
                             "(default: a journal file in --out)")
     sweep.add_argument("--study", default=None, help="optuna: study name (default: steplr-RECIPE)")
-    sweep.add_argument("--workers", type=int, default=1, help="optuna: local worker processes")
+    sweep.add_argument("--workers", type=positive_int, default=None, help="optuna: local worker processes (default: 1)")
     sweep.add_argument("--report", action="store_true", help="optuna: rebuild the report from the storage only")
 
 
-def _durations(text: str) -> list[Any]:
-    items = [part.strip() for part in text.split(",")]
-    if not text.strip() or any(not item for item in items):
-        raise RunUsageError(f"--step-size must be a comma-separated list of durations, got {text!r}")
-    return [int(item) if item.isdigit() else item for item in items]
+def _check_engine_flags(args: argparse.Namespace) -> None:
+    other = _OPTUNA_ONLY if args.engine == "grid" else _GRID_ONLY
+    given = [name for name in other if getattr(args, name) not in (None, False)]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise UsageError(f"{flag} applies to --engine {'optuna' if args.engine == 'grid' else 'grid'}, "
+                         f"not {args.engine}")
+    if args.validation is not None and not 0 <= args.validation < 1:
+        raise UsageError(f"--validation must be a fraction in [0, 1), got {args.validation}")
 
 
-def _floats(text: str, flag: str) -> list[float]:
-    try:
-        values = [float(part) for part in text.split(",")]
-    except ValueError:
-        raise RunUsageError(f"{flag} must be a comma-separated list of numbers, got {text!r}") from None
-    return values
+def _grid_values(args: argparse.Namespace) -> tuple[list[str], list[float], list[float] | None]:
+    def parse(kind: Any, text: str, flag: str) -> Any:
+        if ":" in text:
+            raise UsageError(f"{flag} {text!r}: a range LOW:HIGH is for --engine optuna; the grid takes a list")
+        try:
+            return kind(text)
+        except argparse.ArgumentTypeError as error:
+            raise UsageError(f"{flag}: {error}") from None
+
+    step_sizes = parse(duration_list, args.step_size or GRID_DEFAULTS["step_size"], "--step-size")
+    gammas = parse(number_list, args.gamma or GRID_DEFAULTS["gamma"], "--gamma")
+    lrs = parse(number_list, args.lr, "--lr") if args.lr else None
+    return step_sizes, gammas, lrs
 
 
-def cmd_sweep(args: argparse.Namespace, out_stream: TextIO) -> int:
+def cmd_sweep(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None = None) -> int:
+    import sys
+
+    err = err or sys.stderr
+    _check_engine_flags(args)
     if args.engine == "optuna":
         import torch
 
@@ -63,83 +101,116 @@ def cmd_sweep(args: argparse.Namespace, out_stream: TextIO) -> int:
         return cmd_optuna(args, out_stream)
     # The grid trains large batches, whose batched matmuls can use every core (1.1-1.4x on two cores at K >= 256 in
     # repeated, noisy runs), so torch keeps its default thread count here.
-    if args.seeds <= 0:
-        raise RunUsageError(f"--seeds must be a positive integer, got {args.seeds}")
-    step_sizes = _durations(args.step_size)
-    gammas = _floats(args.gamma, "--gamma")
-    lrs = _floats(args.lr, "--lr") if args.lr else None
+    from .experiments import DEFAULT_VALIDATION, recipe_config
+    from .grid import grid_sweep
+    from .train import replace_folder
+
+    step_sizes, gammas, lrs = _grid_values(args)
+    validation = DEFAULT_VALIDATION if args.validation is None else args.validation
+    base = recipe_config(args.recipe, epochs=args.epochs, validation=validation)
+    for lr in lrs or []:
+        recipe_config(args.recipe, lr=lr)  # names a bad lr before any work
+    data = _load_data(base.dataset, args)
+    spe = _steps_per_epoch(base, data)
+    warnings = []
     for s in step_sizes:
         for g in gammas:
-            StepDecay(s, g)  # names a bad step size or gamma before any training
-    out = _prepare_out(args, f"runs/{args.recipe}-sweep")
-    from .experiments import recipe_config
-    from .grid import grid_sweep
-
-    base = recipe_config(args.recipe, epochs=args.epochs)
-    data = _load_data(base.dataset, args)
-    total = (len(step_sizes) * len(gammas) + 1) * len(lrs or [base.lr]) * args.seeds
-    bar = _progress(total)
-    result = grid_sweep(args.recipe, data, step_sizes, gammas, list(range(args.seeds)), lrs,
-                        {"epochs": args.epochs}, on_progress=bar.update if bar is not None else None)
-    if bar is not None:
-        bar.close()
-    _write_grid_outputs(out, result, data, out_stream)
+            for lr in lrs or [base.lr]:
+                plan = explain(StepDecay(s, g), lr, base.epochs, spe)  # also names a bad step size or gamma
+                warnings += print_warnings(f"step {s}, gamma {g:g}, lr {lr:g}", format_plan("", plan), err)
+    out = Path(args.out or f"runs/{args.recipe}-sweep")
+    with claim_out(out, force=args.force) as folder:
+        total = (len(step_sizes) * len(gammas) + 1) * len(lrs or [base.lr]) * args.seeds
+        bar = _progress(total)
+        result = grid_sweep(args.recipe, data, step_sizes, gammas, list(range(args.seeds)), lrs,
+                            {"epochs": args.epochs, "validation": validation},
+                            on_progress=bar.update if bar is not None else None)
+        if bar is not None:
+            bar.close()
+        _write_grid_outputs(folder, out, result, spe, warnings, out_stream)
+    if folder != out:
+        replace_folder(folder, out)
     return 0
 
 
-def _write_grid_outputs(out: Path, result: Any, data: Any, out_stream: TextIO) -> None:
+def _steps_per_epoch(base: Any, data: Any) -> int:
+    from .cli_runs import _batches
+
+    return int(base.steps_per_epoch(_batches(data, base)))
+
+
+_HEADER = ("step_size", "gamma", "lr", "val acc", "test acc", "vs constant LR (95% CI)", "p (Holm)", "verdict",
+           "diverged")
+
+
+def _write_grid_outputs(folder: Path, out: Path, result: Any, spe: int, warnings: list[str],
+                        out_stream: TextIO) -> None:
     import numpy as np
 
-    from .plots import Curve, plot_heatmap, plot_schedules
-    from .report import text_table, write_sweep_report
     from ._files import atomic_write_text
+    from .plots import Curve, HeatmapPanel, plot_heatmap, plot_schedules
+    from .report import difference, p_value, percent, verdict_sentence, write_sweep_report, text_table
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(result.rows[0]))
     writer.writeheader()
     writer.writerows(result.rows)
-    atomic_write_text(out / "results.csv", buffer.getvalue())
+    atomic_write_text(folder / "results.csv", buffer.getvalue())
     summaries = result.summaries()
-    best = summaries[0]
-    batches = -(-data.x_train.shape[0] // result.base.batch_size)
-    spe = batches if result.base.interval == "iteration" else 1
-    grid = np.full((len(result.step_sizes), len(result.gammas)), np.nan)
-    for s in summaries:
-        if s.lr == best.lr:
-            grid[result.step_sizes.index(s.step_size), result.gammas.index(s.gamma)] = s.test_acc_mean
+    notes = warnings + result.notes()
+    atomic_write_text(folder / "summary.json", json.dumps(
+        {"rows": [jsonable(asdict(s)) for s in summaries], "notes": notes, "chosen_on": "validation accuracy"},
+        indent=1))
+    best = summaries[0]  # the highest mean validation accuracy
+    panels = []
+    for lr in result.lrs:
+        values = np.full((len(result.step_sizes), len(result.gammas)), np.nan)
+        verdicts = np.full(values.shape, "no detectable difference", dtype=object)
+        for s in summaries:
+            if s.lr == lr:
+                cell = result.step_sizes.index(s.step_size), result.gammas.index(s.gamma)
+                values[cell], verdicts[cell], baseline = s.test_acc_mean, s.verdict, s.baseline_test_acc_mean
+        panels.append(HeatmapPanel(lr, values, verdicts, baseline))
     figures = {
         "Mean final test accuracy": plot_heatmap(
-            grid, [str(s) for s in result.step_sizes], [f"{g:g}" for g in result.gammas], best.baseline_acc,
-            out / "heatmap.png", f"{result.recipe}: step_size x gamma (lr {best.lr:g}, {len(result.seeds)} seeds)",
+            panels, [str(s) for s in result.step_sizes], [f"{g:g}" for g in result.gammas], folder / "heatmap.png",
+            f"{result.recipe}: step_size x gamma, {len(result.seeds)} seeds",
         ),
-        "Learning rate of the best five": plot_schedules(
+        "Learning rate of the five best on validation": plot_schedules(
             [Curve(f"step {s.step_size}, gamma {s.gamma:g}, lr {s.lr:g}", StepDecay(s.step_size, s.gamma), s.lr)
              for s in summaries[:5]],
-            result.base.epochs, out / "best_lr.png", spe, title="Learning rate of the best five configs",
+            result.base.epochs, folder / "best_lr.png", spe, title="Learning rate of the five best configs (validation)",
         ),
     }
-    header = ("step_size", "gamma", "lr", "final test acc", "vs constant LR", "diverged seeds")
     rows = [
-        (str(s.step_size), f"{s.gamma:g}", f"{s.lr:g}", f"{s.test_acc_mean * 100:.2f}% ± {s.test_acc_sd * 100:.2f}",
-         f"{s.margin * 100:+.2f} pts", str(s.diverged))
+        (str(s.step_size), f"{s.gamma:g}", f"{s.lr:g}", percent(s.val_acc_mean), percent(s.test_acc_mean, s.test_acc_sd),
+         difference(s.diff_mean, s.diff_ci_low, s.diff_ci_high), p_value(s.p_adjusted), s.verdict,
+         str(s.diverged) if s.diverged else "")
         for s in summaries
     ]
     plan = explain(StepDecay(best.step_size, best.gamma), best.lr, result.base.epochs, spe)
-    plan_lines = format_plan(f"winner: step {best.step_size}, gamma {best.gamma:g}, lr {best.lr:g}", plan)
-    beating = [s for s in summaries if s.margin > 0]
-    verdict = (
-        f"{len(beating)} of {len(summaries)} StepLR configs beat a constant LR at their base LR; the best by "
-        f"{beating[0].margin * 100:.2f} points (step {beating[0].step_size}, gamma {beating[0].gamma:g}, "
-        f"lr {beating[0].lr:g})."
-        if beating else "No StepLR config beats a constant LR at its base LR here."
-    )
-    intro = (f"{len(summaries)} StepLR configs x {len(result.seeds)} seeds, trained in batches, against a constant "
-             f"LR on the same seeds ({best.baseline_acc * 100:.2f}% at lr {best.lr:g}). {verdict}")
-    report = write_sweep_report(out / "report.html", f"steplr sweep: {result.recipe}", intro, header, rows,
-                                figures, plan_lines,
-                                {"recipe": result.base.as_dict(), "step_sizes": result.step_sizes,
-                                 "gammas": result.gammas, "lrs": result.lrs, "seeds": result.seeds})
-    out_stream.write(f"{result.recipe}: {len(summaries)} configs x {len(result.seeds)} seeds\n")
-    out_stream.write(text_table(header, rows[:5]) + "\n" + verdict + "\n")
+    plan_lines = format_plan(f"chosen on validation: step {best.step_size}, gamma {best.gamma:g}, lr {best.lr:g}", plan)
+    counts = {word: sum(s.verdict == word for s in summaries) for word in ("better", "worse")}
+    sentences = [
+        f"{len(summaries)} StepLR configs against a constant LR at the same base LR and seeds: {counts['better']} "
+        f"better, {counts['worse']} worse, the rest no detectable difference (Holm-adjusted over all "
+        f"{len(summaries)}).",
+        verdict_sentence(f"chosen on validation (step {best.step_size}, gamma {best.gamma:g}, lr {best.lr:g})",
+                         best.diff_mean, best.diff_ci_low, best.diff_ci_high, best.p_adjusted, best.verdict,
+                         len(summaries)),
+    ]
+    intro = (f"{len(summaries)} StepLR configs x {len(result.seeds)} seeds, trained in batches with a constant LR on "
+             f"the same seeds; validation split {result.base.validation:.3g} of the training set.")
+    write_sweep_report(folder / "report.html", f"steplr sweep: {result.recipe}", intro, _HEADER, rows, figures,
+                       plan_lines, {"recipe": result.base.as_dict(), "step_sizes": result.step_sizes,
+                                    "gammas": result.gammas, "lrs": result.lrs, "seeds": result.seeds},
+                       sentences, notes)
+    out_stream.write(f"{result.recipe}: {len(summaries)} configs x {len(result.seeds)} seeds (best five on "
+                     "validation)\n")
+    out_stream.write(text_table(_HEADER, rows[:5]) + "\n")
+    for line in sentences:
+        out_stream.write(f"- {line}\n")
+    for note in notes:
+        out_stream.write(f"note: {note}\n")
     out_stream.write("\n".join(plan_lines) + "\n")
-    out_stream.write(f"results: {out / 'results.csv'}\nreport: {report}\n")
+    out_stream.write(f"results: {out / 'results.csv'}\nreport: {out / 'report.html'}\n")

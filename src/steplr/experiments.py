@@ -8,10 +8,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .paired import NO_TEST, against_baseline, still_falling
 from .train import History, TrainConfig, TrainData
 
 __all__ = [
@@ -22,7 +23,12 @@ __all__ = [
     "compare",
     "Comparison",
     "SummaryRow",
+    "BASELINE",
+    "DEFAULT_VALIDATION",
 ]
+
+BASELINE = "none"  # the constant LR every schedule is compared with
+DEFAULT_VALIDATION = 1 / 6  # compare and sweep hold out this share of the training set to choose on
 
 RECIPES: dict[str, dict[str, Any]] = {
     # 2-8-3 MLP, SGD 0.01, batch 32, 20 epochs, StepLR per iteration every 5 epochs of batches, gamma 0.5.
@@ -60,41 +66,58 @@ def recipe_config(recipe: str, **overrides: Any) -> TrainConfig:
     return TrainConfig(**settings)
 
 
-def schedule_config(base: TrainConfig, schedule: str) -> TrainConfig:
+def schedule_config(base: TrainConfig, schedule: str, given: Collection[str] = ()) -> TrainConfig:
     """``base`` switched to ``schedule`` with defaults that make each schedule a fair contender.
 
     ``step`` keeps the recipe's step_size and gamma; ``multistep`` decays by gamma at 50% and 75% of the run;
-    ``exponential`` decays 100x over the run; ``cosine`` anneals over the whole run; ``plateau`` halves the LR
-    after 2 epochs without a better test loss.
+    ``exponential`` decays 100x over the run; ``cosine`` anneals over the whole run (after any warm-up);
+    ``plateau`` halves the LR after 2 epochs without a better validation loss. A setting named in ``given`` (the
+    ones the user set) is kept instead of the fair default. ``plateau`` takes no warm-up.
     """
     if schedule not in COMPARE_SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; expected one of {', '.join(COMPARE_SCHEDULES)}")
-    if schedule in ("none", "step"):
-        return dataclasses.replace(base, schedule=schedule)
-    if schedule == "multistep":
+    config = dataclasses.replace(base, schedule=schedule, **({"warmup": None} if schedule == "plateau" else {}))
+    if schedule == "multistep" and "milestones" not in given:
         half, three_quarters = max(1, base.epochs // 2), max(1, (3 * base.epochs) // 4)
         marks = sorted({half, three_quarters}) if three_quarters > half else [half]
-        return dataclasses.replace(base, schedule="multistep", milestones=tuple(f"{m}ep" for m in marks))
-    if schedule == "exponential":
+        config = dataclasses.replace(config, milestones=tuple(f"{m}ep" for m in marks))
+    elif schedule == "exponential" and "gamma" not in given:
         # gamma is per scheduler step: 100x over the run's epochs here; compare() redoes it per iteration
         # for per-iteration recipes, once the number of batches is known.
-        return dataclasses.replace(base, schedule="exponential", gamma=0.01 ** (1 / base.epochs))
-    if schedule == "cosine":
-        return dataclasses.replace(base, schedule="cosine", t_max=f"{base.epochs}ep")
-    return dataclasses.replace(base, schedule="plateau", gamma=0.5, plateau_patience=2)
+        config = dataclasses.replace(config, gamma=0.01 ** (1 / base.epochs))
+    elif schedule == "plateau":
+        config = dataclasses.replace(
+            config,
+            gamma=base.gamma if "gamma" in given else 0.5,
+            plateau_patience=base.plateau_patience if "plateau_patience" in given else 2,
+        )
+    return config
 
 
 @dataclass(frozen=True)
 class SummaryRow:
+    """One schedule over its seeds, paired against the constant LR (``none``) on the same seeds.
+
+    Accuracies are fractions in [0, 1]; ``diff_*`` are points of test accuracy (schedule minus constant LR). The
+    baseline's own row has no difference, test or verdict (``verdict == "baseline"``).
+    """
+
     schedule: str
+    val_acc_mean: float
     test_acc_mean: float
     test_acc_sd: float
     test_loss_mean: float
     test_loss_sd: float
-    wins: int | None  # seeds where it beat "none" on final test accuracy
+    diff_mean: float | None
+    diff_ci_low: float | None
+    diff_ci_high: float | None
+    p: float | None
+    p_adjusted: float | None
+    verdict: str
+    wins: int | None  # seeds where it ended above the constant LR on test accuracy
     ties: int | None
-    p_value: float | None  # paired t-test of the final test accuracy against "none"
-    mean_diff: float | None
+    diverged: int  # seeds whose loss became NaN or infinite
+    diverged_at: list[int] = field(default_factory=list)  # the epoch each diverged seed did
 
 
 @dataclass
@@ -106,39 +129,85 @@ class Comparison:
     runs: dict[str, list[History]] = field(default_factory=dict)
 
     def summary(self) -> list[SummaryRow]:
-        """Final test accuracy and loss per schedule, with wins and a paired test against ``none``."""
+        """Final validation and test accuracy per schedule, paired against ``none`` (Holm over the schedules)."""
+        baseline = self.runs[BASELINE]
+        base_acc = _final(baseline, "test_acc")
+        others = [name for name in self.runs if name != BASELINE]
+        tests = dict(zip(others, against_baseline([(_final(self.runs[name], "test_acc"), base_acc) for name in others])))
         rows = []
-        baseline = self.runs.get("none")
         for name, histories in self.runs.items():
-            acc = [h.epochs[-1].test_acc for h in histories]
-            loss = [h.epochs[-1].test_loss for h in histories]
+            acc = _final(histories, "test_acc")
+            losses = [v for v in _final(histories, "test_loss") if math.isfinite(v)]
+            diverged = [h.diverged_at for h in histories if h.diverged_at is not None]
+            paired = tests.get(name)
             wins = ties = None
-            p_value = mean_diff = None
-            if baseline is not None and name != "none":
-                base_acc = [h.epochs[-1].test_acc for h in baseline]
-                diffs = [a - b for a, b in zip(acc, base_acc)]
-                wins = sum(d > 0 for d in diffs)
-                ties = sum(d == 0 for d in diffs)
-                mean_diff = statistics.fmean(diffs)
-                p_value = _paired_p_value(acc, base_acc)
-            rows.append(SummaryRow(name, statistics.fmean(acc), _sd(acc), statistics.fmean(loss), _sd(loss),
-                                   wins, ties, p_value, mean_diff))
+            if paired is not None:
+                diffs = [a - b for a, b in zip(_zeroed(acc), _zeroed(base_acc))]
+                wins, ties = sum(d > 0 for d in diffs), sum(d == 0 for d in diffs)
+            rows.append(SummaryRow(
+                name,
+                _mean(_final(histories, "val_acc")),
+                statistics.fmean(_zeroed(acc)),
+                _sd(_zeroed(acc)),
+                _mean(losses),
+                _sd(losses),
+                None if paired is None else paired.diff_mean,
+                None if paired is None else paired.diff_ci_low,
+                None if paired is None else paired.diff_ci_high,
+                None if paired is None else paired.p,
+                None if paired is None else paired.p_adjusted,
+                "baseline" if paired is None else paired.verdict,
+                wins,
+                ties,
+                len(diverged),
+                diverged,
+            ))
         return rows
+
+    def notes(self) -> list[str]:
+        """What a reader must know before trusting the verdicts: a run too short to judge, a reactive schedule
+        that never reacted, diverged seeds."""
+        found = []
+        fall = still_falling([h.column("val_loss") for h in self.runs[BASELINE]])
+        if fall is not None:
+            found.append(
+                f"the constant LR's validation loss still fell by {fall:.1%} over the last 10% of the "
+                f"{self.base.epochs} epochs: the run may be too short for decay to pay off (try a larger --epochs)"
+            )
+        for name, histories in self.runs.items():
+            config = self.configs[name]
+            if config.schedule == "plateau" and all(
+                all(lr == config.lr for lr in h.iteration_lrs) for h in histories
+            ):
+                found.append(f"plateau never reduced the LR (in any of {len(histories)} seeds): it ran as a constant LR")
+            diverged = [(seed, h.diverged_at) for seed, h in zip(self.seeds, histories) if h.diverged_at is not None]
+            if diverged:
+                where = ", ".join(f"seed {seed} at epoch {epoch}" for seed, epoch in diverged)
+                found.append(
+                    f"{name} diverged in {len(diverged)} of {len(histories)} seeds ({where}): the loss became NaN or "
+                    "infinite; a diverged seed counts as 0 accuracy"
+                )
+        if len(self.seeds) < 2:
+            found.append(f"{NO_TEST}: differences from a single seed are not evidence; use --seeds 5 or more")
+        return found
+
+
+def _final(histories: Sequence[History], name: str) -> list[float]:
+    return [float(getattr(h.epochs[-1], name)) for h in histories]
+
+
+def _zeroed(values: Sequence[float]) -> list[float]:
+    """Accuracies with NaN (a diverged model) as 0."""
+    return [0.0 if math.isnan(v) else v for v in values]
+
+
+def _mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return statistics.fmean(finite) if finite else math.nan
 
 
 def _sd(values: Sequence[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def _paired_p_value(a: Sequence[float], b: Sequence[float]) -> float | None:
-    if len(a) < 2:
-        return None
-    diffs = [x - y for x, y in zip(a, b)]
-    if all(d == diffs[0] for d in diffs):
-        return None if diffs[0] != 0 else 1.0  # no spread: a t-test is undefined
-    from scipy import stats
-
-    return float(stats.ttest_rel(a, b).pvalue)
 
 
 def compare(
@@ -148,26 +217,44 @@ def compare(
     seeds: Sequence[int],
     overrides: dict[str, Any] | None = None,
     on_epoch: Callable[[int], None] | None = None,
+    max_batch: int | None = None,
 ) -> Comparison:
-    """Train every schedule on every seed, all in one batch (see :mod:`steplr.sweep`): the same seeds (so the
-    same initial weights and batch orders) for every schedule, so differences are paired."""
+    """Train every schedule on every seed (the same seeds, so the same initial weights and batch orders: the
+    differences are paired), in batches of up to ``max_batch`` models (see :mod:`steplr.sweep`).
+
+    The constant LR (``none``) is always trained: every verdict is against it. ``overrides`` are the user's
+    settings; they win over each schedule's fair default (:func:`schedule_config`). Unless ``overrides`` set
+    ``validation``, :data:`DEFAULT_VALIDATION` of the training set is held out.
+    """
     from .sweep import train_batched
 
-    base = recipe_config(recipe, **(overrides or {}))
+    overrides = {"validation": DEFAULT_VALIDATION, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    base = recipe_config(recipe, **overrides)
     if not schedules:
         raise ValueError("schedules must name at least one schedule")
     if not seeds:
         raise ValueError("seeds must name at least one seed")
+    names = [BASELINE, *[s for s in schedules if s != BASELINE]]
     result = Comparison(recipe, base, list(seeds))
-    batches = math.ceil(data.x_train.shape[0] / base.batch_size)
+    from .data import split_validation
+
+    batches = math.ceil(split_validation(data, base.validation).x_train.shape[0] / base.batch_size)
     configs = []
-    for name in schedules:
-        config = schedule_config(base, name)
-        if name == "exponential" and config.interval == "iteration":
-            config = dataclasses.replace(config, gamma=0.01 ** (1 / (base.epochs * batches)))
-        result.configs[name] = config
+    for name in names:
+        result.configs[name] = config = compare_config(base, name, set(overrides), batches)
         configs += [dataclasses.replace(config, seed=seed) for seed in seeds]
-    histories = train_batched(configs, data, on_epoch=on_epoch)
-    for index, name in enumerate(schedules):
+    size = max_batch or len(configs)
+    histories: list[History] = []
+    for start in range(0, len(configs), size):
+        histories += train_batched(configs[start : start + size], data, on_epoch=on_epoch)
+    for index, name in enumerate(names):
         result.runs[name] = histories[index * len(seeds) : (index + 1) * len(seeds)]
     return result
+
+
+def compare_config(base: TrainConfig, name: str, given: Collection[str], batches: int) -> TrainConfig:
+    """The config ``compare`` trains for schedule ``name`` (fair defaults, the user's settings winning)."""
+    config = schedule_config(base, name, given)
+    if name == "exponential" and config.interval == "iteration" and "gamma" not in given:
+        config = dataclasses.replace(config, gamma=0.01 ** (1 / (base.epochs * batches)))
+    return config

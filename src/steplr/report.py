@@ -12,49 +12,100 @@ from pathlib import Path
 from .experiments import Comparison, SummaryRow
 from ._files import atomic_write_text
 
-__all__ = ["summary_table", "verdicts", "write_report", "text_table", "write_sweep_report"]
+__all__ = [
+    "summary_table",
+    "verdicts",
+    "verdict_sentence",
+    "chosen_on_validation",
+    "write_report",
+    "text_table",
+    "write_sweep_report",
+    "percent",
+    "difference",
+    "p_value",
+    "CHOSEN_ON",
+    "STATISTICS",
+]
 
-_COLUMNS = ("schedule", "final test acc", "final test loss", "wins vs none", "mean diff", "paired p")
+_COLUMNS = ("schedule", "val acc", "test acc", "vs constant LR (95% CI)", "p (Holm)", "verdict", "diverged")
+
+CHOSEN_ON = ("Choices (the best schedule or config) are made on the validation split held out of the training set; "
+             "every test-set figure is reported for what was chosen, never used to choose.")
+STATISTICS = ("vs constant LR: mean over seeds of the paired difference in final test accuracy (points), with its "
+              "95% confidence interval (paired t); p (Holm): the paired t-test's p-value adjusted for the number "
+              "of comparisons in this report (Holm); verdict: better or worse when the adjusted p is below 0.05, "
+              "otherwise no detectable difference. A diverged seed counts as 0 accuracy.")
 
 
-def _cells(row: SummaryRow, seeds: int) -> list[str]:
-    wins = "-" if row.wins is None else f"{row.wins}/{seeds}" + (f" ({row.ties} tied)" if row.ties else "")
-    diff = "-" if row.mean_diff is None else f"{row.mean_diff * 100:+.2f} pts"
-    p_value = "-" if row.p_value is None else f"{row.p_value:.3g}"
+def percent(value: float | None, sd: float | None = None) -> str:
+    """An accuracy fraction as ``"95.33%"`` (``"95.33% ± 1.20"`` with an sd); ``-`` for a missing value."""
+    if value is None or value != value:
+        return "-"
+    return f"{value * 100:.2f}%" + ("" if sd is None else f" ± {sd * 100:.2f}")
+
+
+def difference(diff: float | None, low: float | None, high: float | None) -> str:
+    """A paired difference in points with its interval: ``"+1.20 pts [-0.40, +2.80]"``."""
+    if diff is None:
+        return "-"
+    if low is None or high is None:
+        return f"{diff:+.2f} pts"
+    return f"{diff:+.2f} pts [{low:+.2f}, {high:+.2f}]"
+
+
+def p_value(p: float | None) -> str:
+    return "-" if p is None else f"{p:.2g}"
+
+
+def verdict_sentence(label: str, diff: float | None, low: float | None, high: float | None,
+                     p_adjusted: float | None, verdict: str, compared: int) -> str:
+    """One sentence on a candidate against the constant LR that claims no more than its verdict word."""
+    if diff is None:
+        return f"{label}: no comparison"
+    if p_adjusted is None:
+        return f"{label}: {verdict} ({diff:+.2f} points of test accuracy against a constant LR on one seed)"
+    relation = {"better": "better than", "worse": "worse than"}.get(verdict, "no detectable difference from")
+    return (f"{label}: {relation} a constant LR ({diff:+.2f} points of test accuracy, 95% CI [{low:+.2f}, "
+            f"{high:+.2f}], p = {p_adjusted:.2g} after Holm's adjustment for {compared} comparison"
+            f"{'s' if compared != 1 else ''})")
+
+
+def _cells(row: SummaryRow) -> list[str]:
     return [
         row.schedule,
-        f"{row.test_acc_mean * 100:.2f}% ± {row.test_acc_sd * 100:.2f}",
-        f"{row.test_loss_mean:.4f} ± {row.test_loss_sd:.4f}",
-        wins,
-        diff,
-        p_value,
+        percent(row.val_acc_mean),
+        percent(row.test_acc_mean, row.test_acc_sd),
+        difference(row.diff_mean, row.diff_ci_low, row.diff_ci_high),
+        p_value(row.p_adjusted),
+        row.verdict,
+        str(row.diverged) if row.diverged else "",
     ]
 
 
-def summary_table(rows: Sequence[SummaryRow], seeds: int) -> str:
+def summary_table(rows: Sequence[SummaryRow]) -> str:
     """The summary as aligned plain text (what ``steplr compare`` prints)."""
-    return text_table(_COLUMNS, [_cells(row, seeds) for row in rows])
+    return text_table(_COLUMNS, [_cells(row) for row in rows])
 
 
-def verdicts(rows: Sequence[SummaryRow], seeds: int) -> list[str]:
-    """One plain sentence per schedule on how it did against a constant LR ("none"), paired over seeds."""
-    found = []
-    for row in rows:
-        if row.wins is None or row.mean_diff is None:
-            continue
-        losses = seeds - row.wins - (row.ties or 0)
-        if row.mean_diff == 0 and losses == 0 and row.wins == 0:
-            found.append(f"{row.schedule} ends exactly where a constant LR does in every seed.")
-            continue
-        side = "above" if row.mean_diff > 0 else "below"
-        evidence = "" if row.p_value is None else (
-            f"; paired p = {row.p_value:.2g}" + ("" if row.p_value < 0.05 else ", not a reliable difference")
-        )
-        found.append(
-            f"{row.schedule} ends {side} a constant LR by {abs(row.mean_diff) * 100:.2f} points of test accuracy "
-            f"on average: better in {row.wins}, worse in {losses} of {seeds} seeds{evidence}."
-        )
-    return found
+def verdicts(rows: Sequence[SummaryRow]) -> list[str]:
+    """One sentence per schedule against the constant LR, using only its verdict word."""
+    compared = sum(row.diff_mean is not None for row in rows)
+    return [
+        verdict_sentence(row.schedule, row.diff_mean, row.diff_ci_low, row.diff_ci_high, row.p_adjusted,
+                         row.verdict, compared)
+        for row in rows
+        if row.diff_mean is not None
+    ]
+
+
+def chosen_on_validation(rows: Sequence[SummaryRow]) -> str:
+    """Which schedule the validation split picks, and its test accuracy."""
+    ranked = [r for r in rows if r.val_acc_mean == r.val_acc_mean]
+    if not ranked:
+        return "No validation split: nothing is chosen."
+    best = max(ranked, key=lambda r: r.val_acc_mean)
+    return (f"Chosen on validation: {best.schedule} (mean final validation accuracy {percent(best.val_acc_mean)}); "
+            f"its test accuracy: {percent(best.test_acc_mean, best.test_acc_sd)}.")
 
 
 _STYLE = """
@@ -88,15 +139,15 @@ def write_report(
     comparison: Comparison,
     figures: Mapping[str, str | os.PathLike[str]],
     plans: Mapping[str, Sequence[str]],
+    notes: Sequence[str] = (),
 ) -> Path:
-    """Write ``report.html``: summary table, figures, each schedule's explain plan and the configs."""
+    """Write ``report.html``: summary table, verdicts, notes, figures, each schedule's plan and the configs."""
     rows = comparison.summary()
     seeds = len(comparison.seeds)
     header = "".join(f"<th>{html.escape(c)}</th>" for c in _COLUMNS)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in _cells(row, seeds)) + "</tr>" for row in rows
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in _cells(row)) + "</tr>" for row in rows
     )
-    best = max(rows, key=lambda r: r.test_acc_mean)
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -105,13 +156,15 @@ def write_report(
         f"<h1>steplr compare: {html.escape(comparison.recipe)}</h1>",
         f"<p>{len(comparison.runs)} schedules x {seeds} seeds (seeds {html.escape(str(comparison.seeds))}); "
         "every schedule trains from the same initial weights and batch orders for a given seed, so the "
-        "differences are paired. Best mean final test accuracy: "
-        f"<b>{html.escape(best.schedule)}</b> ({best.test_acc_mean * 100:.2f}%).</p>",
+        f"differences are paired. {html.escape(CHOSEN_ON)}</p>",
+        f"<p><b>{html.escape(chosen_on_validation(rows))}</b></p>",
         f'<table id="summary"><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>',
-        "<ul>" + "".join(f"<li>{html.escape(v)}</li>" for v in verdicts(rows, seeds)) + "</ul>",
-        '<p class="note">wins: seeds where the schedule ends with a higher test accuracy than "none" (constant '
-        "LR); paired p: two-sided paired t-test of the final test accuracies against none.</p>",
+        '<ul id="verdicts">' + "".join(f"<li>{html.escape(v)}</li>" for v in verdicts(rows)) + "</ul>",
     ]
+    if notes:
+        parts.append('<h2>Before you trust these numbers</h2><ul id="notes">'
+                     + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    parts.append(f'<p class="note">{html.escape(STATISTICS)}</p>')
     for title, figure in figures.items():
         parts.append(f"<h2>{html.escape(title)}</h2>{_image(figure, title)}")
     parts.append("<h2>The plan of each schedule</h2>")
@@ -143,8 +196,12 @@ def write_sweep_report(
     figures: Mapping[str, str | os.PathLike[str]],
     plan: Sequence[str],
     config: Mapping[str, object],
+    sentences: Sequence[str] = (),
+    notes: Sequence[str] = (),
 ) -> Path:
-    """Write a sweep's ``report.html``: the best configs, the figures, the winner's plan and the settings."""
+    """Write a sweep's ``report.html``: the configs, verdict sentences, notes (what to know before trusting the
+    numbers), the figures, the winner's plan and the settings. States that choices are made on validation and
+    how the statistics read."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
     parts = [
@@ -155,7 +212,12 @@ def write_sweep_report(
         f"<h1>{html.escape(title)}</h1>",
         f"<p>{html.escape(intro)}</p>",
         f'<table id="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>',
+        '<ul id="verdicts">' + "".join(f"<li>{html.escape(v)}</li>" for v in sentences) + "</ul>",
     ]
+    if notes:
+        parts.append('<h2>Before you trust these numbers</h2><ul id="notes">'
+                     + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    parts.append(f'<p class="note">{html.escape(CHOSEN_ON)} {html.escape(STATISTICS)}</p>')
     for name, figure in figures.items():
         parts.append(f"<h2>{html.escape(name)}</h2>{_image(figure, name)}")
     parts.append(f"<h2>The winner's plan</h2><pre>{html.escape(chr(10).join(plan))}</pre>")
