@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 
 import numpy as np
 import pytest
@@ -83,12 +84,16 @@ def test_grid_sweep_rows_and_baseline():
     result = grid_sweep("qwerty", load_qwerty(), ["2ep", "10ep"], [0.5, 0.9], [0, 1], overrides={"epochs": 6})
     assert len(result.rows) == 2 * 2 * 2 + 2
     summaries = result.summaries()
-    assert [s.test_acc_mean for s in summaries] == sorted((s.test_acc_mean for s in summaries), reverse=True)
+    # Ranked on validation accuracy (the choice), never on test.
+    assert [s.val_acc_mean for s in summaries] == sorted((s.val_acc_mean for s in summaries), reverse=True)
     baseline = [r["test_acc"] for r in result.rows if r["schedule"] == "none"]
-    assert summaries[0].baseline_acc == pytest.approx(sum(baseline) / 2)
+    assert summaries[0].baseline_test_acc_mean == pytest.approx(sum(baseline) / 2)
+    assert all(0 <= r["val_acc"] <= 1 for r in result.rows)
     # step 10ep never decays within 6 epochs, so it trains exactly like the constant LR on the same seeds
     flat = [s for s in summaries if s.step_size == "10ep"]
-    assert all(s.margin == pytest.approx(0.0, abs=1e-12) for s in flat)
+    assert all(s.diff_mean == pytest.approx(0.0, abs=1e-12) and s.verdict == "no detectable difference" for s in flat)
+    # Holm over the four configs: every adjusted p is at least its raw p.
+    assert all(s.p_adjusted >= s.p for s in summaries)
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -102,25 +107,49 @@ def test_sweep_command_writes_results_heatmap_and_report(tmp_path):
     code, text, err = run("sweep", "qwerty", "--step-size", "1ep,5ep", "--gamma", "0.5,0.9", "--seeds", "2",
                           "--epochs", "6", "--out", str(out))
     assert code == 0, err
-    assert {p.name for p in out.iterdir()} == {"results.csv", "heatmap.png", "best_lr.png", "report.html"}
+    assert {p.name for p in out.iterdir()} == {"results.csv", "summary.json", "heatmap.png", "best_lr.png",
+                                               "report.html"}
     with open(out / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2 * 2 * 2 + 2 and {r["schedule"] for r in rows} == {"step", "none"}
-    assert text.splitlines()[0] == "qwerty: 4 configs x 2 seeds"
-    assert "winner: step" in text and "pts" in text
+    assert text.splitlines()[0] == "qwerty: 4 configs x 2 seeds (best five on validation)"
+    assert "chosen on validation: step" in text and "pts" in text
+    summary = json.loads((out / "summary.json").read_text())
+    fields = {"step_size", "gamma", "lr", "val_acc_mean", "test_acc_mean", "test_acc_sd", "diff_mean", "diff_ci_low",
+              "diff_ci_high", "p", "p_adjusted", "verdict"}
+    assert len(summary["rows"]) == 4 and all(fields <= set(row) for row in summary["rows"])
+    assert all(row["verdict"] in ("better", "worse", "no detectable difference") for row in summary["rows"])
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 2 and "winner" in page
+    assert page.count("data:image/png;base64,") == 2 and "chosen on validation" in page and "Holm" in page
+    assert "beat" not in page and "beat" not in text  # only the verdict words
+
+
+def test_a_two_lr_sweep_and_flags_of_the_other_engine(tmp_path):
+    out = tmp_path / "two"
+    code, text, err = run("sweep", "qwerty", "--step-size", "2,5", "--gamma", "0.5", "--lr", "0.01,0.05",
+                          "--seeds", "1", "--epochs", "3", "--out", str(out))
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert {row["lr"] for row in summary["rows"]} == {0.01, 0.05}
+    assert {row["step_size"] for row in summary["rows"]} == {"2ep", "5ep"}  # bare numbers are epochs
+    assert all(row["verdict"] == "1 seed: no test" for row in summary["rows"])
+    for flag, value in (("--trials", "5"), ("--workers", "2"), ("--study", "s"), ("--storage", "x")):
+        code, _, err = run("sweep", "qwerty", flag, value, "--out", str(tmp_path / "n"))
+        assert code == 2 and f"{flag} applies to --engine optuna, not grid" in err
+        assert not (tmp_path / "n").exists()
+    code, _, err = run("sweep", "qwerty", "--step-size", "1:5", "--out", str(tmp_path / "n"))
+    assert code == 2 and "a range LOW:HIGH is for --engine optuna" in err
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--step-size", ""], "--step-size must be a comma-separated list"),
+        (["--step-size", ""], "--step-size: expected a comma-separated list of durations"),
         (["--gamma", "0"], "gamma must be a finite number > 0, got 0.0"),
-        (["--gamma", "0.5,abc"], "--gamma must be a comma-separated list of numbers"),
-        (["--step-size", "0"], "step_size must be a positive integer, got 0"),
-        (["--seeds", "0"], "--seeds must be a positive integer, got 0"),
-        (["--gamma", "0.5,0.5"], "gammas lists a value twice"),
+        (["--gamma", "0.5,abc"], "--gamma: in '0.5,abc': expected a number, got 'abc'"),
+        (["--step-size", "0"], "--step-size: duration must be positive, got '0'"),
+        (["--seeds", "0"], "argument --seeds: must be a positive integer, got '0'"),
+        (["--gamma", "0.5,0.5"], "--gamma lists a value twice: 0.5,0.5"),
     ],
 )
 def test_bad_sweep_input_is_one_line(tmp_path, argv, message):

@@ -81,9 +81,13 @@ def _grid_values(args: argparse.Namespace) -> tuple[list[str], list[float], list
         except argparse.ArgumentTypeError as error:
             raise UsageError(f"{flag}: {error}") from None
 
-    step_sizes = parse(duration_list, args.step_size or GRID_DEFAULTS["step_size"], "--step-size")
-    gammas = parse(number_list, args.gamma or GRID_DEFAULTS["gamma"], "--gamma")
-    lrs = parse(number_list, args.lr, "--lr") if args.lr else None
+    step_sizes = parse(duration_list, GRID_DEFAULTS["step_size"] if args.step_size is None else args.step_size,
+                       "--step-size")
+    gammas = parse(number_list, GRID_DEFAULTS["gamma"] if args.gamma is None else args.gamma, "--gamma")
+    lrs = parse(number_list, args.lr, "--lr") if args.lr is not None else None
+    for flag, values in (("--step-size", step_sizes), ("--gamma", gammas), ("--lr", lrs or [])):
+        if len(set(values)) != len(values):
+            raise UsageError(f"{flag} lists a value twice: {','.join(map(str, values))}")
     return step_sizes, gammas, lrs
 
 
