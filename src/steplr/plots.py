@@ -1,23 +1,69 @@
-"""Figures of learning-rate schedules (matplotlib, Agg backend, written atomically to disk)."""
+"""Figures of learning-rate schedules and runs, written atomically to disk (PNG, SVG or PDF).
+
+Figures are built on :class:`matplotlib.figure.Figure` with the Agg canvas, never through ``matplotlib.pyplot``:
+pyplot's import and figure bookkeeping cost a single ``steplr train`` start-up time it does not need (the saving
+is measured by ``benchmarks/bench_command.py``; numbers in ``benchmarks/RESULTS.md``). Nothing is shown on screen
+and no global figure state is kept, so drawing is safe from any thread of a program that uses pyplot itself.
+
+Rules every figure follows, so that a reader can trust it at a glance:
+
+* curves of different schedules differ in colour, line style, width and sparse hollow markers, the first drawn
+  widest, so a curve lying exactly on top of another still shows the one beneath;
+* a band (lowest to highest seed) is drawn only when there are several seeds, and light enough to read through;
+* titles say what is drawn: "one seed", or "mean over N seeds; band: lowest to highest seed";
+* epoch axes tick at whole epochs; an LR (or loss) axis turns logarithmic when its positive values span
+  :data:`LOG_SPAN` or more, zeros ignored;
+* NaN or infinite values (a diverged seed) are left out of means and bands, and the epochs where seeds diverged
+  are marked on the x axis.
+
+May import numpy, matplotlib (not pyplot) and steplr's schedule, explain, paired and file modules; never torch.
+"""
 
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from matplotlib import colormaps, patheffects
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from ._files import atomic_write
 from .explain import explain
+from .paired import VERDICTS
 from .schedules import Schedule
 
 if TYPE_CHECKING:
     from .train import History
 
-__all__ = ["Curve", "plot_schedules", "save_figure", "plot_run_lrs", "plot_run_metric", "plot_heatmap"]
+__all__ = [
+    "Curve",
+    "HeatmapPanel",
+    "LOG_SPAN",
+    "plot_schedules",
+    "save_figure",
+    "plot_run_lrs",
+    "plot_run_metric",
+    "plot_heatmap",
+]
+
+LOG_SPAN = 100.0  # two decades: the digits recipe's 1e-3 -> 1e-5 is drawn on a log axis
+_DPI = 110
+# (line style, marker) per schedule, in drawing order; the first is plain so a single curve stays clean.
+_STYLES: tuple[tuple[Any, str | None], ...] = (
+    ("-", None), ("--", "o"), (":", "s"), ("-.", "^"), ((0, (6, 2, 1, 2, 1, 2)), "D"), ((0, (1, 1)), "v"),
+)
+_SPLITS = (("train", "train"), ("val", "validation"), ("test", "test"))
 
 
 @dataclass(frozen=True)
@@ -29,140 +75,387 @@ class Curve:
     base_lr: float
 
 
+@dataclass(frozen=True)
+class HeatmapPanel:
+    """One base LR's grid of a step_size x gamma sweep.
+
+    Args:
+        lr: the base learning rate of every cell of the panel.
+        values: mean final test accuracy as fractions in [0, 1], rows = step_size, columns = gamma; NaN for a
+            cell without a result.
+        verdicts: the same shape, each one of :data:`steplr.paired.VERDICTS` (the cell against the constant LR).
+        baseline: the constant LR's mean final test accuracy at ``lr``, as a fraction (NaN if unknown).
+
+    Raises:
+        ValueError: if ``values`` is not two-dimensional, ``verdicts`` has another shape, or a verdict is not
+            one of the verdict words.
+    """
+
+    lr: float
+    values: np.ndarray
+    verdicts: np.ndarray
+    baseline: float
+
+    def __post_init__(self) -> None:
+        values = np.asarray(self.values, dtype=float)
+        verdicts = np.asarray(self.verdicts, dtype=object)
+        if values.ndim != 2:
+            raise ValueError(f"values must be a 2-D array (step_size x gamma), got shape {values.shape}")
+        if verdicts.shape != values.shape:
+            raise ValueError(f"verdicts must have the shape of values {values.shape}, got {verdicts.shape}")
+        unknown = sorted({str(v) for v in verdicts.flat} - set(VERDICTS))
+        if unknown:
+            raise ValueError(f"verdicts must be among {list(VERDICTS)}, got {unknown}")
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "verdicts", verdicts)
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Save a matplotlib figure atomically (PNG, SVG or PDF, from the file name)."""
+    suffix = Path(path).suffix or ".png"
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=suffix.lstrip(".")), suffix)
+
+
 def plot_schedules(
     curves: Sequence[Curve],
     epochs: int,
     path: str | os.PathLike[str],
     steps_per_epoch: int = 1,
-    log_scale: bool = False,
+    log_scale: bool | None = None,
     title: str | None = None,
 ) -> Path:
     """Draw every curve's learning rate over the run on one figure and save it to ``path`` (PNG, SVG, PDF).
 
-    The x axis is in epochs; with several steps per epoch each step is drawn. Returns the written path.
+    The x axis is in epochs; with several steps per epoch each step is drawn. ``log_scale``: True or False
+    forces the LR axis; None chooses a log axis when the LR spans :data:`LOG_SPAN` or more. Returns the path.
     """
-    plt = _pyplot()
-    total = epochs * steps_per_epoch
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    try:
-        for curve in curves:
-            # One point per constant interval (the plan's), plus the end of the run: exact and small.
-            plan = explain(curve.schedule, curve.base_lr, epochs, steps_per_epoch)
-            starts = [i.first_step for i in plan.intervals] + [total]
-            lrs = [i.lr for i in plan.intervals] + [plan.final_lr]
-            ax.plot(np.asarray(starts) / steps_per_epoch, lrs, drawstyle="steps-post", label=curve.label,
-                    linewidth=1.8)
-        if log_scale:
-            ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("learning rate")
-        ax.set_xlim(0, epochs)
-        ax.grid(True, alpha=0.3)
-        ax.set_title(title or "Learning-rate schedule")
-        if len(curves) > 1 or curves[0].label:
-            ax.legend(fontsize=8)
-        fig.tight_layout()
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure(_schedules_figure(curves, epochs, steps_per_epoch, log_scale, title), path)
 
 
-def save_figure(fig: object, path: str | os.PathLike[str]) -> Path:
-    """Save a matplotlib figure atomically (PNG, SVG or PDF, from the file name)."""
-    suffix = Path(path).suffix or ".png"
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=suffix.lstrip(".")), suffix)  # type: ignore[attr-defined]
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_run_lrs(runs: Mapping[str, Sequence[History]], path: str | os.PathLike[str], log_scale: bool = False) -> Path:
-    """The LR applied at every iteration, one line per schedule (the mean over seeds, which differ only for
-    schedules that react to the loss)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    try:
-        for name, histories in runs.items():
-            lrs = np.mean([h.iteration_lrs for h in histories], axis=0)
-            ax.plot(np.arange(len(lrs)), lrs, label=name, linewidth=1.6)
-        if log_scale:
-            ax.set_yscale("log")
-        ax.set_xlabel("iteration (batches)")
-        ax.set_ylabel("learning rate")
-        ax.set_title("Learning rate across iterations")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+def plot_run_lrs(
+    runs: Mapping[str, Sequence[History]], path: str | os.PathLike[str], log_scale: bool | None = None
+) -> Path:
+    """The LR applied at every iteration against epochs, one line per schedule (several seeds differ only for
+    schedules that react to the loss: then the mean and a band). ``log_scale`` as in :func:`plot_schedules`."""
+    return save_figure(_lrs_figure(runs, log_scale), path)
 
 
 def plot_run_metric(runs: Mapping[str, Sequence[History]], metric: str, path: str | os.PathLike[str]) -> Path:
-    """Train (solid) and test (dashed) ``metric`` ("loss" or "acc") per epoch: one colour per schedule, the mean
-    over seeds with a band from the lowest to the highest seed."""
-    if metric not in ("loss", "acc"):
-        raise ValueError(f"metric must be 'loss' or 'acc', got {metric!r}")
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    try:
-        for index, (name, histories) in enumerate(runs.items()):
-            colour = f"C{index % 10}"
-            for split, style in (("train", "-"), ("test", "--")):
-                values = np.array([h.column(f"{split}_{metric}") for h in histories])
-                epochs = np.arange(1, values.shape[1] + 1)
-                ax.plot(epochs, values.mean(axis=0), style, color=colour, label=f"{split} ({name})", linewidth=1.6)
-                if len(histories) > 1:
-                    ax.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=colour, alpha=0.12)
-        title = "Loss" if metric == "loss" else "Accuracy"
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(title.lower())
-        ax.set_title(f"{title} curves (mean over seeds; band: min to max)")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
-        fig.tight_layout()
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    """``metric`` ("loss" or "acc") per epoch in one panel per split (train, validation when held out, test):
+    one line per schedule, the mean over seeds with a band from the lowest to the highest seed.
+
+    Raises:
+        ValueError: for another ``metric``.
+    """
+    return save_figure(_metric_figure(runs, metric), path)
 
 
 def plot_heatmap(
-    values: np.ndarray,
+    panels: Sequence[HeatmapPanel],
     row_labels: Sequence[str],
     column_labels: Sequence[str],
-    baseline: float,
     path: str | os.PathLike[str],
     title: str,
 ) -> Path:
-    """Mean final test accuracy per (step_size row, gamma column); cells that beat the constant-LR baseline are
-    outlined, and the baseline is marked on the colour bar."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(1.2 * len(column_labels) + 3, 0.6 * len(row_labels) + 2.2), dpi=110)
-    try:
-        image = ax.imshow(values * 100, cmap="viridis", aspect="auto")
-        bar = fig.colorbar(image, ax=ax, label="mean final test accuracy (%)")
-        bar.ax.axhline(baseline * 100, color="red", linewidth=2)
-        bar.ax.text(1.05, baseline * 100, " constant LR", color="red", va="center", fontsize=7,
-                    transform=bar.ax.get_yaxis_transform())
-        for (r, c), value in np.ndenumerate(values):
-            better = value > baseline
-            ax.text(c, r, f"{value * 100:.1f}", ha="center", va="center", fontsize=8,
-                    color="black" if value * 100 > np.nanmean(values) * 100 else "white",
-                    fontweight="bold" if better else "normal")
-            if better:
-                ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
-        ax.set_xticks(range(len(column_labels)), column_labels)
-        ax.set_yticks(range(len(row_labels)), row_labels)
+    """Mean final test accuracy per (step_size row, gamma column), one panel per base LR on one colour scale.
+
+    A cell is outlined exactly when its verdict is ``better``; each panel's constant-LR baseline is in its title
+    and marked on the colour bar, whose range always includes it.
+
+    Raises:
+        ValueError: if there is no panel, or the labels do not match the panels' shape.
+    """
+    return save_figure(_heatmap_figure(panels, row_labels, column_labels, title), path)
+
+
+# Builders: each returns the Figure, so tests can inspect axes, scales and outlines before anything is saved.
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _style(index: int, count: int, points: int) -> dict[str, Any]:
+    """Colour, dashes, width and sparse hollow markers of the index-th of count curves of `points` points."""
+    linestyle, marker = _STYLES[index % len(_STYLES)]
+    # Curves drawn later are thinner, so the one beneath shows around an identical one on top.
+    width = 1.8 if count == 1 else max(1.0, 2.8 - 0.45 * index)
+    style: dict[str, Any] = {"color": f"C{index % 10}", "linestyle": linestyle, "linewidth": width}
+    if marker is not None:
+        every = max(1, points // 8)
+        # Each schedule's markers start at a different point, so identical curves show every marker set.
+        style.update(marker=marker, markersize=5, fillstyle="none", markeredgewidth=1.2,
+                     markevery=(index * every // max(count, 1) % every, every))
+    return style
+
+
+def _band_alpha(count: int) -> float:
+    """Lighter bands when there are more of them, so where all overlap the stack stays see-through."""
+    return min(0.16, max(0.05, 0.24 / max(count, 1)))
+
+
+def _wants_log(values: Any) -> bool:
+    positive = np.asarray(values, dtype=float)
+    positive = positive[np.isfinite(positive) & (positive > 0)]
+    # At least two decades, with room for rounding: 1e-3 -> 1e-5 built by multiplying floats must still count.
+    return bool(positive.size) and float(positive.max()) >= LOG_SPAN * float(positive.min()) * (1 - 1e-9)
+
+
+def _set_log(ax: Axes, values: Any) -> None:
+    """Log y axis framed on the positive finite values; zeros are clipped to its lower edge."""
+    positive = np.asarray(values, dtype=float)
+    positive = positive[np.isfinite(positive) & (positive > 0)]
+    ax.set_yscale("log", nonpositive="clip")
+    if positive.size:
+        ax.set_ylim(float(positive.min()) / 1.6, float(positive.max()) * 1.6)
+
+
+def _epoch_axis(ax: Axes, label: str = "epoch") -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+    ax.set_xlabel(label)
+    ax.grid(True, alpha=0.3)
+
+
+def _seed_count(runs: Mapping[str, Sequence[Any]]) -> str | None:
+    """How many seeds each schedule has ("5", or "3-5" when they differ); None when every schedule has one.
+
+    Raises:
+        ValueError: if there is no schedule, or a schedule without a run.
+    """
+    empty = [name for name, histories in runs.items() if not histories]
+    if not runs or empty:
+        raise ValueError(f"runs must map each schedule to at least one History, got {list(runs)} (empty: {empty})")
+    counts = sorted({len(histories) for histories in runs.values()})
+    if not counts or counts == [1]:
+        return None
+    return f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+
+def _over_seeds_phrase(seeds: str | None) -> str:
+    return "one seed" if seeds is None else f"mean over {seeds} seeds; band: lowest to highest seed"
+
+
+def _stack(rows: Sequence[Sequence[float]]) -> np.ndarray:
+    """Seeds x points, ragged rows padded with NaN, infinities turned into NaN."""
+    width = max((len(r) for r in rows), default=0)
+    table = np.full((len(rows), width), np.nan)
+    for i, row in enumerate(rows):
+        table[i, : len(row)] = row
+    table[~np.isfinite(table)] = np.nan
+    return table
+
+
+def _over_seeds(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, lowest and highest per column over the finite seeds (NaN where none is finite), warning-free."""
+    finite = ~np.isnan(table)
+    count = finite.sum(axis=0)
+    mean = np.full(table.shape[1], np.nan)
+    np.divide(np.where(finite, table, 0.0).sum(axis=0), count, out=mean, where=count > 0)
+    low = np.where(finite, table, np.inf).min(axis=0, initial=np.inf)
+    high = np.where(finite, table, -np.inf).max(axis=0, initial=-np.inf)
+    low[count == 0] = np.nan
+    high[count == 0] = np.nan
+    return mean, low, high
+
+
+def _diverged_at(history: History) -> int | None:
+    """The first (1-based) epoch whose train or test loss is NaN or infinite, or None."""
+    for record in history.epochs:
+        if not (np.isfinite(record.train_loss) and np.isfinite(record.test_loss)):
+            return record.epoch
+    return None
+
+
+def _schedules_figure(curves: Sequence[Curve], epochs: int, steps_per_epoch: int, log_scale: bool | None,
+                      title: str | None) -> Figure:
+    fig = _new_figure(7, 4)
+    ax = fig.add_subplot()
+    total = epochs * steps_per_epoch
+    drawn: list[float] = []
+    for index, curve in enumerate(curves):
+        # One point per constant interval (the plan's), plus the end of the run: exact and small.
+        plan = explain(curve.schedule, curve.base_lr, epochs, steps_per_epoch)
+        starts = [i.first_step for i in plan.intervals] + [total]
+        lrs = [i.lr for i in plan.intervals] + [plan.final_lr]
+        drawn += lrs
+        ax.plot(np.asarray(starts) / steps_per_epoch, lrs, drawstyle="steps-post", label=curve.label,
+                **_style(index, len(curves), len(lrs)))
+    log = _wants_log(drawn) if log_scale is None else log_scale
+    if log:
+        _set_log(ax, drawn)
+    _epoch_axis(ax)
+    ax.set_xlim(0, epochs)
+    ax.set_ylabel("learning rate (log scale)" if log else "learning rate")
+    ax.set_title(title or "Learning-rate schedule")
+    if len(curves) > 1 or (curves and curves[0].label):
+        ax.legend(fontsize=8)
+    return fig
+
+
+def _iterations_per_epoch(histories: Sequence[History]) -> int | None:
+    """Iterations per epoch, from the runs that ended on an epoch boundary (a run stopped by divergence may
+    not); None when no run tells."""
+    found = [len(h.iteration_lrs) // len(h.epochs) for h in histories
+             if h.epochs and h.iteration_lrs and len(h.iteration_lrs) % len(h.epochs) == 0]
+    return max(set(found), key=found.count) if found else None
+
+
+def _lrs_figure(runs: Mapping[str, Sequence[History]], log_scale: bool | None) -> Figure:
+    seeds = _seed_count(runs)
+    fig = _new_figure(7, 4)
+    ax = fig.add_subplot()
+    differ = False
+    drawn: list[np.ndarray] = []
+    per_epoch = _iterations_per_epoch([h for histories in runs.values() for h in histories])
+    for index, (name, histories) in enumerate(runs.items()):
+        table = _stack([h.iteration_lrs for h in histories])
+        mean, low, high = _over_seeds(table)
+        # The LR of iteration i holds from i to i + 1: repeat the last one to close the final step.
+        x = np.arange(table.shape[1] + 1) / (per_epoch or 1)
+        ax.plot(x, np.append(mean, mean[-1:]), drawstyle="steps-post", label=name,
+                **_style(index, len(runs), table.shape[1]))
+        if len(histories) > 1 and np.nanmax(high - low, initial=0.0) > 0:
+            differ = True
+            ax.fill_between(x, np.append(low, low[-1:]), np.append(high, high[-1:]), step="post",
+                            color=f"C{index % 10}", alpha=_band_alpha(len(runs)), linewidth=0)
+        drawn.append(table.ravel())
+    values = np.concatenate(drawn) if drawn else np.array([])
+    log = _wants_log(values) if log_scale is None else log_scale
+    if log:
+        _set_log(ax, values)
+    _epoch_axis(ax, "epoch (every iteration drawn)" if per_epoch else "iteration")
+    ax.set_xlim(0, max(1.0, *(len(h.iteration_lrs) / (per_epoch or 1) for hs in runs.values() for h in hs)))
+    ax.set_ylabel("learning rate (log scale)" if log else "learning rate")
+    phrase = f"the same on all {seeds} seeds" if seeds is not None and not differ else _over_seeds_phrase(seeds)
+    ax.set_title(f"Learning rate applied at each iteration ({phrase})", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _metric_figure(runs: Mapping[str, Sequence[History]], metric: str) -> Figure:
+    if metric not in ("loss", "acc"):
+        raise ValueError(f"metric must be 'loss' or 'acc', got {metric!r}")
+    seeds = _seed_count(runs)
+    scale = 1.0 if metric == "loss" else 100.0
+    held_out = any(not np.isnan(v) for hs in runs.values() for h in hs for v in h.column("val_loss"))
+    splits = [(key, name) for key, name in _SPLITS if key != "val" or held_out]
+    fig = _new_figure(1.2 + 3.6 * len(splits), 4.4)
+    axes = fig.subplots(1, len(splits), sharey=True, squeeze=False)[0]
+    drawn = []
+    for ax, (key, split_name) in zip(axes, splits):
+        for index, (name, histories) in enumerate(runs.items()):
+            table = _stack([h.column(f"{key}_{metric}") for h in histories]) * scale
+            mean, low, high = _over_seeds(table)
+            epochs = np.arange(1, table.shape[1] + 1)
+            ax.plot(epochs, mean, label=name, **_style(index, len(runs), table.shape[1]))
+            if len(histories) > 1:
+                ax.fill_between(epochs, low, high, color=f"C{index % 10}", alpha=_band_alpha(len(runs)),
+                                linewidth=0)
+            diverged = sorted({e for e in map(_diverged_at, histories) if e is not None})
+            if diverged:  # an empty unclipped line would claim the figure's corner in the layout
+                # On the x axis, so a seed that diverged in its first epoch (no finite value at all) still shows.
+                ax.plot(diverged, [0.03] * len(diverged), "x", color=f"C{index % 10}", markersize=8,
+                        markeredgewidth=2, transform=ax.get_xaxis_transform(), clip_on=False, gid="diverged")
+            drawn.append(table.ravel())
+        ax.set_title(split_name, fontsize=10)
+        _epoch_axis(ax)
+    values = np.concatenate(drawn)
+    log = metric == "loss" and _wants_log(values)
+    if log:
+        _set_log(axes[0], values)  # the panels share y
+    axes[0].set_ylabel(("loss" if metric == "loss" else "accuracy (%)") + (" (log scale)" if log else ""))
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize=8)
+    what = "Loss" if metric == "loss" else "Accuracy"
+    heading = f"{what} per epoch ({_over_seeds_phrase(seeds)})"
+    if any(line.get_gid() == "diverged" for line in axes[0].get_lines()):
+        heading += ("\n\u00d7 on the epoch axis: a seed diverged (loss NaN or infinite); "
+                    "means leave out NaN and infinite values")
+    fig.suptitle(heading, fontsize=10)
+    return fig
+
+
+def _heatmap_figure(panels: Sequence[HeatmapPanel], row_labels: Sequence[str], column_labels: Sequence[str],
+                    title: str) -> Figure:
+    if not panels:
+        raise ValueError("plot_heatmap needs at least one panel")
+    shape = (len(row_labels), len(column_labels))
+    for panel in panels:
+        if panel.values.shape != shape:
+            raise ValueError(f"panel lr {panel.lr:g} has shape {panel.values.shape}, labels say {shape}")
+    norm = _shared_norm(panels)
+    cmap = colormaps["viridis"].with_extremes(bad="0.85")
+    panel_width = max(2.1, 0.8 * shape[1] + 0.4)
+    width = 1.0 + len(panels) * panel_width + 1.6
+    tested = any(v != VERDICTS[3] for p in panels for v in p.verdicts.flat)
+    legend = ("outlined: better than the constant LR at the same lr (paired over seeds, Holm-adjusted)" if tested
+              else "one seed per config: no test, so no cell is outlined")
+    heading = "\n".join(textwrap.fill(line, max(20, int(width * 12))) for line in (title, legend))
+    grid_height = max(1.9, 0.5 * shape[0] + 0.6)
+    fig = _new_figure(width, grid_height + 0.25 * heading.count("\n") + 1.6)
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, panel in zip(axes, panels):
+        ax.imshow(np.ma.masked_invalid(panel.values * 100), cmap=cmap, norm=norm, aspect="auto")
+        _label_cells(ax, panel, cmap, norm)
+        ax.set_gid("heatmap-panel")
+        ax.set_xticks(range(shape[1]), list(column_labels))
+        ax.set_yticks(range(shape[0]), list(row_labels))
         ax.set_xlabel("gamma")
-        ax.set_ylabel("step_size")
-        ax.set_title(f"{title}\nconstant LR: {baseline * 100:.1f}% (red outline: beats it)", fontsize=9)
-        fig.tight_layout()
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+        baseline = "n/a" if np.isnan(panel.baseline) else f"{panel.baseline * 100:.1f}%"
+        ax.set_title(f"lr {panel.lr:g}\nconstant LR: {baseline}", fontsize=9)
+    axes[0].set_ylabel("step_size")
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), fraction=0.08, aspect=12)
+    bar.ax.yaxis.set_ticks_position("left")
+    bar.ax.yaxis.set_label_position("left")
+    bar.set_label("mean final test acc. (%)", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    _mark_baselines(bar.ax, panels, grid_height)
+    fig.suptitle(heading, fontsize=9)
+    return fig
+
+
+def _shared_norm(panels: Sequence[HeatmapPanel]) -> Normalize:
+    """One colour scale for every panel, wide enough for every value and every baseline (in percent)."""
+    found = np.concatenate([p.values.ravel() for p in panels] + [np.array([p.baseline for p in panels])]) * 100
+    found = found[np.isfinite(found)]
+    low, high = (float(found.min()), float(found.max())) if found.size else (0.0, 100.0)
+    pad = max(0.5, 0.02 * (high - low))  # keeps extremes, and a baseline at the edge, inside the bar
+    return Normalize(vmin=low - pad, vmax=high + pad)
+
+
+def _mark_baselines(bar: Axes, panels: Sequence[HeatmapPanel], height: float) -> None:
+    """A line on the colour bar at each panel's constant-LR accuracy, labelled on its right; baselines closer
+    than a line of text share one label, so no two labels overlap."""
+    marked = sorted((p.baseline * 100, p.lr) for p in panels if not np.isnan(p.baseline))
+    low, high = bar.get_ylim()
+    gap = 7 * 1.5 / 72 / height * (high - low)  # one 7 pt line of text, in percent
+    groups: list[list[tuple[float, float]]] = []
+    for value, lr in marked:
+        bar.axhline(value, color="black", linewidth=2.2,
+                    path_effects=[patheffects.withStroke(linewidth=4, foreground="white")])
+        if groups and value - groups[-1][0][0] < gap:
+            groups[-1].append((value, lr))
+        else:
+            groups.append([(value, lr)])
+    for group in groups:
+        lrs = ", ".join(f"{lr:g}" for _, lr in group)
+        text = "constant LR" if len(panels) == 1 else f"constant LR, lr {lrs}"
+        bar.text(1.15, group[0][0], text, va="center", fontsize=7, transform=bar.get_yaxis_transform())
+
+
+def _label_cells(ax: Axes, panel: HeatmapPanel, cmap: Any, norm: Normalize) -> None:
+    for (r, c), value in np.ndenumerate(panel.values):
+        if np.isnan(value):
+            ax.text(c, r, "n/a", ha="center", va="center", fontsize=8, color="0.3")
+            continue
+        red, green, blue, _ = cmap(norm(value * 100))
+        dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
+        better = panel.verdicts[r, c] == "better"
+        ax.text(c, r, f"{value * 100:.1f}", ha="center", va="center", fontsize=8,
+                color="white" if dark else "black", fontweight="bold" if better else "normal")
+        if better:
+            # Inset, so two outlined neighbours keep separate frames.
+            ax.add_patch(Rectangle((c - 0.44, r - 0.44), 0.88, 0.88, fill=False, edgecolor="red", linewidth=2.2,
+                                   gid="better"))
