@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from ._files import atomic_write
+
 __all__ = [
     "DATASET_NAMES",
     "DEFAULT_CHECKSUMS",
@@ -350,31 +352,38 @@ def _fetch(url: str, out: IO[bytes], timeout: float) -> tuple[str, int, int | No
 
 
 def _download_one(url: str, dest: Path, md5: str, timeout: float) -> None:
-    """Download ``url`` to ``dest`` atomically: a temp file in the same directory, verified, then renamed."""
-    fd, temp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    """Download ``url`` to ``dest`` atomically (verified in a temp file beside it, then renamed; nothing partial is
+    left behind, whatever goes wrong)."""
+
+    def fetch(temp: str) -> None:
+        with open(temp, "wb") as out:
             digest, received, announced = _fetch(url, out, timeout)
         if announced is not None and received != announced:
             raise DataError(f"{url}: truncated download of {dest.name} ({received} of {announced} bytes)")
         if digest != md5.lower():
             raise DataError(f"{url}: checksum mismatch for {dest.name} (md5 {digest}, expected {md5})")
-        os.replace(temp, dest)
-    except BaseException:
-        # Whatever went wrong (including Ctrl-C), leave no partial file behind to be mistaken for data.
-        temp.unlink(missing_ok=True)
-        raise
+
+    atomic_write(dest, fetch, ".part")
 
 
 def _download(data_dir: Path, mirrors: Sequence[str], checksums: Mapping[str, str], timeout: float) -> list[Path]:
     """Make sure the four files are in ``data_dir``, downloading the missing .gz files from the first good mirror."""
     if not mirrors:
         raise DataError("no download mirrors given")
+    created = not data_dir.exists()
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"cannot create data directory {data_dir}: {exc.strerror or exc}") from exc
+    try:
+        return _download_missing(data_dir, mirrors, checksums, timeout)
+    except BaseException:
+        if created and not any(data_dir.iterdir()):
+            data_dir.rmdir()  # a failed first download leaves no empty folder behind
+        raise
+
+
+def _download_missing(data_dir: Path, mirrors: Sequence[str], checksums: Mapping[str, str], timeout: float) -> list[Path]:
     files = []
     for stem in _IDX_FILES:
         # Keep files an earlier, interrupted run already completed; they were verified before being renamed.
@@ -395,7 +404,7 @@ def _download(data_dir: Path, mirrors: Sequence[str], checksums: Mapping[str, st
             except DataError as exc:
                 failures.append(str(exc))
         else:
-            raise DataError(f"could not download {name} from any mirror:\n  " + "\n  ".join(failures))
+            raise DataError(f"could not download {name} from any mirror: " + "; ".join(failures))
         files.append(dest)
     return files
 

@@ -76,7 +76,8 @@ def schedule_config(base: TrainConfig, schedule: str, given: Collection[str] = (
     """
     if schedule not in COMPARE_SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; expected one of {', '.join(COMPARE_SCHEDULES)}")
-    config = dataclasses.replace(base, schedule=schedule, **({"warmup": None} if schedule == "plateau" else {}))
+    # plateau takes no warm-up: dropped in the same replace, since a config checks itself on creation.
+    config = dataclasses.replace(base, schedule=schedule, warmup=None if schedule == "plateau" else base.warmup)
     if schedule == "multistep" and "milestones" not in given:
         half, three_quarters = max(1, base.epochs // 2), max(1, (3 * base.epochs) // 4)
         marks = sorted({half, three_quarters}) if three_quarters > half else [half]
