@@ -280,3 +280,20 @@ def test_unwritable_out_is_refused_before_training(tmp_path):
     assert code == 2 and text == "" and "--out" in err and "not writable" in err
     code, _, err = run("sweep", "qwerty", "--out", str(blocker / "sub"))
     assert code == 2 and "not writable" in err
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "sweep"])
+def test_every_option_has_help_and_shows_its_default(command):
+    from steplr.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    for action in sub._actions:
+        if action.dest == "help":
+            continue
+        assert action.help, f"{command} {action.option_strings or action.dest} has no help"
+    code, text, _ = run(command, "--help")
+    assert code == 0
+    assert "default" in text and "--force" in text
+    if command != "sweep":
+        assert "(default: the recipe's value)" in text.replace("\n", " ").replace("  ", " ") or "recipe's value" in text

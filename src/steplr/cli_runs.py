@@ -170,8 +170,9 @@ def print_warnings(label: str, lines: list[str], err: TextIO) -> list[str]:
 def _plan_lines(config: Any, batches: int) -> list[str]:
     """The explain plan of a run config (validates its schedule); plateau's rule in words."""
     if config.schedule == "plateau":
+        watched = "validation" if config.validation else "training"
         return [f"plateau, lr {config.lr:g}: x{config.gamma:g} after {config.plateau_patience} epochs without a "
-                "better validation loss (training loss without a validation split)"]
+                f"better {watched} loss"]
     plan = explain(config.build_schedule(batches), config.lr, config.epochs, config.steps_per_epoch(batches))
     return format_plan(f"{config.schedule}, lr {config.lr:g}, per {config.interval}", plan)
 
@@ -312,8 +313,8 @@ def cmd_compare(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None
         out_stream.write(f"{args.recipe}: {len(names)} schedules x {args.seeds} seeds, validation "
                          f"{base.validation:.3g} of the training set\n")
         for name in names:
-            out_stream.write(f"  plan {plans[name][0]}" + (f"; {plans[name][-1]}" if len(plans[name]) > 1 else "")
-                             + "\n")
+            totals = [line for line in plans[name] if " decay" in line and "; final lr " in line]
+            out_stream.write(f"  plan {plans[name][0]}" + "".join(f"; {line}" for line in totals) + "\n")
         bar = _progress(base.epochs)
         result = compare(args.recipe, data, names, list(range(args.seeds)), given,
                          on_epoch=(lambda _: bar.update()) if bar is not None else None, max_batch=MAX_BATCH)
@@ -330,7 +331,7 @@ def cmd_compare(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None
     for line in verdicts(rows):
         out_stream.write(f"- {line}\n")
     out_stream.write(chosen_on_validation(rows) + "\n")
-    for note in notes:
+    for note in notes[len(plan_warnings):]:  # the plan warnings went to stderr before training
         out_stream.write(f"note: {note}\n")
     out_stream.write(f"report: {out / 'report.html'}\n")
     return 0

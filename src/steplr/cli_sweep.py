@@ -214,7 +214,7 @@ def _write_grid_outputs(folder: Path, out: Path, result: Any, spe: int, warnings
     out_stream.write(text_table(_HEADER, rows[:5]) + "\n")
     for line in sentences:
         out_stream.write(f"- {line}\n")
-    for note in notes:
+    for note in notes[len(warnings):]:  # the plan warnings went to stderr before training
         out_stream.write(f"note: {note}\n")
     out_stream.write("\n".join(plan_lines) + "\n")
     out_stream.write(f"results: {out / 'results.csv'}\nreport: {out / 'report.html'}\n")
