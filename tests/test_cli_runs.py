@@ -297,3 +297,18 @@ def test_every_option_has_help_and_shows_its_default(command):
     assert "default" in text and "--force" in text
     if command != "sweep":
         assert "(default: the recipe's value)" in text.replace("\n", " ").replace("  ", " ") or "recipe's value" in text
+
+
+def test_train_with_a_validation_split_logs_it_and_records_it(tmp_path):
+    out = tmp_path / "v"
+    code, text, err = run("train", "qwerty", "--epochs", "2", "--validation", "0.25", "--schedule", "plateau",
+                          "--out", str(out))
+    assert code == 0, err
+    assert re.search(r"^Validation Accuracy: \d+\.\d{2}%$", text, re.MULTILINE)
+    assert json.loads((out / "config.json").read_text())["validation"] == 0.25
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["iteration_lrs"]) == 2 * 17  # 720 - 180 held out = 540 examples: 17 batches of 32
+    assert all(0 <= e["val_acc"] <= 1 for e in history["epochs"])
+    with open(out / "history.csv", newline="") as handle:
+        assert next(csv.reader(handle)) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss",
+                                            "test_acc", "lr"]
