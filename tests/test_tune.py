@@ -1,4 +1,5 @@
-"""The Optuna search: ranges, storages (a real PostgreSQL server, a journal file), real worker processes.
+"""The Optuna search: spaces, storages (a real PostgreSQL server, a journal file), real worker processes, and
+the confirmation of the best configs against a constant LR.
 
 Workers run as separate Python processes (``python -c``) on the qwerty recipe (~0.1 s per trial); a barrier
 file makes them start training together, after their slow imports.
@@ -18,7 +19,21 @@ from typing import Any
 
 import pytest
 
-from steplr.tune import SweepError, open_study, parse_range, redact, run_optuna, study_rows
+from steplr.tune import (
+    STUDY_FORMAT,
+    Space,
+    SweepError,
+    TrialCounts,
+    best_trials,
+    confirm_best,
+    count_trials,
+    open_study,
+    parse_range,
+    parse_space,
+    redact,
+    run_optuna,
+    study_rows,
+)
 
 STEP_RANGE, GAMMA_RANGE = "1ep:20ep", "0.05:0.99"
 
@@ -43,7 +58,7 @@ def on_epoch(trial, record):  # test hook: slows trials down (from trial number 
     if trial.number >= args["slow_from"]:
         time.sleep(args["epoch_sleep"])
 
-run_optuna("qwerty", step_size_range=args["step"], gamma_range=args["gamma"], lr_range=None,
+run_optuna("qwerty", step_size=args["step"], gamma=args["gamma"], lr=None,
            trials=args["trials"], storage=args["storage"], study_name=args["study"],
            run_dir=Path(args["run_dir"]), on_epoch=on_epoch)
 """
@@ -104,9 +119,9 @@ def check_total(study_rows_: list[dict[str, Any]], total: int) -> None:
         assert 0.05 <= row["gamma"] <= 0.99
         assert row["lr"] == 0.01  # the recipe's: no lr range
         if row["state"] == "COMPLETE":
-            assert 0 <= row["value"] <= 1 and row["epochs_reported"] == 20
+            assert 0 <= row["val_acc"] <= 1 and 0 <= row["test_acc"] <= 1 and row["epochs_reported"] == 20
         else:
-            assert row["value"] is None and 2 <= row["epochs_reported"] < 20  # pruned after the warm-up epoch
+            assert row["val_acc"] is None and 2 <= row["epochs_reported"] < 20  # pruned after the warm-up epoch
 
 
 # --------------------------------------------------------------------------------------------- parsing
@@ -151,6 +166,57 @@ def test_parse_range_unknown_kind_is_a_programming_error():
 
 
 @pytest.mark.parametrize(
+    ("text", "kind", "expected"),
+    [
+        ("1ep:20ep", "step_size", Space("step_size", "range", (1, 20), "ep")),
+        ("100:900", "step_size", Space("step_size", "range", (100, 900), "")),
+        ("1ep,2ep", "step_size", Space("step_size", "choice", ("1ep", "2ep"))),
+        (" 2epochs , 115it,7 ", "step_size", Space("step_size", "choice", ("2ep", "115it", 7))),
+        ("5ep", "step_size", Space("step_size", "fixed", ("5ep",))),
+        ("0.05:0.99", "gamma", Space("gamma", "range", (0.05, 0.99))),
+        ("0.1,0.5,1", "gamma", Space("gamma", "choice", (0.1, 0.5, 1.0))),
+        ("0.5", "gamma", Space("gamma", "fixed", (0.5,))),
+        ("1e-3:0.1", "lr", Space("lr", "range", (0.001, 0.1))),
+        ("1e-3,0.1", "lr", Space("lr", "choice", (0.001, 0.1))),
+    ],
+)
+def test_parse_space(text, kind, expected):
+    assert parse_space(text, kind) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [("1ep:20ep", "1ep:20ep"), ("1:20ep", "1ep:20ep"), ("2epochs,115it", "2ep,115it"), ("5", "5")],
+)
+def test_space_text_is_canonical(text, canonical):
+    assert str(parse_space(text, "step_size")) == canonical
+    assert parse_space(canonical, "step_size") == parse_space(text, "step_size")
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "match"),
+    [
+        ("", "gamma", "expected one value, a list"),
+        ("1ep,,2ep", "step_size", "an item is empty"),
+        ("1ep,", "step_size", "an item is empty"),
+        ("1ep,1ep", "step_size", "a value is repeated"),
+        ("1ep:5ep,8ep", "step_size", "a list .* or a range .*, not both"),
+        ("0ep,1ep", "step_size", "'0ep' is not a positive duration"),
+        ("1.5ep", "step_size", "'1.5ep' is not a positive duration"),
+        ("0.5,1.5", "gamma", r"gamma must lie in \(0, 1\].*'1.5'"),
+        ("0", "gamma", r"gamma must lie in \(0, 1\]"),
+        ("0.5,x", "gamma", "'x' is not a number"),
+        ("0,0.1", "lr", "learning rates must be > 0, got '0'"),
+        ("inf", "lr", "'inf' is not a finite number"),
+    ],
+)
+def test_parse_space_refuses_bad_text_naming_it(text, kind, match):
+    with pytest.raises(SweepError, match=match) as caught:
+        parse_space(text, kind)
+    assert repr(text) in str(caught.value)
+
+
+@pytest.mark.parametrize(
     ("url", "expected"),
     [
         ("postgresql://user:secret@host:5432/db", "postgresql://user:***@host:5432/db"),
@@ -176,16 +242,16 @@ def test_import_is_cheap():
 
 
 def run_small(tmp_path: Path, **overrides: Any):
-    settings: dict[str, Any] = dict(step_size_range=STEP_RANGE, gamma_range=GAMMA_RANGE, lr_range=None, trials=2,
+    settings: dict[str, Any] = dict(step_size=STEP_RANGE, gamma=GAMMA_RANGE, lr=None, trials=2,
                                     storage=None, study_name="s", run_dir=tmp_path / "run")
     settings.update(overrides)
     return run_optuna(settings.pop("recipe", "qwerty"), **settings)
 
 
-@pytest.mark.parametrize("gamma", ["0:0.9", "0.9:0.1"])
-def test_bad_gamma_range_fails_before_any_storage_is_touched(tmp_path, gamma):
-    with pytest.raises(SweepError, match=f"gamma range '{gamma}'"):
-        run_small(tmp_path, gamma_range=gamma)
+@pytest.mark.parametrize("gamma", ["0:0.9", "0.9:0.1", "0.5,0.5"])
+def test_bad_gamma_fails_before_any_storage_is_touched(tmp_path, gamma):
+    with pytest.raises(SweepError, match=f"gamma.* '{gamma}'"):
+        run_small(tmp_path, gamma=gamma)
     assert not (tmp_path / "run").exists()
 
 
@@ -194,7 +260,10 @@ def test_bad_gamma_range_fails_before_any_storage_is_touched(tmp_path, gamma):
     [
         ({"trials": 0}, "number of trials 0"),
         ({"recipe": "imagenet"}, "unknown recipe 'imagenet'"),
-        ({"lr_range": "0.1"}, "lr range '0.1'"),
+        ({"lr": "0.1:"}, "lr range '0.1:'"),
+        ({"validation": 0}, r"bad validation 0: .* a fraction in \(0, 1\)"),
+        ({"validation": 1.0}, r"bad validation 1.0"),
+        ({"epochs": 0}, "epochs must be a positive integer, got 0"),
         ({"storage": "sqlite:///tmp/x.db"}, "scheme 'sqlite'"),
         ({"storage": "mysql://u:pw@127.0.0.1/db"}, "scheme 'mysql'"),
         ({"storage": "just-a-file.log"}, "unsupported storage"),
@@ -241,7 +310,27 @@ def test_missing_study_without_create(tmp_path):
         open_study("qwerty", "nope", None, tmp_path, create=False)
 
 
+def test_a_study_of_an_older_steplr_is_refused(tmp_path):
+    """Trials of a study that chose on the test set cannot be continued, nor confirmed, as if they chose on
+    validation."""
+    import optuna
+
+    study = open_study("qwerty", "old", None, tmp_path)
+    study.add_trial(optuna.trial.create_trial(value=0.9, params={"gamma": 0.5},
+                                              distributions={"gamma": optuna.distributions.FloatDistribution(0, 1)}))
+    with pytest.raises(SweepError, match="study 'old' was made by another version of steplr"):
+        run_small(tmp_path, study_name="old", run_dir=tmp_path)
+    with pytest.raises(SweepError, match="made by another version of steplr"):
+        confirm_best(study, load_qwerty(), [0])
+
+
 # --------------------------------------------------------------------------------------------- one worker
+
+
+def load_qwerty():
+    from steplr.data import load_qwerty as load
+
+    return load()
 
 
 def test_resume_continues_to_the_total_and_refuses_other_settings(tmp_path):
@@ -249,20 +338,28 @@ def test_resume_continues_to_the_total_and_refuses_other_settings(tmp_path):
     study = run_small(tmp_path, trials=3, on_trial=lambda study, trial: seen.append(trial.number))
     assert seen == [0, 1, 2]
     assert (tmp_path / "run" / "optuna-journal.log").is_file()
-    assert study.user_attrs == {"recipe": "qwerty", "seed": 0, "step_size_range": "1ep:20ep",
-                                "gamma_range": "0.05:0.99", "lr_range": None}
+    assert study.user_attrs == {"recipe": "qwerty", "format": STUDY_FORMAT, "seed": 0, "validation": 1 / 6,
+                                "epochs": 20, "step_size": "1ep:20ep", "gamma": "0.05:0.99", "lr": "0.01"}
     study = run_small(tmp_path, trials=5)
     check_total(study_rows(study), 5)
     study = run_small(tmp_path, trials=5)  # already done: no new trial
     assert len(study.trials) == 5
-    with pytest.raises(SweepError, match="gamma range '0.05:0.99', not '0.1:0.9'"):
-        run_small(tmp_path, trials=6, gamma_range="0.1:0.9")
+    with pytest.raises(SweepError, match="created with gamma '0.05:0.99', not '0.1:0.9'"):
+        run_small(tmp_path, trials=6, gamma="0.1:0.9")
+    with pytest.raises(SweepError, match="created with step size '1ep:20ep', not '1ep,2ep'"):
+        run_small(tmp_path, trials=6, step_size="1ep,2ep")
+    with pytest.raises(SweepError, match="created with lr '0.01', not '0.001:0.1'"):
+        run_small(tmp_path, trials=6, lr="0.001:0.1")
     with pytest.raises(SweepError, match="seed 0, not 1"):
         run_small(tmp_path, trials=6, seed=1)
+    with pytest.raises(SweepError, match="validation 0.16666666666666666, not 0.25"):
+        run_small(tmp_path, trials=6, validation=0.25)
+    with pytest.raises(SweepError, match="epochs 20, not 3"):
+        run_small(tmp_path, trials=6, epochs=3)
 
 
 def test_lr_range_samples_lr_log_uniformly(tmp_path):
-    study = run_small(tmp_path, trials=3, lr_range="0.001:0.1", step_size_range="100it:400it")
+    study = run_small(tmp_path, trials=3, lr="0.001:0.1", step_size="100it:400it", epochs=3)
     rows = study_rows(study)
     assert [row["state"] for row in rows] == ["COMPLETE"] * 3
     for row in rows:
@@ -270,15 +367,129 @@ def test_lr_range_samples_lr_log_uniformly(tmp_path):
     assert study.trials[0].distributions["lr"].log
 
 
-def test_pruning_uses_the_negated_test_loss(tmp_path):
-    study = run_small(tmp_path, trials=12)
+def test_a_list_is_a_categorical_choice_and_one_value_is_fixed(tmp_path):
+    """What you ask is what runs: every trial's step size is one of the list (never the default range), the
+    fixed gamma is used as given and is not a searched parameter."""
+    import optuna
+
+    study = run_small(tmp_path, trials=8, step_size="1ep,2ep", gamma="0.5", lr="0.01,0.1", epochs=3)
+    rows = study_rows(study)
+    assert len(rows) == 8
+    assert {row["step_size"] for row in rows} <= {"1ep", "2ep"}
+    assert {row["gamma"] for row in rows} == {0.5}
+    assert {row["lr"] for row in rows} <= {0.01, 0.1}
+    trial = study.trials[0]
+    assert trial.distributions["step_size"] == optuna.distributions.CategoricalDistribution(["1ep", "2ep"])
+    assert trial.distributions["lr"] == optuna.distributions.CategoricalDistribution([0.01, 0.1])
+    assert "gamma" not in trial.params
+    assert study.user_attrs["step_size"] == "1ep,2ep" and study.user_attrs["gamma"] == "0.5"
+
+
+def test_trials_choose_on_validation_and_keep_the_test_set_for_information(tmp_path):
+    """The study's value is the final validation accuracy and the pruner sees the negated validation loss of
+    every epoch: both recomputed here by training the same config with train()."""
+    from steplr.experiments import recipe_config
+    from steplr.train import train
+
+    study = run_small(tmp_path, trials=12, epochs=6)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert complete  # trial 0 at least: the pruner has no median to compare it with
     for trial in study.trials:
         assert trial.state.name in ("COMPLETE", "PRUNED")
-        losses = [-value for value in trial.intermediate_values.values()]
-        assert all(loss > 0 for loss in losses)  # reported as -test_loss
-        assert sorted(trial.intermediate_values) == list(range(1, len(losses) + 1))
-        if trial.state.name == "COMPLETE":
-            assert trial.user_attrs["test_loss"] == pytest.approx(losses[-1])
+        assert sorted(trial.intermediate_values) == list(range(1, len(trial.intermediate_values) + 1))
+    trial = complete[0]
+    config = recipe_config("qwerty", step_size=trial.user_attrs["step_size"], gamma=trial.user_attrs["gamma"],
+                           lr=trial.user_attrs["lr"], seed=0, validation=1 / 6, epochs=6)
+    history = train(config, load_qwerty())
+    assert [trial.intermediate_values[e.epoch] for e in history.epochs] == [-e.val_loss for e in history.epochs]
+    final = history.epochs[-1]
+    assert trial.value == final.val_acc
+    assert trial.user_attrs["val_loss"] == final.val_loss
+    assert (trial.user_attrs["test_acc"], trial.user_attrs["test_loss"]) == (final.test_acc, final.test_loss)
+
+
+def test_counts_name_every_way_a_trial_ends(tmp_path):
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    study = open_study("qwerty", "counts", None, tmp_path)
+    space = {"gamma": optuna.distributions.FloatDistribution(0, 1)}
+    made = [(TrialState.COMPLETE, {}), (TrialState.COMPLETE, {}), (TrialState.PRUNED, {}),
+            (TrialState.PRUNED, {"diverged": "loss became nan"}), (TrialState.FAIL, {}),
+            (TrialState.FAIL, {"surplus": True}), (TrialState.FAIL, {"surplus": True}), (TrialState.WAITING, {})]
+    for state, attrs in made:
+        study.add_trial(create_trial(state=state, value=0.5 if state == TrialState.COMPLETE else None,
+                                     params={"gamma": 0.5}, distributions=space, user_attrs=attrs))
+    counts = count_trials(study)
+    assert counts == TrialCounts(complete=2, pruned=1, diverged=1, failed=1, surplus=2, unfinished=1)
+    assert counts.finished == 4
+    assert str(counts) == ("4 finished trials (2 complete, 1 pruned, 1 diverged), 1 failed, 2 surplus (not run: "
+                           "the budget was already taken), 1 still running or queued")
+
+
+def test_a_diverged_trial_is_pruned_and_counted_as_diverged(tmp_path):
+    study = run_small(tmp_path, trials=2, lr="1e30", gamma="1", step_size="5ep", epochs=2)
+    assert count_trials(study) == TrialCounts(complete=0, pruned=0, diverged=2, failed=0, surplus=0, unfinished=0)
+    rows = study_rows(study)
+    assert [(row["state"], row["note"], row["lr"]) for row in rows] == [("PRUNED", "diverged", 1e30)] * 2
+
+
+# --------------------------------------------------------------------------------------------- confirming
+
+
+def test_confirm_best_retrains_distinct_configs_beside_a_constant_lr(tmp_path):
+    """Up to five distinct configs, in the study's order (validation accuracy), each against a constant LR at its
+    own lr on the same seeds; the paired numbers agree with the accuracies they summarise."""
+    from steplr.paired import VERDICTS
+
+    study = run_small(tmp_path, trials=8, step_size="1ep,2ep", gamma="0.5", lr="0.01,0.1", epochs=4)
+    chosen = best_trials(study)
+    keys = [(t.user_attrs["step_size"], t.user_attrs["lr"]) for t in chosen]
+    assert len(keys) == len(set(keys)) <= 4
+    values = [t.value for t in chosen]
+    assert values == sorted(values, reverse=True)
+    result = confirm_best(study, load_qwerty(), [0, 1, 2])
+    assert [row.trial for row in result.rows] == [t.number for t in chosen]
+    assert result.seeds == [0, 1, 2] and result.base.epochs == 4 and result.base.validation == 1 / 6
+    assert result.batches == 19  # 600 of Qwerty's 720 training examples, in batches of 32
+    for row, trial in zip(result.rows, chosen):
+        assert (row.step_size, row.gamma, row.lr, row.trial_val_acc) == (
+            trial.user_attrs["step_size"], 0.5, trial.user_attrs["lr"], trial.value)
+        assert row.seeds == 3 and row.verdict in VERDICTS[:3]
+        for value in (row.val_acc_mean, row.test_acc_mean, row.baseline_test_acc_mean):
+            assert 0 <= value <= 1
+        assert row.diff_mean == pytest.approx((row.test_acc_mean - row.baseline_test_acc_mean) * 100)
+        assert row.diff_ci_low <= row.diff_mean <= row.diff_ci_high
+        assert row.p <= row.p_adjusted <= 1
+    # Rows at the same lr share one constant-LR baseline.
+    by_lr = {}
+    for row in result.rows:
+        by_lr.setdefault(row.lr, set()).add(row.baseline_test_acc_mean)
+    assert all(len(means) == 1 for means in by_lr.values())
+
+
+def test_confirm_counts_diverged_seeds_instead_of_crashing(tmp_path):
+    """At lr 10 a constant LR diverges on every seed while a sharp step decay (x0.01 after one epoch) does not:
+    the diverged baseline counts as 0 accuracy and the verdict says so."""
+    study = run_small(tmp_path, trials=1, lr="10", gamma="0.01", step_size="1ep", epochs=4)
+    result = confirm_best(study, load_qwerty(), [0, 1, 2])
+    (row,) = result.rows
+    assert (row.diverged, row.baseline_diverged) == (0, 3)
+    assert row.baseline_test_acc_mean == 0.0 and row.test_acc_mean > 0.5
+    assert row.verdict == "better"
+
+
+def test_confirm_with_one_seed_has_no_test(tmp_path):
+    study = run_small(tmp_path, trials=2, epochs=3)
+    result = confirm_best(study, load_qwerty(), [0])
+    assert {row.verdict for row in result.rows} == {"1 seed: no test"}
+    assert all(row.p is None and row.p_adjusted is None and row.diff_ci_low is None for row in result.rows)
+
+
+def test_confirm_needs_a_complete_trial(tmp_path):
+    study = run_small(tmp_path, trials=1, lr="1e30", gamma="1", step_size="5ep", epochs=2)
+    with pytest.raises(SweepError, match="study 's' has no complete trials yet"):
+        confirm_best(study, load_qwerty(), [0])
 
 
 # --------------------------------------------------------------------------------------------- many workers

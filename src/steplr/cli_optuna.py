@@ -1,97 +1,359 @@
-"""``steplr sweep --engine optuna``: the Optuna search's flags, printing and report; the search is in tune.py."""
+"""``steplr sweep --engine optuna``: flags, worker processes, the console summary and the report.
+
+The search and the statistics are in :mod:`steplr.tune`. The command runs the search (here and in ``--workers - 1``
+helper processes sharing the study), then retrains the study's best configs on ``--seeds`` seeds beside a constant
+LR (:func:`steplr.tune.confirm_best`) and writes ``summary.json``, ``trials.csv``, ``best_lr.png`` and
+``report.html``. Trials are chosen on validation accuracy; every reported comparison is on the test set.
+
+On the command line a bare step size counts epochs (``--step-size 1:20`` is ``1ep:20ep``), as everywhere in
+steplr's CLI. Helpers are started as ``python -m steplr.cli_optuna sweep RECIPE --engine optuna ...`` with the
+flags the user typed; they run the search only.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import dataclasses
+import io
+import json
+import os
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from .cli_runs import RunUsageError, _load_data, _progress
-from .explain import explain, format_plan
-from .schedules import StepDecay
+from .cli_args import UsageError, duration
+from .cli_runs import _progress, jsonable, print_warnings
+
+if TYPE_CHECKING:
+    import optuna
+
+    from .tune import Confirmation, Confirmed
 
 __all__ = ["cmd_optuna"]
 
+DEFAULT_TRIALS = 30
+_FLAGS = {"step_size": "--step-size", "gamma": "--gamma", "lr": "--lr"}
+_OUTPUTS = ("report.html", "summary.json", "trials.csv", "best_lr.png")  # what this command writes in --out
+HEADER = ("trial", "step_size", "gamma", "lr", "val acc", "test acc", "constant LR", "vs constant LR (95% CI)", "p",
+          "p (Holm)", "verdict", "diverged")
 
-def cmd_optuna(args: argparse.Namespace, out_stream: TextIO) -> int:
+
+@dataclass(frozen=True)
+class _Search:
+    """The checked settings of one search: what every worker process runs and the report reads."""
+
+    recipe: str
+    study: str
+    storage: str | None
+    out: Path
+    trials: int
+    workers: int
+    seeds: int
+    validation: float
+    epochs: int | None
+    spaces: dict[str, str | None]  # step_size, gamma, lr as tune.parse_space reads them (lr None: the recipe's)
+    data_dir: str | None
+    download: bool
+
+
+def cmd_optuna(args: argparse.Namespace, out_stream: TextIO, err_stream: TextIO | None = None) -> int:
+    """Search (unless ``--report``), then confirm the best configs against a constant LR and report."""
     import optuna
 
-    from .tune import SweepError, redact, run_optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial is noise here; the table says it all
-    study = args.study or f"steplr-{args.recipe}"
-    if args.trials <= 0:
-        raise RunUsageError(f"--trials must be a positive integer, got {args.trials}")
-    if args.workers <= 0:
-        raise RunUsageError(f"--workers must be a positive integer, got {args.workers}")
-    step_range = args.step_size if ":" in args.step_size else "1ep:20ep"
-    gamma_range = args.gamma if ":" in args.gamma else "0.05:0.99"
-    out = Path(args.out or f"runs/{args.recipe}-optuna")
-    out.mkdir(parents=True, exist_ok=True)
+    search = _settings(args)
+    _check_out(search.out, args.force)
     if args.report:
-        return _optuna_report(args, out, study, out_stream)
-    helpers = []
-    if args.workers > 1:  # the same search in more processes, cooperating through the shared storage
-        command = [sys.executable, "-m", "steplr", "sweep", args.recipe, "--engine", "optuna", "--step-size",
-                   step_range, "--gamma", gamma_range, "--trials", str(args.trials), "--study", study, "--out",
-                   str(out)]
-        for flag, value in (("--lr", args.lr), ("--storage", args.storage), ("--data-dir", args.data_dir)):
-            if value is not None:
-                command += [flag, value]
-        if args.no_download:
-            command.append("--no-download")
-        helpers = [subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(args.workers - 1)]
+        typed = [flag for kind, flag in _FLAGS.items() if getattr(args, kind) is not None]
+        typed += [flag for flag, value in (("--epochs", args.epochs), ("--validation", args.validation))
+                  if value is not None]
+        if typed:
+            raise UsageError(f"--report rebuilds the report from the study's own settings: drop {', '.join(typed)}")
+    else:
+        _search_with_helpers(args, search, err_stream or sys.stderr)
+    return _report(search, out_stream, err_stream or sys.stderr)
+
+
+# --------------------------------------------------------------------------------------------- checking
+
+
+def _settings(args: argparse.Namespace) -> _Search:
+    """Check every flag (nothing on disk is touched); raise UsageError naming the first bad one."""
+    from .experiments import recipe_config
+    from .experiments import DEFAULT_VALIDATION
+    from .tune import DEFAULT_GAMMA, DEFAULT_STEP_SIZE, SweepError, parse_space
+
+    counts = {"trials": args.trials or DEFAULT_TRIALS, "workers": args.workers or 1, "seeds": args.seeds}
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise UsageError(f"--{name} must be a positive integer, got {value!r}")
+    validation = DEFAULT_VALIDATION if args.validation is None else args.validation
+    if isinstance(validation, bool) or not isinstance(validation, (int, float)) or not 0 < validation < 1:
+        raise UsageError(f"--validation must be a fraction in (0, 1) (trials are chosen on it), got {validation!r}")
+    epochs = args.epochs
     try:
-        bar = _progress(args.trials)
-        result = run_optuna(args.recipe, step_size_range=step_range, gamma_range=gamma_range, lr_range=args.lr,
-                            trials=args.trials, storage=args.storage, study_name=study, run_dir=out,
-                            data_dir=args.data_dir, download=not args.no_download,
-                            on_trial=(lambda *_: bar.update()) if bar is not None else None)
+        recipe_config(args.recipe, epochs=epochs)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    spaces: dict[str, str | None] = {"step_size": DEFAULT_STEP_SIZE, "gamma": DEFAULT_GAMMA, "lr": None}
+    for kind, flag in _FLAGS.items():
+        typed = getattr(args, kind, None)
+        if typed is None:
+            continue
+        text = _epochs_when_bare(typed) if kind == "step_size" else typed
+        try:
+            parse_space(text, kind)
+        except SweepError as error:
+            reason = str(error).partition(f"{text!r}: ")[2] or str(error)
+            raise UsageError(f"{flag} {typed!r}: {reason}") from None
+        spaces[kind] = text
+    study = args.study if args.study is not None else f"steplr-{args.recipe}"
+    if not study.strip():
+        raise UsageError("--study must be a non-empty name")
+    return _Search(args.recipe, study, args.storage, Path(args.out or f"runs/{args.recipe}-optuna"),
+                   counts["trials"], counts["workers"], counts["seeds"], float(validation), epochs, spaces,
+                   args.data_dir, not args.no_download)
+
+
+def _epochs_when_bare(text: str) -> str:
+    """A ``--step-size`` list or range with bare counts read as epochs: ``1:20`` -> ``1ep:20ep``."""
+    separator = ":" if ":" in text else ","
+    parts = []
+    for part in text.split(separator):
+        try:
+            parts.append(duration(part.strip()))
+        except argparse.ArgumentTypeError:
+            parts.append(part)  # left as typed: parse_space names the problem along with the whole text
+    return separator.join(parts)
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """Refuse an --out that is a file, holds another command's files (without --force), or cannot be written."""
+    from .tune import JOURNAL_FILE
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and not force:
+        # A study's folder is continued, not refused: running the same search again resumes it.
+        ours = (*_OUTPUTS, JOURNAL_FILE)
+        others = sorted(p.name for p in out.iterdir() if not p.name.lstrip(".").startswith(ours))
+        if others:
+            raise UsageError(f"--out {out} holds files this command did not write ({', '.join(others[:3])}"
+                             f"{', ...' if len(others) > 3 else ''}): pass --force to write into it, or choose "
+                             "another folder")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: cannot write into {existing}")
+
+
+# --------------------------------------------------------------------------------------------- searching
+
+
+def _search_with_helpers(args: argparse.Namespace, search: _Search, err_stream: TextIO) -> None:
+    """Run the search here and in ``workers - 1`` helper processes until the study holds its trials."""
+    helpers = [subprocess.Popen(_helper_command(args, search), stdout=subprocess.DEVNULL)
+               for _ in range(search.workers - 1)]
+    bar = _progress(search.trials)
+    finished = False
+    try:
+        _run(search, on_trial=(lambda *_: bar.update()) if bar is not None else None)
+        finished = True
+    finally:
         if bar is not None:
             bar.close()
-    except SweepError:
         for helper in helpers:
-            helper.kill()
-        raise
+            if not finished:
+                helper.kill()
+            helper.wait()
     for helper in helpers:
-        helper.wait()
-    out_stream.write(f"study {study!r} on {redact(args.storage) if args.storage else out / 'optuna-journal.log'}: "
-                     f"{len(result.trials)} trials\n")
-    return _optuna_report(args, out, study, out_stream)
+        if helper.returncode != 0:
+            err_stream.write(f"steplr: warning: worker process {helper.pid} exited with code {helper.returncode}; "
+                             "the other workers ran its share of the trials\n")
 
 
-def _optuna_report(args: argparse.Namespace, out: Path, study_name: str, out_stream: TextIO) -> int:
-    from .experiments import recipe_config
-    from .plots import Curve, plot_schedules
-    from .report import text_table, write_sweep_report
-    from .tune import open_study, redact, study_rows
+def _run(search: _Search, on_trial: Callable[..., None] | None) -> optuna.Study:
+    from .tune import run_optuna
 
-    study = open_study(args.recipe, study_name, args.storage, out, create=False)
-    rows = [r for r in study_rows(study) if r["value"] is not None]
-    if not rows:
-        raise RunUsageError(f"study {study_name!r} has no finished trials yet")
-    rows.sort(key=lambda r: r["value"], reverse=True)
-    base = recipe_config(args.recipe)
-    spe = 1 if base.interval == "epoch" else None
-    header = ("trial", "step_size", "gamma", "lr", "final test acc", "state")
-    table = [(str(r["number"]), str(r["step_size"]), f"{r['gamma']:.3g}", f"{r['lr']:.3g}",
-              f"{r['value'] * 100:.2f}%", str(r["state"])) for r in rows]
-    best = rows[0]
-    batches = None if spe == 1 else -(-_load_data(base.dataset, args).x_train.shape[0] // base.batch_size)
-    steps_per_epoch = spe or batches or 1
-    figure = plot_schedules(
-        [Curve(f"trial {r['number']}: step {r['step_size']}, gamma {r['gamma']:.3g}", StepDecay(r["step_size"], r["gamma"]),
-               r["lr"]) for r in rows[:5]],
-        base.epochs, out / "best_lr.png", steps_per_epoch, title="Learning rate of the best five trials",
+    return run_optuna(
+        search.recipe, step_size=search.spaces["step_size"] or "", gamma=search.spaces["gamma"] or "",
+        lr=search.spaces["lr"], trials=search.trials, storage=search.storage, study_name=search.study,
+        run_dir=search.out, validation=search.validation, epochs=search.epochs, data_dir=search.data_dir,
+        download=search.download, on_trial=on_trial,
     )
-    plan = explain(StepDecay(best["step_size"], best["gamma"]), best["lr"], base.epochs, steps_per_epoch)
-    plan_lines = format_plan(f"winner: trial {best['number']}", plan)
-    where = redact(args.storage) if args.storage else str(out / "optuna-journal.log")
-    report = write_sweep_report(out / "report.html", f"steplr sweep (optuna): {args.recipe}",
-                                f"Study {study_name!r} in {where}: {len(rows)} finished trials.", header, table,
-                                {"Learning rate of the best five trials": figure}, plan_lines,
-                                {"recipe": base.as_dict(), "study": study_name, "storage": where})
-    out_stream.write(text_table(header, table[:5]) + "\n" + "\n".join(plan_lines) + f"\nreport: {report}\n")
+
+
+def _helper_command(args: argparse.Namespace, search: _Search) -> list[str]:
+    """The command line of a helper: the flags as the user typed them, search only."""
+    command = [sys.executable, "-m", "steplr.cli_optuna", "sweep", search.recipe, "--engine", "optuna",
+               "--trials", str(search.trials), "--study", search.study, "--out", str(search.out)]
+    typed = {"--step-size": args.step_size, "--gamma": args.gamma, "--lr": args.lr,
+             "--validation": args.validation, "--epochs": args.epochs,
+             "--storage": search.storage, "--data-dir": search.data_dir}
+    for flag, value in typed.items():
+        if value is not None:
+            command += [flag, str(value)]
+    if not search.download:
+        command.append("--no-download")
+    return command
+
+
+def _helper(argv: Sequence[str]) -> int:
+    """A helper worker's whole life: the command's flags, the search only, no output."""
+    import optuna
+    import torch
+
+    from .cli import build_parser
+    from .tune import SweepError
+
+    torch.set_num_threads(1)  # one small model per worker: threads cost more than they save
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        _run(_settings(build_parser().parse_args(list(argv))), on_trial=None)
+    except (UsageError, SweepError):
+        return 2  # the main process meets the same problem and reports it once
     return 0
+
+
+# --------------------------------------------------------------------------------------------- reporting
+
+
+def _report(search: _Search, out_stream: TextIO, err_stream: TextIO) -> int:
+    """Confirm the study's best configs on the test set and write the summary, the trials, a figure, the report."""
+    from .data import load_dataset
+    from .experiments import recipe_config
+    from .tune import JOURNAL_FILE, confirm_best, count_trials, open_study, redact
+
+    study = open_study(search.recipe, search.study, search.storage, search.out, create=False)
+    where = redact(search.storage) if search.storage else str(search.out / JOURNAL_FILE)
+    counts = count_trials(study)
+    counts_line = f"study {search.study!r} on {where}: {counts}"
+    out_stream.write(counts_line + "\n")
+    out_stream.flush()
+    data = load_dataset(recipe_config(search.recipe).dataset, data_dir=search.data_dir, download=search.download)
+    result = confirm_best(study, data, range(search.seeds))
+    search.out.mkdir(parents=True, exist_ok=True)
+    chosen = (f"best {len(result.rows)} config{'s' if len(result.rows) != 1 else ''} chosen on validation accuracy; "
+              f"reported on the test set ({len(result.seeds)} seed{'s' if len(result.seeds) != 1 else ''} each, "
+              f"beside a constant LR at the same lr on the same seeds)")
+    table = [_cells(row) for row in result.rows]
+    sentences = _sentences(result)
+    notes = _notes(result)
+    plan = _winner_plan(result)
+    warnings = print_warnings(f"winner: trial {result.rows[0].trial}", plan, err_stream)  # also in the plan below
+    summary = _write_summary(search.out, result, counts, search.study, where)
+    _write_trials(search.out, study)
+    report = _write_report(search, result, study, f"{counts_line}. {chosen[0].upper()}{chosen[1:]}.", table,
+                           sentences, notes + warnings, plan)
+    from .report import text_table
+
+    lines = [chosen, text_table(HEADER, table), *(f"- {s}" for s in sentences), *(f"note: {n}" for n in notes),
+             *plan, f"summary: {summary}", f"report: {report}"]
+    out_stream.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _label(row: Confirmed) -> str:
+    return f"trial {row.trial} (step_size {row.step_size}, gamma {row.gamma:.3g}, lr {row.lr:.3g})"
+
+
+def _cells(row: Confirmed) -> tuple[str, ...]:
+    from .report import difference, p_value, percent
+
+    return (str(row.trial), str(row.step_size), f"{row.gamma:.3g}", f"{row.lr:.3g}", percent(row.val_acc_mean),
+            percent(row.test_acc_mean, row.test_acc_sd if row.seeds > 1 else None), percent(row.baseline_test_acc_mean),
+            difference(row.diff_mean, row.diff_ci_low, row.diff_ci_high), p_value(row.p), p_value(row.p_adjusted),
+            row.verdict, f"{row.diverged}/{row.seeds}")
+
+
+def _sentences(result: Confirmation) -> list[str]:
+    """One sentence per config against the constant LR, claiming no more than its verdict word."""
+    from .report import verdict_sentence
+
+    found = []
+    for index, row in enumerate(result.rows):
+        label = ("best on validation: " if index == 0 else "") + _label(row)
+        found.append(verdict_sentence(label, row.diff_mean, row.diff_ci_low, row.diff_ci_high, row.p_adjusted,
+                                      row.verdict, len(result.rows)))
+    return found
+
+
+def _notes(result: Confirmation) -> list[str]:
+    """What to know before trusting the numbers: diverged seeds, a run too short for decay to pay off."""
+    notes = [f"{_label(row)} diverged on {row.diverged} of {row.seeds} seeds (counted as 0 accuracy)"
+             for row in result.rows if row.diverged]
+    baseline_diverged = {row.lr: row.baseline_diverged for row in result.rows if row.baseline_diverged}
+    notes += [f"the constant LR at lr {lr:.3g} diverged on {count} of {len(result.seeds)} seeds (counted as 0 accuracy)"
+              for lr, count in baseline_diverged.items()]
+    notes += [f"the constant LR at lr {lr:.3g} still lowered its validation loss by {fall * 100:.1f}% over the last "
+              f"10% of epochs: the run may be too short for decay to pay off; try a larger --epochs"
+              for lr, fall in result.still_falling.items()]
+    return notes
+
+
+def _spe(result: Confirmation) -> int:
+    return result.base.steps_per_epoch(result.batches)
+
+
+def _winner_plan(result: Confirmation) -> list[str]:
+    from .explain import explain, format_plan
+    from .schedules import StepDecay
+
+    best = result.rows[0]
+    plan = explain(StepDecay(best.step_size, best.gamma), best.lr, result.base.epochs, _spe(result))
+    return format_plan(f"winner: trial {best.trial} (chosen on validation accuracy)", plan)
+
+
+def _write_summary(out: Path, result: Confirmation, counts: Any, study: str, where: str) -> Path:
+    from ._files import atomic_write_text
+
+    summary = {
+        "chosen_on": "validation accuracy",
+        "reported_on": "test set",
+        "study": study,
+        "storage": where,
+        "trials": {**dataclasses.asdict(counts), "finished": counts.finished},
+        "seeds": result.seeds,
+        "validation": result.base.validation,
+        "epochs": result.base.epochs,
+        "rows": [jsonable(row.as_dict()) for row in result.rows],
+    }
+    return atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
+
+
+def _write_trials(out: Path, study: optuna.Study) -> Path:
+    from ._files import atomic_write_text
+    from .tune import study_rows
+
+    rows = study_rows(study)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(out / "trials.csv", buffer.getvalue())
+
+
+def _write_report(search: _Search, result: Confirmation, study: optuna.Study, intro: str,
+                  table: list[tuple[str, ...]], sentences: list[str], notes: list[str], plan: list[str]) -> Path:
+    from .plots import Curve, plot_schedules
+    from .report import write_sweep_report
+    from .schedules import StepDecay
+
+    figure = plot_schedules(
+        [Curve(_label(row), StepDecay(row.step_size, row.gamma), row.lr) for row in result.rows],
+        result.base.epochs, search.out / "best_lr.png", _spe(result),
+        title="Learning rate of the best configs (chosen on validation accuracy)",
+    )
+    settings = {"recipe": result.base.as_dict(), "study": search.study, "search": dict(study.user_attrs),
+                "seeds": result.seeds}
+    return write_sweep_report(search.out / "report.html", f"steplr sweep (optuna): {search.recipe}", intro, HEADER,
+                              table, {"Learning rate of the best configs": figure}, plan, settings, sentences, notes)
+
+
+if __name__ == "__main__":
+    sys.exit(_helper(sys.argv[1:]))

@@ -12,9 +12,14 @@ finished (complete or pruned) trials in total:
   (its worker was killed or lost its connection) is marked failed by the next worker that looks, and a copy
   with the same parameters is queued (up to :data:`MAX_RETRY` times).
 
-Each trial samples ``step_size`` as a whole number of the range's unit (``"1ep:20ep"`` gives ``"7ep"``),
-``gamma`` uniformly and ``lr`` log-uniformly (only when an ``lr`` range is given), trains the recipe with them
-and returns the final test accuracy, which the study maximises. The per-epoch test loss feeds a median pruner.
+What a study tries is a :class:`Space` per setting, parsed by :func:`parse_space`: a range ``LOW:HIGH``
+(``step_size`` a whole number of the range's unit, ``"1ep:20ep"`` gives ``"7ep"``; ``gamma`` uniform; ``lr``
+log-uniform), a list of choices ``a,b,c`` (one drawn per trial), or one fixed value.
+
+Select on validation, report on test: every trial holds out a validation split of the training set
+(``validation``); the study maximises the final *validation* accuracy and its median pruner compares the
+per-epoch validation losses. The test set chooses nothing: :func:`confirm_best` retrains the best configs on
+several seeds beside a constant LR and compares their *test* accuracies (:mod:`steplr.paired`).
 
 Passwords never leave this module unredacted: messages show URLs through :func:`redact`.
 
@@ -24,15 +29,18 @@ Passwords never leave this module unredacted: messages show URLs through :func:`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
 import random
 import socket
+import statistics
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -40,15 +48,27 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 if TYPE_CHECKING:
     import optuna
 
-    from .train import EpochRecord
+    from .data import TrainData
+    from .train import EpochRecord, TrainConfig
 
 __all__ = [
     "SweepError",
     "redact",
     "parse_range",
+    "parse_space",
+    "Space",
     "open_study",
     "run_optuna",
     "study_rows",
+    "TrialCounts",
+    "count_trials",
+    "Confirmed",
+    "Confirmation",
+    "best_trials",
+    "confirm_best",
+    "DEFAULT_STEP_SIZE",
+    "DEFAULT_GAMMA",
+    "STUDY_FORMAT",
     "JOURNAL_FILE",
     "HEARTBEAT_INTERVAL",
     "GRACE_PERIOD",
@@ -68,6 +88,10 @@ _POLL_SECONDS = 0.5  # how often an idle worker looks again while other workers 
 _SETUP_ATTEMPTS = 5  # schema creation races between workers starting together on a fresh database
 
 _RANGE_KINDS = ("step_size", "gamma", "lr")
+DEFAULT_STEP_SIZE, DEFAULT_GAMMA = "1ep:20ep", "0.05:0.99"  # searched when not given; lr: the recipe's
+# Recorded in every study: version 2 chooses on validation accuracy (earlier studies chose on the test set, and
+# their trials cannot be mixed with these).
+STUDY_FORMAT = "steplr.optuna/2"
 _POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
 # Trial user attributes naming the process that runs a trial (the journal storage's liveness check).
 _HOST_ATTR, _PID_ATTR = "host", "pid"
@@ -200,14 +224,104 @@ def _duration_range(text: str) -> tuple[int, int, str]:
     return low, high, unit
 
 
-def _format_range(bounds: tuple[Any, ...] | None) -> str | None:
-    """A canonical text for parsed bounds (stored in the study, compared on resume)."""
-    if bounds is None:
-        return None
-    if len(bounds) == 3:
-        low, high, unit = bounds
-        return f"{low}{unit}:{high}{unit}"
-    return f"{bounds[0]!r}:{bounds[1]!r}"
+_LIST_EXAMPLES = {"step_size": "1ep,2ep,5ep", "gamma": "0.1,0.5", "lr": "0.01,0.1"}
+
+
+@dataclass(frozen=True)
+class Space:
+    """What a study tries for one setting (``name``: ``"step_size"``, ``"gamma"`` or ``"lr"``).
+
+    ``kind`` ``"range"``: ``values`` is ``(low, high)``; a step size is a whole number of ``unit`` (``""``:
+    scheduler steps), a gamma is drawn uniformly, a learning rate log-uniformly. ``"choice"``: ``values`` holds
+    the choices, one drawn per trial. ``"fixed"``: ``values`` holds the one value every trial uses.
+    """
+
+    name: str
+    kind: str
+    values: tuple[Any, ...]
+    unit: str = ""
+
+    def __str__(self) -> str:
+        """The canonical text (``"1ep:20ep"``, ``"1ep,2ep"``, ``"0.5"``): stored in the study, compared on resume."""
+        if self.kind == "range" and self.name == "step_size":
+            low, high = self.values
+            return f"{low}{self.unit}:{high}{self.unit}"
+        if self.kind == "range":
+            return f"{self.values[0]!r}:{self.values[1]!r}"
+        return ",".join(v if isinstance(v, str) else repr(v) for v in self.values)
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        """The value ``trial`` trains with; a range or a choice becomes a parameter of the trial."""
+        if self.kind == "fixed":
+            return self.values[0]
+        if self.kind == "choice":
+            return trial.suggest_categorical(self.name, list(self.values))
+        low, high = self.values
+        if self.name == "step_size":
+            count = trial.suggest_int(self.name, low, high)
+            return f"{count}{self.unit}" if self.unit else count
+        return trial.suggest_float(self.name, low, high, log=self.name == "lr")
+
+
+def parse_space(text: str, kind: str) -> Space:
+    """Parse what to try for ``kind``: a range ``LOW:HIGH`` (as :func:`parse_range`), a list ``a,b,c`` or one value.
+
+    Values follow the Python API: a bare step size counts scheduler steps (the command line turns ``5`` into
+    ``"5ep"`` before calling this); gammas lie in (0, 1]; learning rates are finite and > 0.
+
+    >>> parse_space("1ep,2ep", "step_size")
+    Space(name='step_size', kind='choice', values=('1ep', '2ep'), unit='')
+    >>> str(parse_space("1ep:20ep", "step_size")), str(parse_space("0.5", "gamma"))
+    ('1ep:20ep', '0.5')
+
+    Raises:
+        SweepError: naming ``text``: an empty item, a value repeated or out of bounds, a list mixed with a range.
+        ValueError: for an unknown ``kind`` (a programming error).
+    """
+    if kind not in _RANGE_KINDS:
+        raise ValueError(f"unknown range kind {kind!r}; expected one of {', '.join(_RANGE_KINDS)}")
+    if not isinstance(text, str) or not text.strip():
+        raise SweepError(f"bad {kind} {text!r}: expected one value, a list such as {_LIST_EXAMPLES[kind]!r} "
+                         f"or a range such as {_EXAMPLES[kind]!r}")
+    if ":" in text:
+        if "," in text:
+            raise SweepError(f"bad {kind} {text!r}: write a list (a,b) or a range (LOW:HIGH), not both")
+        if kind == "step_size":
+            low, high, unit = _duration_range(text)
+            return Space(kind, "range", (low, high), unit)
+        return Space(kind, "range", _float_range(text, kind))
+    items = [item.strip() for item in text.split(",")]
+    if any(not item for item in items):
+        raise SweepError(f"bad {kind} list {text!r}: an item is empty")
+    values = tuple(_one_value(item, kind, text) for item in items)
+    if len(set(values)) != len(values):
+        raise SweepError(f"bad {kind} list {text!r}: a value is repeated")
+    return Space(kind, "fixed" if len(values) == 1 else "choice", values)
+
+
+def _one_value(item: str, kind: str, text: str) -> int | str | float:
+    """One value of a list (or a fixed value) for ``parse_space``."""
+    from .units import Duration, parse_duration
+
+    if kind == "step_size":
+        try:
+            value = parse_duration(item, "step_size")
+        except (TypeError, ValueError):
+            raise SweepError(
+                f"bad step_size {text!r}: {item!r} is not a positive duration such as '5ep' or '230it'"
+            ) from None
+        return str(value) if isinstance(value, Duration) else value
+    try:
+        number = float(item)
+    except ValueError:
+        raise SweepError(f"bad {kind} {text!r}: {item!r} is not a number") from None
+    if not math.isfinite(number):
+        raise SweepError(f"bad {kind} {text!r}: {item!r} is not a finite number")
+    if kind == "gamma" and not 0 < number <= 1:
+        raise SweepError(f"bad gamma {text!r}: gamma must lie in (0, 1] (0 would zero the LR), got {item!r}")
+    if kind == "lr" and not number > 0:
+        raise SweepError(f"bad lr {text!r}: learning rates must be > 0, got {item!r}")
+    return number
 
 
 # --------------------------------------------------------------------------------------------- storage
@@ -323,7 +437,7 @@ def open_study(
 ) -> optuna.Study:
     """Open (or with ``create=True``, create if missing) the study ``study_name`` for ``recipe``.
 
-    The study maximises the final test accuracy with a TPE sampler (unseeded, so that workers propose different
+    The study maximises the final validation accuracy with a TPE sampler (unseeded, so that workers propose different
     points) and a median pruner that waits one epoch. A new study records ``recipe`` in its user attributes;
     an existing one must have been created for the same recipe (``recipe=None`` skips the check, for reading
     a study whatever it holds). Workers racing to create the same study are safe: one creates it, the others
@@ -344,7 +458,7 @@ def open_study(
         raise SweepError(f"bad study name {study_name!r}: expected a non-empty name")
     where = f"the journal file {Path(run_dir) / JOURNAL_FILE}" if storage is None else redact(storage)
     if storage is None and not create and not (Path(run_dir) / JOURNAL_FILE).is_file():
-        raise SweepError(f"no study named {study_name!r}: there is no {where}")
+        raise SweepError(f"no study named {study_name!r}: there is no journal file {Path(run_dir) / JOURNAL_FILE}")
     backend = _make_storage(storage, Path(run_dir))
     sampler = optuna.samplers.TPESampler(seed=None)
     # n_warmup_steps=1: no pruning on the first epoch's loss, which says little about the schedule.
@@ -517,7 +631,11 @@ def _fail_dead_trials(study: optuna.Study, journal: bool) -> None:
 
 def _check_settings(study: optuna.Study, settings: dict[str, Any]) -> None:
     """Record the search settings in a new study; refuse to continue one created with other settings."""
-    for key, value in settings.items():
+    if study.user_attrs.get("format") != STUDY_FORMAT and (
+        "format" in study.user_attrs or study.get_trials(deepcopy=False)
+    ):
+        raise SweepError(_older_study(study))
+    for key, value in {"format": STUDY_FORMAT, **settings}.items():
         if key not in study.user_attrs:
             study.set_user_attr(key, value)
         elif study.user_attrs[key] != value:
@@ -527,17 +645,25 @@ def _check_settings(study: optuna.Study, settings: dict[str, Any]) -> None:
             )
 
 
+def _older_study(study: optuna.Study) -> str:
+    made = study.user_attrs.get("format", "steplr.optuna/1")
+    return (f"study {study.study_name!r} was made by another version of steplr ({made}, which chose trials on the "
+            f"test set), not {STUDY_FORMAT}; use another study name")
+
+
 def run_optuna(
     recipe: str,
     *,
-    step_size_range: str,
-    gamma_range: str,
-    lr_range: str | None,
+    step_size: str = DEFAULT_STEP_SIZE,
+    gamma: str = DEFAULT_GAMMA,
+    lr: str | None = None,
     trials: int,
     storage: str | None,
     study_name: str,
     run_dir: Path,
     seed: int = 0,
+    validation: float | None = None,
+    epochs: int | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     download: bool = True,
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
@@ -555,56 +681,61 @@ def run_optuna(
     Several workers on one machine each use torch's default thread count: set ``torch.set_num_threads`` (or
     ``OMP_NUM_THREADS``) so that workers times threads does not exceed the cores.
 
-    Each trial: ``step_size`` a whole number in ``step_size_range``'s unit, ``gamma`` uniform in
-    ``gamma_range``, ``lr`` log-uniform in ``lr_range`` if given (else the recipe's); trains
-    ``recipe_config(recipe, step_size=..., gamma=..., lr=..., seed=seed)`` and returns the final test accuracy.
-    A run whose loss diverges counts as pruned (user attribute ``diverged``).
+    ``step_size``, ``gamma`` and ``lr`` say what to try (:func:`parse_space`: a range, a list or one value;
+    ``lr=None``: the recipe's). Each trial trains ``recipe_config(recipe, step_size=..., gamma=..., lr=...,
+    seed=seed, validation=validation, epochs=epochs)`` and returns its final *validation* accuracy, which the
+    study maximises; the median pruner sees the negated validation loss of every epoch. A run whose loss
+    diverges counts as pruned (user attribute ``diverged``).
 
-    Trial user attributes: ``host`` and ``pid`` of the worker, ``step_size`` (with unit) and ``lr`` (the
-    values trained), ``test_loss`` (final). A trial started when the budget was already taken ends FAIL with
-    ``surplus=True`` and no parameters.
+    Trial user attributes: ``host`` and ``pid`` of the worker; ``step_size``, ``gamma``, ``lr`` (the values
+    trained); final ``val_acc``, ``val_loss``, and, for information only, ``test_acc`` and ``test_loss``. A
+    trial started when the budget was already taken ends FAIL with ``surplus=True`` and no parameters.
 
     Args:
+        validation: the share of the training set held out for choosing, in (0, 1) (None:
+            :data:`steplr.experiments.DEFAULT_VALIDATION`).
+        epochs: the length of every trial (None: the recipe's).
         on_trial: called with ``(study, frozen_trial)`` after each trial this worker finishes.
         on_epoch: called with ``(trial, record)`` after each epoch of this worker's trials, once the epoch is
             reported; it may raise ``optuna.TrialPruned``. For progress display (the tests also use it to slow
             trials down).
 
     Raises:
-        SweepError: for bad ranges, trials, recipe or storage, or a study created with another recipe, seed or
-            ranges.
+        SweepError: for bad spaces, trials, recipe, validation, epochs or storage, data that cannot be loaded,
+            or a study created with other settings (recipe, seed, validation, epochs, spaces).
     """
     import optuna
     from optuna.trial import TrialState
 
-    from .data import load_dataset
+    from .data import load_dataset, split_validation
     from .errors import DivergedError
-    from .experiments import recipe_config
+    from .experiments import DEFAULT_VALIDATION, recipe_config
     from .train import train
 
-    step_bounds = _duration_range(step_size_range)
-    gamma_bounds = _float_range(gamma_range, "gamma")
-    lr_bounds = _float_range(lr_range, "lr") if lr_range is not None else None
+    validation = DEFAULT_VALIDATION if validation is None else validation
+    spaces = [parse_space(step_size, "step_size"), parse_space(gamma, "gamma")]
     if isinstance(trials, bool) or not isinstance(trials, int) or trials <= 0:
         raise SweepError(f"bad number of trials {trials!r}: expected a positive integer")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise SweepError(f"bad seed {seed!r}: expected an integer")
+    if isinstance(validation, bool) or not isinstance(validation, (int, float)) or not 0 < validation < 1:
+        raise SweepError(f"bad validation {validation!r}: trials are chosen on a validation split, so it must be "
+                         "a fraction in (0, 1)")
     try:
-        base = recipe_config(recipe, schedule="step", seed=seed)
+        base = recipe_config(recipe, schedule="step", seed=seed, validation=validation, epochs=epochs)
+        spaces.append(parse_space(lr, "lr") if lr is not None else Space("lr", "fixed", (base.lr,)))
+        data = load_dataset(base.dataset, data_dir=data_dir, download=download)
+        split_validation(data, validation)  # a fraction this training set cannot split fails here, before storage
+    except SweepError:
+        raise
     except ValueError as error:
         raise SweepError(str(error)) from None
 
     study = open_study(recipe, study_name, storage, Path(run_dir))
     _check_settings(
         study,
-        {
-            "seed": seed,
-            "step_size_range": _format_range(step_bounds),
-            "gamma_range": _format_range(gamma_bounds),
-            "lr_range": _format_range(lr_bounds),
-        },
+        {"seed": seed, "validation": validation, "epochs": base.epochs, **{s.name: str(s) for s in spaces}},
     )
-    data = load_dataset(base.dataset, data_dir=data_dir, download=download)
     host, pid = socket.gethostname(), os.getpid()
     quiet = _QuietSurplus()
 
@@ -616,25 +747,23 @@ def run_optuna(
             quiet.numbers.add(trial.number)
             _log.info("trial %d not run: the study's %d trials are taken by other workers", trial.number, trials)
             raise _SurplusTrial(f"trial {trial.number} not run: the study's {trials} trials are already taken")
-        low, high, unit = step_bounds
-        count = trial.suggest_int("step_size", low, high)
-        step_size: int | str = f"{count}{unit}" if unit else count
-        gamma = trial.suggest_float("gamma", gamma_bounds[0], gamma_bounds[1])
-        lr = trial.suggest_float("lr", lr_bounds[0], lr_bounds[1], log=True) if lr_bounds else base.lr
-        trial.set_user_attr("step_size", str(step_size))
-        trial.set_user_attr("lr", lr)
-        config = recipe_config(recipe, schedule="step", step_size=step_size, gamma=gamma, lr=lr, seed=seed)
+        values = {space.name: space.suggest(trial) for space in spaces}
+        for name, value in values.items():
+            trial.set_user_attr(name, value)
+        config = dataclasses.replace(base, **values)
 
         def after_epoch(record: EpochRecord) -> None:
             # The pruner compares intermediate values in the study's direction, and this study maximises
-            # accuracy: report the *negated* test loss, so that a lower loss counts as better when MedianPruner
-            # ranks this trial against the median of the others at the same epoch.
-            trial.report(-record.test_loss, record.epoch)
+            # accuracy: report the *negated* validation loss, so that a lower loss counts as better when
+            # MedianPruner ranks this trial against the median of the others at the same epoch.
+            trial.report(-record.val_loss, record.epoch)
             if on_epoch is not None:
                 on_epoch(trial, record)
             # Not on the last epoch: the run is over, pruning would only throw its result away.
             if record.epoch < config.epochs and trial.should_prune():
-                raise optuna.TrialPruned(f"epoch {record.epoch}: test loss {record.test_loss:.4g} above the median")
+                raise optuna.TrialPruned(
+                    f"epoch {record.epoch}: validation loss {record.val_loss:.4g} above the median"
+                )
 
         try:
             history = train(config, data, on_epoch=after_epoch)
@@ -642,8 +771,9 @@ def run_optuna(
             trial.set_user_attr(_DIVERGED_ATTR, str(error))
             raise optuna.TrialPruned(f"diverged: {error}") from None
         final = history.epochs[-1]
-        trial.set_user_attr("test_loss", final.test_loss)
-        return float(final.test_acc)
+        for name in ("val_acc", "val_loss", "test_acc", "test_loss"):
+            trial.set_user_attr(name, float(getattr(final, name)))
+        return float(final.val_acc)
 
     def after_trial(study_: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
         if on_trial is not None and not frozen.user_attrs.get(_SURPLUS_ATTR):
@@ -670,29 +800,36 @@ def run_optuna(
 # --------------------------------------------------------------------------------------------- reading
 
 
+def _trained(trial: optuna.trial.FrozenTrial) -> tuple[Any, Any, Any]:
+    """The (step_size, gamma, lr) a trial trained with (None where it never got that far)."""
+    attrs, params = trial.user_attrs, trial.params
+    return tuple(attrs.get(name, params.get(name)) for name in ("step_size", "gamma", "lr"))  # type: ignore[return-value]
+
+
 def study_rows(study: optuna.Study) -> list[dict[str, Any]]:
     """One row per trial, by number: ``number``, ``state`` (``"COMPLETE"``, ``"PRUNED"``, ...), ``step_size``
-    (e.g. ``"7ep"``), ``gamma``, ``lr``, ``value`` (final test accuracy, or None), ``epochs_reported``, plus
-    ``worker`` (``host:pid``), ``retry_of`` (the number of the trial it repeats after its worker died, or None)
-    and ``note`` (``"surplus"``, ``"diverged"`` or ``""``).
+    (text, e.g. ``"7ep"``), ``gamma``, ``lr``, ``val_acc`` (the final validation accuracy the study maximises, or
+    None), ``test_acc`` (for information, or None), ``epochs_reported``, plus ``worker`` (``host:pid``),
+    ``retry_of`` (the number of the trial it repeats after its worker died, or None) and ``note``
+    (``"surplus"``, ``"diverged"`` or ``""``).
     """
     rows = []
     for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         attrs = trial.user_attrs
-        step_size = attrs.get("step_size")
-        if step_size is None and "step_size" in trial.params:
-            step_size = str(trial.params["step_size"])
+        step_size, gamma, lr = _trained(trial)
         worker = f"{attrs[_HOST_ATTR]}:{attrs[_PID_ATTR]}" if _HOST_ATTR in attrs and _PID_ATTR in attrs else None
         note = "surplus" if attrs.get(_SURPLUS_ATTR) else "diverged" if _DIVERGED_ATTR in attrs else ""
+        complete = trial.state.name == "COMPLETE"
         rows.append(
             {
                 "number": trial.number,
                 "state": trial.state.name,
-                "step_size": step_size,
-                "gamma": trial.params.get("gamma"),
-                "lr": trial.params.get("lr", attrs.get("lr")),
-                # Only a complete trial's value is a test accuracy (Optuna gives a pruned trial its last report).
-                "value": trial.value if trial.state.name == "COMPLETE" else None,
+                "step_size": None if step_size is None else str(step_size),
+                "gamma": gamma,
+                "lr": lr,
+                # Only a complete trial's value is an accuracy (Optuna gives a pruned trial its last report).
+                "val_acc": trial.value if complete else None,
+                "test_acc": attrs.get("test_acc") if complete else None,
                 "epochs_reported": len(trial.intermediate_values),
                 "worker": worker,
                 "retry_of": trial.system_attrs.get("failed_trial"),
@@ -700,3 +837,176 @@ def study_rows(study: optuna.Study) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+@dataclass(frozen=True)
+class TrialCounts:
+    """How a study's trials ended. The budget (``trials``) counts the finished ones: complete, pruned, diverged."""
+
+    complete: int
+    pruned: int  # stopped early by the median pruner
+    diverged: int  # their loss became NaN or infinite (Optuna state PRUNED, user attribute "diverged")
+    failed: int  # their worker died (a copy was queued) or an error stopped them
+    surplus: int  # started when other workers' trials already filled the budget: never trained
+    unfinished: int  # running or queued
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned + self.diverged
+
+    def __str__(self) -> str:
+        """One sentence, the same wherever a study is summed up (console, report)."""
+        text = (f"{self.finished} finished trials ({self.complete} complete, {self.pruned} pruned, "
+                f"{self.diverged} diverged), {self.failed} failed")
+        if self.surplus:
+            text += f", {self.surplus} surplus (not run: the budget was already taken)"
+        if self.unfinished:
+            text += f", {self.unfinished} still running or queued"
+        return text
+
+
+def count_trials(study: optuna.Study) -> TrialCounts:
+    """Count ``study``'s trials by how they ended (see :class:`TrialCounts`)."""
+    found = dict.fromkeys(("complete", "pruned", "diverged", "failed", "surplus", "unfinished"), 0)
+    for trial in study.get_trials(deepcopy=False):
+        state = trial.state.name
+        if state == "COMPLETE":
+            found["complete"] += 1
+        elif state == "PRUNED":
+            found["diverged" if _DIVERGED_ATTR in trial.user_attrs else "pruned"] += 1
+        elif state == "FAIL":
+            found["surplus" if trial.user_attrs.get(_SURPLUS_ATTR) else "failed"] += 1
+        else:
+            found["unfinished"] += 1
+    return TrialCounts(**found)
+
+
+# --------------------------------------------------------------------------------------------- the verdict
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """One of a study's best configs retrained on ``seeds`` seeds beside a constant LR (same lr, same seeds).
+
+    Accuracies are fractions in [0, 1] (a diverged seed counts as 0); ``diff_*`` are test-accuracy points against
+    the constant LR, paired over seeds, with ``p_adjusted`` Holm-adjusted over every config confirmed together
+    (:func:`steplr.paired.against_baseline`).
+    """
+
+    trial: int
+    step_size: int | str
+    gamma: float
+    lr: float
+    trial_val_acc: float  # what the study chose it on: the trial's final validation accuracy
+    val_acc_mean: float
+    test_acc_mean: float
+    test_acc_sd: float
+    baseline_test_acc_mean: float
+    diff_mean: float
+    diff_ci_low: float | None
+    diff_ci_high: float | None
+    p: float | None
+    p_adjusted: float | None
+    verdict: str
+    diverged: int  # seeds whose loss became NaN or infinite
+    baseline_diverged: int
+    seeds: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """:func:`confirm_best`'s result: rows in the study's order (best validation accuracy first)."""
+
+    rows: list[Confirmed]
+    seeds: list[int]
+    base: TrainConfig  # the study's recipe settings (epochs, validation); schedule and lr vary by row
+    batches: int  # batches per epoch of the training part of the split
+    still_falling: dict[float, float]  # base LR -> how much the constant LR's validation loss still fell at the end
+
+
+def _settings(study: optuna.Study) -> dict[str, Any]:
+    """The settings a study was created with (see :func:`run_optuna`); refuses a study of another version."""
+    if study.user_attrs.get("format") != STUDY_FORMAT:
+        raise SweepError(_older_study(study))
+    return dict(study.user_attrs)
+
+
+def best_trials(study: optuna.Study, limit: int = 5) -> list[optuna.trial.FrozenTrial]:
+    """Up to ``limit`` complete trials of distinct (step_size, gamma, lr), by final validation accuracy (the
+    study's value), best first; equal values keep the earlier trial first."""
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.value is not None]
+    found: list[optuna.trial.FrozenTrial] = []
+    seen: set[tuple[str, float, float]] = set()
+    for trial in sorted(complete, key=lambda t: (-float(t.value), t.number)):  # type: ignore[arg-type]
+        step_size, gamma, lr = _trained(trial)
+        key = (str(step_size), float(gamma), float(lr))
+        if key not in seen:
+            seen.add(key)
+            found.append(trial)
+        if len(found) == limit:
+            break
+    return found
+
+
+def _final(history: Any, name: str) -> float:
+    """A final accuracy, 0 for a diverged run (it classifies nothing right)."""
+    value = float(getattr(history.epochs[-1], name))
+    return value if history.diverged_at is None and math.isfinite(value) else 0.0
+
+
+def confirm_best(
+    study: optuna.Study,
+    data: TrainData,
+    seeds: Sequence[int],
+    limit: int = 5,
+    on_epoch: Callable[[int], None] | None = None,
+) -> Confirmation:
+    """Retrain the study's best configs (:func:`best_trials`) on ``seeds`` beside a constant LR and compare them.
+
+    Every config and, for each of their base LRs, a constant LR (schedule ``"none"``) train on every seed in
+    one batch (:func:`steplr.sweep.train_batched`), with the study's recipe, epochs and validation split. The
+    study chose the configs on validation accuracy; the comparison uses the test set only.
+
+    Raises:
+        SweepError: for a study without complete trials or made by another version of steplr.
+    """
+    from .experiments import recipe_config
+    from .paired import against_baseline, still_falling
+    from .sweep import train_batched
+
+    settings = _settings(study)
+    chosen = best_trials(study, limit)
+    if not chosen:
+        raise SweepError(f"study {study.study_name!r} has no complete trials yet")
+    if not seeds:
+        raise SweepError("confirming the best configs needs at least one seed")
+    base = recipe_config(settings["recipe"], validation=settings["validation"], epochs=settings["epochs"])
+    configs = [dataclasses.replace(base, schedule="step", step_size=step_size, gamma=gamma, lr=lr, seed=seed)
+               for step_size, gamma, lr in map(_trained, chosen) for seed in seeds]
+    lrs = list(dict.fromkeys(float(_trained(t)[2]) for t in chosen))
+    configs += [dataclasses.replace(base, schedule="none", lr=lr, seed=seed) for lr in lrs for seed in seeds]
+    histories = train_batched(configs, data, on_epoch=on_epoch)
+    n = len(seeds)
+    runs = [histories[i * n : (i + 1) * n] for i in range(len(chosen))]
+    baselines = {lr: histories[(len(chosen) + j) * n : (len(chosen) + j + 1) * n] for j, lr in enumerate(lrs)}
+    pairs = [([_final(h, "test_acc") for h in run], [_final(h, "test_acc") for h in baselines[float(_trained(t)[2])]])
+             for t, run in zip(chosen, runs)]
+    rows = []
+    for trial, run, (accs, baseline_accs), paired in zip(chosen, runs, pairs, against_baseline(pairs)):
+        step_size, gamma, lr = _trained(trial)
+        rows.append(Confirmed(
+            trial.number, step_size, float(gamma), float(lr), float(trial.value),  # type: ignore[arg-type]
+            statistics.fmean(_final(h, "val_acc") for h in run), statistics.fmean(accs),
+            statistics.stdev(accs) if n > 1 else 0.0, statistics.fmean(baseline_accs),
+            paired.diff_mean, paired.diff_ci_low, paired.diff_ci_high, paired.p, paired.p_adjusted, paired.verdict,
+            sum(h.diverged_at is not None for h in run),
+            sum(h.diverged_at is not None for h in baselines[float(lr)]), n,
+        ))
+    falling = {lr: still_falling([h.column("val_loss") for h in runs_]) for lr, runs_ in baselines.items()}
+    from .data import split_validation
+
+    batches = -(-split_validation(data, base.validation).x_train.shape[0] // base.batch_size)
+    return Confirmation(rows, list(seeds), base, batches, {lr: f for lr, f in falling.items() if f is not None})
