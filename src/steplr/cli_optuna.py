@@ -259,13 +259,13 @@ def _report(search: _Search, out_stream: TextIO, err_stream: TextIO) -> int:
 
 
 def _label(row: Confirmed) -> str:
-    return f"trial {row.trial} (step_size {row.step_size}, gamma {row.gamma:.3g}, lr {row.lr:.3g})"
+    return f"trial {row.trial} (step_size {row.step_size}, gamma {row.gamma:.4g}, lr {row.lr:.3g})"
 
 
 def _cells(row: Confirmed) -> tuple[str, ...]:
     from .report import difference, p_value, percent
 
-    return (str(row.trial), str(row.step_size), f"{row.gamma:.3g}", f"{row.lr:.3g}", percent(row.val_acc_mean),
+    return (str(row.trial), str(row.step_size), f"{row.gamma:.4g}", f"{row.lr:.3g}", percent(row.val_acc_mean),
             percent(row.test_acc_mean, row.test_acc_sd if row.seeds > 1 else None), percent(row.baseline_test_acc_mean),
             difference(row.diff_mean, row.diff_ci_low, row.diff_ci_high), p_value(row.p), p_value(row.p_adjusted),
             row.verdict, f"{row.diverged}/{row.seeds}")
