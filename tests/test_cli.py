@@ -262,7 +262,7 @@ def test_version():
                   "--force overwrite --output if it exists"]),
         ("train", ["(default: "]),
         ("compare", ["(default: none,step)", "(default: 5)"]),
-        ("sweep", ["(default: 1ep,2ep,5ep,10ep)", "(default: 30)"]),
+        ("sweep", ["(default: grid 1ep,2ep,5ep,10ep; optuna 1ep:20ep)", "(default: 30)", "(default: 3)"]),
     ],
 )
 def test_help_shows_defaults(command, shown):

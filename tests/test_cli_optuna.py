@@ -288,3 +288,12 @@ def test_the_winners_plan_warnings_go_to_stderr_and_into_the_report(tmp_path, ca
     assert warned and "the learning rate falls to" in warned[0]
     assert warned[0].removeprefix("steplr: warning: ") in report_text(out)
     assert "warning: the learning rate falls to" in text  # in the winner's plan on the console
+
+
+def test_plans_of_a_listed_search_are_warned_about_before_it_starts(tmp_path):
+    code, text, err = run("sweep", "qwerty", "--engine", "optuna", "--step-size", "1,50", "--gamma", "0.5",
+                          "--trials", "2", "--epochs", "2", "--seeds", "1", "--out", str(tmp_path / "w"))
+    assert code == 0, err
+    first = err.splitlines()[0]
+    assert first.startswith("steplr: warning: step 50ep, gamma 0.5: the learning rate never changes within the run")
+    assert "step 1ep, gamma 0.5" not in err  # halving every epoch for 2 epochs is not flagged

@@ -157,32 +157,6 @@ def test_bad_sweep_input_is_one_line(tmp_path, argv, message):
     assert code == 2 and out == "" and err.count("\n") == 1 and message in err
 
 
-def test_optuna_engine_with_two_local_workers_and_a_rebuilt_report(tmp_path):
-    out = tmp_path / "optuna"
-    code, text, err = run("sweep", "qwerty", "--engine", "optuna", "--trials", "6", "--workers", "2",
-                          "--step-size", "1ep:10ep", "--gamma", "0.1:0.9", "--out", str(out))
-    assert code == 0, err
-    assert text.startswith(f"study 'steplr-qwerty' on {out / 'optuna-journal.log'}: ")
-    assert (out / "report.html").is_file() and "winner: trial" in text
-    from steplr.tune import open_study, study_rows
-
-    rows = study_rows(open_study("qwerty", "steplr-qwerty", None, out, create=False))
-    finished = [r for r in rows if r["state"] in ("COMPLETE", "PRUNED")]
-    assert len(finished) == 6 and len({r["number"] for r in rows}) == len(rows)
-    (out / "report.html").unlink()
-    code, again, _ = run("sweep", "qwerty", "--engine", "optuna", "--report", "--out", str(out))
-    assert code == 0 and (out / "report.html").is_file() and "winner: trial" in again
-
-
-def test_optuna_errors_are_one_line_and_hide_passwords(tmp_path):
-    code, out, err = run("sweep", "qwerty", "--engine", "optuna", "--trials", "2", "--storage",
-                         "postgresql://me:hunter2@127.0.0.1:1/db", "--out", str(tmp_path / "o"))
-    assert code == 2 and out == "" and err.count("\n") == 1
-    assert "hunter2" not in err and "***" in err
-    code, _, err = run("sweep", "qwerty", "--engine", "optuna", "--gamma", "0:0.9", "--out", str(tmp_path / "g"))
-    assert code == 2 and "0:0.9" in err
-
-
 def test_grid_sweep_names_a_bad_value_before_training():
     with pytest.raises(ValueError, match="gamma must be a finite number > 0, got -0.5"):
         grid_sweep("qwerty", load_qwerty(), ["1ep", "2ep"], [0.5, -0.5], [0])

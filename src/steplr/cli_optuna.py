@@ -74,8 +74,30 @@ def cmd_optuna(args: argparse.Namespace, out_stream: TextIO, err_stream: TextIO 
         if typed:
             raise UsageError(f"--report rebuilds the report from the study's own settings: drop {', '.join(typed)}")
     else:
+        _warn_about_plans(search, err_stream or sys.stderr)
         _search_with_helpers(args, search, err_stream or sys.stderr)
     return _report(search, out_stream, err_stream or sys.stderr)
+
+
+def _warn_about_plans(search: _Search, err_stream: TextIO) -> None:
+    """Before searching, explain's warnings for every (step_size, gamma) a search of lists or fixed values can try
+    (the warnings do not depend on the base LR; a range has too many plans to list, and the winner's are printed)."""
+    from .cli_runs import _batches, _load_data
+    from .explain import explain, format_plan
+    from .experiments import recipe_config
+    from .schedules import StepDecay
+    from .tune import parse_space
+
+    spaces = [parse_space(search.spaces[kind] or "", kind) for kind in ("step_size", "gamma")]
+    if any(space.kind == "range" for space in spaces):
+        return
+    base = recipe_config(search.recipe, epochs=search.epochs, validation=search.validation)
+    data = _load_data(base.dataset, argparse.Namespace(data_dir=search.data_dir, no_download=not search.download))
+    spe = base.steps_per_epoch(_batches(data, base))
+    for step_size in spaces[0].values:
+        for gamma in spaces[1].values:
+            plan = explain(StepDecay(step_size, gamma), base.lr, base.epochs, spe)
+            print_warnings(f"step {step_size}, gamma {gamma:g}", format_plan("", plan), err_stream)
 
 
 # --------------------------------------------------------------------------------------------- checking

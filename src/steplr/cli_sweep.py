@@ -48,7 +48,9 @@ def add_sweep_command(commands: Any) -> None:
     sweep.add_argument("--validation", type=float, default=None,
                        help="fraction of the training set held out to choose on (default: 1/6)")
     sweep.add_argument("--out", default=None, help="run folder (default: runs/RECIPE-sweep or runs/RECIPE-optuna)")
-    sweep.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    sweep.add_argument("--force", action="store_true",
+                       help="grid: replace a non-empty --out folder; optuna: write into a folder holding other "
+                            "files (a study's own folder is continued without it)")
     sweep.add_argument("--data-dir", default=None, help="folder with (or for) the MNIST/Fashion-MNIST IDX files")
     sweep.add_argument("--no-download", action="store_true", help="never download data")
     sweep.add_argument("--trials", type=positive_int, default=None,
@@ -102,7 +104,7 @@ def cmd_sweep(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None =
         torch.set_num_threads(1)  # one small model per worker: threads cost more than they save
         from .cli_optuna import cmd_optuna
 
-        return cmd_optuna(args, out_stream)
+        return cmd_optuna(args, out_stream, err)
     # The grid trains large batches, whose batched matmuls can use every core (1.1-1.4x on two cores at K >= 256 in
     # repeated, noisy runs), so torch keeps its default thread count here.
     from .experiments import DEFAULT_VALIDATION, recipe_config
