@@ -61,13 +61,22 @@ def check_png(path, capfd, min_width: int = 300, min_height: int = 200) -> np.nd
 
 
 def texts_outside(fig) -> list[str]:
-    """Visible, non-empty texts whose box leaves the canvas (a reader would see them cut off)."""
+    """Drawn, non-empty texts whose box leaves the canvas (a reader would see them cut off). Tick labels of ticks
+    outside an axis' view are not drawn, so they do not count."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
+    undrawn = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            slack = (high - low) * 1e-9
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if not low - slack <= tick.get_loc() <= high + slack:
+                    undrawn.update({id(tick.label1), id(tick.label2)})
     canvas = fig.bbox
     cut = []
     for text in fig.findobj(Text):
-        if not text.get_visible() or not text.get_text().strip():
+        if id(text) in undrawn or not text.get_visible() or not text.get_text().strip():
             continue
         box = text.get_window_extent(renderer)
         if box.x0 < canvas.x0 - 1 or box.y0 < canvas.y0 - 1 or box.x1 > canvas.x1 + 1 or box.y1 > canvas.y1 + 1:
@@ -252,6 +261,22 @@ def test_metric_must_be_loss_or_acc(tmp_path):
     with pytest.raises(ValueError, match="metric must be 'loss' or 'acc', got 'f1'"):
         plot_run_metric({"step": [history()]}, "f1", tmp_path / "x.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_run_figures_keep_every_text_inside_the_canvas():
+    tiny = {name: [history(lr=5e-5, gamma=0.5, seed=s) for s in range(2)] for name in ("step", "a much longer name")}
+    many = {f"schedule {i}": [history(seed=i, val=True)] for i in range(8)}  # two legend rows
+    diverged = {"step": [history(val=True), history(seed=1, val=True, diverge_at=3)]}
+    long_title = "Learning rate of the best five configs of a sweep over step_size, gamma and the base LR " * 2
+    figures = [
+        plots._lrs_figure(tiny, None), plots._lrs_figure(compare_runs(), True),
+        plots._metric_figure(tiny, "loss"), plots._metric_figure(many, "acc"), plots._metric_figure(diverged, "loss"),
+        plots._schedules_figure([Curve("step", StepDecay(2, 0.5), 3e-5)], 10, 1, None, long_title),
+    ]
+    for fig in figures:
+        assert texts_outside(fig) == []
+    lr_axis = figures[0].axes[0]
+    assert lr_axis.get_yscale() == "linear" and not lr_axis.yaxis.get_offset_text().get_text()
 
 
 # --- plot_heatmap ---------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Figures of learning-rate schedules and runs, written atomically to disk (PNG, SVG or PDF).
 
 Figures are built on :class:`matplotlib.figure.Figure` with the Agg canvas, never through ``matplotlib.pyplot``:
-pyplot's import and figure bookkeeping cost a single ``steplr train`` start-up time it does not need (the saving
-is measured by ``benchmarks/bench_command.py``; numbers in ``benchmarks/RESULTS.md``). Nothing is shown on screen
-and no global figure state is kept, so drawing is safe from any thread of a program that uses pyplot itself.
+no backend switch, no global registry of open figures (so drawing is safe from threads and from programs that use
+pyplot themselves), nothing to close. pyplot's own import is a small part of the cost; most of what figures add
+to a ``steplr train`` is matplotlib's import and the drawing, which is why the run figures use fixed margins
+instead of a layout engine. ``benchmarks/bench_command.py`` measures both (numbers in ``benchmarks/RESULTS.md``).
 
 Rules every figure follows, so that a reader can trust it at a glance:
 
@@ -36,7 +37,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from ._files import atomic_write
 from .explain import explain
@@ -171,10 +172,25 @@ def plot_heatmap(
 # Builders: each returns the Figure, so tests can inspect axes, scales and outlines before anything is saved.
 
 
-def _new_figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
+def _new_figure(width: float, height: float, margins: tuple[float, float, float, float] | None = None,
+                gap: float = 0.0, panels: int = 1) -> Figure:
+    """A figure on the Agg canvas. ``margins`` (left, right, bottom, top, in inches) fix where the axes go;
+    without them matplotlib's constrained layout measures every text first, which doubles the cost of a save
+    (fine for a sweep's one heatmap, not for the three figures of every ``steplr train``)."""
+    fig = Figure(figsize=(width, height), dpi=_DPI, layout=None if margins else "constrained")
     FigureCanvasAgg(fig)
+    if margins is not None:
+        left, right, bottom, top = margins
+        axes_width = (width - left - right - gap * (panels - 1)) / panels
+        fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
+                            top=1 - top / height, wspace=gap / axes_width)
     return fig
+
+
+def _title_lines(text: str, width: float, points: float) -> str:
+    """``text`` wrapped to fit ``width`` inches at ``points`` size (DejaVu Sans averages ~0.55 em a character)."""
+    per_line = max(20, int((width - 0.3) * 72 / (0.58 * points)))
+    return "\n".join(textwrap.fill(line, per_line) for line in text.splitlines())
 
 
 def _style(index: int, count: int, points: int) -> dict[str, Any]:
@@ -210,6 +226,12 @@ def _set_log(ax: Axes, values: Any) -> None:
     ax.set_yscale("log", nonpositive="clip")
     if positive.size:
         ax.set_ylim(float(positive.min()) / 1.6, float(positive.max()) * 1.6)
+
+
+def _lr_axis(ax: Axes, log: bool) -> None:
+    ax.set_ylabel("learning rate (log scale)" if log else "learning rate")
+    if not log:  # "0.0025", "1e-05": short labels and no offset text that could meet the title
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
 
 
 def _epoch_axis(ax: Axes, label: str = "epoch") -> None:
@@ -270,7 +292,8 @@ def _diverged_at(history: History) -> int | None:
 
 def _schedules_figure(curves: Sequence[Curve], epochs: int, steps_per_epoch: int, log_scale: bool | None,
                       title: str | None) -> Figure:
-    fig = _new_figure(7, 4)
+    heading = _title_lines(title or "Learning-rate schedule", 7, 11)
+    fig = _new_figure(7, 4, margins=(0.95, 0.2, 0.6, 0.2 + 0.2 * (heading.count("\n") + 1)))
     ax = fig.add_subplot()
     total = epochs * steps_per_epoch
     drawn: list[float] = []
@@ -287,8 +310,8 @@ def _schedules_figure(curves: Sequence[Curve], epochs: int, steps_per_epoch: int
         _set_log(ax, drawn)
     _epoch_axis(ax)
     ax.set_xlim(0, epochs)
-    ax.set_ylabel("learning rate (log scale)" if log else "learning rate")
-    ax.set_title(title or "Learning-rate schedule")
+    _lr_axis(ax, log)
+    ax.set_title(heading, fontsize=11)
     if len(curves) > 1 or (curves and curves[0].label):
         ax.legend(fontsize=8)
     return fig
@@ -304,7 +327,7 @@ def _iterations_per_epoch(histories: Sequence[History]) -> int | None:
 
 def _lrs_figure(runs: Mapping[str, Sequence[History]], log_scale: bool | None) -> Figure:
     seeds = _seed_count(runs)
-    fig = _new_figure(7, 4)
+    fig = _new_figure(7, 4, margins=(0.95, 0.2, 0.6, 0.4))
     ax = fig.add_subplot()
     differ = False
     drawn: list[np.ndarray] = []
@@ -327,7 +350,7 @@ def _lrs_figure(runs: Mapping[str, Sequence[History]], log_scale: bool | None) -
         _set_log(ax, values)
     _epoch_axis(ax, "epoch (every iteration drawn)" if per_epoch else "iteration")
     ax.set_xlim(0, max(1.0, *(len(h.iteration_lrs) / (per_epoch or 1) for hs in runs.values() for h in hs)))
-    ax.set_ylabel("learning rate (log scale)" if log else "learning rate")
+    _lr_axis(ax, log)
     phrase = f"the same on all {seeds} seeds" if seeds is not None and not differ else _over_seeds_phrase(seeds)
     ax.set_title(f"Learning rate applied at each iteration ({phrase})", fontsize=10)
     ax.legend(fontsize=8)
@@ -341,7 +364,11 @@ def _metric_figure(runs: Mapping[str, Sequence[History]], metric: str) -> Figure
     scale = 1.0 if metric == "loss" else 100.0
     held_out = any(not np.isnan(v) for hs in runs.values() for h in hs for v in h.column("val_loss"))
     splits = [(key, name) for key, name in _SPLITS if key != "val" or held_out]
-    fig = _new_figure(1.2 + 3.6 * len(splits), 4.4)
+    legend_rows = -(-len(runs) // 6)
+    diverged_any = any(_diverged_at(h) is not None for hs in runs.values() for h in hs)
+    width = 1.2 + 3.6 * len(splits)
+    fig = _new_figure(width, 4.4, margins=(0.95, 0.2, 0.52 + 0.22 * legend_rows, 0.55 + 0.2 * diverged_any),
+                      gap=0.2, panels=len(splits))
     axes = fig.subplots(1, len(splits), sharey=True, squeeze=False)[0]
     drawn = []
     for ax, (key, split_name) in zip(axes, splits):
@@ -360,6 +387,7 @@ def _metric_figure(runs: Mapping[str, Sequence[History]], metric: str) -> Figure
                         markeredgewidth=2, transform=ax.get_xaxis_transform(), clip_on=False, gid="diverged")
             drawn.append(table.ravel())
         ax.set_title(split_name, fontsize=10)
+        ax.yaxis.get_major_formatter().set_useOffset(False)
         _epoch_axis(ax)
     values = np.concatenate(drawn)
     log = metric == "loss" and _wants_log(values)
@@ -367,13 +395,14 @@ def _metric_figure(runs: Mapping[str, Sequence[History]], metric: str) -> Figure
         _set_log(axes[0], values)  # the panels share y
     axes[0].set_ylabel(("loss" if metric == "loss" else "accuracy (%)") + (" (log scale)" if log else ""))
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize=8)
+    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncols=min(len(labels), 6),
+               fontsize=8, frameon=False)
     what = "Loss" if metric == "loss" else "Accuracy"
     heading = f"{what} per epoch ({_over_seeds_phrase(seeds)})"
-    if any(line.get_gid() == "diverged" for line in axes[0].get_lines()):
+    if diverged_any:
         heading += ("\n\u00d7 on the epoch axis: a seed diverged (loss NaN or infinite); "
                     "means leave out NaN and infinite values")
-    fig.suptitle(heading, fontsize=10)
+    fig.suptitle(heading, fontsize=10, y=1 - 0.08 / 4.4, va="top")
     return fig
 
 
