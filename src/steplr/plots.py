@@ -282,14 +282,6 @@ def _over_seeds(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, low, high
 
 
-def _diverged_at(history: History) -> int | None:
-    """The first (1-based) epoch whose train or test loss is NaN or infinite, or None."""
-    for record in history.epochs:
-        if not (np.isfinite(record.train_loss) and np.isfinite(record.test_loss)):
-            return record.epoch
-    return None
-
-
 def _schedules_figure(curves: Sequence[Curve], epochs: int, steps_per_epoch: int, log_scale: bool | None,
                       title: str | None) -> Figure:
     heading = _title_lines(title or "Learning-rate schedule", 7, 11)
@@ -365,7 +357,7 @@ def _metric_figure(runs: Mapping[str, Sequence[History]], metric: str) -> Figure
     held_out = any(not np.isnan(v) for hs in runs.values() for h in hs for v in h.column("val_loss"))
     splits = [(key, name) for key, name in _SPLITS if key != "val" or held_out]
     legend_rows = -(-len(runs) // 6)
-    diverged_any = any(_diverged_at(h) is not None for hs in runs.values() for h in hs)
+    diverged_any = any(h.diverged_at is not None for hs in runs.values() for h in hs)
     width = 1.2 + 3.6 * len(splits)
     fig = _new_figure(width, 4.4, margins=(0.95, 0.2, 0.52 + 0.22 * legend_rows, 0.55 + 0.2 * diverged_any),
                       gap=0.2, panels=len(splits))
@@ -380,7 +372,7 @@ def _metric_figure(runs: Mapping[str, Sequence[History]], metric: str) -> Figure
             if len(histories) > 1:
                 ax.fill_between(epochs, low, high, color=f"C{index % 10}", alpha=_band_alpha(len(runs)),
                                 linewidth=0)
-            diverged = sorted({e for e in map(_diverged_at, histories) if e is not None})
+            diverged = sorted({h.diverged_at for h in histories if h.diverged_at is not None})
             if diverged:  # an empty unclipped line would claim the figure's corner in the layout
                 # On the x axis, so a seed that diverged in its first epoch (no finite value at all) still shows.
                 ax.plot(diverged, [0.03] * len(diverged), "x", color=f"C{index % 10}", markersize=8,
