@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_core.py
 	$(PY) benchmarks/bench_experiments.py
 	$(PY) benchmarks/bench_sweep.py
+	$(PY) benchmarks/bench_command.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis .mypy_cache
