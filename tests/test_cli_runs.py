@@ -253,15 +253,36 @@ def test_bare_durations_are_epochs_and_plan_warnings_go_to_stderr(tmp_path):
 def test_compare_takes_every_override_and_shows_the_plans(tmp_path):
     out = tmp_path / "c"
     code, text, err = run("compare", "digits", "--seeds", "2", "--epochs", "4", "--schedules",
-                          "multistep,cosine,plateau", "--milestones", "2,3", "--t-max", "3", "--eta-min", "1e-5",
-                          "--warmup", "1", "--plateau-patience", "0", "--out", str(out))
+                          "multistep,cosine", "--milestones", "2,3", "--t-max", "3", "--eta-min", "1e-5",
+                          "--warmup", "1", "--out", str(out))
     assert code == 0, err
-    assert "plan multistep, lr 0.001, per epoch" in text and "plan cosine" in text and "plan plateau" in text
+    # Every plan names its settings, the defaults too (the recipe's gamma 0.1, the warm-up's start factor).
+    assert "plan none (warm-up 1ep from x0.1), lr 0.001, per epoch" in text
+    assert "plan multistep (milestones 2ep,3ep, gamma 0.1, warm-up 1ep from x0.1), lr 0.001, per epoch" in text
+    assert "plan cosine (t_max 3ep, eta_min 1e-05, warm-up 1ep from x0.1)" in text
     page = (out / "report.html").read_text()
     assert "epoch 0: lr 0.0001" in page  # the warm-up starts at 0.1 x lr
     configs = json.loads(re.search(r"<h2>Configs</h2><pre>(.*?)</pre>", page, re.DOTALL).group(1).replace("&quot;", '"'))
     assert configs["multistep"]["milestones"] == ["2ep", "3ep"] and configs["cosine"]["t_max"] == "3ep"
-    assert configs["plateau"]["plateau_patience"] == 0 and configs["plateau"]["warmup"] is None
+    code, text, err = run("compare", "digits", "--seeds", "2", "--epochs", "3", "--schedules", "plateau",
+                          "--plateau-patience", "0", "--gamma", "0.3", "--out", str(tmp_path / "p"))
+    assert code == 0, err
+    assert "plan plateau (gamma 0.3, patience 0), lr 0.001: x0.3 after 0 epochs without a better validation loss" in text
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["train", "qwerty", "--t-max", "3"], "--t-max applies to cosine; not to step"),
+    (["train", "qwerty", "--schedule", "cosine", "--step-size", "2"], "--step-size applies to step; not to cosine"),
+    (["train", "qwerty", "--plateau-patience", "1"], "--plateau-patience applies to plateau; not to step"),
+    (["compare", "qwerty", "--schedules", "step", "--milestones", "2"], "--milestones applies to multistep; not to none, step"),
+    (["compare", "qwerty", "--schedules", "step,plateau", "--warmup", "1"], "--warmup does not apply to plateau"),
+    (["train", "qwerty", "--out", ""], "--out must name a folder, got ''"),
+    (["sweep", "qwerty", "--validation", "0"], "--validation 0 leaves nothing to choose"),
+])
+def test_settings_no_schedule_reads_are_refused(tmp_path, argv, message):
+    code, out, err = run(*argv) if "--out" in argv else run(*argv, "--out", str(tmp_path / "x"))
+    assert code == 2 and out == "" and message in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
 
 
 def test_compare_with_diverging_runs_reports_instead_of_crashing(tmp_path):
@@ -312,3 +333,66 @@ def test_train_with_a_validation_split_logs_it_and_records_it(tmp_path):
     with open(out / "history.csv", newline="") as handle:
         assert next(csv.reader(handle)) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss",
                                             "test_acc", "lr"]
+
+
+def test_an_interrupted_command_leaves_nothing_half_made(tmp_path):
+    from steplr.cli_runs import claim_out
+
+    fresh = tmp_path / "fresh"
+    with pytest.raises(KeyboardInterrupt), claim_out(fresh, force=False) as claim:
+        (claim.folder / "lr.png").write_bytes(b"half of the outputs")
+        raise KeyboardInterrupt
+    assert not fresh.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(KeyboardInterrupt), claim_out(empty, force=False) as claim:
+        (claim.folder / "lr.png").write_bytes(b"half of the outputs")
+        raise KeyboardInterrupt
+    assert empty.is_dir() and list(empty.iterdir()) == []  # as it was found
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "report.html").write_text("the old run")
+    with pytest.raises(KeyboardInterrupt), claim_out(old, force=True) as claim:
+        assert claim.folder != old and claim.folder.parent == tmp_path
+        (claim.folder / "report.html").write_text("half of a new run")
+        raise KeyboardInterrupt
+    assert (old / "report.html").read_text() == "the old run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "old"]
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "c"
+    child = subprocess.Popen([sys.executable, "-m", "steplr", "compare", "qwerty", "--seeds", "4", "--epochs", "2000",
+                              "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not out.exists() and time.monotonic() < deadline:  # the folder is claimed just before training
+        time.sleep(0.05)
+    time.sleep(0.5)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130 and err.endswith("steplr: interrupted\n") and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_replacing_run_folder_keeps_the_umask_mode(tmp_path):
+    old_mask = os.umask(0o022)
+    try:
+        out = tmp_path / "m"
+        assert run("train", "qwerty", "--epochs", "1", "--out", str(out))[0] == 0
+        assert run("train", "qwerty", "--epochs", "1", "--out", str(out), "--force")[0] == 0
+    finally:
+        os.umask(old_mask)
+    assert out.stat().st_mode & 0o777 == 0o755
+    assert (out / "checkpoint.pt").stat().st_mode & 0o777 == 0o644
+
+
+def test_only_train_suggests_resume_for_a_full_folder(tmp_path):
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("")
+    assert "pass --resume to continue it or --force" in run("train", "qwerty", "--out", str(full))[2]
+    err = run("compare", "qwerty", "--out", str(full))[2]
+    assert "--resume" not in err and "pass --force to replace it" in err

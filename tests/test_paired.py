@@ -87,7 +87,7 @@ def test_one_seed_has_no_test_and_diverged_counts_as_zero():
     ([2.0, 1.5, 1.2, 1.0, 0.98], True),  # 2% fall in the last epoch
     ([2.0, 1.5, 1.2, 1.0, 0.995], False),  # 0.5%: converged enough
     ([1.0] * 20 + [0.98], True),  # the last 10% of 21 epochs reaches 3 epochs back: 2% over them
-    ([0.98] * 17 + [1.0] * 3 + [0.98], True),  # ... and no further (the 0.98 at epoch 17 is outside)
+    ([1.2] * 17 + [1.0] * 3 + [0.98], True),  # ... and no further (the 1.2 at epoch 17 is outside)
 ])
 def test_still_falling(curve, flagged):
     fall = still_falling([curve, curve])
@@ -99,3 +99,29 @@ def test_still_falling(curve, flagged):
 def test_still_falling_skips_diverged_seeds():
     assert still_falling([[1.0, 0.5], [1.0, math.nan]]) == pytest.approx(0.5)
     assert still_falling([[math.nan, math.nan]]) is None
+
+
+def test_one_example_more_on_every_seed_seen_through_float32_is_not_significant():
+    # What a sweep measured: 173/180 vs 172/180 and 174/180 vs 173/180 twice, read back from float32 metrics.
+    import numpy as np
+
+    candidate = [float(np.float32(k / 180)) for k in (173, 174, 174)]
+    baseline = [float(np.float32(k / 180)) for k in (172, 173, 173)]
+    (result,) = against_baseline([(candidate, baseline)])
+    assert result.p == 2 / 2**3 and result.verdict == "no detectable difference"
+    assert result.diff_ci_low == result.diff_ci_high == pytest.approx(100 / 180, abs=1e-4)
+
+
+def test_baseline_notes_tell_short_unstable_and_still_falling_apart():
+    from steplr.paired import baseline_notes
+
+    assert "ran a single epoch" in baseline_notes([[1.0], [1.1]])[0]
+    exploding = [[2.0, 1e27, 1.0], [2.1, 1e26, 1.1]]  # blew up, then came back below the start
+    assert still_falling(exploding) is None
+    unstable = [[1.0, 5.0, 3.0], [1.0, 4.0, 2.0]]
+    notes = baseline_notes(unstable)
+    assert len(notes) == 1 and "unstable at this learning rate" in notes[0]
+    falling = [[2.0, 1.5, 1.2, 1.0, 0.98]]
+    assert "still fell by 2.0%" in baseline_notes(falling, "at lr 0.01 ")[0]
+    assert "at lr 0.01" in baseline_notes(falling, "at lr 0.01 ")[0]
+    assert baseline_notes([[2.0, 1.0, 0.999]]) == []

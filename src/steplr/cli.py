@@ -185,6 +185,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     except (ValueError, TypeError) as error:
         err.write(f"steplr: error: {error}\n")
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: what the command had claimed was removed on the way out
+        err.write("steplr: interrupted\n")
+        return 130
     except BrokenPipeError:  # `steplr ... | head`: the reader left; nothing more to say
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
         return 0

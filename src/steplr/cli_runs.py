@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -23,7 +24,8 @@ from typing import Any, TextIO
 from .cli_args import UsageError, duration, duration_list, format_lr, name_list, positive_int
 from .explain import explain, format_plan
 
-__all__ = ["add_run_commands", "cmd_train", "cmd_compare", "RunUsageError", "claim_out", "print_warnings", "jsonable"]
+__all__ = ["add_run_commands", "cmd_train", "cmd_compare", "RunUsageError", "claim_out", "check_out", "out_path",
+           "print_warnings", "jsonable"]
 
 RunUsageError = UsageError  # the name other modules used before the CLI shared one error type
 
@@ -114,26 +116,73 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in _overrides(args).items() if v is not None}
 
 
+_CLOSED_FORMS = ("none", "step", "multistep", "exponential", "cosine")
+_USED_BY = {  # settings that only some schedules read
+    "step_size": ("step",),
+    "milestones": ("multistep",),
+    "t_max": ("cosine",),
+    "eta_min": ("cosine",),
+    "plateau_patience": ("plateau",),
+    "gamma": ("step", "multistep", "exponential", "plateau"),
+    "warmup": _CLOSED_FORMS,
+    "warmup_start_factor": _CLOSED_FORMS,
+}
+
+
+def check_settings_apply(given: dict[str, Any], schedules: list[str]) -> None:
+    """Refuse a setting that no schedule of the command reads (it would be recorded and silently ignored)."""
+    for name, users in _USED_BY.items():
+        if name in given and not set(users) & set(schedules):
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} applies to {', '.join(users)}; not to {', '.join(schedules)}")
+    if ("warmup" in given or "warmup_start_factor" in given) and "plateau" in schedules:
+        raise UsageError("--warmup does not apply to plateau, so a comparison would give the other schedules a "
+                         "warm-up that plateau lacks: drop plateau or --warmup")
+
+
 # --------------------------------------------------------------------------------------------- the run folder
 
 
+def out_path(args: argparse.Namespace, default: str) -> Path:
+    """``--out`` as a path (``default`` when not given); an empty string is a mistake, not the default."""
+    if args.out is not None and not args.out.strip():
+        raise UsageError("--out must name a folder, got ''")
+    return Path(args.out if args.out is not None else default)
+
+
+def check_out(path: Path, force: bool, resumable: bool = False) -> None:
+    """Refuse an ``--out`` that cannot be used, before any work: a file, or a non-empty folder without --force."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {path} exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        hint = "pass --resume to continue it or --force to replace it" if resumable else "pass --force to replace it"
+        raise UsageError(f"--out {path} is not empty: {hint}")
+
+
+class Claim:
+    """The folder a command writes into (:func:`claim_out`); ``keep`` once it holds something worth keeping."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.keep = False
+
+
 @contextmanager
-def claim_out(path: Path, force: bool) -> Iterator[Path]:
+def claim_out(path: Path, force: bool, resumable: bool = False) -> Iterator[Claim]:
     """A folder to write the command's outputs into, checked writable before any work.
 
     An empty or missing ``path`` is used directly. A non-empty one is refused unless ``force``; then the outputs
     go to a staging folder beside it, which the caller puts in place (``train.replace_folder``), so the old run is
-    intact until the new one is ready. If the command fails, what this created is removed again.
+    intact until the new one is ready. If the command fails or is interrupted, what it wrote is removed again
+    (the folder too if it created it), unless the caller set ``claim.keep`` (a run that can be resumed); a staging
+    folder is always removed, leaving the old run as it was.
     """
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"--out {path} exists and is not a folder")
+    check_out(path, force, resumable)
     full = path.is_dir() and any(path.iterdir())
-    if full and not force:
-        raise UsageError(f"--out {path} is not empty: pass --resume to continue it or --force to replace it")
     created = not path.exists()
     try:
         if full:
-            target = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=path.parent))
+            target = _new_folder_beside(path)
         else:
             path.mkdir(parents=True, exist_ok=True)
             target = path
@@ -143,14 +192,31 @@ def claim_out(path: Path, force: bool) -> Iterator[Path]:
         if created:
             shutil.rmtree(path, ignore_errors=True)
         raise UsageError(f"--out {path} is not writable: {error.strerror or error}") from None
+    claim = Claim(target)
     try:
-        yield target
+        yield claim
     except BaseException:
         if full:
             shutil.rmtree(target, ignore_errors=True)
-        elif created and target.is_dir() and not any(target.iterdir()):
-            target.rmdir()
+        elif not claim.keep and created:
+            shutil.rmtree(target, ignore_errors=True)
+        elif not claim.keep:  # it was empty before this command: empty it again
+            for entry in target.iterdir():
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
         raise
+
+
+def _new_folder_beside(path: Path) -> Path:
+    """A new folder next to ``path`` for a replacement run, created with the umask's mode like any other folder
+    (``tempfile.mkdtemp`` would make it 0700, and the run folder it becomes would keep that mode)."""
+    for attempt in range(100):
+        candidate = path.with_name(f".{path.name}.new-{os.getpid()}-{attempt}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise UsageError(f"--out {path}: cannot create a staging folder beside it")
 
 
 def _load_data(name: str, args: argparse.Namespace) -> Any:
@@ -171,10 +237,25 @@ def _plan_lines(config: Any, batches: int) -> list[str]:
     """The explain plan of a run config (validates its schedule); plateau's rule in words."""
     if config.schedule == "plateau":
         watched = "validation" if config.validation else "training"
-        return [f"plateau, lr {config.lr:g}: x{config.gamma:g} after {config.plateau_patience} epochs without a "
-                f"better {watched} loss"]
+        return [f"{describe(config)}, lr {config.lr:g}: x{config.gamma:g} after {config.plateau_patience} epochs "
+                f"without a better {watched} loss"]
     plan = explain(config.build_schedule(batches), config.lr, config.epochs, config.steps_per_epoch(batches))
-    return format_plan(f"{config.schedule}, lr {config.lr:g}, per {config.interval}", plan)
+    return format_plan(f"{describe(config)}, lr {config.lr:g}, per {config.interval}", plan)
+
+
+def describe(config: Any) -> str:
+    """A schedule with every setting it reads, defaults included: ``step (step_size 5ep, gamma 0.5)``."""
+    settings = {
+        "step": [("step_size", config.step_size), ("gamma", config.gamma)],
+        "multistep": [("milestones", ",".join(map(str, config.milestones))), ("gamma", config.gamma)],
+        "exponential": [("gamma", f"{config.gamma:.6g}")],
+        "cosine": [("t_max", config.t_max or "the run"), ("eta_min", config.eta_min)],
+        "plateau": [("gamma", config.gamma), ("patience", config.plateau_patience)],
+    }.get(config.schedule, [])
+    if config.warmup is not None:
+        settings.append(("warm-up", f"{config.warmup} from x{config.warmup_start_factor:g}"))
+    inner = ", ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}" for name, value in settings)
+    return f"{config.schedule} ({inner})" if inner else config.schedule
 
 
 def _batches(data: Any, config: Any) -> int:
@@ -239,13 +320,15 @@ def cmd_train(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None =
 
     err = err or sys.stderr
     torch.set_num_threads(1)  # small models: threads cost more than they save
-    out = Path(args.out or f"runs/{args.recipe}")
+    out = out_path(args, f"runs/{args.recipe}")
     if args.resume:
         if args.force:
             raise UsageError("--resume and --force contradict each other: choose one")
         config = _resume_config(out, args)
     else:
+        check_out(out, args.force, resumable=True)
         config = recipe_config(args.recipe, **_given(args))
+        check_settings_apply(_given(args), [config.schedule])
     data = _load_data(config.dataset, args)
     batches = _batches(data, config)
     print_warnings(config.schedule, _plan_lines(config, batches), err)
@@ -261,8 +344,10 @@ def cmd_train(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None =
         out_stream.write(f"Test Accuracy: {record.test_acc * 100:.2f}%\n")
         out_stream.flush()
 
-    with claim_out(out, force=args.force) if not args.resume else _existing(out) as folder:
+    with claim_out(out, force=args.force, resumable=True) if not args.resume else _existing(out) as claim:
+        folder = claim.folder
         atomic_write_text(folder / "config.json", json.dumps(config.as_dict(), indent=1))
+        claim.keep = True  # from here on the folder is a run: --resume continues (or restarts) it
         try:
             history = train(config, data, folder, resume=resume, on_epoch=on_epoch,
                             on_iteration=bar.update if bar is not None else None,
@@ -277,8 +362,8 @@ def cmd_train(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None =
 
 
 @contextmanager
-def _existing(out: Path) -> Iterator[Path]:
-    yield out
+def _existing(out: Path) -> Iterator[Claim]:
+    yield Claim(out)
 
 
 # --------------------------------------------------------------------------------------------- compare
@@ -300,6 +385,9 @@ def cmd_compare(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None
         raise UsageError(f"--schedules must name some of {', '.join(COMPARE_SCHEDULES)}, got {','.join(schedules)!r}")
     if len(set(schedules)) != len(schedules):
         raise UsageError(f"--schedules names a schedule twice: {','.join(schedules)!r}")
+    out = out_path(args, f"runs/{args.recipe}-compare")
+    check_out(out, args.force)
+    check_settings_apply(_given(args), [BASELINE, *schedules])
     given = {"validation": DEFAULT_VALIDATION, **_given(args)}
     base = recipe_config(args.recipe, **given)
     data = _load_data(base.dataset, args)
@@ -308,8 +396,8 @@ def cmd_compare(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None
     configs = {name: compare_config(base, name, set(given), batches) for name in names}
     plans = {name: _plan_lines(config, batches) for name, config in configs.items()}  # validates every schedule
     plan_warnings = [w for name in names for w in print_warnings(name, plans[name], err)]
-    out = Path(args.out or f"runs/{args.recipe}-compare")
-    with claim_out(out, force=args.force) as folder:
+    with claim_out(out, force=args.force) as claim:
+        folder = claim.folder
         out_stream.write(f"{args.recipe}: {len(names)} schedules x {args.seeds} seeds, validation "
                          f"{base.validation:.3g} of the training set\n")
         for name in names:

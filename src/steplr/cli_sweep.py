@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .cli_args import UsageError, duration_list, number_list, positive_int
-from .cli_runs import _load_data, _progress, claim_out, jsonable, print_warnings
+from .cli_runs import _load_data, _progress, check_out, claim_out, jsonable, out_path, print_warnings
 from .explain import explain, format_plan
 from .schedules import StepDecay
 
@@ -42,8 +42,9 @@ def add_sweep_command(commands: Any) -> None:
                             f"{GRID_DEFAULTS['gamma']}; optuna 0.05:0.99)")
     sweep.add_argument("--lr", default=None,
                        help="comma-separated base LRs; optuna also takes a range 1e-4:1e-1 (default: the recipe's)")
-    sweep.add_argument("--seeds", type=positive_int, default=3,
-                       help="seeds 0..N-1 of every config and of the constant LR (optuna: of its best configs)")
+    sweep.add_argument("--seeds", type=positive_int, default=None,
+                       help="seeds 0..N-1 of every config and of the constant LR (optuna: of its best configs) "
+                            "(default: 3; optuna --report: as the search)")
     sweep.add_argument("--epochs", type=positive_int, default=None, help="length of each run (default: the recipe's)")
     sweep.add_argument("--validation", type=float, default=None,
                        help="fraction of the training set held out to choose on (default: 1/6)")
@@ -112,7 +113,11 @@ def cmd_sweep(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None =
     from .train import replace_folder
 
     step_sizes, gammas, lrs = _grid_values(args)
+    out = out_path(args, f"runs/{args.recipe}-sweep")
+    check_out(out, args.force)
     validation = DEFAULT_VALIDATION if args.validation is None else args.validation
+    if validation == 0:
+        raise UsageError("--validation 0 leaves nothing to choose the best config on: give a fraction such as 0.2")
     base = recipe_config(args.recipe, epochs=args.epochs, validation=validation)
     for lr in lrs or []:
         recipe_config(args.recipe, lr=lr)  # names a bad lr before any work
@@ -124,11 +129,12 @@ def cmd_sweep(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None =
             for lr in lrs or [base.lr]:
                 plan = explain(StepDecay(s, g), lr, base.epochs, spe)  # also names a bad step size or gamma
                 warnings += print_warnings(f"step {s}, gamma {g:g}, lr {lr:g}", format_plan("", plan), err)
-    out = Path(args.out or f"runs/{args.recipe}-sweep")
-    with claim_out(out, force=args.force) as folder:
-        total = (len(step_sizes) * len(gammas) + 1) * len(lrs or [base.lr]) * args.seeds
+    with claim_out(out, force=args.force) as claim:
+        folder = claim.folder
+        seeds = args.seeds or 3
+        total = (len(step_sizes) * len(gammas) + 1) * len(lrs or [base.lr]) * seeds
         bar = _progress(total)
-        result = grid_sweep(args.recipe, data, step_sizes, gammas, list(range(args.seeds)), lrs,
+        result = grid_sweep(args.recipe, data, step_sizes, gammas, list(range(seeds)), lrs,
                             {"epochs": args.epochs, "validation": validation},
                             on_progress=bar.update if bar is not None else None)
         if bar is not None:
@@ -197,10 +203,10 @@ def _write_grid_outputs(folder: Path, out: Path, result: Any, spe: int, warnings
     plan = explain(StepDecay(best.step_size, best.gamma), best.lr, result.base.epochs, spe)
     plan_lines = format_plan(f"chosen on validation: step {best.step_size}, gamma {best.gamma:g}, lr {best.lr:g}", plan)
     counts = {word: sum(s.verdict == word for s in summaries) for word in ("better", "worse")}
+    tally = (f"{counts['better']} better, {counts['worse']} worse, the rest no detectable difference (Holm-adjusted "
+             f"over all {len(summaries)})" if len(result.seeds) > 1 else "1 seed: no test for any of them")
     sentences = [
-        f"{len(summaries)} StepLR configs against a constant LR at the same base LR and seeds: {counts['better']} "
-        f"better, {counts['worse']} worse, the rest no detectable difference (Holm-adjusted over all "
-        f"{len(summaries)}).",
+        f"{len(summaries)} StepLR configs against a constant LR at the same base LR and seeds: {tally}.",
         verdict_sentence(f"chosen on validation (step {best.step_size}, gamma {best.gamma:g}, lr {best.lr:g})",
                          best.diff_mean, best.diff_ci_low, best.diff_ci_high, best.p_adjusted, best.verdict,
                          len(summaries)),

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .paired import NO_TEST, against_baseline, still_falling
+from .paired import NO_TEST, against_baseline, baseline_notes
 from .train import History, TrainConfig, TrainData
 
 __all__ = [
@@ -117,6 +117,7 @@ class SummaryRow:
     verdict: str
     wins: int | None  # seeds where it ended above the constant LR on test accuracy
     ties: int | None
+    seeds: int
     diverged: int  # seeds whose loss became NaN or infinite
     diverged_at: list[int] = field(default_factory=list)  # the epoch each diverged seed did
 
@@ -160,6 +161,7 @@ class Comparison:
                 "baseline" if paired is None else paired.verdict,
                 wins,
                 ties,
+                len(histories),
                 len(diverged),
                 diverged,
             ))
@@ -168,13 +170,7 @@ class Comparison:
     def notes(self) -> list[str]:
         """What a reader must know before trusting the verdicts: a run too short to judge, a reactive schedule
         that never reacted, diverged seeds."""
-        found = []
-        fall = still_falling([h.column("val_loss") for h in self.runs[BASELINE]])
-        if fall is not None:
-            found.append(
-                f"the constant LR's validation loss still fell by {fall:.1%} over the last 10% of the "
-                f"{self.base.epochs} epochs: the run may be too short for decay to pay off (try a larger --epochs)"
-            )
+        found = baseline_notes([h.column("val_loss") for h in self.runs[BASELINE]])
         for name, histories in self.runs.items():
             config = self.configs[name]
             if config.schedule == "plateau" and all(
@@ -189,7 +185,7 @@ class Comparison:
                     "infinite; a diverged seed counts as 0 accuracy"
                 )
         if len(self.seeds) < 2:
-            found.append(f"{NO_TEST}: differences from a single seed are not evidence; use --seeds 5 or more")
+            found.append(f"{NO_TEST}: a difference on a single seed is not evidence; use --seeds 5 or more")
         return found
 
 
@@ -208,7 +204,8 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def _sd(values: Sequence[float]) -> float:
-    return statistics.stdev(values) if len(values) > 1 else 0.0
+    """The sample sd; NaN for fewer than two values (there is none)."""
+    return statistics.stdev(values) if len(values) > 1 else math.nan
 
 
 def compare(

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .experiments import DEFAULT_VALIDATION, recipe_config
-from .paired import NO_TEST, against_baseline, still_falling
+from .paired import NO_TEST, against_baseline, baseline_notes
 from .train import TrainConfig, TrainData
 
 __all__ = ["GridResult", "ConfigSummary", "grid_sweep", "MAX_BATCH"]
@@ -75,7 +75,7 @@ class GridResult:
             losses = [r["test_loss"] for r in rows if math.isfinite(r["test_loss"])]
             found.append(ConfigSummary(
                 step_size, gamma, lr, statistics.fmean(_column(rows, "val_acc")), statistics.fmean(acc),
-                statistics.stdev(acc) if len(acc) > 1 else 0.0, statistics.fmean(losses) if losses else math.nan,
+                statistics.stdev(acc) if len(acc) > 1 else math.nan, statistics.fmean(losses) if losses else math.nan,
                 statistics.fmean(_column(base, "val_acc")), statistics.fmean(_column(base, "test_acc")),
                 paired.diff_mean, paired.diff_ci_low, paired.diff_ci_high, paired.p, paired.p_adjusted,
                 paired.verdict, sum(not math.isfinite(r["test_loss"]) for r in rows),
@@ -86,19 +86,13 @@ class GridResult:
         """Baselines still improving at the end (the run may be too short for decay to pay off); diverged runs."""
         found = []
         for lr, curves in self.baseline_val_losses.items():
-            fall = still_falling(curves)
-            if fall is not None:
-                found.append(
-                    f"at lr {lr:g} the constant LR's validation loss still fell by {fall:.1%} over the last 10% of "
-                    f"the {self.base.epochs} epochs: the run may be too short for decay to pay off (try a larger "
-                    "--epochs)"
-                )
+            found += baseline_notes(curves, f"at lr {lr:g} " if len(self.baseline_val_losses) > 1 else "")
         diverged = [r for r in self.rows if not math.isfinite(r["test_loss"])]
         if diverged:
             found.append(f"{len(diverged)} of {len(self.rows)} runs diverged (loss NaN or infinite); they count as "
                          "0 accuracy")
         if len(self.seeds) < 2:
-            found.append(f"{NO_TEST}: differences from a single seed are not evidence; use --seeds 3 or more")
+            found.append(f"{NO_TEST}: a difference on a single seed is not evidence; use --seeds 5 or more")
         return found
 
 

@@ -12,9 +12,9 @@ orders), so the difference of their final test accuracies is paired per seed. Fo
 * ``verdict``: ``better`` or ``worse`` when ``p_adjusted < 0.05`` (by the sign of the mean), otherwise
   ``no detectable difference``; with a single seed there is no test at all (``1 seed: no test``).
 
-When every seed shows exactly the same difference the t statistic is undefined (zero spread); then ``p`` is the
-exact sign-flip permutation p-value, ``2 / 2**n`` (1.0 when the difference is zero), and the interval is the
-single value. A diverged model (NaN accuracy) counts as 0 accuracy: it classifies nothing right.
+When every seed shows the same difference (to within :data:`SAME_DIFFERENCE` points, i.e. up to rounding) the t
+statistic is undefined (zero spread); then ``p`` is the exact sign-flip permutation p-value, ``2 / 2**n`` (1.0
+when the difference is zero), and the interval is the single value. A diverged model (NaN accuracy) counts as 0 accuracy: it classifies nothing right.
 
 SciPy is imported when a test is computed (``scipy.stats.ttest_rel``); Holm's adjustment is a few lines, written
 here because SciPy offers only the Benjamini-Hochberg procedure.
@@ -27,11 +27,25 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Paired", "against_baseline", "holm", "verdict_word", "still_falling", "VERDICTS", "ALPHA", "NO_TEST"]
+__all__ = [
+    "Paired",
+    "against_baseline",
+    "holm",
+    "verdict_word",
+    "still_falling",
+    "baseline_notes",
+    "VERDICTS",
+    "ALPHA",
+    "NO_TEST",
+]
 
 ALPHA = 0.05
 NO_TEST = "1 seed: no test"
 VERDICTS = ("better", "worse", "no detectable difference", NO_TEST)
+# Accuracies are counts over a test set (multiples of 100/n points apart); differences closer than this are one
+# difference seen through rounding (float32 metrics differ in the 6th digit), not spread a t-test could use: a
+# t-test on such noise reports p ~ 1e-11 for "one more test example right on every seed".
+SAME_DIFFERENCE = 1e-3  # points
 LATE_SHARE = 0.10  # "the last 10% of epochs"
 STILL_FALLING = 0.01  # a baseline whose validation loss still falls by more than 1% there has not converged
 
@@ -56,8 +70,8 @@ def _accuracy(value: float) -> float:
 def _test(diffs: Sequence[float], candidate: Sequence[float], baseline: Sequence[float]) -> tuple[float, float, float]:
     """(p, ci_low, ci_high) of the paired t-test, in points; the exact sign-flip p for zero spread."""
     mean = statistics.fmean(diffs)
-    if all(d == diffs[0] for d in diffs):
-        return (1.0 if mean == 0 else 2.0 / 2 ** len(diffs)), mean, mean
+    if max(diffs) - min(diffs) <= SAME_DIFFERENCE:
+        return (1.0 if abs(mean) <= SAME_DIFFERENCE else 2.0 / 2 ** len(diffs)), mean, mean
     from scipy import stats
 
     result = stats.ttest_rel(candidate, baseline)
@@ -120,23 +134,43 @@ def against_baseline(pairs: Sequence[tuple[Sequence[float], Sequence[float]]]) -
     ]
 
 
+def _mean_at(curves: Sequence[Sequence[float]], index: int) -> float | None:
+    values = [c[index] for c in curves if math.isfinite(c[index])]
+    return statistics.fmean(values) if values else None
+
+
 def still_falling(curves: Sequence[Sequence[float]]) -> float | None:
     """The relative fall of the mean curve over the last 10% of epochs when it exceeds 1%, else None.
 
     ``curves`` holds one per-epoch validation loss list per seed (NaN entries, from diverged seeds, are skipped).
     A constant-LR baseline still improving that fast at the end was stopped early: a decaying schedule may not
-    have had the time to pay off.
+    have had the time to pay off. A curve that is not converging at all (the loss at the start of that window is
+    above the first epoch's: it blew up and is coming back) is not "still falling": see :func:`baseline_notes`.
     """
     epochs = min((len(c) for c in curves), default=0)
     if epochs < 2:
         return None
     back = max(1, math.ceil(epochs * LATE_SHARE))
-    starts = [c[epochs - 1 - back] for c in curves if math.isfinite(c[epochs - 1 - back]) and math.isfinite(c[-1])]
-    ends = [c[epochs - 1] for c in curves if math.isfinite(c[epochs - 1 - back]) and math.isfinite(c[-1])]
-    if not starts:
-        return None
-    start, end = statistics.fmean(starts), statistics.fmean(ends)
-    if start <= 0:
+    first, start, end = _mean_at(curves, 0), _mean_at(curves, epochs - 1 - back), _mean_at(curves, epochs - 1)
+    if first is None or start is None or end is None or start <= 0 or start > first:
         return None
     fall = (start - end) / start
     return fall if fall > STILL_FALLING else None
+
+
+def baseline_notes(curves: Sequence[Sequence[float]], where: str = "") -> list[str]:
+    """What a reader must know about the constant LR before trusting verdicts against it: still improving at the
+    end, unstable, or a run too short to tell. ``where`` qualifies the baseline (e.g. "at lr 0.01 ")."""
+    epochs = min((len(c) for c in curves), default=0)
+    if epochs == 1:
+        return [f"the constant LR {where}ran a single epoch: whether it had converged cannot be told, and a decaying "
+                "schedule had no time to pay off (try a larger --epochs)"]
+    first, last = _mean_at(curves, 0), _mean_at(curves, epochs - 1) if epochs else None
+    if first is not None and last is not None and last > first:
+        return [f"the constant LR's validation loss {where}ended above its first epoch's ({last:.3g} > {first:.3g}): "
+                "it is unstable at this learning rate, and verdicts against it say little"]
+    fall = still_falling(curves)
+    if fall is not None:
+        return [f"the constant LR's validation loss {where}still fell by {fall:.1%} over the last 10% of the {epochs} "
+                "epochs: the run may be too short for decay to pay off (try a larger --epochs)"]
+    return []

@@ -41,7 +41,7 @@ def percent(value: float | None, sd: float | None = None) -> str:
     """An accuracy fraction as ``"95.33%"`` (``"95.33% ± 1.20"`` with an sd); ``-`` for a missing value."""
     if value is None or value != value:
         return "-"
-    return f"{value * 100:.2f}%" + ("" if sd is None else f" ± {sd * 100:.2f}")
+    return f"{value * 100:.2f}%" + ("" if sd is None or sd != sd else f" ± {sd * 100:.2f}")
 
 
 def difference(diff: float | None, low: float | None, high: float | None) -> str:
@@ -100,9 +100,11 @@ def verdicts(rows: Sequence[SummaryRow]) -> list[str]:
 
 def chosen_on_validation(rows: Sequence[SummaryRow]) -> str:
     """Which schedule the validation split picks, and its test accuracy."""
-    ranked = [r for r in rows if r.val_acc_mean == r.val_acc_mean]
-    if not ranked:
+    if all(r.val_acc_mean != r.val_acc_mean for r in rows):
         return "No validation split: nothing is chosen."
+    ranked = [r for r in rows if r.val_acc_mean == r.val_acc_mean and r.diverged < r.seeds]
+    if not ranked:
+        return "Every schedule diverged on every seed: nothing is chosen."
     best = max(ranked, key=lambda r: r.val_acc_mean)
     return (f"Chosen on validation: {best.schedule} (mean final validation accuracy {percent(best.val_acc_mean)}); "
             f"its test accuracy: {percent(best.test_acc_mean, best.test_acc_sd)}.")

@@ -151,7 +151,7 @@ def _test_metrics(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
     index = labels.expand(logits.shape[0], 1, -1)
     right = (logits.gather(1, index) >= logits.amax(dim=1, keepdim=True)).sum(dim=(1, 2))
     losses = torch.log_softmax(logits, dim=1).gather(1, index).mean(dim=(1, 2)).neg_()
-    return losses, right / labels.shape[0]
+    return losses, right.to(torch.float64) / labels.shape[0]  # exact fractions, as train()'s int / int
 
 
 class _Plateau:
