@@ -87,7 +87,7 @@ def test_diverging_run_says_where_and_exits_1(tmp_path):
         (["train", "cifar"], "unknown recipe 'cifar'"),
         (["train", "qwerty", "--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
         (["train", "qwerty", "--batch-size", "0"], "argument --batch-size: must be a positive integer, got '0'"),
-        (["train", "qwerty", "--schedule", "linear"], "unknown schedule 'linear'"),
+        (["train", "qwerty", "--schedule", "linear"], "unknown schedule 'linear'; expected one of none, constant, step, multistep, exponential, cosine, plateau"),
         (["train", "mnist", "--no-download"], "--data-dir"),
         (["compare", "qwerty", "--seeds", "0"], "argument --seeds: must be a positive integer, got '0'"),
         (["compare", "qwerty", "--seed", "3"], "unrecognized arguments: --seed"),

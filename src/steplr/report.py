@@ -202,7 +202,7 @@ def write_sweep_report(
     notes: Sequence[str] = (),
 ) -> Path:
     """Write a sweep's ``report.html``: the configs, verdict sentences, notes (what to know before trusting the
-    numbers), the figures, the winner's plan and the settings. States that choices are made on validation and
+    numbers), the figures, the plan of the config chosen on validation and the settings. States that choices are made on validation and
     how the statistics read."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
@@ -222,7 +222,7 @@ def write_sweep_report(
     parts.append(f'<p class="note">{html.escape(CHOSEN_ON)} {html.escape(STATISTICS)}</p>')
     for name, figure in figures.items():
         parts.append(f"<h2>{html.escape(name)}</h2>{_image(figure, name)}")
-    parts.append(f"<h2>The winner's plan</h2><pre>{html.escape(chr(10).join(plan))}</pre>")
+    parts.append(f"<h2>The plan of the config chosen on validation</h2><pre>{html.escape(chr(10).join(plan))}</pre>")
     parts.append(f"<h2>Settings</h2><pre>{html.escape(json.dumps(config, indent=1, default=str))}</pre>")
     parts.append("</body></html>")
     target = Path(path)

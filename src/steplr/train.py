@@ -31,7 +31,7 @@ from .data import TrainData, split_validation
 from .errors import DivergedError, TrainError
 from .lr_scheduler import ScheduleLR
 from .models import build_model
-from .schedules import LinearWarmup, Schedule, by_name, join
+from .schedules import SCHEDULE_NAMES, LinearWarmup, Schedule, by_name, join
 from .units import resolve_duration
 
 __all__ = [
@@ -80,6 +80,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.schedule not in (*SCHEDULE_NAMES, "plateau"):
+            raise ValueError(f"unknown schedule {self.schedule!r}; expected one of "
+                             f"{', '.join((*SCHEDULE_NAMES, 'plateau'))}")
         if self.interval not in INTERVALS:
             raise ValueError(f"interval must be one of {', '.join(INTERVALS)}, got {self.interval!r}")
         for name in ("batch_size", "epochs"):
