@@ -41,6 +41,7 @@ def test_reference_mnist_recipe_warns_that_the_lr_collapses():
     assert "  epoch 4: lr 1e-05" in out.splitlines()
     warnings = [line for line in out.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "falls to 1e-05" in warnings[0] and "at epoch 4" in warnings[0]
+    assert "at epoch 4 (the 5th epoch)" in warnings[0]  # the training log prints this epoch as "Epoch 5"
 
 
 def test_a_plan_that_never_decays_is_flagged():
@@ -120,6 +121,8 @@ def test_plot_writes_an_image_with_several_schedules(tmp_path):
         (["explain", "--epochs", "40", "--gamma", "-1"], "gamma must be a finite number > 0, got -1.0"),
         (["explain", "--epochs", "40", "--gamma", "nan"], "gamma must be a finite number > 0, got nan"),
         (["explain", "--epochs", "40", "--lr", "-0.1"], "--lr must be a finite number > 0, got -0.1"),
+        (["explain", "--epochs", "5", "--schedule", "cosine", "--eta-min", "-1"],
+         "eta_min must be a finite number >= 0, got -1.0"),
         (["explain", "--epochs", "0"], "argument --epochs: must be a positive integer, got '0'"),
         (["explain", "--epochs", "4", "--step-size", "2.5"], "'2.5'"),
         (["explain", "--epochs", "4", "--step-size", "5ep", "--steps-per-epoch", "0"], "argument --steps-per-epoch: must be"),
@@ -162,6 +165,41 @@ def test_warm_up_is_not_mistaken_for_a_collapse_and_keeps_its_checks():
     assert "reaches 0" not in out and "falls to" not in out.split("epochs 5-")[0]
     _, grows, _ = run("explain", "--epochs", "30", "--warmup", "5", "--gamma", "2", "--step-size", "5")
     assert "warning: gamma 2 > 1" in grows
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--t-max", "3", "--epochs", "5", "--steps-per-epoch", "2"],
+         "warning: the learning rate reaches 0 at epoch 3 (the 4th epoch) and rises again: 10% of the run "
+         "(1 of 10 iterations = 0.5 of 5 epochs) trains at or below 1/100 of its start"),
+        (["--t-max", "2", "--epochs", "5"],
+         "warning: the learning rate reaches 0 at epoch 2 (the 3rd epoch) and rises again: 20% of the run "
+         "(1 of 5 epochs) trains at or below 1/100 of its start"),
+        (["--t-max", "4", "--epochs", "5"],
+         "warning: the learning rate reaches 0 at epoch 4 (the 5th epoch): the rest of the run does not train"),
+    ],
+)
+def test_a_cosine_that_climbs_back_is_not_said_to_stop_training(argv, expected):
+    code, out, _ = run("explain", "--schedule", "cosine", "--lr", "0.1", *argv)
+    assert code == 0
+    assert [line for line in out.splitlines() if line.startswith("warning:")] == [expected]
+
+
+@pytest.mark.parametrize("warmup", [[], ["--warmup", "1"]])
+def test_eta_min_above_the_base_lr_is_flagged(warmup):
+    code, out, _ = run("explain", "--schedule", "cosine", "--eta-min", "0.5", "--lr", "0.1", "--epochs", "5", *warmup)
+    assert code == 0
+    assert "warning: eta_min 0.5 is above the base lr 0.1: the learning rate rises instead of decaying" in out
+    _, below, _ = run("explain", "--schedule", "cosine", "--eta-min", "0.05", "--lr", "0.1", "--epochs", "5", *warmup)
+    assert "eta_min" not in below
+
+
+def test_a_negative_eta_min_stops_train_before_it_touches_the_disk(tmp_path):
+    out_dir = tmp_path / "run"
+    code, out, err = run("train", "qwerty", "--schedule", "cosine", "--eta-min", "-1", "--out", str(out_dir))
+    assert (code, out, err) == (2, "", "steplr: error: eta_min must be a finite number >= 0, got -1.0\n")
+    assert not out_dir.exists()
 
 
 def test_warm_up_shortens_the_default_cosine_and_keeps_milestones_absolute():

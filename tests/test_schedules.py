@@ -23,6 +23,7 @@ from steplr.schedules import (
     MultiStep,
     Sequence,
     StepDecay,
+    by_name,
     join,
     schedule_from_params,
 )
@@ -262,6 +263,31 @@ def test_bad_gamma_is_refused_with_its_value(value, error, shown):
     with pytest.raises(error, match="gamma must be a finite number > 0") as info:
         StepDecay(5, value)
     assert f"got {shown}" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "shown"),
+    [(-1, ValueError, "-1.0"), (-1e-300, ValueError, "-1e-300"), (float("nan"), ValueError, "nan"),
+     (float("inf"), ValueError, "inf"), (True, TypeError, "True"), ("0", TypeError, "'0'"),
+     (np.array([0.0, -2.0]), ValueError, "-2.0 in")],
+)
+def test_bad_eta_min_is_refused_with_its_value(value, error, shown):
+    with pytest.raises(error, match="eta_min must be a finite number >= 0") as info:
+        Cosine(10, value)
+    assert f"got {shown}" in str(info.value)
+
+
+def test_a_negative_eta_min_is_refused_by_every_way_of_building_a_cosine():
+    message = "eta_min must be a finite number >= 0, got -0.5"
+    with pytest.raises(ValueError, match=message):
+        by_name("cosine", t_max=10, eta_min=-0.5)
+    with pytest.raises(ValueError, match=message):
+        schedule_from_params({"type": "Cosine", "t_max": 10, "eta_min": -0.5})
+
+
+@given(base=base_lrs, t_max=st.integers(1, 500), eta_min=st.floats(0.0, 10.0), t=st.integers(0, 10**6))
+def test_an_accepted_eta_min_never_gives_a_negative_rate(base, t_max, eta_min, t):
+    assert Cosine(t_max, eta_min).lr(base, t) >= 0.0
 
 
 @pytest.mark.parametrize("milestones", [[5, 3], [2, 2], [1, 4, 4]])

@@ -140,6 +140,12 @@ def _warnings(plan: Plan, lrs: np.ndarray) -> list[str]:
     growing = sorted({g for g in _gammas(params) if g > 1})
     if growing:
         found.append(f"gamma {', '.join(f'{g:g}' for g in growing)} > 1: the learning rate grows instead of decaying")
+    rising = sorted({e for e in _eta_mins(params) if e > plan.base_lr})
+    if rising:
+        found.append(
+            f"eta_min {', '.join(f'{e:g}' for e in rising)} is above the base lr {plan.base_lr:g}: "
+            "the learning rate rises instead of decaying"
+        )
     if len(plan.intervals) == 1 and not isinstance(plan.schedule, Constant):
         reason = ""
         if isinstance(plan.schedule, StepDecay):
@@ -148,21 +154,58 @@ def _warnings(plan: Plan, lrs: np.ndarray) -> list[str]:
             if gamma == 1.0:
                 reason = " (gamma is 1)"
         found.append(f"the learning rate never changes within the run{reason}: this schedule is a constant LR")
+    low = _low_lr_warning(plan, lrs)
+    if low:
+        found.append(low)
+    return found
+
+
+def _low_lr_warning(plan: Plan, lrs: np.ndarray) -> str | None:
+    """Say where, and for how much of the run, the LR is at or below the floor; counted, not assumed to stay."""
     floor = plan.base_lr * FLOOR_RATIO * (1 + _TOLERANCE)
     peak = int(np.argmax(lrs))  # a warm-up that starts low is not a collapse: look from the peak on
     low = np.flatnonzero(lrs[peak:] <= floor) + peak
-    if low.size:
-        first = int(low[0])
-        epoch = first // plan.steps_per_epoch
-        share = (plan.total_steps - first) / plan.total_steps
-        found.append(
-            f"the learning rate falls to {lrs[first]:.3g} (1/{plan.base_lr / lrs[first]:.0f} of its start or lower) "
-            f"at epoch {epoch}, and {share:.0%} of the run ({plan.epochs - epoch} of {plan.epochs} epochs) "
-            "trains at that rate or lower: little learning happens there"
-            if lrs[first] > 0
-            else f"the learning rate reaches 0 at epoch {epoch}: the rest of the run does not train"
-        )
-    return found
+    if not low.size:
+        return None
+    first = int(low[0])
+    where = _epoch_named(first, plan.steps_per_epoch)
+    stays = low.size == plan.total_steps - first  # one stretch, from ``first`` to the last step
+    if stays and not lrs[first:].any():
+        return f"the learning rate reaches 0 at {where}: the rest of the run does not train"
+    lead = (
+        f"falls to {lrs[first]:.3g} (1/{plan.base_lr / lrs[first]:.0f} of its start or lower)"
+        if lrs[first] > 0
+        else "reaches 0"
+    )
+    share = low.size / plan.total_steps
+    amount = f"{'under 1%' if share < 0.005 else f'{share:.0%}'} of the run ({_count(low.size, plan)})"
+    if stays:
+        # a periodic cosine sampled coarsely can climb a little within the floor: then "that rate" would be false
+        rate = "that rate or lower" if lrs[first:].max() <= lrs[first] else "1/100 of its start or lower"
+        return f"the learning rate {lead} at {where}, and {amount} trains at {rate}: little learning happens there"
+    stretches = 1 + int(np.count_nonzero(np.diff(low) > 1))
+    return (
+        f"the learning rate {lead} at {where} and rises again: {amount} trains at or below 1/100 of its start"
+        + (f", in {stretches} stretches" if stretches > 1 else "")
+    )
+
+
+def _epoch_named(step: int, steps_per_epoch: int) -> str:
+    """Epochs count from 0 as in the plan lines; the training log counts from 1, so name both."""
+    epoch = step // steps_per_epoch
+    named = f"epoch {epoch} (the {_ordinal(epoch + 1)} epoch)"
+    return named if step % steps_per_epoch == 0 else f"iteration {step}, in {named}"
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _count(steps: int, plan: Plan) -> str:
+    if plan.steps_per_epoch == 1:
+        return f"{steps} of {plan.epochs} epochs"
+    return f"{steps} of {plan.total_steps} iterations = {steps / plan.steps_per_epoch:.3g} of {plan.epochs} epochs"
 
 
 def _gammas(params: dict[str, Any]) -> list[float]:
@@ -170,6 +213,14 @@ def _gammas(params: dict[str, Any]) -> list[float]:
     found = [params["gamma"]] if isinstance(params.get("gamma"), float) else []
     for inner in params.get("schedules", []):
         found += _gammas(inner)
+    return found
+
+
+def _eta_mins(params: dict[str, Any]) -> list[float]:
+    """Every eta_min in a schedule's parameters, nested schedules included (each sees the same base_lr)."""
+    found = [params["eta_min"]] if isinstance(params.get("eta_min"), float) else []
+    for inner in params.get("schedules", []):
+        found += _eta_mins(inner)
     return found
 
 

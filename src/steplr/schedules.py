@@ -262,7 +262,11 @@ class Cosine(Schedule):
 
     Args:
         t_max: half the period, > 0 (int or duration).
-        eta_min: the floor, a finite number (default 0).
+        eta_min: the floor, a finite number >= 0 (default 0); above ``base_lr`` the curve rises instead.
+
+    Raises:
+        ValueError, TypeError: for a ``t_max`` that is not a positive duration, or an ``eta_min`` that is
+            negative, non-finite or not a number (a negative learning rate makes the optimizer climb the loss).
 
     >>> [Cosine(10).lr(1.0, t) for t in (0, 5, 10, 15, 20)]
     [1.0, 0.5, 0.0, 0.5, 1.0]
@@ -270,7 +274,23 @@ class Cosine(Schedule):
 
     def __init__(self, t_max: Any, eta_min: Any = 0.0) -> None:
         self.t_max = check_duration(t_max, "t_max")
-        self.eta_min = check_real(eta_min, "eta_min")
+        self.eta_min = self._check_eta_min(eta_min)
+
+    @staticmethod
+    def _check_eta_min(eta_min: object) -> Param:
+        expected = "eta_min must be a finite number >= 0"
+        try:
+            value = check_real(eta_min, "eta_min")
+        except TypeError:
+            raise TypeError(f"{expected}, got {eta_min!r}") from None
+        except ValueError:
+            raise ValueError(f"{expected}, got {eta_min!r}") from None
+        if isinstance(value, float):
+            if value < 0.0:
+                raise ValueError(f"{expected}, got {value!r}")
+        elif (value < 0.0).any():
+            raise ValueError(f"{expected}, got {float(value[value < 0.0].flat[0])!r} in {eta_min!r}")
+        return value
 
     def _lr_scalar(self, base_lr: float, t: int) -> float:
         t_max = require_steps(self.t_max, "t_max")
