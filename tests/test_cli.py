@@ -300,7 +300,7 @@ def test_version():
                   "--force overwrite --output if it exists"]),
         ("train", ["(default: "]),
         ("compare", ["(default: none,step)", "(default: 5)"]),
-        ("sweep", ["(default: grid 1ep,2ep,5ep,10ep; optuna 1ep:20ep)", "(default: 30)", "(default: 3)"]),
+        ("sweep", ["(default: grid 1ep,2ep,5ep,10ep; optuna 1ep:20ep)", "(default: 30)", "(default: 3; optuna --report: as the search)"]),
     ],
 )
 def test_help_shows_defaults(command, shown):

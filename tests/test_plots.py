@@ -405,3 +405,16 @@ def test_figures_are_drawn_without_importing_pyplot(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
     assert (tmp_path / "h.png").stat().st_size > 0
+
+
+def test_a_run_where_every_seed_diverged_says_so_on_the_run_s_epochs(tmp_path, capfd):
+    nan = math.nan
+    diverged = History([EpochRecord(e, nan, 0.0, nan, 0.0, 1e4, nan, 0.0) for e in (1, 2, 3)], [1e4] * 6)
+    fig = plots._metric_figure({"none": [diverged, diverged]}, "loss")
+    assert len(fig.axes) == 3  # train, validation (its accuracy was measured), test
+    for ax in fig.axes:
+        assert any("every seed diverged" in t.get_text() for t in ax.texts)
+        assert ax.get_xlim() == (1.0, 3.0)
+    path = plot_run_metric({"none": [diverged]}, "acc", tmp_path / "acc.png")
+    assert matplotlib.image.imread(path).std() > 0.01
+    assert capfd.readouterr().err == ""

@@ -354,7 +354,10 @@ def _metric_figure(runs: Mapping[str, Sequence[History]], metric: str) -> Figure
         raise ValueError(f"metric must be 'loss' or 'acc', got {metric!r}")
     seeds = _seed_count(runs)
     scale = 1.0 if metric == "loss" else 100.0
-    held_out = any(not np.isnan(v) for hs in runs.values() for h in hs for v in h.column("val_loss"))
+    # A run holds out a validation split when any validation metric was measured (a diverged model's loss is NaN,
+    # its accuracy still a number).
+    held_out = any(not np.isnan(v) for hs in runs.values() for h in hs
+                   for v in h.column("val_loss") + h.column("val_acc"))
     splits = [(key, name) for key, name in _SPLITS if key != "val" or held_out]
     legend_rows = -(-len(runs) // 6)
     diverged_any = any(h.diverged_at is not None for hs in runs.values() for h in hs)
@@ -378,6 +381,12 @@ def _metric_figure(runs: Mapping[str, Sequence[History]], metric: str) -> Figure
                 ax.plot(diverged, [0.03] * len(diverged), "x", color=f"C{index % 10}", markersize=8,
                         markeredgewidth=2, transform=ax.get_xaxis_transform(), clip_on=False, gid="diverged")
             drawn.append(table.ravel())
+        if not np.isfinite(np.concatenate(drawn[-len(runs):])).any():
+            ax.text(0.5, 0.5, "no finite values:\nevery seed diverged", transform=ax.transAxes, ha="center",
+                    va="center", fontsize=9, color="0.4")
+            last = max(len(h.epochs) for hs in runs.values() for h in hs)
+            ax.set_xlim(1, last) if last > 1 else ax.set_xlim(0.5, 1.5)  # the run's epochs, not matplotlib's guess
+            ax.set_yticks([])
         ax.set_title(split_name, fontsize=10)
         ax.yaxis.get_major_formatter().set_useOffset(False)
         _epoch_axis(ax)
