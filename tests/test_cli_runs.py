@@ -396,3 +396,19 @@ def test_only_train_suggests_resume_for_a_full_folder(tmp_path):
     assert "pass --resume to continue it or --force" in run("train", "qwerty", "--out", str(full))[2]
     err = run("compare", "qwerty", "--out", str(full))[2]
     assert "--resume" not in err and "pass --force to replace it" in err
+
+
+def test_plan_warnings_print_before_training_and_the_report_repeats_them(tmp_path):
+    out = tmp_path / "w"
+    code, text, err = run("compare", "digits", "--seeds", "2", "--schedules", "step", "--out", str(out))
+    assert code == 0, err
+    warning = "step: the learning rate falls to 1e-05"
+    assert err.startswith(f"steplr: warning: {warning}")
+    assert warning not in text  # said once on the console, before training
+    assert any(note.startswith(warning) for note in json.loads((out / "summary.json").read_text())["notes"])
+    page = (out / "report.html").read_text()
+    assert "Before you trust these numbers" in page and warning in page
+    code, text, err = run("sweep", "digits", "--step-size", "2", "--gamma", "0.1", "--seeds", "2",
+                          "--out", str(tmp_path / "s"))
+    assert code == 0 and "steplr: warning: step 2ep, gamma 0.1, lr 0.001: the learning rate falls to" in err
+    assert "the learning rate falls to" in (tmp_path / "s" / "report.html").read_text()

@@ -128,3 +128,30 @@ def test_bad_settings_are_named():
         recipe_config("qwerty", lr=-1)
     with pytest.raises(ValueError, match="unknown recipe 'cifar'"):
         recipe_config("cifar")
+
+
+def test_plateau_reacts_to_validation_then_training_loss_never_test():
+    from steplr.train import EpochRecord, plateau_signal
+
+    with_split = EpochRecord(1, train_loss=1.0, train_acc=0.5, test_loss=0.1, test_acc=0.9, lr=0.1, val_loss=0.5,
+                             val_acc=0.7)
+    assert plateau_signal(with_split) == 0.5
+    without = EpochRecord(1, train_loss=1.0, train_acc=0.5, test_loss=0.1, test_acc=0.9, lr=0.1)
+    assert plateau_signal(without) == 1.0
+
+
+def test_plateau_in_train_cuts_on_the_validation_loss(qwerty):
+    config = recipe_config("qwerty", schedule="plateau", gamma=0.5, plateau_patience=0, epochs=6, validation=0.25,
+                           lr=0.5)
+    history = train(config, qwerty)
+    lrs = [e.lr for e in history.epochs]
+    vals = [e.val_loss for e in history.epochs]
+    # With patience 0 the LR halves right after every epoch whose validation loss is not a new best (torch's rule).
+    best, expected, lr = float("inf"), [], 0.5
+    for v in vals:
+        expected.append(lr)
+        if v < best * (1 - 1e-4):
+            best = v
+        else:
+            lr *= 0.5
+    assert lrs == expected
