@@ -20,8 +20,12 @@ import pytest
 
 from steplr.cli import main
 from steplr.paired import VERDICTS
+from steplr.report import percent
 
-ROW_FIELDS = {"trial", "step_size", "gamma", "lr", "val_acc_mean", "test_acc_mean", "test_acc_sd",
+TRIAL_TEST_INFO = ("The test accuracy of each trial (trials.csv, column test_acc_info) is shown for information; "
+                   "nothing was chosen or pruned on it.")
+
+ROW_FIELDS = {"trial", "step_size", "gamma", "lr", "trial_val_acc", "val_acc_mean", "test_acc_mean", "test_acc_sd",
               "baseline_test_acc_mean", "diff_mean", "diff_ci_low", "diff_ci_high", "p", "p_adjusted", "verdict",
               "diverged"}
 
@@ -52,21 +56,41 @@ def report_text(out: Path) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", text))
 
 
+def report_table(out: Path) -> tuple[list[str], list[list[str]]]:
+    """report.html's summary table: its header cells and its rows of cells."""
+    table = re.search(r'<table id="summary">(.*?)</table>', (out / "report.html").read_text(), flags=re.S)
+    assert table is not None
+    head = [html.unescape(c) for c in re.findall(r"<th>(.*?)</th>", table.group(1))]
+    rows = [[html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", row)]
+            for row in re.findall(r"<tr>(.*?)</tr>", table.group(1).partition("</thead>")[2])]
+    return head, rows
+
+
+def console_table(text: str) -> tuple[list[str], list[list[str]]]:
+    """The console's table (columns are two or more spaces apart): header cells and rows of cells."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("trial  "))
+    end = next(i for i in range(start + 2, len(lines)) if not lines[i][:1].isdigit())
+    split = [re.split(r" {2,}", line.strip()) for line in [lines[start], *lines[start + 2 : end]]]
+    return split[0], split[1:]
+
+
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
-    """One small search with lists for step_size and gamma (a bare 1 and 2 are epochs on the command line)."""
+    """One small search with lists for step_size and gamma (a bare 1 and 2 are epochs on the command line), its
+    best configs retrained on 2 seeds (not the default 3: --report must find that out from the study)."""
     out = tmp_path_factory.mktemp("optuna") / "run"
     code, text, err = optuna_sweep(out, "--trials", "10", "--step-size", "1,2", "--gamma", "0.3,0.9", "--epochs",
-                                   "4", "--seeds", "3")
+                                   "4", "--seeds", "2")
     assert code == 0, err
-    return out, text
+    return out, text, err
 
 
 # --------------------------------------------------------------------------------------------- what runs
 
 
 def test_lists_are_categorical_choices(searched):
-    out, _ = searched
+    out, *_ = searched
     rows = trials(out)
     assert len(rows) == 10
     assert {row["step_size"] for row in rows} <= {"1ep", "2ep"}
@@ -91,10 +115,11 @@ def test_a_resumed_study_with_another_space_is_refused(searched, tmp_path):
 
 
 def test_summary_has_a_row_per_config_chosen_on_validation(searched):
-    out, _ = searched
+    out, *_ = searched
     data = summary(out)
-    assert (data["chosen_on"], data["reported_on"]) == ("validation accuracy", "test set")
-    assert data["seeds"] == [0, 1, 2] and data["epochs"] == 4
+    assert data["chosen_on"] == "search trial validation accuracy (trial_val_acc, one run per trial)"
+    assert data["reported_on"] == "test set"
+    assert data["seeds"] == [0, 1] and data["epochs"] == 4
     rows = data["rows"]
     complete = [t for t in trials(out) if t["state"] == "COMPLETE"]
     # The rows: the best validation accuracy of each distinct config, best first (never re-sorted on test), at most 5.
@@ -109,6 +134,7 @@ def test_summary_has_a_row_per_config_chosen_on_validation(searched):
     for row in rows:
         assert row["trial_val_acc"] == complete_by_number[row["trial"]]
         assert ROW_FIELDS <= set(row)
+        assert list(row).index("trial_val_acc") < min(list(row).index(k) for k in ("val_acc_mean", "test_acc_mean"))
         for name in ("val_acc_mean", "test_acc_mean", "baseline_test_acc_mean"):
             assert 0 <= row[name] <= 1
         assert row["diff_mean"] == pytest.approx((row["test_acc_mean"] - row["baseline_test_acc_mean"]) * 100)
@@ -118,33 +144,54 @@ def test_summary_has_a_row_per_config_chosen_on_validation(searched):
 
 
 def test_report_says_what_chose_and_what_reports_and_gives_the_verdict_words(searched):
-    out, _ = searched
+    out, *_ = searched
     text = report_text(out)
-    assert "chosen on validation accuracy; reported on the test set" in text.lower()
+    assert ("chosen on validation: ranked by each search trial's own final validation accuracy (trial val acc, one "
+            "run), then retrained on 2 seeds beside a constant LR at the same lr on the same seeds and reported on the "
+            "test set") in text
     for row in summary(out)["rows"]:
-        assert re.search(rf"\b{row['trial']}\s+{row['step_size']}\s.*?{re.escape(row['verdict'])}\s+0/3", text)
-    assert "beat" not in text.lower()
+        assert re.search(rf"\b{row['trial']}\s+{row['step_size']}\s.*?{re.escape(row['verdict'])}\s+0/2", text)
+    assert "beat" not in text.lower() and "winner" not in text.lower()
+    assert "The plan of the config chosen on validation" in text
     assert (out / "best_lr.png").stat().st_size > 10_000
 
 
 def test_console_shows_the_columns_and_the_best_configs_verdict(searched):
-    out, text = searched
+    out, text, _ = searched
     lines = text.splitlines()
-    assert lines[1].startswith("best ") and "chosen on validation accuracy; reported on the test set" in lines[1]
-    for column in ("val acc", "test acc", "constant LR", "vs constant LR (95% CI)", "p (Holm)", "verdict",
-                   "diverged"):
-        assert column in lines[2]
+    assert lines[1].startswith("best ") and "chosen on validation: ranked by each search trial's own" in lines[1]
     best = summary(out)["rows"][0]
-    sentence = next(line for line in lines if line.startswith("- best on validation:"))
-    assert sentence.startswith(f"- best on validation: trial {best['trial']} (step_size {best['step_size']}")
+    sentence = next(line for line in lines if line.startswith("- chosen on validation:"))
+    assert sentence.startswith(f"- chosen on validation: trial {best['trial']} (step_size {best['step_size']}")
+    assert f"; trial val acc {percent(best['trial_val_acc'])})" in sentence
     word = {"better": "better than", "worse": "worse than"}.get(best["verdict"], best["verdict"])
-    assert word in sentence and "beat" not in text
-    assert f"winner: trial {best['trial']}" in text
-    assert lines[-2:] == [f"summary: {out / 'summary.json'}", f"report: {out / 'report.html'}"]
+    assert word in sentence and "beat" not in text and "winner" not in text.lower()
+    assert f"chosen on validation: trial {best['trial']} (highest trial val acc), 4 epochs" in text  # its plan
+    assert lines[-3:] == [f"trials: {out / 'trials.csv'} (test_acc_info: for information; nothing was chosen or "
+                          "pruned on it)", f"summary: {out / 'summary.json'}", f"report: {out / 'report.html'}"]
+
+
+@pytest.mark.parametrize("where", ["console", "report"])
+def test_the_table_shows_the_trial_val_acc_the_configs_were_ranked_on(searched, where):
+    """The rows are ranked on each search trial's own validation accuracy: that column is in the table, first of the
+    accuracies, holds each trial's value, and falls down the table; the means over the retrained seeds are beside it
+    under their own names."""
+    out, text, _ = searched
+    head, rows = console_table(text) if where == "console" else report_table(out)
+    assert head == ["trial", "step_size", "gamma", "lr", "trial val acc", "val acc (2 seeds)", "test acc (2 seeds)",
+                    "constant LR test acc (2 seeds)", "vs constant LR (95% CI)", "p", "p (Holm)", "verdict",
+                    "diverged"]
+    data = summary(out)["rows"]
+    assert [row[0] for row in rows] == [str(r["trial"]) for r in data]
+    column = head.index("trial val acc")
+    assert [row[column] for row in rows] == [percent(r["trial_val_acc"]) for r in data]
+    assert [row[column + 1] for row in rows] == [percent(r["val_acc_mean"]) for r in data]
+    ranked = [r["trial_val_acc"] for r in data]
+    assert ranked == sorted(ranked, reverse=True)
 
 
 def test_console_and_report_count_trials_the_same_way(searched):
-    out, text = searched
+    out, text, _ = searched
     first = text.splitlines()[0]
     assert first.startswith(f"study 'steplr-qwerty' on {out / 'optuna-journal.log'}: ")
     assert first in report_text(out)
@@ -160,12 +207,20 @@ def test_console_and_report_count_trials_the_same_way(searched):
 
 
 def test_one_seed_has_no_test(tmp_path):
-    code, text, err = optuna_sweep(tmp_path / "o", "--trials", "2", "--epochs", "2", "--seeds", "1")
+    out = tmp_path / "o"
+    code, text, err = optuna_sweep(out, "--trials", "2", "--epochs", "2", "--seeds", "1")
     assert code == 0, err
-    rows = summary(tmp_path / "o")["rows"]
+    rows = summary(out)["rows"]
     assert rows and {row["verdict"] for row in rows} == {"1 seed: no test"}
-    assert all(row["p"] is None and row["p_adjusted"] is None for row in rows)
-    assert "1 seed: no test" in text and "1 seed: no test" in report_text(tmp_path / "o")
+    assert all(row["p"] is None and row["p_adjusted"] is None and row["test_acc_sd"] is None for row in rows)
+    assert "1 seed: no test" in text and "1 seed: no test" in report_text(out)
+    # No sd exists with one seed: no "± 0.00"; the accuracy alone.
+    for head, cells in (console_table(text), report_table(out)):
+        assert "test acc (1 seed)" in head
+        assert [row[head.index("test acc (1 seed)")] for row in cells] == [percent(r["test_acc_mean"]) for r in rows]
+        assert not any("±" in cell for row in cells for cell in row)
+    advice = "1 seed: no test: differences from a single seed are not evidence; use --seeds 5 or more"
+    assert f"note: {advice}" in text and advice in report_text(out)
 
 
 def test_a_diverged_constant_lr_is_part_of_the_verdict(tmp_path):
@@ -221,6 +276,8 @@ def test_helpers_are_started_with_the_same_search(flags, tmp_path):
 
 
 def test_report_rebuilds_from_the_study_alone(searched, tmp_path):
+    """The search retrained on 2 seeds (not the default 3): --report finds that in the study and gives the same
+    numbers; --seeds given with --report is used, and said."""
     out = tmp_path / "copy"
     shutil.copytree(searched[0], out)
     before = summary(out)
@@ -228,9 +285,21 @@ def test_report_rebuilds_from_the_study_alone(searched, tmp_path):
         (out / name).unlink()
     code, text, err = optuna_sweep(out, "--report")
     assert code == 0, err
-    after = summary(out)
-    assert after["rows"] == before["rows"] and after["trials"] == before["trials"]
+    same = {k: v for k, v in before.items() if k != "storage"}  # the copy's journal is elsewhere
+    assert {k: v for k, v in summary(out).items() if k != "storage"} == same
     assert text.splitlines()[0] in report_text(out)
+    said = "retraining on 2 seeds, as the search did (recorded in the study)"
+    assert text.splitlines()[1] == said and said in report_text(out)
+    assert text.splitlines()[2:-3] == searched[1].splitlines()[1:-3]  # the console says what the search said
+    code, text, err = optuna_sweep(out, "--report", "--seeds", "3")
+    assert code == 0, err
+    said = ("retraining on 3 seeds, as --seeds asks: the search retrained on 2 seeds, so these numbers may differ "
+            "from its report")
+    assert text.splitlines()[1] == said and said in report_text(out)
+    assert summary(out)["seeds"] == [0, 1, 2] and "test acc (3 seeds)" in text
+    code, text, err = optuna_sweep(out, "--report")  # the study still records the search's seeds
+    assert code == 0, err
+    assert {k: v for k, v in summary(out).items() if k != "storage"} == same
     code, text, err = optuna_sweep(out, "--report", "--gamma", "0.5")
     assert (code, text) == (2, "")
     assert err == "steplr: error: --report rebuilds the report from the study's own settings: drop --gamma\n"
@@ -278,16 +347,17 @@ def test_an_out_folder_of_something_else_needs_force(tmp_path):
     assert (out / "notes.txt").read_text() == "mine" and (out / "summary.json").is_file()
 
 
-def test_the_winners_plan_warnings_go_to_stderr_and_into_the_report(tmp_path, capfd):
+def test_the_chosen_configs_plan_warnings_go_to_stderr_and_into_the_report(tmp_path, capfd):
     out = tmp_path / "o"
     code, text, err = optuna_sweep(out, "--trials", "2", "--step-size", "1it", "--gamma", "0.1", "--epochs", "3",
                                    "--seeds", "1")
     assert code == 0
     said = err + capfd.readouterr().err  # main's err, or the process's stderr
-    warned = [line for line in said.splitlines() if line.startswith("steplr: warning: winner:")]
+    warned = [line for line in said.splitlines() if line.startswith("steplr: warning: chosen on validation: trial ")]
     assert warned and "the learning rate falls to" in warned[0]
     assert warned[0].removeprefix("steplr: warning: ") in report_text(out)
-    assert "warning: the learning rate falls to" in text  # in the winner's plan on the console
+    assert "warning: the learning rate falls to" in text  # in the chosen config's plan on the console
+    assert "winner" not in (said + text + report_text(out)).lower()
 
 
 def test_plans_of_a_listed_search_are_warned_about_before_it_starts(tmp_path):
@@ -297,3 +367,51 @@ def test_plans_of_a_listed_search_are_warned_about_before_it_starts(tmp_path):
     first = err.splitlines()[0]
     assert first.startswith("steplr: warning: step 50ep, gamma 0.5: the learning rate never changes within the run")
     assert "step 1ep, gamma 0.5" not in err  # halving every epoch for 2 epochs is not flagged
+
+
+# --------------------------------------------------------------------------------------------- nothing to choose
+
+
+def test_a_search_whose_trials_all_diverged_says_nothing_can_be_chosen(tmp_path):
+    """Every trial diverging is a result, not an error: exit 0, and every file and the console say so."""
+    out = tmp_path / "d"
+    code, text, err = optuna_sweep(out, "--trials", "3", "--epochs", "2", "--seeds", "2", "--lr", "1000:10000")
+    assert code == 0, err
+    nothing = ("no trial completed (3 diverged, 0 pruned, 0 failed): nothing can be chosen, and nothing was compared "
+               "with a constant LR")
+    assert text.splitlines() == [
+        f"study 'steplr-qwerty' on {out / 'optuna-journal.log'}: 3 finished trials (0 complete, 0 pruned, 3 "
+        "diverged), 0 failed",
+        nothing,
+        "note: a diverged trial's loss became NaN or infinite: a smaller --lr (or lr range) may help",
+        f"trials: {out / 'trials.csv'}", f"summary: {out / 'summary.json'}", f"report: {out / 'report.html'}",
+    ]
+    assert [(r["state"], r["note"], r["val_acc"], r["test_acc_info"]) for r in trials(out)] == [
+        ("PRUNED", "diverged", "", "")] * 3
+    data = summary(out)
+    assert (data["rows"], data["note"], data["seeds"]) == ([], nothing, [])
+    assert data["trials"]["diverged"] == 3 and data["trials"]["finished"] == 3
+    text = report_text(out)
+    assert f"{nothing[0].upper()}{nothing[1:]}." in text and TRIAL_TEST_INFO in text
+    assert 'id="summary"' not in (out / "report.html").read_text() and "plan" not in text.lower()
+    assert not (out / "best_lr.png").exists()
+    code, again, err = optuna_sweep(out, "--report")  # the rebuilt report says the same
+    assert (code, again.splitlines()[1]) == (0, nothing), err
+
+
+def test_a_study_without_trials_cannot_be_reported(tmp_path):
+    from steplr.tune import open_study
+
+    open_study("qwerty", "steplr-qwerty", None, tmp_path)
+    code, text, err = optuna_sweep(tmp_path, "--report")
+    assert (code, text) == (2, "")
+    assert err == ("steplr: error: study 'steplr-qwerty' has no trials yet: run the search (without --report) "
+                   "first\n")
+
+
+def test_the_test_accuracy_of_the_trials_is_labelled_as_information(searched):
+    out, *_ = searched
+    rows = trials(out)
+    assert "test_acc" not in rows[0] and "test_acc_info" in rows[0]
+    assert all((r["test_acc_info"] != "") == (r["state"] == "COMPLETE") for r in rows)
+    assert TRIAL_TEST_INFO in report_text(out)

@@ -30,6 +30,7 @@ from steplr.tune import (
     open_study,
     parse_range,
     parse_space,
+    recorded_seeds,
     redact,
     run_optuna,
     study_rows,
@@ -119,7 +120,7 @@ def check_total(study_rows_: list[dict[str, Any]], total: int) -> None:
         assert 0.05 <= row["gamma"] <= 0.99
         assert row["lr"] == 0.01  # the recipe's: no lr range
         if row["state"] == "COMPLETE":
-            assert 0 <= row["val_acc"] <= 1 and 0 <= row["test_acc"] <= 1 and row["epochs_reported"] == 20
+            assert 0 <= row["val_acc"] <= 1 and 0 <= row["test_acc_info"] <= 1 and row["epochs_reported"] == 20
         else:
             assert row["val_acc"] is None and 2 <= row["epochs_reported"] < 20  # pruned after the warm-up epoch
 
@@ -264,6 +265,8 @@ def test_bad_gamma_fails_before_any_storage_is_touched(tmp_path, gamma):
         ({"validation": 0}, r"bad validation 0: .* a fraction in \(0, 1\)"),
         ({"validation": 1.0}, r"bad validation 1.0"),
         ({"epochs": 0}, "epochs must be a positive integer, got 0"),
+        ({"confirm_seeds": 0}, "bad number of confirmation seeds 0: expected a positive integer"),
+        ({"confirm_seeds": True}, "bad number of confirmation seeds True"),
         ({"storage": "sqlite:///tmp/x.db"}, "scheme 'sqlite'"),
         ({"storage": "mysql://u:pw@127.0.0.1/db"}, "scheme 'mysql'"),
         ({"storage": "just-a-file.log"}, "unsupported storage"),
@@ -406,6 +409,21 @@ def test_trials_choose_on_validation_and_keep_the_test_set_for_information(tmp_p
     assert trial.value == final.val_acc
     assert trial.user_attrs["val_loss"] == final.val_loss
     assert (trial.user_attrs["test_acc"], trial.user_attrs["test_loss"]) == (final.test_acc, final.test_loss)
+    # The test accuracy is listed under a name that says it chose nothing; the value is the trial's.
+    (row,) = [r for r in study_rows(study) if r["number"] == trial.number]
+    assert "test_acc" not in row and (row["val_acc"], row["test_acc_info"]) == (final.val_acc, final.test_acc)
+
+
+def test_the_confirmation_seeds_are_recorded_and_the_latest_kept(tmp_path):
+    """The seeds a search's report confirms on are kept in the study (so a rebuilt report uses the same ones); they
+    do not change what the trials run, so a continued search may change them, and a search-only worker (None)
+    leaves them as they are."""
+    study = run_small(tmp_path, trials=1, epochs=2)
+    assert recorded_seeds(study) is None and "confirm_seeds" not in study.user_attrs
+    assert recorded_seeds(run_small(tmp_path, trials=1, epochs=2, confirm_seeds=2)) == 2
+    assert recorded_seeds(run_small(tmp_path, trials=2, epochs=2, confirm_seeds=5)) == 5
+    assert recorded_seeds(run_small(tmp_path, trials=2, epochs=2)) == 5
+    assert recorded_seeds(open_study(None, "s", None, tmp_path / "run", create=False)) == 5
 
 
 def test_counts_name_every_way_a_trial_ends(tmp_path):
@@ -484,6 +502,21 @@ def test_confirm_with_one_seed_has_no_test(tmp_path):
     result = confirm_best(study, load_qwerty(), [0])
     assert {row.verdict for row in result.rows} == {"1 seed: no test"}
     assert all(row.p is None and row.p_adjusted is None and row.diff_ci_low is None for row in result.rows)
+    assert all(row.test_acc_sd is None for row in result.rows)  # no spread exists with one seed, not 0
+
+
+def test_confirm_with_two_seeds_gives_the_sample_sd(tmp_path):
+    import statistics
+
+    from steplr.experiments import recipe_config
+    from steplr.train import train
+
+    study = run_small(tmp_path, trials=1, step_size="1ep", gamma="0.5", epochs=3)
+    (row,) = confirm_best(study, load_qwerty(), [0, 1]).rows
+    accs = [train(recipe_config("qwerty", schedule="step", step_size="1ep", gamma=0.5, seed=seed,
+                                validation=1 / 6, epochs=3), load_qwerty()).epochs[-1].test_acc for seed in (0, 1)]
+    assert row.test_acc_mean == pytest.approx(statistics.fmean(accs))
+    assert row.test_acc_sd == pytest.approx(statistics.stdev(accs))
 
 
 def test_confirm_needs_a_complete_trial(tmp_path):

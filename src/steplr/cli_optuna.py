@@ -3,7 +3,10 @@
 The search and the statistics are in :mod:`steplr.tune`. The command runs the search (here and in ``--workers - 1``
 helper processes sharing the study), then retrains the study's best configs on ``--seeds`` seeds beside a constant
 LR (:func:`steplr.tune.confirm_best`) and writes ``summary.json``, ``trials.csv``, ``best_lr.png`` and
-``report.html``. Trials are chosen on validation accuracy; every reported comparison is on the test set.
+``report.html``. Configs are ranked on each search trial's own validation accuracy (the "trial val acc" column);
+every reported comparison is on the test set. The seeds count is recorded in the study, so ``--report`` retrains
+on the same seeds and rebuilds the same numbers. A study whose trials all diverged (or were pruned or failed) is a
+result, not an error: the files say that nothing could be chosen.
 
 On the command line a bare step size counts epochs (``--step-size 1:20`` is ``1ep:20ep``), as everywhere in
 steplr's CLI. Helpers are started as ``python -m steplr.cli_optuna sweep RECIPE --engine optuna ...`` with the
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import html
 import io
 import json
 import os
@@ -31,15 +35,24 @@ from .cli_runs import _progress, jsonable, print_warnings
 if TYPE_CHECKING:
     import optuna
 
-    from .tune import Confirmation, Confirmed
+    from .tune import Confirmation, Confirmed, TrialCounts
 
 __all__ = ["cmd_optuna"]
 
 DEFAULT_TRIALS = 30
+DEFAULT_SEEDS = 3  # as the grid engine
 _FLAGS = {"step_size": "--step-size", "gamma": "--gamma", "lr": "--lr"}
 _OUTPUTS = ("report.html", "summary.json", "trials.csv", "best_lr.png")  # what this command writes in --out
-HEADER = ("trial", "step_size", "gamma", "lr", "val acc", "test acc", "constant LR", "vs constant LR (95% CI)", "p",
-          "p (Holm)", "verdict", "diverged")
+# The test-set figures of the search's trials (trials.csv) are there to look at, never to choose on.
+TRIAL_TEST_INFO = ("The test accuracy of each trial (trials.csv, column test_acc_info) is shown for information; "
+                   "nothing was chosen or pruned on it.")
+
+
+def header(seeds: int) -> tuple[str, ...]:
+    """The table's columns: what the configs were ranked on first, then the means over the ``seeds`` retrained runs."""
+    over = f"({seeds} seed{'s' if seeds != 1 else ''})"
+    return ("trial", "step_size", "gamma", "lr", "trial val acc", f"val acc {over}", f"test acc {over}",
+            f"constant LR test acc {over}", "vs constant LR (95% CI)", "p", "p (Holm)", "verdict", "diverged")
 
 
 @dataclass(frozen=True)
@@ -52,7 +65,7 @@ class _Search:
     out: Path
     trials: int
     workers: int
-    seeds: int
+    seeds: int | None  # None: not given (a search confirms on DEFAULT_SEEDS, --report on the seeds it recorded)
     validation: float
     epochs: int | None
     spaces: dict[str, str | None]  # step_size, gamma, lr as tune.parse_space reads them (lr None: the recipe's)
@@ -76,12 +89,13 @@ def cmd_optuna(args: argparse.Namespace, out_stream: TextIO, err_stream: TextIO 
     else:
         _warn_about_plans(search, err_stream or sys.stderr)
         _search_with_helpers(args, search, err_stream or sys.stderr)
-    return _report(search, out_stream, err_stream or sys.stderr)
+    return _report(search, out_stream, err_stream or sys.stderr, rebuilding=args.report)
 
 
 def _warn_about_plans(search: _Search, err_stream: TextIO) -> None:
     """Before searching, explain's warnings for every (step_size, gamma) a search of lists or fixed values can try
-    (the warnings do not depend on the base LR; a range has too many plans to list, and the winner's are printed)."""
+    (the warnings do not depend on the base LR; a range has too many plans to list, and the plan of the config
+    chosen on validation is printed after the search)."""
     from .cli_runs import _batches, _load_data
     from .explain import explain, format_plan
     from .experiments import recipe_config
@@ -111,6 +125,8 @@ def _settings(args: argparse.Namespace) -> _Search:
 
     counts = {"trials": args.trials or DEFAULT_TRIALS, "workers": args.workers or 1, "seeds": args.seeds}
     for name, value in counts.items():
+        if name == "seeds" and value is None:
+            continue  # not given: resolved when the seeds are needed (the default, or what the study recorded)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise UsageError(f"--{name} must be a positive integer, got {value!r}")
     validation = DEFAULT_VALIDATION if args.validation is None else args.validation
@@ -184,7 +200,9 @@ def _search_with_helpers(args: argparse.Namespace, search: _Search, err_stream: 
     bar = _progress(search.trials)
     finished = False
     try:
-        _run(search, on_trial=(lambda *_: bar.update()) if bar is not None else None)
+        # Recorded in the study so that --report confirms on the same seeds as this search's report.
+        _run(search, on_trial=(lambda *_: bar.update()) if bar is not None else None,
+             confirm_seeds=DEFAULT_SEEDS if search.seeds is None else search.seeds)
         finished = True
     finally:
         if bar is not None:
@@ -199,14 +217,14 @@ def _search_with_helpers(args: argparse.Namespace, search: _Search, err_stream: 
                              "the other workers ran its share of the trials\n")
 
 
-def _run(search: _Search, on_trial: Callable[..., None] | None) -> optuna.Study:
+def _run(search: _Search, on_trial: Callable[..., None] | None, confirm_seeds: int | None) -> optuna.Study:
     from .tune import run_optuna
 
     return run_optuna(
         search.recipe, step_size=search.spaces["step_size"] or "", gamma=search.spaces["gamma"] or "",
         lr=search.spaces["lr"], trials=search.trials, storage=search.storage, study_name=search.study,
         run_dir=search.out, validation=search.validation, epochs=search.epochs, data_dir=search.data_dir,
-        download=search.download, on_trial=on_trial,
+        download=search.download, on_trial=on_trial, confirm_seeds=confirm_seeds,
     )
 
 
@@ -215,7 +233,7 @@ def _helper_command(args: argparse.Namespace, search: _Search) -> list[str]:
     command = [sys.executable, "-m", "steplr.cli_optuna", "sweep", search.recipe, "--engine", "optuna",
                "--trials", str(search.trials), "--study", search.study, "--out", str(search.out)]
     typed = {"--step-size": args.step_size, "--gamma": args.gamma, "--lr": args.lr,
-             "--validation": args.validation, "--epochs": args.epochs,
+             "--validation": args.validation, "--epochs": args.epochs, "--seeds": search.seeds,
              "--storage": search.storage, "--data-dir": search.data_dir}
     for flag, value in typed.items():
         if value is not None:
@@ -236,7 +254,7 @@ def _helper(argv: Sequence[str]) -> int:
     torch.set_num_threads(1)  # one small model per worker: threads cost more than they save
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        _run(_settings(build_parser().parse_args(list(argv))), on_trial=None)
+        _run(_settings(build_parser().parse_args(list(argv))), on_trial=None, confirm_seeds=None)  # search only
     except (UsageError, SweepError):
         return 2  # the main process meets the same problem and reports it once
     return 0
@@ -245,37 +263,90 @@ def _helper(argv: Sequence[str]) -> int:
 # --------------------------------------------------------------------------------------------- reporting
 
 
-def _report(search: _Search, out_stream: TextIO, err_stream: TextIO) -> int:
+def _report(search: _Search, out_stream: TextIO, err_stream: TextIO, rebuilding: bool) -> int:
     """Confirm the study's best configs on the test set and write the summary, the trials, a figure, the report."""
     from .data import load_dataset
     from .experiments import recipe_config
-    from .tune import JOURNAL_FILE, confirm_best, count_trials, open_study, redact
+    from .report import text_table
+    from .tune import JOURNAL_FILE, SweepError, best_trials, confirm_best, count_trials, open_study, redact
 
     study = open_study(search.recipe, search.study, search.storage, search.out, create=False)
+    if not study.get_trials(deepcopy=False):
+        raise SweepError(f"study {search.study!r} has no trials yet: run the search (without --report) first")
     where = redact(search.storage) if search.storage else str(search.out / JOURNAL_FILE)
     counts = count_trials(study)
     counts_line = f"study {search.study!r} on {where}: {counts}"
     out_stream.write(counts_line + "\n")
     out_stream.flush()
+    if not best_trials(study, 1):
+        return _report_nothing(search, study, counts, counts_line, where, out_stream)
+    seeds, seeds_line = _seeds(search, study, rebuilding)
+    if seeds_line:
+        out_stream.write(seeds_line + "\n")
     data = load_dataset(recipe_config(search.recipe).dataset, data_dir=search.data_dir, download=search.download)
-    result = confirm_best(study, data, range(search.seeds))
+    result = confirm_best(study, data, range(seeds))
     search.out.mkdir(parents=True, exist_ok=True)
-    chosen = (f"best {len(result.rows)} config{'s' if len(result.rows) != 1 else ''} chosen on validation accuracy; "
-              f"reported on the test set ({len(result.seeds)} seed{'s' if len(result.seeds) != 1 else ''} each, "
-              f"beside a constant LR at the same lr on the same seeds)")
+    chosen = (f"best {len(result.rows)} config{'s' if len(result.rows) != 1 else ''} chosen on validation: ranked by "
+              f"each search trial's own final validation accuracy (trial val acc, one run), then retrained on "
+              f"{_n_seeds(seeds)} beside a constant LR at the same lr on the same seeds and reported on the test set")
     table = [_cells(row) for row in result.rows]
-    sentences = _sentences(result)
+    sentences = [_sentence(row, index == 0, len(result.rows)) for index, row in enumerate(result.rows)]
     notes = _notes(result)
-    plan = _winner_plan(result)
-    warnings = print_warnings(f"winner: trial {result.rows[0].trial}", plan, err_stream)  # also in the plan below
-    summary = _write_summary(search.out, result, counts, search.study, where)
-    _write_trials(search.out, study)
-    report = _write_report(search, result, study, f"{counts_line}. {chosen[0].upper()}{chosen[1:]}.", table,
-                           sentences, notes + warnings, plan)
-    from .report import text_table
+    plan = _chosen_plan(result)
+    warnings = print_warnings(f"chosen on validation: trial {result.rows[0].trial}", plan, err_stream)  # and below
+    summary = _write_summary(search.out, study, counts, search.study, where, result)
+    trials = _write_trials(search.out, study)
+    columns = (f"trial val acc: the search trial's own final validation accuracy (one run), which ranks the configs "
+               "(ties: the earlier trial first); "
+               f"val acc and test acc ({_n_seeds(seeds)}): means over the retrained runs; constant LR test acc: the "
+               "constant LR's mean test accuracy on the same seeds.")
+    intro = [f"{counts_line}.", f"{chosen[0].upper()}{chosen[1:]}.", *([f"{seeds_line}."] if seeds_line else [])]
+    report = _write_report(search, result, study, intro, table, sentences, notes + warnings, plan, columns)
+    lines = [chosen, text_table(header(seeds), table), *(f"- {s}" for s in sentences), *(f"note: {n}" for n in notes),
+             *plan, f"trials: {trials} (test_acc_info: for information; nothing was chosen or pruned on it)",
+             f"summary: {summary}", f"report: {report}"]
+    out_stream.write("\n".join(lines) + "\n")
+    return 0
 
-    lines = [chosen, text_table(HEADER, table), *(f"- {s}" for s in sentences), *(f"note: {n}" for n in notes),
-             *plan, f"summary: {summary}", f"report: {report}"]
+
+def _n_seeds(count: int) -> str:
+    return f"{count} seed{'s' if count != 1 else ''}"
+
+
+def _seeds(search: _Search, study: optuna.Study, rebuilding: bool) -> tuple[int, str]:
+    """How many seeds to confirm on and, for ``--report``, a line saying where that count comes from."""
+    from .tune import recorded_seeds
+
+    given = search.seeds
+    if not rebuilding:
+        return (DEFAULT_SEEDS if given is None else given), ""  # the search has just recorded this count
+    recorded = recorded_seeds(study)
+    if given is not None:
+        if recorded is None or recorded == given:
+            return given, f"retraining on {_n_seeds(given)}, as --seeds asks"
+        return given, (f"retraining on {_n_seeds(given)}, as --seeds asks: the search retrained on "
+                       f"{_n_seeds(recorded)}, so these numbers may differ from its report")
+    if recorded is not None:
+        return recorded, f"retraining on {_n_seeds(recorded)}, as the search did (recorded in the study)"
+    return DEFAULT_SEEDS, (f"retraining on {_n_seeds(DEFAULT_SEEDS)} (the default): the study does not record how "
+                           "many seeds its search retrained on; pass --seeds to choose")
+
+
+def _report_nothing(search: _Search, study: optuna.Study, counts: TrialCounts, counts_line: str, where: str,
+                    out_stream: TextIO) -> int:
+    """A study without a complete trial: nothing to choose. Say so in every file and on the console (exit 0)."""
+    nothing = (f"no trial completed ({counts.diverged} diverged, {counts.pruned} pruned, {counts.failed} failed): "
+               "nothing can be chosen, and nothing was compared with a constant LR")
+    notes = ["a diverged trial's loss became NaN or infinite: a smaller --lr (or lr range) may help"
+             if counts.diverged else "a longer search (--trials) or other ranges may complete a trial"]
+    search.out.mkdir(parents=True, exist_ok=True)
+    summary = _write_summary(search.out, study, counts, search.study, where, None, nothing)
+    trials = _write_trials(search.out, study)
+    report = _write_html(search.out / "report.html", f"steplr sweep (optuna): {search.recipe}",
+                         [f"{counts_line}.", f"{nothing[0].upper()}{nothing[1:]}."], notes=notes,
+                         settings={"study": search.study, "search": dict(study.user_attrs)})
+    lines = [nothing, *(f"note: {n}" for n in notes), f"trials: {trials}", f"summary: {summary}",
+             f"report: {report}"]
     out_stream.write("\n".join(lines) + "\n")
     return 0
 
@@ -287,28 +358,31 @@ def _label(row: Confirmed) -> str:
 def _cells(row: Confirmed) -> tuple[str, ...]:
     from .report import difference, p_value, percent
 
-    return (str(row.trial), str(row.step_size), f"{row.gamma:.4g}", f"{row.lr:.3g}", percent(row.val_acc_mean),
-            percent(row.test_acc_mean, row.test_acc_sd if row.seeds > 1 else None), percent(row.baseline_test_acc_mean),
-            difference(row.diff_mean, row.diff_ci_low, row.diff_ci_high), p_value(row.p), p_value(row.p_adjusted),
-            row.verdict, f"{row.diverged}/{row.seeds}")
+    return (str(row.trial), str(row.step_size), f"{row.gamma:.4g}", f"{row.lr:.3g}", percent(row.trial_val_acc),
+            percent(row.val_acc_mean), percent(row.test_acc_mean, row.test_acc_sd),
+            percent(row.baseline_test_acc_mean), difference(row.diff_mean, row.diff_ci_low, row.diff_ci_high),
+            p_value(row.p), p_value(row.p_adjusted), row.verdict, f"{row.diverged}/{row.seeds}")
 
 
-def _sentences(result: Confirmation) -> list[str]:
-    """One sentence per config against the constant LR, claiming no more than its verdict word."""
-    from .report import verdict_sentence
+def _sentence(row: Confirmed, chosen: bool, compared: int) -> str:
+    """One config against the constant LR, claiming no more than its verdict word."""
+    from .report import percent, verdict_sentence
 
-    found = []
-    for index, row in enumerate(result.rows):
-        label = ("best on validation: " if index == 0 else "") + _label(row)
-        found.append(verdict_sentence(label, row.diff_mean, row.diff_ci_low, row.diff_ci_high, row.p_adjusted,
-                                      row.verdict, len(result.rows)))
-    return found
+    label = (f"{'chosen on validation: ' if chosen else ''}trial {row.trial} (step_size {row.step_size}, gamma "
+             f"{row.gamma:.4g}, lr {row.lr:.3g}; trial val acc {percent(row.trial_val_acc)})")
+    return verdict_sentence(label, row.diff_mean, row.diff_ci_low, row.diff_ci_high, row.p_adjusted, row.verdict,
+                            compared)
 
 
 def _notes(result: Confirmation) -> list[str]:
-    """What to know before trusting the numbers: diverged seeds, a run too short for decay to pay off."""
-    notes = [f"{_label(row)} diverged on {row.diverged} of {row.seeds} seeds (counted as 0 accuracy)"
-             for row in result.rows if row.diverged]
+    """What to know before trusting the numbers: one seed, diverged seeds, a run too short for decay to pay off."""
+    from .paired import NO_TEST
+
+    notes = []
+    if len(result.seeds) < 2:
+        notes.append(f"{NO_TEST}: differences from a single seed are not evidence; use --seeds 5 or more")
+    notes += [f"{_label(row)} diverged on {row.diverged} of {row.seeds} seeds (counted as 0 accuracy)"
+              for row in result.rows if row.diverged]
     baseline_diverged = {row.lr: row.baseline_diverged for row in result.rows if row.baseline_diverged}
     notes += [f"the constant LR at lr {lr:.3g} diverged on {count} of {len(result.seeds)} seeds (counted as 0 accuracy)"
               for lr, count in baseline_diverged.items()]
@@ -322,29 +396,33 @@ def _spe(result: Confirmation) -> int:
     return result.base.steps_per_epoch(result.batches)
 
 
-def _winner_plan(result: Confirmation) -> list[str]:
+def _chosen_plan(result: Confirmation) -> list[str]:
     from .explain import explain, format_plan
     from .schedules import StepDecay
 
     best = result.rows[0]
     plan = explain(StepDecay(best.step_size, best.gamma), best.lr, result.base.epochs, _spe(result))
-    return format_plan(f"winner: trial {best.trial} (chosen on validation accuracy)", plan)
+    return format_plan(f"chosen on validation: trial {best.trial} (highest trial val acc)", plan)
 
 
-def _write_summary(out: Path, result: Confirmation, counts: Any, study: str, where: str) -> Path:
+def _write_summary(out: Path, study: optuna.Study, counts: TrialCounts, name: str, where: str,
+                   result: Confirmation | None, note: str | None = None) -> Path:
+    """summary.json: the trial counts and one row per confirmed config (none, with a note, when nothing completed)."""
     from ._files import atomic_write_text
 
-    summary = {
-        "chosen_on": "validation accuracy",
+    summary: dict[str, Any] = {
+        "chosen_on": "search trial validation accuracy (trial_val_acc, one run per trial)",
         "reported_on": "test set",
-        "study": study,
+        "study": name,
         "storage": where,
         "trials": {**dataclasses.asdict(counts), "finished": counts.finished},
-        "seeds": result.seeds,
-        "validation": result.base.validation,
-        "epochs": result.base.epochs,
-        "rows": [jsonable(row.as_dict()) for row in result.rows],
+        "seeds": [] if result is None else result.seeds,
+        "validation": study.user_attrs.get("validation") if result is None else result.base.validation,
+        "epochs": study.user_attrs.get("epochs") if result is None else result.base.epochs,
+        "rows": [] if result is None else [jsonable(row.as_dict()) for row in result.rows],
     }
+    if note is not None:
+        summary["note"] = note
     return atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
 
 
@@ -360,21 +438,58 @@ def _write_trials(out: Path, study: optuna.Study) -> Path:
     return atomic_write_text(out / "trials.csv", buffer.getvalue())
 
 
-def _write_report(search: _Search, result: Confirmation, study: optuna.Study, intro: str,
-                  table: list[tuple[str, ...]], sentences: list[str], notes: list[str], plan: list[str]) -> Path:
+def _write_report(search: _Search, result: Confirmation, study: optuna.Study, intro: list[str],
+                  table: list[tuple[str, ...]], sentences: list[str], notes: list[str], plan: list[str],
+                  columns: str) -> Path:
     from .plots import Curve, plot_schedules
-    from .report import write_sweep_report
     from .schedules import StepDecay
 
     figure = plot_schedules(
         [Curve(_label(row), StepDecay(row.step_size, row.gamma), row.lr) for row in result.rows],
         result.base.epochs, search.out / "best_lr.png", _spe(result),
-        title="Learning rate of the best configs (chosen on validation accuracy)",
+        title="Learning rate of the best configs (ranked on trial val acc)",
     )
     settings = {"recipe": result.base.as_dict(), "study": search.study, "search": dict(study.user_attrs),
                 "seeds": result.seeds}
-    return write_sweep_report(search.out / "report.html", f"steplr sweep (optuna): {search.recipe}", intro, HEADER,
-                              table, {"Learning rate of the best configs": figure}, plan, settings, sentences, notes)
+    return _write_html(search.out / "report.html", f"steplr sweep (optuna): {search.recipe}", intro,
+                       head=header(len(result.seeds)), table=table, sentences=sentences, notes=notes,
+                       columns=columns, figures={"Learning rate of the best configs": figure}, plan=plan,
+                       settings=settings)
+
+
+def _write_html(path: Path, title: str, intro: Sequence[str], *, head: Sequence[str] = (),
+                table: Sequence[Sequence[str]] = (), sentences: Sequence[str] = (), notes: Sequence[str] = (),
+                columns: str = "", figures: dict[str, Path] | None = None, plan: Sequence[str] = (),
+                settings: dict[str, Any]) -> Path:
+    """report.html, self-contained. Written here rather than by :func:`steplr.report.write_sweep_report`, whose
+    plan heading names a "winner" and which has no form for a search where nothing could be chosen."""
+    from ._files import atomic_write_text
+    from .report import _SELF_CHECK, _STYLE, CHOSEN_ON, STATISTICS, _image
+
+    def esc(text: str) -> str:
+        return html.escape(text)
+
+    parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{esc(title)}</title>",
+             f"<style>{_STYLE}</style><script>{_SELF_CHECK}</script></head><body>", f"<h1>{esc(title)}</h1>",
+             *(f"<p>{esc(paragraph)}</p>" for paragraph in intro)]
+    if head:
+        cells = "".join(f"<th>{esc(c)}</th>" for c in head)
+        body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in table)
+        parts.append(f'<table id="summary"><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>')
+        parts.append('<ul id="verdicts">' + "".join(f"<li>{esc(s)}</li>" for s in sentences) + "</ul>")
+    if notes:
+        parts.append('<h2>Before you trust these numbers</h2><ul id="notes">'
+                     + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
+    explained = [CHOSEN_ON, columns, TRIAL_TEST_INFO, STATISTICS if head else ""]
+    parts.append(f'<p class="note">{esc(" ".join(e for e in explained if e))}</p>')
+    for name, figure in (figures or {}).items():
+        parts.append(f"<h2>{esc(name)}</h2>{_image(figure, name)}")
+    if plan:
+        parts.append(f"<h2>The plan of the config chosen on validation</h2><pre>{esc(chr(10).join(plan))}</pre>")
+    parts.append(f"<h2>Settings</h2><pre>{esc(json.dumps(settings, indent=1, default=str))}</pre>")
+    parts.append("</body></html>")
+    atomic_write_text(path, "\n".join(parts))
+    return path
 
 
 if __name__ == "__main__":

@@ -69,6 +69,8 @@ __all__ = [
     "DEFAULT_STEP_SIZE",
     "DEFAULT_GAMMA",
     "STUDY_FORMAT",
+    "CONFIRM_SEEDS",
+    "recorded_seeds",
     "JOURNAL_FILE",
     "HEARTBEAT_INTERVAL",
     "GRACE_PERIOD",
@@ -92,6 +94,9 @@ DEFAULT_STEP_SIZE, DEFAULT_GAMMA = "1ep:20ep", "0.05:0.99"  # searched when not 
 # Recorded in every study: version 2 chooses on validation accuracy (earlier studies chose on the test set, and
 # their trials cannot be mixed with these).
 STUDY_FORMAT = "steplr.optuna/2"
+# The study attribute holding how many seeds the last search's report confirmed its best configs on, so that a
+# report rebuilt from the study alone retrains on the same seeds and gives the same numbers.
+CONFIRM_SEEDS = "confirm_seeds"
 _POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
 # Trial user attributes naming the process that runs a trial (the journal storage's liveness check).
 _HOST_ATTR, _PID_ATTR = "host", "pid"
@@ -668,6 +673,7 @@ def run_optuna(
     download: bool = True,
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
     on_epoch: Callable[[optuna.Trial, EpochRecord], None] | None = None,
+    confirm_seeds: int | None = None,
 ) -> optuna.Study:
     """Run trials of the study ``study_name`` until it holds ``trials`` finished trials, counting all workers.
 
@@ -699,6 +705,10 @@ def run_optuna(
         on_epoch: called with ``(trial, record)`` after each epoch of this worker's trials, once the epoch is
             reported; it may raise ``optuna.TrialPruned``. For progress display (the tests also use it to slow
             trials down).
+        confirm_seeds: how many seeds the caller will confirm the best configs on (:func:`confirm_best`), a
+            positive integer recorded in the study as :data:`CONFIRM_SEEDS` (read back by :func:`recorded_seeds`).
+            Not a search setting: a continued search may change it, and the latest value is kept. None records
+            nothing (a helper worker that only searches).
 
     Raises:
         SweepError: for bad spaces, trials, recipe, validation, epochs or storage, data that cannot be loaded,
@@ -718,6 +728,10 @@ def run_optuna(
         raise SweepError(f"bad number of trials {trials!r}: expected a positive integer")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise SweepError(f"bad seed {seed!r}: expected an integer")
+    if confirm_seeds is not None and (
+        isinstance(confirm_seeds, bool) or not isinstance(confirm_seeds, int) or confirm_seeds <= 0
+    ):
+        raise SweepError(f"bad number of confirmation seeds {confirm_seeds!r}: expected a positive integer")
     if isinstance(validation, bool) or not isinstance(validation, (int, float)) or not 0 < validation < 1:
         raise SweepError(f"bad validation {validation!r}: trials are chosen on a validation split, so it must be "
                          "a fraction in (0, 1)")
@@ -736,6 +750,8 @@ def run_optuna(
         study,
         {"seed": seed, "validation": validation, "epochs": base.epochs, **{s.name: str(s) for s in spaces}},
     )
+    if confirm_seeds is not None and study.user_attrs.get(CONFIRM_SEEDS) != confirm_seeds:
+        study.set_user_attr(CONFIRM_SEEDS, confirm_seeds)
     host, pid = socket.gethostname(), os.getpid()
     quiet = _QuietSurplus()
 
@@ -809,7 +825,8 @@ def _trained(trial: optuna.trial.FrozenTrial) -> tuple[Any, Any, Any]:
 def study_rows(study: optuna.Study) -> list[dict[str, Any]]:
     """One row per trial, by number: ``number``, ``state`` (``"COMPLETE"``, ``"PRUNED"``, ...), ``step_size``
     (text, e.g. ``"7ep"``), ``gamma``, ``lr``, ``val_acc`` (the final validation accuracy the study maximises, or
-    None), ``test_acc`` (for information, or None), ``epochs_reported``, plus ``worker`` (``host:pid``),
+    None), ``test_acc_info`` (the final test accuracy, for information only: nothing is chosen or pruned on it;
+    or None), ``epochs_reported``, plus ``worker`` (``host:pid``),
     ``retry_of`` (the number of the trial it repeats after its worker died, or None) and ``note``
     (``"surplus"``, ``"diverged"`` or ``""``).
     """
@@ -829,7 +846,7 @@ def study_rows(study: optuna.Study) -> list[dict[str, Any]]:
                 "lr": lr,
                 # Only a complete trial's value is an accuracy (Optuna gives a pruned trial its last report).
                 "val_acc": trial.value if complete else None,
-                "test_acc": attrs.get("test_acc") if complete else None,
+                "test_acc_info": attrs.get("test_acc") if complete else None,
                 "epochs_reported": len(trial.intermediate_values),
                 "worker": worker,
                 "retry_of": trial.system_attrs.get("failed_trial"),
@@ -890,7 +907,9 @@ class Confirmed:
 
     Accuracies are fractions in [0, 1] (a diverged seed counts as 0); ``diff_*`` are test-accuracy points against
     the constant LR, paired over seeds, with ``p_adjusted`` Holm-adjusted over every config confirmed together
-    (:func:`steplr.paired.against_baseline`).
+    (:func:`steplr.paired.against_baseline`). ``trial_val_acc`` is what the config was chosen (ranked) on: the
+    search trial's own final validation accuracy, one run; ``val_acc_mean`` and ``test_acc_mean`` are means over
+    the ``seeds`` retrained runs. ``test_acc_sd`` is None with one seed (no spread exists).
     """
 
     trial: int
@@ -900,7 +919,7 @@ class Confirmed:
     trial_val_acc: float  # what the study chose it on: the trial's final validation accuracy
     val_acc_mean: float
     test_acc_mean: float
-    test_acc_sd: float
+    test_acc_sd: float | None
     baseline_test_acc_mean: float
     diff_mean: float
     diff_ci_low: float | None
@@ -918,7 +937,7 @@ class Confirmed:
 
 @dataclass(frozen=True)
 class Confirmation:
-    """:func:`confirm_best`'s result: rows in the study's order (best validation accuracy first)."""
+    """:func:`confirm_best`'s result: rows in the study's order (best ``trial_val_acc`` first, ties by trial number)."""
 
     rows: list[Confirmed]
     seeds: list[int]
@@ -932,6 +951,13 @@ def _settings(study: optuna.Study) -> dict[str, Any]:
     if study.user_attrs.get("format") != STUDY_FORMAT:
         raise SweepError(_older_study(study))
     return dict(study.user_attrs)
+
+
+def recorded_seeds(study: optuna.Study) -> int | None:
+    """How many seeds the study's last search confirmed its best configs on (None: not recorded, a study made
+    before steplr recorded it, or searched only through :func:`run_optuna` without ``confirm_seeds``)."""
+    value = study.user_attrs.get(CONFIRM_SEEDS)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def best_trials(study: optuna.Study, limit: int = 5) -> list[optuna.trial.FrozenTrial]:
@@ -1000,7 +1026,7 @@ def confirm_best(
         rows.append(Confirmed(
             trial.number, step_size, float(gamma), float(lr), float(trial.value),  # type: ignore[arg-type]
             statistics.fmean(_final(h, "val_acc") for h in run), statistics.fmean(accs),
-            statistics.stdev(accs) if n > 1 else 0.0, statistics.fmean(baseline_accs),
+            statistics.stdev(accs) if n > 1 else None, statistics.fmean(baseline_accs),
             paired.diff_mean, paired.diff_ci_low, paired.diff_ci_high, paired.p, paired.p_adjusted, paired.verdict,
             sum(h.diverged_at is not None for h in run),
             sum(h.diverged_at is not None for h in baselines[float(lr)]), n,
