@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import html
 import io
 import json
 import os
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .cli_args import UsageError, duration
 from .cli_runs import _progress, jsonable, print_warnings
+from .report import write_sweep_report
 
 if TYPE_CHECKING:
     import optuna
@@ -342,9 +342,10 @@ def _report_nothing(search: _Search, study: optuna.Study, counts: TrialCounts, c
     search.out.mkdir(parents=True, exist_ok=True)
     summary = _write_summary(search.out, study, counts, search.study, where, None, nothing)
     trials = _write_trials(search.out, study)
-    report = _write_html(search.out / "report.html", f"steplr sweep (optuna): {search.recipe}",
-                         [f"{counts_line}.", f"{nothing[0].upper()}{nothing[1:]}."], notes=notes,
-                         settings={"study": search.study, "search": dict(study.user_attrs)})
+    report = write_sweep_report(search.out / "report.html", f"steplr sweep (optuna): {search.recipe}",
+                                [f"{counts_line}.", f"{nothing[0].upper()}{nothing[1:]}."], (), (), {}, (),
+                                {"study": search.study, "search": dict(study.user_attrs)}, notes=notes,
+                                explanations=[TRIAL_TEST_INFO])
     lines = [nothing, *(f"note: {n}" for n in notes), f"trials: {trials}", f"summary: {summary}",
              f"report: {report}"]
     out_stream.write("\n".join(lines) + "\n")
@@ -451,45 +452,9 @@ def _write_report(search: _Search, result: Confirmation, study: optuna.Study, in
     )
     settings = {"recipe": result.base.as_dict(), "study": search.study, "search": dict(study.user_attrs),
                 "seeds": result.seeds}
-    return _write_html(search.out / "report.html", f"steplr sweep (optuna): {search.recipe}", intro,
-                       head=header(len(result.seeds)), table=table, sentences=sentences, notes=notes,
-                       columns=columns, figures={"Learning rate of the best configs": figure}, plan=plan,
-                       settings=settings)
-
-
-def _write_html(path: Path, title: str, intro: Sequence[str], *, head: Sequence[str] = (),
-                table: Sequence[Sequence[str]] = (), sentences: Sequence[str] = (), notes: Sequence[str] = (),
-                columns: str = "", figures: dict[str, Path] | None = None, plan: Sequence[str] = (),
-                settings: dict[str, Any]) -> Path:
-    """report.html, self-contained. Written here rather than by :func:`steplr.report.write_sweep_report`, whose
-    plan heading names a "winner" and which has no form for a search where nothing could be chosen."""
-    from ._files import atomic_write_text
-    from .report import _SELF_CHECK, _STYLE, CHOSEN_ON, STATISTICS, _image
-
-    def esc(text: str) -> str:
-        return html.escape(text)
-
-    parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{esc(title)}</title>",
-             f"<style>{_STYLE}</style><script>{_SELF_CHECK}</script></head><body>", f"<h1>{esc(title)}</h1>",
-             *(f"<p>{esc(paragraph)}</p>" for paragraph in intro)]
-    if head:
-        cells = "".join(f"<th>{esc(c)}</th>" for c in head)
-        body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in table)
-        parts.append(f'<table id="summary"><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>')
-        parts.append('<ul id="verdicts">' + "".join(f"<li>{esc(s)}</li>" for s in sentences) + "</ul>")
-    if notes:
-        parts.append('<h2>Before you trust these numbers</h2><ul id="notes">'
-                     + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
-    explained = [CHOSEN_ON, columns, TRIAL_TEST_INFO, STATISTICS if head else ""]
-    parts.append(f'<p class="note">{esc(" ".join(e for e in explained if e))}</p>')
-    for name, figure in (figures or {}).items():
-        parts.append(f"<h2>{esc(name)}</h2>{_image(figure, name)}")
-    if plan:
-        parts.append(f"<h2>The plan of the config chosen on validation</h2><pre>{esc(chr(10).join(plan))}</pre>")
-    parts.append(f"<h2>Settings</h2><pre>{esc(json.dumps(settings, indent=1, default=str))}</pre>")
-    parts.append("</body></html>")
-    atomic_write_text(path, "\n".join(parts))
-    return path
+    return write_sweep_report(search.out / "report.html", f"steplr sweep (optuna): {search.recipe}", intro,
+                              header(len(result.seeds)), table, {"Learning rate of the best configs": figure}, plan,
+                              settings, sentences, notes, [columns, TRIAL_TEST_INFO])
 
 
 if __name__ == "__main__":

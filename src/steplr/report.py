@@ -192,7 +192,7 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def write_sweep_report(
     path: str | os.PathLike[str],
     title: str,
-    intro: str,
+    intro: str | Sequence[str],
     header: Sequence[str],
     rows: Sequence[Sequence[str]],
     figures: Mapping[str, str | os.PathLike[str]],
@@ -200,29 +200,38 @@ def write_sweep_report(
     config: Mapping[str, object],
     sentences: Sequence[str] = (),
     notes: Sequence[str] = (),
+    explanations: Sequence[str] = (),
 ) -> Path:
     """Write a sweep's ``report.html``: the configs, verdict sentences, notes (what to know before trusting the
-    numbers), the figures, the plan of the config chosen on validation and the settings. States that choices are made on validation and
-    how the statistics read."""
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    numbers), how to read them (choices made on validation, the statistics, any ``explanations``), the figures,
+    the plan of the config chosen on validation and the settings.
+
+    ``intro``: one paragraph or several. An empty ``header`` leaves out the table and the verdicts (a search that
+    could choose nothing); an empty ``plan`` leaves out the plan.
+    """
+    paragraphs = [intro] if isinstance(intro, str) else list(intro)
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title>",
         f"<style>{_STYLE}</style><script>{_SELF_CHECK}</script></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<p>{html.escape(intro)}</p>",
-        f'<table id="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>',
-        '<ul id="verdicts">' + "".join(f"<li>{html.escape(v)}</li>" for v in sentences) + "</ul>",
+        *(f"<p>{html.escape(paragraph)}</p>" for paragraph in paragraphs),
     ]
+    if header:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+        parts.append(f'<table id="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+        parts.append('<ul id="verdicts">' + "".join(f"<li>{html.escape(v)}</li>" for v in sentences) + "</ul>")
     if notes:
         parts.append('<h2>Before you trust these numbers</h2><ul id="notes">'
                      + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
-    parts.append(f'<p class="note">{html.escape(CHOSEN_ON)} {html.escape(STATISTICS)}</p>')
+    explained = [CHOSEN_ON, *explanations, STATISTICS if header else ""]
+    parts.append(f'<p class="note">{html.escape(" ".join(e for e in explained if e))}</p>')
     for name, figure in figures.items():
         parts.append(f"<h2>{html.escape(name)}</h2>{_image(figure, name)}")
-    parts.append(f"<h2>The plan of the config chosen on validation</h2><pre>{html.escape(chr(10).join(plan))}</pre>")
+    if plan:
+        parts.append(f"<h2>The plan of the config chosen on validation</h2><pre>{html.escape(chr(10).join(plan))}</pre>")
     parts.append(f"<h2>Settings</h2><pre>{html.escape(json.dumps(config, indent=1, default=str))}</pre>")
     parts.append("</body></html>")
     target = Path(path)
