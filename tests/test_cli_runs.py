@@ -129,6 +129,8 @@ def test_compare_prints_the_table_and_writes_the_files(compared):
         assert row["verdict"] in ("better", "worse", "no detectable difference")
         assert f"- {row['schedule']}: " in text
     assert "Chosen on validation: " in text
+    config = json.loads((out / "config.json").read_text())
+    assert config["seeds"] == [0, 1] and config["schedules"]["plateau"]["validation"] == pytest.approx(1 / 6)
 
 
 def test_report_is_self_contained(compared):

@@ -108,7 +108,9 @@ def test_sweep_command_writes_results_heatmap_and_report(tmp_path):
                           "--epochs", "6", "--out", str(out))
     assert code == 0, err
     assert {p.name for p in out.iterdir()} == {"results.csv", "summary.json", "heatmap.png", "best_lr.png",
-                                               "report.html"}
+                                               "report.html", "config.json"}
+    config = json.loads((out / "config.json").read_text())
+    assert config["recipe"]["validation"] == pytest.approx(1 / 6) and config["seeds"] == [0, 1]
     with open(out / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2 * 2 * 2 + 2 and {r["schedule"] for r in rows} == {"step", "none"}

@@ -372,6 +372,7 @@ def _existing(out: Path) -> Iterator[Claim]:
 def cmd_compare(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None = None) -> int:
     import torch
 
+    from ._files import atomic_write_text
     from .experiments import BASELINE, COMPARE_SCHEDULES, DEFAULT_VALIDATION, compare, compare_config, recipe_config
     from .grid import MAX_BATCH
     from .report import chosen_on_validation, summary_table, verdicts, write_report
@@ -412,6 +413,9 @@ def cmd_compare(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None
         notes = plan_warnings + result.notes()
         figures = _figures(folder, result.runs)
         _write_summary(folder, rows, notes)
+        atomic_write_text(folder / "config.json", json.dumps(
+            {"recipe": args.recipe, "seeds": result.seeds,
+             "schedules": {name: config.as_dict() for name, config in result.configs.items()}}, indent=1))
         write_report(folder / "report.html", result, figures, plans, notes)
     if folder != out:
         replace_folder(folder, out)

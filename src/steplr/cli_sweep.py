@@ -213,10 +213,11 @@ def _write_grid_outputs(folder: Path, out: Path, result: Any, spe: int, warnings
     ]
     intro = (f"{len(summaries)} StepLR configs x {len(result.seeds)} seeds, trained in batches with a constant LR on "
              f"the same seeds; validation split {result.base.validation:.3g} of the training set.")
+    settings = {"recipe": result.base.as_dict(), "step_sizes": result.step_sizes, "gammas": result.gammas,
+                "lrs": result.lrs, "seeds": result.seeds}
+    atomic_write_text(folder / "config.json", json.dumps(settings, indent=1))
     write_sweep_report(folder / "report.html", f"steplr sweep: {result.recipe}", intro, _HEADER, rows, figures,
-                       plan_lines, {"recipe": result.base.as_dict(), "step_sizes": result.step_sizes,
-                                    "gammas": result.gammas, "lrs": result.lrs, "seeds": result.seeds},
-                       sentences, notes)
+                       plan_lines, settings, sentences, notes)
     out_stream.write(f"{result.recipe}: {len(summaries)} configs x {len(result.seeds)} seeds (best five on "
                      "validation)\n")
     out_stream.write(text_table(_HEADER, rows[:5]) + "\n")
