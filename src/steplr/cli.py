@@ -21,7 +21,7 @@ from . import __version__
 from .cli_args import Parser, UsageError, duration, duration_list, name_list, number_list, positive_int
 from .cli_runs import RunUsageError, add_run_commands, cmd_compare, cmd_train
 from .cli_sweep import add_sweep_command, cmd_sweep
-from .errors import DivergedError, TrainError
+from .errors import DivergedError, Interrupted, TrainError
 from .explain import explain, format_plan
 from .schedules import SCHEDULE_NAMES, LinearWarmup, Schedule, by_name, join
 from .units import resolve_duration
@@ -185,8 +185,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     except (ValueError, TypeError) as error:
         err.write(f"steplr: error: {error}\n")
         return 2
-    except KeyboardInterrupt:  # Ctrl-C: what the command had claimed was removed on the way out
-        err.write("steplr: interrupted\n")
+    except KeyboardInterrupt as stop:  # Ctrl-C: what the command had claimed was removed on the way out
+        where = f": {stop}" if isinstance(stop, Interrupted) and str(stop) else ""
+        err.write(f"steplr: interrupted{where}\n")
         return 130
     except BrokenPipeError:  # `steplr ... | head`: the reader left; nothing more to say
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet

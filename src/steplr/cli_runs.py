@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .cli_args import UsageError, duration, duration_list, format_lr, name_list, positive_int
+from .errors import Interrupted
 from .explain import explain, format_plan
 
 __all__ = ["add_run_commands", "cmd_train", "cmd_compare", "RunUsageError", "claim_out", "check_out", "out_path",
@@ -335,7 +336,10 @@ def cmd_train(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None =
     resume = args.resume and (out / CHECKPOINT).is_file()  # a run killed before its first checkpoint starts over
     bar = _progress(config.epochs * batches)
 
+    done: list[int] = []
+
     def on_epoch(record: Any) -> None:
+        done.append(record.epoch)
         if bar is not None:
             bar.clear()
         out_stream.write(f"Epoch {record.epoch}, Loss: {record.train_loss:.4f}, LR: {format_lr(record.lr)}\n")
@@ -352,6 +356,10 @@ def cmd_train(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None =
             history = train(config, data, folder, resume=resume, on_epoch=on_epoch,
                             on_iteration=bar.update if bar is not None else None,
                             replace=out if folder != out else None)
+        except KeyboardInterrupt:
+            epoch = (done[-1] + 1) if done else "1"
+            raise Interrupted(f"in epoch {epoch} of {config.epochs}; `steplr train {args.recipe} --out {out} --resume` "
+                              "continues from the last checkpoint") from None
         finally:
             if bar is not None:
                 bar.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["TrainError", "DivergedError"]
+__all__ = ["TrainError", "DivergedError", "Interrupted"]
 
 
 class TrainError(RuntimeError):
@@ -15,3 +15,7 @@ class DivergedError(TrainError):
     def __init__(self, epoch: int, iteration: int, loss: float) -> None:
         super().__init__(f"loss became {loss} at epoch {epoch}, iteration {iteration}: stopped (history saved)")
         self.epoch, self.iteration, self.loss = epoch, iteration, loss
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped a command; the message says where and how to continue (exit code 130)."""
