@@ -26,7 +26,7 @@ from .errors import Interrupted
 from .explain import explain, format_plan
 
 __all__ = ["add_run_commands", "cmd_train", "cmd_compare", "RunUsageError", "claim_out", "check_out", "out_path",
-           "print_warnings", "jsonable"]
+           "print_warnings", "jsonable", "check_work", "add_budget_argument"]
 
 RunUsageError = UsageError  # the name other modules used before the CLI shared one error type
 
@@ -94,15 +94,48 @@ def _add_overrides(parser: argparse.ArgumentParser, compare: bool) -> None:
                             help="fraction of the training set held out to choose on (default: 1/6)")
 
 
+def memory_size(text: str) -> int:
+    """``--max-memory``: a size such as 4G or 512M."""
+    from .budget import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_budget_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-memory", type=memory_size, default=None,
+                        help="refuse work whose estimated peak memory is above this, e.g. 4G (default: half of the "
+                             "memory available when the command starts)")
+
+
+def check_work(what: str, models: int, config: Any, data: Any, batches: int, budget: int | None) -> None:
+    """Refuse a command's work before anything is allocated: iterations per run, models, estimated memory."""
+    from . import budget as limits
+    from .grid import MAX_BATCH
+    from .models import build_model
+
+    in_features = int(data.x_train[0].numel())
+    parameters = sum(p.numel() for p in build_model(config.model, in_features, data.num_classes).parameters())
+    data_bytes = int(data.x_train.nelement()) * 4 if models > 1 else 0
+    work = limits.Work(models=models, iterations=config.epochs * batches,
+                       steps=config.epochs * config.steps_per_epoch(batches), together=min(models, MAX_BATCH),
+                       parameters=int(parameters), data_bytes=data_bytes)
+    limits.check(work, budget if budget is not None else limits.default_budget(), what)
+
+
 def add_run_commands(commands: Any) -> None:
     train = commands.add_parser("train", help="train one recipe with one schedule, logging every epoch",
                                 description="Train one recipe with one schedule. Durations are in epochs unless "
                                             "written Nit (iterations).")
     _add_overrides(train, compare=False)
+    add_budget_argument(train)
     comp = commands.add_parser("compare", help="train several schedules on several seeds and report",
                                description="Train schedules on the same seeds against a constant LR; choose on "
                                            "validation, report on test with paired statistics.")
     _add_overrides(comp, compare=True)
+    add_budget_argument(comp)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -332,6 +365,7 @@ def cmd_train(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None =
         check_settings_apply(_given(args), [config.schedule])
     data = _load_data(config.dataset, args)
     batches = _batches(data, config)
+    check_work(f"train {args.recipe}", 1, config, data, batches, args.max_memory)
     print_warnings(config.schedule, _plan_lines(config, batches), err)
     resume = args.resume and (out / CHECKPOINT).is_file()  # a run killed before its first checkpoint starts over
     bar = _progress(config.epochs * batches)
@@ -402,6 +436,7 @@ def cmd_compare(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None
     data = _load_data(base.dataset, args)
     batches = _batches(data, base)
     names = [BASELINE, *[s for s in schedules if s != BASELINE]]
+    check_work(f"compare {args.recipe}", len(names) * args.seeds, base, data, batches, args.max_memory)
     configs = {name: compare_config(base, name, set(given), batches) for name in names}
     plans = {name: _plan_lines(config, batches) for name, config in configs.items()}  # validates every schedule
     plan_warnings = [w for name in names for w in print_warnings(name, plans[name], err)]

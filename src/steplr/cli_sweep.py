@@ -15,7 +15,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .cli_args import UsageError, duration_list, number_list, positive_int
-from .cli_runs import _load_data, _progress, check_out, claim_out, jsonable, out_path, print_warnings
+from .cli_runs import (
+    _batches,
+    _load_data,
+    _progress,
+    add_budget_argument,
+    check_out,
+    check_work,
+    claim_out,
+    jsonable,
+    out_path,
+    print_warnings,
+)
 from .explain import explain, format_plan
 from .schedules import StepDecay
 
@@ -62,6 +73,7 @@ def add_sweep_command(commands: Any) -> None:
     sweep.add_argument("--study", default=None, help="optuna: study name (default: steplr-RECIPE)")
     sweep.add_argument("--workers", type=positive_int, default=None, help="optuna: local worker processes (default: 1)")
     sweep.add_argument("--report", action="store_true", help="optuna: rebuild the report from the storage only")
+    add_budget_argument(sweep)
 
 
 def _check_engine_flags(args: argparse.Namespace) -> None:
@@ -122,6 +134,9 @@ def cmd_sweep(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None =
     for lr in lrs or []:
         recipe_config(args.recipe, lr=lr)  # names a bad lr before any work
     data = _load_data(base.dataset, args)
+    seeds = args.seeds or 3
+    models = (len(step_sizes) * len(gammas) + 1) * len(lrs or [base.lr]) * seeds
+    check_work(f"sweep {args.recipe}", models, base, data, _batches(data, base), args.max_memory)
     spe = _steps_per_epoch(base, data)
     warnings = []
     for s in step_sizes:
@@ -131,8 +146,7 @@ def cmd_sweep(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None =
                 warnings += print_warnings(f"step {s}, gamma {g:g}, lr {lr:g}", format_plan("", plan), err)
     with claim_out(out, force=args.force) as claim:
         folder = claim.folder
-        seeds = args.seeds or 3
-        total = (len(step_sizes) * len(gammas) + 1) * len(lrs or [base.lr]) * seeds
+        total = models
         bar = _progress(total)
         result = grid_sweep(args.recipe, data, step_sizes, gammas, list(range(seeds)), lrs,
                             {"epochs": args.epochs, "validation": validation},
@@ -146,8 +160,6 @@ def cmd_sweep(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None =
 
 
 def _steps_per_epoch(base: Any, data: Any) -> int:
-    from .cli_runs import _batches
-
     return int(base.steps_per_epoch(_batches(data, base)))
 
 
