@@ -13,6 +13,8 @@ import struct
 import subprocess
 import sys
 import threading
+import tracemalloc
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -261,6 +263,84 @@ def test_bad_idx_files_raise_data_error_naming_the_file(tmp_path: Path, payload:
     with pytest.raises(DataError, match=message) as info:
         read_idx(path)
     assert str(path) in str(info.value)
+
+
+def gzip_of(header: bytes, zeros: int) -> bytes:
+    """``header`` then ``zeros`` zero bytes, gzip-compressed a megabyte at a time (a 2 GB payload is ~2 MB)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: a gzip container
+    block = bytes(1 << 20)
+    parts = [packer.compress(header)]
+    for start in range(0, zeros, len(block)):
+        parts.append(packer.compress(block[: min(len(block), zeros - start)]))
+    return b"".join(parts) + packer.flush()
+
+
+def idx_header(*shape: int) -> bytes:
+    return bytes([0, 0, 0x08, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
+
+
+def peak_bytes_reading(path: Path) -> tuple[int, BaseException | None]:
+    """Peak bytes Python allocated while read_idx(path) ran (tracemalloc), and what it raised."""
+    tracemalloc.start()
+    try:
+        read_idx(path)
+        raised = None
+    except DataError as error:
+        raised = error
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak, raised
+
+
+def test_a_gzip_idx_bomb_is_read_only_up_to_its_declared_size(tmp_path: Path):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip_of(idx_header(1000, 28, 28), 128 << 20))  # declares 784 kB, expands to 128 MB
+    assert path.stat().st_size < 1 << 20
+    peak, raised = peak_bytes_reading(path)
+    assert isinstance(raised, DataError) and str(path) in str(raised)
+    assert "IDX size mismatch (the data goes on beyond the declared shape (1000, 28, 28))" in str(raised)
+    assert peak < 8 << 20  # the declared 784 kB and a few read buffers, not the 128 MB it expands to
+
+
+def test_an_idx_header_declaring_an_absurd_size_is_refused_before_any_data_is_read(tmp_path: Path):
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(gzip_of(idx_header(2000, 1000, 1000), 4 << 20))  # declares 2 GB, holds 4 MB
+    peak, raised = peak_bytes_reading(path)
+    assert isinstance(raised, DataError) and str(path) in str(raised)
+    assert "IDX header declares shape (2000, 1000, 1000), 2,000,000,000 bytes of data, more than steplr reads" in str(
+        raised
+    )
+    assert peak < 1 << 20
+    plain = tmp_path / "plain-idx3-ubyte"
+    plain.write_bytes(idx_header(4000, 1000, 1000))
+    with pytest.raises(DataError, match="4,000,000,000 bytes of data, more than steplr reads"):
+        read_idx(plain)
+
+
+def test_a_header_that_promises_more_than_the_file_holds_costs_no_memory_up_front(tmp_path: Path):
+    path = tmp_path / "short-idx3-ubyte.gz"
+    path.write_bytes(gzip_of(idx_header(1000, 1000, 1000), 3))  # declares 1 GB (the most allowed), holds 3 bytes
+    peak, raised = peak_bytes_reading(path)
+    assert isinstance(raised, DataError) and str(path) in str(raised)
+    assert "truncated IDX data (shape (1000, 1000, 1000) needs 1000000000 bytes, found 3)" in str(raised)
+    assert peak < 4 << 20  # a read buffer, not the gigabyte declared
+    plain = tmp_path / "short-idx3-ubyte"
+    plain.write_bytes(idx_header(1000, 1000, 1000) + b"abc")
+    with pytest.raises(DataError, match="needs 1000000000 bytes, found 3"):
+        read_idx(plain)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_an_empty_idx_set_is_a_data_error_naming_the_file(tmp_path: Path, gz: bool):
+    train_images, train_labels, test_images, test_labels = ARRAYS
+    write_mnist(tmp_path, gz=gz, arrays=(train_images[:0], train_labels[:0], test_images, test_labels))
+    with pytest.raises(DataError) as info:
+        load_mnist(tmp_path, download=False)
+    assert str(info.value) == (
+        f"{tmp_path / (STEMS[0] + '.gz' * gz)}: holds no images (shape (0, 28, 28)), "
+        f"and {tmp_path / (STEMS[1] + '.gz' * gz)} no labels"
+    )
 
 
 def test_missing_idx_file_is_a_data_error(tmp_path: Path):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
+import io
 import math
 import os
 import struct
@@ -93,6 +94,9 @@ _TORCHVISION_DIRS: Final = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 _IDX_UBYTE: Final = 0x08
 _CHUNK: Final = 1 << 16
+# The most data an IDX header may declare: far above the datasets these loaders are for (MNIST's largest file holds
+# 47 MB), far below what a damaged or hostile header can claim (4 GB per dimension).
+_MAX_IDX_BYTES: Final = 1 << 30
 # Some mirrors refuse urllib's default agent string.
 _USER_AGENT: Final = "steplr-data/0.1 (+urllib)"
 
@@ -238,45 +242,84 @@ def load_digits(seed: int = 0, test_size: float = 0.2) -> Dataset:
 
 
 def read_idx(path: str | os.PathLike[str]) -> NDArray[np.uint8]:
-    """Read an unsigned-byte IDX file (plain or gzip-compressed) into an array of its declared shape."""
+    """Read an unsigned-byte IDX file (plain or gzip-compressed) into an array of its declared shape.
+
+    The header comes first, read through gzip's streaming reader when the file is compressed; then exactly the
+    number of bytes it declares, and never more: a gzip file that expands far beyond its header (a "zip bomb") is
+    not decompressed past that point. A header declaring more than :data:`_MAX_IDX_BYTES` bytes of data, data
+    shorter than declared, or bytes beyond it raise :class:`DataError` naming the file.
+    """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        file = open(path, "rb")
     except OSError as exc:
         raise DataError(f"cannot read IDX file {path}: {exc.strerror or exc}") from exc
-    # Decide by content rather than by name: some copies are stored decompressed under a .gz name, or vice versa.
-    if raw[:2] == _GZIP_MAGIC:
+    with file:
+        # Decide by content rather than by name: some copies are stored decompressed under a .gz name, or vice versa.
+        compressed = file.read(2) == _GZIP_MAGIC
+        file.seek(0)
+        if not compressed:
+            return _read_idx(file, path, os.fstat(file.fileno()).st_size)
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
+            with gzip.GzipFile(fileobj=file) as stream:
+                try:
+                    return _read_idx(stream, path, None)
+                except DataError:
+                    # Garbage from a damaged stream can look like a bad header: a little more of it tells.
+                    stream.read(_CHUNK)
+                    raise
+        except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
             raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
-    return _parse_idx(raw, path)
 
 
-def _parse_idx(raw: bytes, path: Path) -> NDArray[np.uint8]:
-    """Decode IDX bytes: 2 zero bytes, a type code, the number of dimensions, big-endian sizes, then the data."""
-    if len(raw) < 4:
-        raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes, shorter than the 4-byte magic number)")
-    if raw[0] != 0 or raw[1] != 0:
-        raise DataError(f"{path}: not an IDX file (magic number {raw[:4].hex()} does not start with 0000)")
-    type_code, ndim = raw[2], raw[3]
+def _read_exactly(stream: io.BufferedIOBase, size: int) -> bytes:
+    """Up to ``size`` bytes: fewer only at the end of the data."""
+    parts = []
+    while size > 0 and (part := stream.read(size)):
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
+
+
+def _read_idx(stream: io.BufferedIOBase, path: Path, file_size: int | None) -> NDArray[np.uint8]:
+    """Decode IDX from ``stream``: 2 zero bytes, a type code, the number of dimensions, big-endian sizes, then the
+    data. ``file_size`` (plain files) lets a wrong size be refused before any data is read."""
+    magic = _read_exactly(stream, 4)
+    if len(magic) < 4:
+        raise DataError(f"{path}: truncated IDX file ({len(magic)} bytes, shorter than the 4-byte magic number)")
+    if magic[0] != 0 or magic[1] != 0:
+        raise DataError(f"{path}: not an IDX file (magic number {magic.hex()} does not start with 0000)")
+    type_code, ndim = magic[2], magic[3]
     if type_code != _IDX_UBYTE:
         raise DataError(f"{path}: unsupported IDX data type 0x{type_code:02x} (only 0x08, unsigned byte, is supported)")
     if ndim == 0:
         raise DataError(f"{path}: IDX header declares 0 dimensions")
     header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header ({len(raw)} bytes, {ndim} dimensions need {header})")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    sizes = _read_exactly(stream, 4 * ndim)
+    if len(sizes) < 4 * ndim:
+        raise DataError(f"{path}: truncated IDX header ({4 + len(sizes)} bytes, {ndim} dimensions need {header})")
+    shape = struct.unpack(f">{ndim}I", sizes)
     expected = math.prod(shape)
-    found = len(raw) - header
-    if found < expected:
+    if expected > _MAX_IDX_BYTES:
+        raise DataError(
+            f"{path}: IDX header declares shape {shape}, {expected:,} bytes of data, more than steplr reads "
+            f"({_MAX_IDX_BYTES:,}); the file is damaged or not a dataset for these loaders"
+        )
+    found = None if file_size is None else file_size - header
+    if found is not None and found < expected:
         raise DataError(f"{path}: truncated IDX data (shape {shape} needs {expected} bytes, found {found})")
-    if found > expected:
+    if found is not None and found > expected:
         raise DataError(f"{path}: IDX size mismatch ({found - expected} bytes beyond the declared shape {shape})")
+    # Grown as data arrives, so a header that promises more than the file holds costs no memory up front; a
     # bytearray gives NumPy a writable buffer, so torch.from_numpy later neither warns nor shares read-only memory.
-    data = np.frombuffer(bytearray(memoryview(raw)[header:]), dtype=np.uint8)
-    return data.reshape(shape)
+    data = bytearray()
+    while len(data) < expected and (part := stream.read(min(expected - len(data), _CHUNK * 16))):
+        data += part
+    if len(data) < expected:
+        raise DataError(f"{path}: truncated IDX data (shape {shape} needs {expected} bytes, found {len(data)})")
+    if found is None and stream.read(1):  # one byte more is enough to know; the rest is never decompressed
+        raise DataError(f"{path}: IDX size mismatch (the data goes on beyond the declared shape {shape})")
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
 
 
 def _find_idx_files(directory: Path) -> list[Path] | None:
@@ -314,6 +357,8 @@ def _images_and_labels(
         raise DataError(
             f"{image_path} holds {images.shape[0]} images but {label_path} holds {labels.shape[0]} labels"
         )
+    if images.shape[0] == 0:
+        raise DataError(f"{image_path}: holds no images (shape {images.shape}), and {label_path} no labels")
     if labels.size and int(labels.max()) > 9:
         raise DataError(f"{label_path}: label {int(labels.max())} is outside the classes 0..9")
     features = images.reshape(images.shape[0], -1).astype(np.float32) / np.float32(255)
