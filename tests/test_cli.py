@@ -405,3 +405,34 @@ def test_format_lr_never_shows_a_positive_rate_as_zero():
         text = cli_args.format_lr(lr)
         assert float(text) > 0 and float(text) == pytest.approx(lr, rel=1e-6), text
     assert cli_args.format_lr(1e-6) == f"{1e-6:.6f}"  # from 1e-6 up, the reference notes' format
+
+
+# --- explain and plot at any length, and what they now say (issue 9) ---
+
+
+def test_explain_json_of_a_long_plan_lists_head_and_tail_and_counts_the_rest():
+    code, out, _ = run("explain", "--schedule", "cosine", "--epochs", "5000", "--json")
+    data = json.loads(out)
+    counts = data["interval_count"], data["intervals_omitted"], len(data["intervals"])
+    assert code == 0 and counts == (5000, 4000, 1000)
+    assert data["intervals"][-1]["last_step"] == 4999 and data["decays"] == 4999
+    _, short, _ = run("explain", "--epochs", "40", "--json")
+    assert (json.loads(short)["interval_count"], json.loads(short)["intervals_omitted"]) == (4, 0)
+
+
+def test_explain_warns_about_milestones_past_the_end_of_the_run():
+    code, out, _ = run("explain", "--schedule", "multistep", "--milestones", "30,60,90,120", "--epochs", "80")
+    assert code == 0
+    assert "warning: milestones 90ep, 120ep are past the end of the 80-epoch run: they never apply" in out.splitlines()
+    _, warmed, _ = run("explain", "--schedule", "multistep", "--milestones", "30,90", "--warmup", "5", "--epochs", "80")
+    assert "warning: milestone 90ep is past the end of the 80-epoch run: it never applies" in warmed.splitlines()
+    _, inside, _ = run("explain", "--schedule", "multistep", "--milestones", "30,60", "--epochs", "80")
+    assert "milestone" not in inside
+
+
+def test_plot_title_is_plain_text_even_when_it_is_broken_mathtext(tmp_path):
+    target = tmp_path / "lr.png"
+    code, out, err = run("plot", "--epochs", "20", "--title", r"$\frac{a$", "-o", str(target))
+    assert (code, err) == (0, "") and out == f"wrote {target} (1 schedule)\n"
+    assert matplotlib.image.imread(target).std() > 0
+

@@ -6,6 +6,9 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import tempfile
+import textwrap
+from pathlib import Path
 
 import matplotlib.image
 import numpy as np
@@ -15,7 +18,8 @@ from matplotlib.text import Text
 
 from steplr import plots
 from steplr.plots import Curve, HeatmapPanel, plot_heatmap, plot_run_lrs, plot_run_metric, plot_schedules
-from steplr.schedules import Constant, StepDecay
+from steplr.explain import MAX_STEPS
+from steplr.schedules import Constant, Cosine, StepDecay
 from steplr.train import EpochRecord, History
 
 PER_EPOCH = 23  # iterations per epoch, as in the qwerty recipe
@@ -418,3 +422,70 @@ def test_a_run_where_every_seed_diverged_says_so_on_the_run_s_epochs(tmp_path, c
     path = plot_run_metric({"none": [diverged]}, "acc", tmp_path / "acc.png")
     assert matplotlib.image.imread(path).std() > 0.01
     assert capfd.readouterr().err == ""
+
+
+# --- long runs and free-text titles (issue 9) -----------------------------------------------------------------
+
+
+def drawn_points(fig) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(line.get_xdata(), line.get_ydata()) for line in fig.axes[0].get_lines()]
+
+
+def test_a_schedule_curve_has_a_bounded_number_of_exact_change_points():
+    step = StepDecay(1000, 0.999)  # 20,000 steps down over the longest run explain takes
+    cosine = Cosine(10**6)  # a new rate at every one of 10**6 steps
+    for schedule, epochs in ((step, MAX_STEPS), (cosine, 10**6)):
+        fig = plots._schedules_figure([Curve("one", schedule, 0.1)], epochs, 1, None, None)
+        ((x, y),) = drawn_points(fig)
+        assert 100 < len(x) <= 3001 and x[0] == 0 and x[-1] == epochs
+        steps = x[:-1].astype(np.int64)
+        assert np.array_equal(steps, x[:-1])  # change points are whole steps
+        assert y[:-1].tolist() == [schedule.lr(0.1, int(t)) for t in steps]  # with the exact rate from there on
+        if schedule is step:
+            assert not np.any(steps % 1000)  # steps still drawn as steps: every point is where a decay happens
+            assert np.all(np.diff(y) <= 0) and y[-1] == step.lr(0.1, MAX_STEPS - 1)
+        else:  # the whole range is drawn, down to the lowest rate
+            assert y.max() == 0.1 and y.min() == min(cosine.lr(0.1, 10**6 - 1), 0.1)
+
+
+def test_a_short_schedule_curve_draws_every_interval():
+    fig = plots._schedules_figure([Curve("step", StepDecay(10, 0.5), 0.1)], 40, 1, None, None)
+    ((x, y),) = drawn_points(fig)
+    assert x.tolist() == [0, 10, 20, 30, 40] and y.tolist() == [0.1, 0.05, 0.025, 0.0125, 0.0125]
+
+
+# The peak RSS of this process image: VmHWM starts afresh at exec, where getrusage's ru_maxrss would carry over
+# the RSS of the pytest process that forked it (hundreds of MB once torch is imported).
+PEAK_KB = textwrap.dedent("""
+    def peak_kb():
+        with open("/proc/self/status") as status:
+            return int(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+""")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
+def test_plotting_at_the_cap_stays_small():
+    """`steplr plot` for a cosine over the longest run, in a child process (its own peak RSS), with a 1 GB data
+    limit so that drawing every step (20 million points) fails fast."""
+    script = PEAK_KB + textwrap.dedent("""
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_DATA, (1 << 30, 1 << 30))
+        from steplr.cli import main
+        code = main(["plot", "--schedule", "cosine", "--epochs", "20000000", "-o", sys.argv[1]])
+        print(code, peak_kb())
+    """)
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / "lr.png"
+        done = subprocess.run([sys.executable, "-c", script, str(target)], capture_output=True, text=True)
+        assert done.returncode == 0 and done.stderr == "", done.stderr[-2000:]
+        code, peak_kb = map(int, done.stdout.split()[-2:])
+        assert code == 0 and target.stat().st_size > 0
+        assert peak_kb < 250 * 1024  # matplotlib's import is ~60 MB of it
+
+
+def test_a_title_is_plain_text_so_any_string_draws(tmp_path, capfd):
+    title = r"$\frac{a$ lr 0.1 $x$"  # broken mathtext: matplotlib's parser would refuse it when drawing
+    fig = plots._schedules_figure([Curve("step", StepDecay(5, 0.5), 0.1)], 20, 1, None, title)
+    fig.canvas.draw()
+    assert fig.axes[0].get_title() == title
+    check_png(plot_schedules([Curve("step", StepDecay(5, 0.5), 0.1)], 20, tmp_path / "lr.png", title=title), capfd)

@@ -40,7 +40,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from ._files import atomic_write
-from .explain import explain
+from .explain import lr_profile
 from .paired import VERDICTS
 from .schedules import Schedule
 
@@ -59,6 +59,7 @@ __all__ = [
 ]
 
 LOG_SPAN = 100.0  # two decades: the digits recipe's 1e-3 -> 1e-5 is drawn on a log axis
+_BUCKETS = 750  # a schedule curve keeps at most 4 change points per 1/750 of the run: ~1 per pixel column
 _DPI = 110
 # (line style, marker) per schedule, in drawing order; the first is plain so a single curve stays clean.
 _STYLES: tuple[tuple[Any, str | None], ...] = (
@@ -127,8 +128,11 @@ def plot_schedules(
 ) -> Path:
     """Draw every curve's learning rate over the run on one figure and save it to ``path`` (PNG, SVG, PDF).
 
-    The x axis is in epochs; with several steps per epoch each step is drawn. ``log_scale``: True or False
-    forces the LR axis; None chooses a log axis when the LR spans :data:`LOG_SPAN` or more. Returns the path.
+    The x axis is in epochs; each curve is drawn through exact change points of the schedule, every one of them
+    while they are a few per 1/750 of the run, else the first, last, lowest and highest of each such stretch
+    (:func:`steplr.explain.lr_profile`), so a curve has at most 3,000 points however long the run. ``log_scale``:
+    True or False forces the LR axis; None chooses a log axis when the LR spans :data:`LOG_SPAN` or more.
+    ``title`` is drawn as plain text (no mathtext: ``$`` is a dollar sign). Returns the path.
     """
     return save_figure(_schedules_figure(curves, epochs, steps_per_epoch, log_scale, title), path)
 
@@ -290,12 +294,12 @@ def _schedules_figure(curves: Sequence[Curve], epochs: int, steps_per_epoch: int
     total = epochs * steps_per_epoch
     drawn: list[float] = []
     for index, curve in enumerate(curves):
-        # One point per constant interval (the plan's), plus the end of the run: exact and small.
-        plan = explain(curve.schedule, curve.base_lr, epochs, steps_per_epoch)
-        starts = [i.first_step for i in plan.intervals] + [total]
-        lrs = [i.lr for i in plan.intervals] + [plan.final_lr]
+        # Exact change points, at most 4 * _BUCKETS of them however long the run (steplr.explain.lr_profile),
+        # plus the end of the run.
+        starts, rates = lr_profile(curve.schedule, curve.base_lr, epochs, steps_per_epoch, _BUCKETS)
+        lrs = [*rates.tolist(), float(rates[-1])]
         drawn += lrs
-        ax.plot(np.asarray(starts) / steps_per_epoch, lrs, drawstyle="steps-post", label=curve.label,
+        ax.plot(np.append(starts, total) / steps_per_epoch, lrs, drawstyle="steps-post", label=curve.label,
                 **_style(index, len(curves), len(lrs)))
     log = _wants_log(drawn) if log_scale is None else log_scale
     if log:
@@ -303,7 +307,7 @@ def _schedules_figure(curves: Sequence[Curve], epochs: int, steps_per_epoch: int
     _epoch_axis(ax)
     ax.set_xlim(0, epochs)
     _lr_axis(ax, log)
-    ax.set_title(heading, fontsize=11)
+    ax.set_title(heading, fontsize=11, usetex=False, parse_math=False)  # as typed: "$" is a dollar sign
     if len(curves) > 1 or (curves and curves[0].label):
         ax.legend(fontsize=8)
     return fig
