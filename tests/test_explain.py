@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from steplr.explain import FLOOR_RATIO, JSON_INTERVALS, MAX_STEPS, explain, format_plan, lr_profile
+from steplr.explain import FLOOR_RATIO, JSON_INTERVALS, MAX_STEPS, Interval, explain, format_plan, lr_profile
 from steplr.schedules import Constant, Cosine, Exponential, LinearWarmup, MultiStep, Schedule, StepDecay, join
 
 
@@ -320,7 +320,7 @@ def test_a_long_cosine_is_the_plan_every_step_gives_through_its_turning_points(t
         check_low_warning(plan, lrs)
 
 
-def test_cosine_and_warm_up_at_the_cap_evaluate_their_turning_points_not_every_step():
+def test_cosine_and_warm_up_at_the_cap_evaluate_turning_points_or_one_period_not_every_step():
     evaluated = []
 
     class Counted(Cosine):
@@ -340,6 +340,11 @@ def test_cosine_and_warm_up_at_the_cap_evaluate_their_turning_points_not_every_s
     plan = explain(join([LinearWarmup(10**6, 0.0), Counted(MAX_STEPS - 10**6)], [10**6]), 0.1, MAX_STEPS)
     assert sum(evaluated) < 10_000 and plan.decays == MAX_STEPS - 10**6 - 1
     assert len(plan.intervals) == MAX_STEPS and plan.intervals[10**6 + 5].lr == Cosine(MAX_STEPS - 10**6).lr(0.1, 5)
+    evaluated.clear()  # a periodic cosine: one period evaluated, and repeated
+    periodic = explain(Counted(100, 0.001), 0.1, MAX_STEPS)
+    assert sum(evaluated) < 10_000 and periodic.decays == MAX_STEPS // 2 and len(periodic.intervals) == MAX_STEPS
+    assert periodic.intervals[-1] == Interval(MAX_STEPS - 1, MAX_STEPS - 1, Cosine(100, 0.001).lr(0.1, 199), 1)
+    assert "in 100000 stretches" in periodic.warnings[-1] and periodic.final_lr == Cosine(100, 0.001).lr(0.1, 199)
 
 
 def test_long_plans_cap_their_json_intervals_and_say_so():

@@ -10,11 +10,12 @@ A plan is computed from the schedule's structure, not step by step. Step, multi-
 only at their decay steps (``k * step_size``, the milestones, every step), and a stretch of decays whose rates
 provably all differ is counted from its two ends and binary searches, never evaluated decay by decay. A cosine or a
 warm-up ramp changes at every step, but monotonically, and mostly by far more than its rounding error: such
-stretches are handled the same way. What is left (a cosine's turning points, cosines of short period, schedules
-steplr does not know) is evaluated in chunks of :data:`_CHUNK` steps, so memory stays bounded whatever the run's
-length. Intervals are kept as those pieces and recomputed when read (:class:`Intervals`). A property test checks
-every plan against the schedule evaluated at every step; ``benchmarks/bench_explain.py`` measures time and memory
-at :data:`MAX_STEPS` (numbers in ``benchmarks/RESULTS.md``).
+stretches are handled the same way. A cosine of short period repeats exactly: one period is evaluated and stands
+for all. What is left (a cosine's turning points, schedules steplr does not know) is evaluated in chunks of
+:data:`_CHUNK` steps, so memory stays bounded whatever the run's length. Intervals are kept as those pieces and
+recomputed when read (:class:`Intervals`). A property test checks every plan against the schedule evaluated at
+every step; ``benchmarks/bench_explain.py`` measures time and memory at :data:`MAX_STEPS` (numbers in
+``benchmarks/RESULTS.md``).
 
 May import numpy and steplr's schedules, _checks and units modules; never torch or matplotlib.
 """
@@ -71,6 +72,7 @@ _RATIO = 2.0**-50
 # rate too, and in the same direction (their evaluation errors are a few ulps, 2**-52 each): see _strict_zones.
 _MARGIN = 2.0**-42
 _ZONED = 4096  # shorter cosine half periods are evaluated step by step (their turning points are most of them)
+_PERIODIC = 1 << 16  # cosines of t_max up to this, over two periods or more: one period evaluated, then repeated
 
 
 @dataclass(frozen=True)
@@ -596,6 +598,81 @@ class _Monotone(_View):
         return np.unique(np.concatenate(found))
 
 
+class _Periodic(_View):
+    """``count`` copies of one period's runs, back to back: a cosine repeats exactly every ``2 * t_max`` steps (its
+    step is reduced modulo the period in integers before anything else), so one period tells the rest. The first
+    and last runs of the period differ, so no run joins two periods."""
+
+    def __init__(self, period: _Runs, count: int) -> None:
+        self.period, self.count = period, count
+        self.start = period.run_start(0)
+        self.length = period.end - self.start
+        self.m = period.n
+        self.n = self.m * count
+
+    def run_start(self, i: int) -> int:
+        copy, k = divmod(i, self.m)
+        return self.period.run_start(k) + copy * self.length
+
+    def run_end(self, i: int) -> int:
+        copy, k = divmod(i, self.m)
+        return self.period.run_end(k) + copy * self.length
+
+    def value(self, i: int) -> float:
+        return self.period.value(i % self.m)
+
+    def decays(self) -> int:
+        across = int(self.period.value(0) < self.period.value(self.m - 1))  # from one copy into the next
+        return self.count * self.period.decays() + (self.count - 1) * across
+
+    def peak(self) -> tuple[int, float]:
+        return self.period.peak()  # its first copy comes first
+
+    def low(self, i0: int, floor: float) -> _Low:
+        copy, k = divmod(i0, self.m)
+        head, whole = self.period.low(k, floor), self.period.low(0, floor)
+        later = self.count - copy - 1 if whole.first is not None else 0  # copies after the one i0 is in
+        if head.first is None and not later:
+            return _Low(None, 0, 0, False, False)
+        first = copy * self.m + head.first if head.first is not None else (copy + 1) * self.m + int(whole.first or 0)
+        joined = later * int(whole.starts_low and whole.ends_low)  # a stretch through the end of a copy goes on
+        return _Low(first, head.steps + later * whole.steps, head.stretches + later * whole.stretches - joined,
+                    head.starts_low, head.ends_low)
+
+    def max_from(self, i: int) -> float:
+        copy, k = divmod(i, self.m)
+        rest = self.period.max_from(k)
+        return max(rest, self.period.max_from(0)) if copy < self.count - 1 else rest
+
+    def nonzero_from(self, i: int) -> bool:
+        copy, k = divmod(i, self.m)
+        return self.period.nonzero_from(k) or (copy < self.count - 1 and self.period.nonzero_from(0))
+
+    def first_nonfinite(self) -> int | None:
+        return self.period.first_nonfinite()
+
+    def _run_at(self, step: int) -> int:
+        copy, into = divmod(step - self.start, self.length)
+        return copy * self.m + int(np.searchsorted(self.period.starts, self.start + into, side="right")) - 1
+
+    def kept(self, edges: NDArray[np.int64]) -> NDArray[np.int64]:
+        end = self.start + self.count * self.length
+        lo, hi = np.clip(edges[:-1], self.start, end), np.clip(edges[1:], self.start, end)
+        lowest, highest = int(np.argmin(self.period.values)), int(np.argmax(self.period.values))
+        found: list[int] = []
+        for a, b in zip(lo[lo < hi].tolist(), hi[lo < hi].tolist()):
+            first, last = self._run_at(a), self._run_at(b - 1)
+            found += [first, min(first + 1, last), last]
+            if last - first + 1 >= self.m:  # a whole period of runs: its lowest and highest are in the bucket
+                found += [first + (lowest - first) % self.m, first + (highest - first) % self.m]
+            else:
+                runs = np.arange(first, last + 1)
+                values = self.period.values[runs % self.m]
+                found += [int(runs[np.argmin(values)]), int(runs[np.argmax(values)])]
+                found += runs[: 4].tolist() if len(runs) <= 4 else []
+        return np.unique(np.asarray(found, dtype=np.int64))
+
+
 def _pieces(schedule: Schedule, offset: int, start: int, end: int) -> Iterator[_Piece]:
     """The run's steps ``[start, end)`` cut where a :class:`~steplr.schedules.Sequence` hands over."""
     if not isinstance(schedule, Chain):
@@ -617,6 +694,10 @@ def _items(schedule: Schedule, base_lr: float, total: int) -> Iterator[_View | _
         if isinstance(inner, (StepDecay, MultiStep, Exponential, Constant)):
             yield from _Blocks(piece, base_lr).items()
             continue
+        periodic = _periodic(piece, base_lr)
+        if periodic is not None:
+            yield from periodic
+            continue
         held = piece.end  # a warm-up ramps, then holds the base rate
         if isinstance(inner, LinearWarmup):
             ramp_end = piece.offset + int(require_steps(inner.warmup_steps, "warmup_steps"))
@@ -633,6 +714,25 @@ def _items(schedule: Schedule, base_lr: float, total: int) -> Iterator[_View | _
         yield from _dense(piece, base_lr, at, held)
         if held < piece.end:
             yield from _Blocks(_Piece(inner, piece.offset, held, piece.end), base_lr).items()
+
+
+def _periodic(piece: _Piece, base_lr: float) -> list[_View | _Dense] | None:
+    """A cosine of period at most 2 * :data:`_PERIODIC` steps over at least two periods: the steps before its
+    first whole period, one period evaluated and repeated, the steps after. None for anything else."""
+    schedule = piece.schedule
+    if not isinstance(schedule, Cosine):
+        return None
+    length = 2 * int(require_steps(schedule.t_max, "t_max"))
+    first = -(-(piece.start - piece.offset) // length) * length + piece.offset  # the first period's first step
+    count = (piece.end - first) // length
+    if length > 2 * _PERIODIC or count < 2:
+        return None
+    period = _Dense(piece, base_lr, first, first + length).materialize()
+    if period.values[0] == period.values[-1]:
+        return None  # a run would join two periods: no shortcut
+    after = first + count * length
+    head, tail = _dense(piece, base_lr, piece.start, first), _dense(piece, base_lr, after, piece.end)
+    return [*head, _Periodic(period, count), *tail]
 
 
 def _dense(piece: _Piece, base_lr: float, start: int, end: int) -> Iterator[_Dense]:
