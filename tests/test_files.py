@@ -1,15 +1,19 @@
-"""Atomic writes: files get the umask's permissions, and a failed write leaves the old file and no debris."""
+"""Atomic writes: files get the umask's permissions, a failed write leaves the old file and no debris, and the
+debris of a killed writer is removed (never a live writer's file, never another file)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import stat
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from steplr._files import atomic_write, atomic_write_bytes, atomic_write_text
+from steplr._files import atomic_write, atomic_write_bytes, atomic_write_text, remove_stale_temps
 
 
 @pytest.fixture
@@ -85,3 +89,73 @@ def test_a_failing_first_write_leaves_nothing(tmp_path):
     with pytest.raises(OSError, match="no space left"):
         atomic_write(tmp_path / "history.json", write)
     assert list(tmp_path.iterdir()) == []
+
+
+_OURS = [".checkpoint.pt.0123456789ab", ".history.json.abcdef012345", ".lr.png.00ff00ff00ff.png",
+         ".lr.png.00ff00ff00fe"]
+_NOT_OURS = [
+    ".checkpoint.pt.0123456789AB",  # upper case: token_hex never writes it
+    ".checkpoint.pt.0123456789a",  # one digit short
+    ".checkpoint.pt.0123456789ab.bak",  # another suffix
+    ".checkpoint.pt.backup",
+    "checkpoint.pt.0123456789ab",  # not hidden
+    ".notes.txt.0123456789ab",  # the temporary name of a file not asked about
+    ".history.json.old",
+]
+
+
+def test_remove_stale_temps_removes_exactly_the_temporary_names_of_the_given_files(tmp_path):
+    for name in _OURS + _NOT_OURS:
+        (tmp_path / name).write_bytes(b"partial")
+    (tmp_path / ".history.csv.abcdefabcdef").mkdir()  # a folder is never a temporary file of ours
+    removed = remove_stale_temps(tmp_path, ["checkpoint.pt", "history.json", "lr.png"])
+    assert sorted(p.name for p in removed) == sorted(_OURS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(_NOT_OURS + [".history.csv.abcdefabcdef"])
+    assert remove_stale_temps(tmp_path / "nowhere", ["checkpoint.pt"]) == []
+
+
+_SLOW_WRITER = """
+import sys
+from pathlib import Path
+from steplr._files import atomic_write
+
+def write(tmp):
+    Path(tmp).write_bytes(b"half")
+    print(Path(tmp).name, flush=True)
+    sys.stdin.readline()  # written until the test says go on
+    Path(tmp).write_bytes(b"whole")
+
+atomic_write(sys.argv[1], write)
+"""
+
+_KILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from steplr._files import atomic_write
+
+def write(tmp):
+    Path(tmp).write_bytes(b"half")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+atomic_write(sys.argv[1], write)
+"""
+
+
+def test_a_file_being_written_by_a_live_process_is_kept_and_a_killed_writers_file_removed(tmp_path):
+    target = tmp_path / "history.json"
+    writer = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(target)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        live = writer.stdout.readline().strip()
+        assert (tmp_path / live).is_file()
+        assert remove_stale_temps(tmp_path, ["history.json"]) == []
+        assert (tmp_path / live).read_bytes() == b"half"
+    finally:
+        writer.communicate("go on\n", timeout=60)
+    assert writer.returncode == 0 and target.read_bytes() == b"whole"
+    killed = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(target)])
+    assert killed.returncode == -signal.SIGKILL
+    (left,) = [p for p in tmp_path.iterdir() if p != target]
+    assert left.name.startswith(".history.json.") and left.read_bytes() == b"half"
+    assert remove_stale_temps(tmp_path, ["history.json"]) == [left]
+    assert list(tmp_path.iterdir()) == [target] and target.read_bytes() == b"whole"

@@ -288,6 +288,24 @@ def test_load_state_dict_names_what_is_wrong():
         sched.load_state_dict({**good, "base_lrs": [0.1, 0.2]})
 
 
+@pytest.mark.parametrize("bad", ["abc", 0, -3, 2.5, True])
+def test_load_state_dict_checks_steps_per_epoch_like_the_constructor(bad):
+    opt = make_optimizer((1.0,))
+    sched = steplr.StepLR(opt, "2ep", 0.5, steps_per_epoch=4)
+    for _ in range(9):
+        sched.step()
+    good = sched.state_dict()
+    with pytest.raises((TypeError, ValueError), match="steps_per_epoch must be a positive integer"):
+        steplr.StepLR(make_optimizer(), "2ep", 0.5, steps_per_epoch=bad)
+    with pytest.raises(ValueError, match=rf"checkpoint steps_per_epoch must be a positive integer, got {bad!r}$"):
+        sched.load_state_dict({**good, "steps_per_epoch": bad})
+    with pytest.raises(ValueError, match="checkpoint base_lrs must be a list of numbers, got 1.0"):
+        sched.load_state_dict({**good, "base_lrs": 1.0})
+    assert sched.state_dict() == good and opt.param_groups[0]["lr"] == 0.5  # nothing changed (one decay at 8)
+    sched.load_state_dict({**good, "steps_per_epoch": None})  # a schedule given in steps needs none
+    assert sched.steps_per_epoch is None and sched.last_epoch == 9
+
+
 def test_checkpoint_parameters_win_and_the_difference_is_reported():
     opt = make_optimizer((1.0,))
     old = steplr.StepLR(opt, 3, 0.5)

@@ -155,3 +155,120 @@ def test_plateau_in_train_cuts_on_the_validation_loss(qwerty):
         else:
             lr *= 0.5
     assert lrs == expected
+
+
+def _fc1_wider(state):
+    state["model"]["fc1.weight"] = torch.zeros(8, 3)
+
+
+def _adam_state_of_another_shape(state):
+    state["optimizer"]["state"][0]["exp_avg"] = torch.zeros(3)
+
+
+def _one_param_group_more(state):
+    state["optimizer"]["param_groups"].append(dict(state["optimizer"]["param_groups"][0]))
+
+
+def _iteration_lr_missing(state):
+    state["history"]["iteration_lrs"].pop()
+
+
+def _scheduler_attribute_injected(state):
+    state["scheduler"]["step"] = 5  # ReduceLROnPlateau.load_state_dict copies every key onto the object
+
+
+# (settings of the run, damage, what the message must name)
+_DAMAGES = {
+    "missing key": ({}, lambda s: s.pop("generator"), "missing generator"),
+    "model weight shape": ({}, _fc1_wider, "model weight fc1.weight has shape (8, 3), expected (8, 2)"),
+    "model weight missing": ({}, lambda s: s["model"].pop("fc2.bias"), "missing ['fc2.bias']"),
+    "model weight not a tensor": ({}, lambda s: s["model"].update({"fc1.bias": [0.0] * 8}),
+                                  "model weight fc1.bias is a list, not a tensor"),
+    "optimizer state shape": ({"optimizer": "adam"}, _adam_state_of_another_shape,
+                              "optimizer exp_avg of parameter 0 has shape (3,), expected (8, 2)"),
+    "optimizer state missing": ({"optimizer": "adam"}, lambda s: s["optimizer"]["state"][1].pop("exp_avg_sq"),
+                                "optimizer state of parameter 1 has keys ['exp_avg', 'step']"),
+    "optimizer param groups": ({}, _one_param_group_more, "optimizer has 2 param groups, expected 1"),
+    "optimizer lr": ({}, lambda s: s["optimizer"]["param_groups"][0].update(lr="fast"),
+                     "optimizer param_groups[0] lr is 'fast'"),
+    "generator content": ({}, lambda s: s.update(generator=torch.zeros(5056, dtype=torch.uint8)),
+                          "bad generator state: Invalid mt19937 state"),
+    "generator size": ({}, lambda s: s.update(generator=torch.zeros(10, dtype=torch.uint8)),
+                       "bad generator state"),
+    "history iteration LRs": ({}, _iteration_lr_missing,
+                              "history has 45 iteration LRs, expected 46 finite numbers >= 0 (2 epochs of 23 batches)"),
+    "history epochs": ({}, lambda s: s["history"]["epochs"].pop(), "history has 1 epochs, expected 2"),
+    "config type": ({}, lambda s: s["config"].update(lr="0.01"), "config: lr must be a finite number > 0, got '0.01'"),
+    "config milestones type": ({}, lambda s: s["config"].update(milestones=5), "config: "),
+    "config not a dict": ({}, lambda s: s.update(config=[1, 2]), "config is a list, not a dict"),
+    "epoch type": ({}, lambda s: s.update(epoch="2"), "epoch is '2', expected an integer in [0, 2]"),
+    "scheduler steps_per_epoch": ({}, lambda s: s["scheduler"].update(steps_per_epoch="abc"),
+                                  "scheduler steps_per_epoch is 'abc', expected 23"),
+    "plateau scheduler key": ({"schedule": "plateau"}, _scheduler_attribute_injected, "unknown ['step']"),
+    "plateau scheduler progress": ({"schedule": "plateau"}, lambda s: s["scheduler"].update(num_bad_epochs=-1),
+                                   "scheduler num_bad_epochs is -1, expected an integer >= 0"),
+}
+
+
+@pytest.mark.parametrize("damage", list(_DAMAGES))
+def test_a_loadable_but_damaged_checkpoint_is_refused_in_one_line_and_left_alone(tmp_path, qwerty, damage):
+    settings, spoil, named = _DAMAGES[damage]
+    config = recipe_config("qwerty", epochs=2, **settings)
+    train(config, qwerty, tmp_path)
+    path = tmp_path / CHECKPOINT
+    state = torch.load(path, weights_only=True)
+    spoil(state)
+    torch.save(state, path)
+    damaged = path.read_bytes()
+    torch.load(path, weights_only=True)  # still loads: only the checks can tell
+    with pytest.raises(TrainError) as info:
+        train(dataclasses.replace(config, epochs=3), qwerty, tmp_path, resume=True)
+    message = str(info.value)
+    assert message.startswith(f"checkpoint {path} is corrupt or unreadable (") and "\n" not in message
+    assert named in message and message.endswith("; it was left as is")
+    assert path.read_bytes() == damaged
+
+
+def test_an_intact_checkpoint_of_each_optimizer_and_schedule_still_resumes(tmp_path, qwerty):
+    for number, settings in enumerate([{}, {"optimizer": "adam"}, {"schedule": "plateau"}, {"interval": "epoch"}]):
+        folder = tmp_path / str(number)
+        folder.mkdir()
+        config = recipe_config("qwerty", epochs=2, **settings)
+        train(config, qwerty, folder)
+        longer = dataclasses.replace(config, epochs=4)
+        assert train(longer, qwerty, folder, resume=True).as_dict() == train(longer, qwerty).as_dict()
+
+
+def test_gamma_patience_and_seed_are_checked_with_their_range():
+    for settings, message in [
+        ({"schedule": "plateau", "gamma": -1.0}, "gamma must be a finite number > 0, got -1.0"),
+        ({"schedule": "plateau", "gamma": float("nan")}, "gamma must be a finite number > 0, got nan"),
+        ({"schedule": "plateau", "gamma": 2.0}, "gamma of plateau must be a number in (0, 1), got 2.0"),
+        ({"schedule": "plateau", "gamma": 1.0}, "gamma of plateau must be a number in (0, 1), got 1.0"),
+        ({"gamma": True}, "gamma must be a finite number > 0, got True"),
+        ({"schedule": "plateau", "plateau_patience": -1}, "plateau_patience must be an integer >= 0, got -1"),
+        ({"schedule": "plateau", "plateau_patience": 1.5}, "plateau_patience must be an integer >= 0, got 1.5"),
+        ({"seed": 2**63}, "seed must be an integer in [0, 2**63 - 1], got 9223372036854775808"),
+        ({"seed": -1}, "seed must be an integer in [0, 2**63 - 1], got -1"),
+        ({"seed": 1.0}, "seed must be an integer in [0, 2**63 - 1], got 1.0"),
+    ]:
+        with pytest.raises(ValueError) as info:
+            recipe_config("qwerty", **settings)
+        assert str(info.value) == message
+    assert recipe_config("qwerty", seed=2**63 - 1, schedule="plateau", gamma=0.99, plateau_patience=0).seed == 2**63 - 1
+
+
+def test_a_run_removes_the_temporary_files_a_killed_run_left_and_nothing_else(tmp_path, qwerty):
+    config = recipe_config("qwerty", epochs=2)
+    train(config, qwerty, tmp_path)
+    ours = [f".{CHECKPOINT}.0123456789ab", ".history.json.abcdef012345", ".history.csv.00ff00ff00ff"]
+    others = [f".{CHECKPOINT}.0123456789ab.bak", f".{CHECKPOINT}.old", "notes.history.json.abcdef012345",
+              ".notes.txt.0123456789ab"]
+    for name in ours + others:
+        (tmp_path / name).write_bytes(b"partial")
+    train(dataclasses.replace(config, epochs=3), qwerty, tmp_path, resume=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([CHECKPOINT, "history.csv", "history.json", *others])
+    for name in ours:  # a new run (not a resume) in such a folder cleans up too
+        (tmp_path / name).write_bytes(b"partial")
+    train(config, qwerty, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([CHECKPOINT, "history.csv", "history.json", *others])

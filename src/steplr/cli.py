@@ -1,21 +1,27 @@
 """The ``steplr`` command: the top-level parser, ``explain`` and ``plot``, printing and exit codes, nothing else.
 
 Values are read by :mod:`steplr.cli_args` (a bare duration is epochs there); train, compare and sweep live in their
-own ``cli_*`` modules. Every error a user can cause is one line on stderr and exit code 2; no tracebacks.
+own ``cli_*`` modules. Every error a user can cause is one line on stderr and exit code 2; no tracebacks, and no
+library's warnings. SIGTERM stops a command as Ctrl-C does.
 """
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import contextlib
 import gc
+import io
 import itertools
 import json
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from . import __version__
 from .cli_args import Parser, UsageError, duration, duration_list, name_list, number_list, positive_int
@@ -162,20 +168,27 @@ def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Run the command line; return the exit code (0 success, 2 bad input)."""
-    out = out or sys.stdout
-    err = err or sys.stderr
+    """Run the command line; return the exit code (0 success, 1 diverged, 2 bad input, 130 Ctrl-C or SIGTERM, 141
+    the reader of a run's output left)."""
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else (sys.stderr or io.StringIO())  # stderr closed too: nowhere to say anything
+    if out is None:  # started with standard output closed (`steplr explain >&-`): Python gives no sys.stdout
+        err.write("steplr: error: standard output is closed; redirect it to a file or /dev/null instead\n")
+        return 2
     parser = build_parser()
+    command = None
     try:
-        with contextlib.redirect_stdout(out):  # --help and --version print to sys.stdout
-            args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-        if args.command is None:
-            err.write(parser.format_help())
-            return 2
-        if args.command in ("explain", "plot"):
-            return (_cmd_explain if args.command == "explain" else _cmd_plot)(args, out)
-        runs = {"train": cmd_train, "compare": cmd_compare, "sweep": cmd_sweep}
-        return runs[args.command](args, out, err)  # these print plan warnings on err
+        with _third_party_warnings_hidden(), _sigterm_interrupts():
+            with contextlib.redirect_stdout(out):  # --help and --version print to sys.stdout
+                args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+            command = args.command
+            if command is None:
+                err.write(parser.format_help())
+                return 2
+            if command in ("explain", "plot"):
+                return (_cmd_explain if command == "explain" else _cmd_plot)(args, out)
+            runs = {"train": cmd_train, "compare": cmd_compare, "sweep": cmd_sweep}
+            return runs[command](args, out, err)  # these print plan warnings on err
     except DivergedError as error:
         err.write(f"steplr: {error}\n")
         return 1
@@ -185,13 +198,17 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     except (ValueError, TypeError) as error:
         err.write(f"steplr: error: {error}\n")
         return 2
-    except KeyboardInterrupt as stop:  # Ctrl-C: what the command had claimed was removed on the way out
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: what the command had claimed was removed on the way out
+        _forget_the_interrupt()
         where = f": {stop}" if isinstance(stop, Interrupted) and str(stop) else ""
         err.write(f"steplr: interrupted{where}\n")
         return 130
-    except BrokenPipeError:  # `steplr ... | head`: the reader left; nothing more to say
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
-        return 0
+    except BrokenPipeError:  # `steplr ... | head`: the reader left
+        _discard_stdout()
+        if command in ("explain", "plot"):
+            return 0  # it has read all it wanted
+        err.write(f"steplr: {command} stopped: its standard output was closed by the reader\n")
+        return 141  # 128 + SIGPIPE, as for a program the broken pipe ended
     except OSError as error:
         err.write(f"steplr: error: {error.strerror or error}: {error.filename or ''}\n")
         return 2
@@ -199,8 +216,94 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         return int(stop.code or 0)
 
 
+@contextlib.contextmanager
+def _third_party_warnings_hidden() -> Iterator[None]:
+    """Hide library warnings (torch, matplotlib, numpy) from users: the CLI says what matters to them in its own
+    lines (plan warnings, errors). A user's own ``python -W ...`` or ``PYTHONWARNINGS`` still decides."""
+    with warnings.catch_warnings():
+        if not sys.warnoptions:
+            warnings.simplefilter("ignore")
+        yield
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While the command runs, SIGTERM stops it as Ctrl-C does: a KeyboardInterrupt, so every cleanup the command
+    has for Ctrl-C runs (a half-written file removed, a claimed folder emptied, the run left resumable).
+
+    A signal handler's exception is raised wherever the interpreter happens to be. When that is a finalizer (a
+    weakref callback during garbage collection: common in torch code) Python reports it as "Exception ignored" and
+    carries on; the signal is then sent again a moment later, from a timer thread, until it lands. A repeated
+    SIGTERM is ignored, so the cleanup is not cut short (SIGKILL still ends the process at once).
+    """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    terminated: list[int] = []
+    again: list[threading.Timer] = []
+    main_thread = threading.get_ident()
+
+    def stop(signum: int, frame: object) -> None:
+        if terminated and not again:
+            return
+        again.clear()
+        terminated[:] = [signum]
+        raise KeyboardInterrupt
+
+    def resend() -> None:  # to the main thread, so that a blocking call there returns to let the handler run
+        if hasattr(signal, "pthread_kill"):
+            signal.pthread_kill(main_thread, signal.SIGTERM)
+        else:  # Windows
+            _thread.interrupt_main(signal.SIGTERM)
+
+    def swallowed(unraisable: Any) -> None:
+        if terminated and not again and isinstance(unraisable.exc_value, KeyboardInterrupt):
+            # not from here: a handler run now would raise inside this hook, and be swallowed again
+            again.append(threading.Timer(0.05, resend))
+            again[0].daemon = True
+            again[0].start()
+        else:
+            hook(unraisable)
+
+    hook = sys.unraisablehook
+    previous = signal.signal(signal.SIGTERM, stop)
+    sys.unraisablehook = swallowed
+    try:
+        yield
+    finally:
+        for timer in list(again):  # before the handler goes: a signal resent after that would end the process
+            timer.cancel()
+            timer.join()
+        signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = hook
+
+
+def _forget_the_interrupt() -> None:
+    """Undo CPython's note that a KeyboardInterrupt went unhandled, which it makes when one leaves code run by
+    ``exec`` or ``eval`` of a string (the dataclasses module and torch build functions so), even if it is caught
+    later, as here. With the note, ``python -m steplr`` ends by killing itself with SIGINT instead of returning
+    130. Evaluating a string resets it (``run_eval_code_obj`` in CPython's pythonrun.c)."""
+    eval("None")  # noqa: S307 - a constant string, for its side effect on the interpreter's state
+
+
+def _discard_stdout() -> None:
+    """Point file descriptor 1 at /dev/null, so that nothing more (the interpreter's final flush included) fails."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # no stdout, or not a file (a test's StringIO)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
 def entrypoint() -> None:
     code = main()
+    try:  # what is still buffered goes out now, while a closed pipe can still be told apart from a real error
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except BrokenPipeError:  # the reader left before the last of the output: nothing more to say
+        _discard_stdout()
     # The work is done and every file written: let the interpreter's shutdown skip the cyclic garbage collection
     # of everything alive (torch's modules above all), which costs ~0.6 s of a ~3 s `steplr train` here
     # (benchmarks/RESULTS.md, "command"). Finalizers and atexit handlers still run; only the final sweeps over

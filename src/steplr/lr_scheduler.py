@@ -161,7 +161,8 @@ class ScheduleLR(LRScheduler):
         from the one this scheduler was built with, a ``UserWarning`` names each difference.
 
         Raises:
-            ValueError: if a key is missing, the format is unknown, or the number of groups differs.
+            ValueError: if a key is missing or of a wrong kind (``steps_per_epoch`` as in the constructor), the
+                format is unknown, or the number of groups differs.
         """
         if not isinstance(state_dict, dict):
             raise ValueError(f"state_dict must be a dict, got {type(state_dict).__name__}")
@@ -171,6 +172,8 @@ class ScheduleLR(LRScheduler):
             raise ValueError(f"scheduler state_dict is missing {missing}{hint}")
         if state_dict["format"] != STATE_FORMAT:
             raise ValueError(f"unknown scheduler state format {state_dict['format']!r}; expected {STATE_FORMAT!r}")
+        if not isinstance(state_dict["base_lrs"], (list, tuple)):
+            raise ValueError(f"checkpoint base_lrs must be a list of numbers, got {state_dict['base_lrs']!r}")
         base_lrs = [_as_float(b, f"base_lrs[{i}]") for i, b in enumerate(state_dict["base_lrs"])]
         if len(base_lrs) != len(self.optimizer.param_groups):
             raise ValueError(
@@ -180,6 +183,12 @@ class ScheduleLR(LRScheduler):
         last_epoch = state_dict["last_epoch"]
         if isinstance(last_epoch, bool) or not isinstance(last_epoch, numbers.Integral) or last_epoch < 0:
             raise ValueError(f"checkpoint last_epoch must be a non-negative integer, got {last_epoch!r}")
+        steps_per_epoch = state_dict["steps_per_epoch"]
+        if steps_per_epoch is not None:  # as the constructor checks it (a ValueError here, like every key's)
+            try:
+                steps_per_epoch = check_positive_int(steps_per_epoch, "checkpoint steps_per_epoch")
+            except TypeError as error:
+                raise ValueError(str(error)) from None
         schedule = schedule_from_params(state_dict["schedule"])
         differences = _differences(self.schedule.params(), schedule.params())
         if differences:
@@ -190,7 +199,7 @@ class ScheduleLR(LRScheduler):
                 stacklevel=2,
             )
         self.schedule = schedule
-        self.steps_per_epoch = state_dict["steps_per_epoch"]
+        self.steps_per_epoch = steps_per_epoch
         self.base_lrs = base_lrs
         self.last_epoch = int(last_epoch)
         self._segment = object()
