@@ -214,18 +214,22 @@ def claim_out(path: Path, force: bool, resumable: bool = False) -> Iterator[Clai
     check_out(path, force, resumable)
     full = path.is_dir() and any(path.iterdir())
     created = not path.exists()
+    target = path
     try:
         if full:
             target = _new_folder_beside(path)
         else:
             path.mkdir(parents=True, exist_ok=True)
-            target = path
         probe = tempfile.NamedTemporaryFile(dir=target, prefix=".steplr-probe-")  # noqa: SIM115
         probe.close()
-    except OSError as error:
-        if created:
+    except BaseException as error:  # unwritable, or interrupted while setting up: leave nothing behind
+        if full and target != path:
+            shutil.rmtree(target, ignore_errors=True)
+        elif created:
             shutil.rmtree(path, ignore_errors=True)
-        raise UsageError(f"--out {path} is not writable: {error.strerror or error}") from None
+        if isinstance(error, OSError):
+            raise UsageError(f"--out {path} is not writable: {error.strerror or error}") from None
+        raise
     claim = Claim(target)
     try:
         yield claim
@@ -348,9 +352,9 @@ def _resume_config(out: Path, args: argparse.Namespace) -> Any:
 def cmd_train(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None = None) -> int:
     import torch
 
-    from ._files import atomic_write_text
+    from ._files import atomic_write_text, remove_stale_temps
     from .experiments import recipe_config
-    from .train import CHECKPOINT, train
+    from .train import CHECKPOINT, check_resume, train
 
     err = err or sys.stderr
     torch.set_num_threads(1)  # small models: threads cost more than they save
@@ -382,8 +386,11 @@ def cmd_train(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None =
         out_stream.write(f"Test Accuracy: {record.test_acc * 100:.2f}%\n")
         out_stream.flush()
 
+    if resume:
+        check_resume(config, data, out)  # a damaged run is refused before config.json is rewritten
     with claim_out(out, force=args.force, resumable=True) if not args.resume else _existing(out) as claim:
         folder = claim.folder
+        remove_stale_temps(folder, ["config.json", "lr.png", "loss.png", "accuracy.png"])  # of a killed run
         atomic_write_text(folder / "config.json", json.dumps(config.as_dict(), indent=1))
         claim.keep = True  # from here on the folder is a run: --resume continues (or restarts) it
         try:
