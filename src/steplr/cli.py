@@ -71,7 +71,9 @@ def build_parser() -> Parser:
     ex = commands.add_parser("explain", help="print the plan: constant intervals, decays, final LR, warnings",
                              description=f"Print the plan of a schedule. {_DURATIONS[0].upper()}{_DURATIONS[1:]}.")
     _add_schedule_arguments(ex, lists=False)
-    ex.add_argument("--json", action="store_true", help="print the plan as JSON")
+    ex.add_argument("--json", action="store_true",
+                    help="print the plan as JSON (a plan of more than 1000 intervals lists the first and last 500; "
+                         "interval_count and intervals_omitted say so)")
     pl = commands.add_parser("plot", help="draw one or more schedules on one figure",
                              description=f"Draw schedules on one figure. {_DURATIONS[0].upper()}{_DURATIONS[1:]}.")
     _add_schedule_arguments(pl, lists=True)
@@ -79,7 +81,7 @@ def build_parser() -> Parser:
     pl.add_argument("--force", action="store_true", help="overwrite --output if it exists")
     pl.add_argument("--log", action="store_true",
                     help="logarithmic LR axis (default: chosen when the LR spans 100x or more)")
-    pl.add_argument("--title", default=None, help="figure title (default: none)")
+    pl.add_argument("--title", default=None, help="figure title, drawn as plain text: $ is a dollar sign (default: none)")
     add_run_commands(commands)
     add_sweep_command(commands)
     return parser
