@@ -159,3 +159,19 @@ def test_a_file_being_written_by_a_live_process_is_kept_and_a_killed_writers_fil
     assert left.name.startswith(".history.json.") and left.read_bytes() == b"half"
     assert remove_stale_temps(tmp_path, ["history.json"]) == [left]
     assert list(tmp_path.iterdir()) == [target] and target.read_bytes() == b"whole"
+
+
+def test_a_failed_write_names_the_target_not_its_temporary_file(tmp_path):
+    from steplr._files import atomic_write
+
+    target = tmp_path / "report.html"
+
+    def fails(tmp: str) -> None:
+        raise OSError(28, "No space left on device", tmp)  # what a full disk reports, naming the file written
+
+    with pytest.raises(OSError) as info:
+        atomic_write(target, fails)
+    assert info.value.filename == str(target) and info.value.strerror == "No space left on device"
+    with pytest.raises(OSError) as info:
+        atomic_write(tmp_path / "missing-folder" / "x.json", lambda tmp: None)
+    assert info.value.filename == str(tmp_path / "missing-folder" / "x.json")

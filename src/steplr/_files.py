@@ -31,14 +31,19 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], object], s
     temporary file is locked (``flock``), which tells :func:`remove_stale_temps` that it is not a leftover.
     """
     target = Path(path)
-    lock, tmp = _new_temp_file(target, suffix)
+    try:
+        lock, tmp = _new_temp_file(target, suffix)
+    except OSError as error:  # name the file the user asked for, not a temporary one
+        raise OSError(error.errno, error.strerror, str(target)) from None
     try:
         write(tmp)
         with open(tmp, "rb") as stream:
             os.fsync(stream.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename in (tmp, Path(tmp)):
+            raise OSError(error.errno, error.strerror, str(target)) from None
         raise
     finally:
         if lock is not None:
