@@ -436,3 +436,13 @@ def test_plot_title_is_plain_text_even_when_it_is_broken_mathtext(tmp_path):
     assert (code, err) == (0, "") and out == f"wrote {target} (1 schedule)\n"
     assert matplotlib.image.imread(target).std() > 0
 
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["explain", "--epochs", "20", "--t-max", "5"], "--t-max applies to cosine; not to step"),
+    (["explain", "--epochs", "20", "--eta-min", "0.01"], "--eta-min applies to cosine; not to step"),
+    (["plot", "--epochs", "20", "--schedule", "step,cosine", "--milestones", "5"], "--milestones applies to multistep"),
+])
+def test_a_setting_no_chosen_schedule_reads_is_refused(argv, message):
+    code, out, err = run(*argv)
+    assert code == 2 and out == "" and message in err and err.count("\n") == 1

@@ -50,7 +50,7 @@ def _add_schedule_arguments(parser: argparse.ArgumentParser, lists: bool) -> Non
                         help="multistep: times in the run at which to decay, e.g. 30,60,80 (epochs) or 2300it,4600it")
     parser.add_argument("--t-max", type=duration, default=None,
                         help="cosine: half-period (default: the whole run after any warm-up)")
-    parser.add_argument("--eta-min", type=float, default=0.0, help="cosine: the lowest learning rate")
+    parser.add_argument("--eta-min", type=float, default=None, help="cosine: the lowest learning rate (default: 0)")
     parser.add_argument("--warmup", type=duration, default=None,
                         help="linear warm-up first, e.g. 2 (epochs) or 500it (default: no warm-up)")
     parser.add_argument("--warmup-start-factor", type=float, default=0.1, help="warm-up starts at this x lr")
@@ -108,7 +108,8 @@ def _one_schedule(kind: str, step_size: str | None, gamma: float, args: argparse
             shown = ",".join(_typed_form(m) for m in args.milestones)
             raise UsageError(f"--milestones must come after the warm-up ({_typed_form(args.warmup)}), got {shown}")
     t_max = args.t_max if args.t_max is not None else total - warmup
-    main = by_name(kind, step_size=step_size, gamma=gamma, milestones=milestones, t_max=t_max, eta_min=args.eta_min)
+    main = by_name(kind, step_size=step_size, gamma=gamma, milestones=milestones, t_max=t_max,
+                   eta_min=0.0 if args.eta_min is None else args.eta_min)
     if args.warmup is None:
         return main
     return join([LinearWarmup(warmup, args.warmup_start_factor), main], [warmup])
@@ -116,6 +117,10 @@ def _one_schedule(kind: str, step_size: str | None, gamma: float, args: argparse
 
 def _combinations(args: argparse.Namespace) -> list[tuple[str, Schedule, float]]:
     """Every (label, schedule, lr) the arguments ask for, validated."""
+    for flag, value, reader in (("--milestones", args.milestones, "multistep"), ("--t-max", args.t_max, "cosine"),
+                                ("--eta-min", args.eta_min, "cosine")):
+        if value is not None and reader not in args.schedule:
+            raise UsageError(f"{flag} applies to {reader}; not to {', '.join(args.schedule)}")
     for lr in args.lr:
         if not lr > 0 or lr == float("inf"):
             raise UsageError(f"--lr must be a finite number > 0, got {lr!r}")
