@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,39 +39,125 @@ def _run(argv: list[str]) -> None:
         raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
 
 
+class Cluster:
+    """A throwaway PostgreSQL 15 cluster in a temporary folder, listening on 127.0.0.1 only (its Unix socket in the
+    cluster's folder), fsync off; one database ``steplr_test``. A test may stop it, freeze it (SIGSTOP the postmaster
+    and every backend: the kernel still accepts connections and acknowledges packets, nothing answers), thaw it and
+    start it again. ``password``: scram-sha-256 authentication for user ``postgres`` with that password (else trust).
+    """
+
+    def __init__(self, password: str | None = None) -> None:
+        initdb, self.pg_ctl = PG_BIN / "initdb", PG_BIN / "pg_ctl"
+        if not (initdb.is_file() and self.pg_ctl.is_file()):
+            pytest.skip(f"PostgreSQL binaries not found in {PG_BIN} (install postgresql-15 or set STEPLR_PG_BIN)")
+        self.password = password
+        self.root = Path(tempfile.mkdtemp(prefix="steplr-pg-"))
+        if os.geteuid() == 0:
+            shutil.chown(self.root, user=PG_USER)
+        self.data, self.log = self.root / "data", self.root / "server.log"
+        self.port = _free_port()
+        self.running = False
+        self.frozen: list[int] = []
+        auth = ["-A", "trust"]
+        if password is not None:
+            pwfile = self.root / "password"
+            pwfile.write_text(password + "\n")
+            if os.geteuid() == 0:
+                shutil.chown(pwfile, user=PG_USER)
+            auth = ["-A", "scram-sha-256", f"--pwfile={pwfile}"]
+        _run([str(initdb), "-D", str(self.data), *auth, "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"])
+        self.start()
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
+                             password=password, autocommit=True) as connection:
+            connection.execute("CREATE DATABASE steplr_test")
+
+    def url(self, database: str = "steplr_test") -> str:
+        """The database's URL, without a password."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
+                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        _run([str(self.pg_ctl), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "30", "start"])
+        self.running = True
+
+    def stop(self, mode: str = "immediate") -> None:
+        """``pg_ctl stop -m MODE``: ``immediate`` is a crash as far as clients can tell (no goodbye)."""
+        self.thaw()
+        _run([str(self.pg_ctl), "-D", str(self.data), "-m", mode, "-w", "-t", "30", "stop"])
+        self.running = False
+
+    def processes(self) -> list[int]:
+        """The postmaster's process id, then its children's."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if (entry / "stat").read_text().rpartition(")")[2].split()[1] == str(postmaster):
+                        children.append(int(entry.name))
+                except (OSError, IndexError):
+                    continue
+        return [postmaster, *children]
+
+    def freeze(self) -> None:
+        """SIGSTOP the postmaster first (no new backends), then every backend, until none is left running."""
+        while True:
+            fresh = [pid for pid in self.processes() if pid not in self.frozen]
+            if not fresh:
+                return
+            for pid in fresh:
+                os.kill(pid, signal.SIGSTOP)
+                self.frozen.append(pid)
+
+    def thaw(self) -> None:
+        for pid in self.frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self.frozen = []
+
+    def remove(self) -> None:
+        self.thaw()
+        if self.running:
+            subprocess.run(_as_cluster_owner([str(self.pg_ctl), "-D", str(self.data), "-m", "immediate", "-w",
+                                              "stop"]), capture_output=True, timeout=60)
+            self.running = False
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """``postgresql://postgres@127.0.0.1:PORT/steplr_test`` on a fresh cluster, removed after the session.
-
-    Trust authentication, fsync off, listening on 127.0.0.1 only (its Unix socket in the cluster's folder).
-    """
-    initdb, pg_ctl = PG_BIN / "initdb", PG_BIN / "pg_ctl"
-    if not (initdb.is_file() and pg_ctl.is_file()):
-        pytest.skip(f"PostgreSQL binaries not found in {PG_BIN} (install postgresql-15 or set STEPLR_PG_BIN)")
-    import psycopg
-
-    root = Path(tempfile.mkdtemp(prefix="steplr-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, user=PG_USER)
-    data, log = root / "data", root / "server.log"
-    port = _free_port()
-    started = False
+    """``postgresql://postgres@127.0.0.1:PORT/steplr_test`` on a fresh cluster (trust authentication), removed
+    after the session."""
+    cluster = Cluster()
     try:
-        _run([str(initdb), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C",
-              "--no-sync"])
-        options = (f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-        _run([str(pg_ctl), "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "30", "start"])
-        started = True
-        with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres",
-                             autocommit=True) as connection:
-            connection.execute("CREATE DATABASE steplr_test")
-        yield f"postgresql://postgres@127.0.0.1:{port}/steplr_test"
+        yield cluster.url()
     finally:
-        if started:
-            subprocess.run(_as_cluster_owner([str(pg_ctl), "-D", str(data), "-m", "immediate", "-w", "stop"]),
-                           capture_output=True, timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
+        cluster.remove()
+
+
+@pytest.fixture
+def make_pg_cluster() -> Iterator[Callable[..., Cluster]]:
+    """A factory of clusters of this test's own (``Cluster``'s arguments), removed after it."""
+    clusters: list[Cluster] = []
+
+    def make(**options: Any) -> Cluster:
+        clusters.append(Cluster(**options))
+        return clusters[-1]
+
+    try:
+        yield make
+    finally:
+        for cluster in clusters:
+            cluster.remove()
+
+
+@pytest.fixture
+def pg_cluster(make_pg_cluster: Callable[..., Cluster]) -> Cluster:
+    """A cluster of this test's own, which it may stop, freeze (SIGSTOP), thaw and restart; removed after it."""
+    return make_pg_cluster()
 
 
 _database_numbers = itertools.count(1)

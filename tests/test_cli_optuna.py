@@ -11,8 +11,13 @@ import dataclasses
 import html
 import io
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -262,17 +267,21 @@ def test_two_local_workers_share_the_study_with_the_flags_as_typed(tmp_path, cap
     ],
 )
 def test_helpers_are_started_with_the_same_search(flags, tmp_path):
+    """The same settings reach a helper, the storage URL (and its password) through its stdin, not its argv."""
     from steplr.cli import build_parser
-    from steplr.cli_optuna import _helper_command, _settings
+    from steplr.cli_optuna import _helper_command, _helper_input, _helper_settings, _settings
 
+    storage = "postgresql://me:hunter2@127.0.0.1:5432/db"
     argv = ["sweep", "qwerty", "--engine", "optuna", "--trials", "7", "--workers", "3", "--out", str(tmp_path),
-            *flags]
+            "--storage", storage, *flags]
     args = build_parser().parse_args(argv)
     command = _helper_command(args, _settings(args))
     assert command[1:3] == ["-m", "steplr.cli_optuna"]
-    mine, helper = _settings(args), _settings(build_parser().parse_args(command[3:]))
-    assert (mine.workers, helper.workers) == (3, 1)  # each helper is one worker
-    assert dataclasses.replace(helper, workers=3) == mine
+    assert not any("hunter2" in part or part == "--storage" for part in command)
+    mine = _settings(args)
+    helper, parent = _helper_settings(command[3:], _helper_input(mine, 4321))
+    assert (mine.workers, helper.workers, parent) == (3, 1, 4321)  # each helper is one worker
+    assert dataclasses.replace(helper, workers=3) == mine and helper.storage == storage
 
 
 def test_report_rebuilds_from_the_study_alone(searched, tmp_path):
@@ -415,3 +424,197 @@ def test_the_test_accuracy_of_the_trials_is_labelled_as_information(searched):
     assert "test_acc" not in rows[0] and "test_acc_info" in rows[0]
     assert all((r["test_acc_info"] != "") == (r["state"] == "COMPLETE") for r in rows)
     assert TRIAL_TEST_INFO in report_text(out)
+
+
+# --------------------------------------------------------------------------------------------- secrets, faults
+
+
+@pytest.mark.parametrize(("text", "secrets"), __import__("test_tune").SECRET_SHAPES)
+def test_no_storage_string_shows_its_password(text, secrets, tmp_path):
+    code, out, err = optuna_sweep(tmp_path / "o", "--trials", "1", "--epochs", "2", "--storage", text)
+    assert (code, out) == (2, "") and err.count("\n") == 1 and err.startswith("steplr: error: "), err
+    assert not any(secret in err for secret in secrets), err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("port", "storage"), [("abc", "postgresql://u@127.0.0.1:abc/db"),
+                                              ("99999", "postgresql://u:pw@db-host:99999/db")])
+def test_a_malformed_port_names_the_flag_and_the_port(port, storage, tmp_path):
+    code, out, err = optuna_sweep(tmp_path / "o", "--storage", storage)
+    assert (code, out) == (2, "")
+    assert err == (f"steplr: error: --storage '{storage.replace(':pw@', ':***@')}': the port '{port}' is not a whole "
+                   "number in 1-65535\n")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_torn_journal_is_repaired_and_said_in_one_line(tmp_path):
+    out = tmp_path / "o"
+    code, _, err = optuna_sweep(out, "--trials", "2", "--epochs", "2", "--seeds", "1")
+    assert code == 0, err
+    journal = out / "optuna-journal.log"
+    torn = b'{"op_code":4,"worker_id":"x","study_id":0,"datetime_st'  # a record cut short
+    journal.write_bytes(journal.read_bytes() + torn)
+    code, _, err = optuna_sweep(out, "--trials", "3", "--epochs", "2", "--seeds", "1")
+    assert code == 0, err
+    assert [line for line in err.splitlines() if "journal" in line] == [
+        f"steplr: warning: the journal file {journal} ended in a torn record ({len(torn)} bytes, from a write cut "
+        "short by a "
+        f"power loss or a full disk): removed it (the file as found is {journal}.bak)"]
+    assert len([r for r in trials(out) if r["state"] in ("COMPLETE", "PRUNED")]) == 3
+
+
+class Command:
+    """``python -m steplr sweep qwerty --engine optuna FLAGS`` in its own process, output to files."""
+
+    def __init__(self, folder: Path, name: str, *flags: str) -> None:
+        self.out, self.err = folder / f"{name}.out", folder / f"{name}.err"
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.process = subprocess.Popen([sys.executable, "-m", "steplr", "sweep", "qwerty", "--engine", "optuna",
+                                             *flags], stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+
+    def log(self) -> str:
+        return self.out.read_text() + self.err.read_text()
+
+    def helpers(self) -> list[int]:
+        """The helper workers it started (its children running steplr.cli_optuna)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if (entry.name.isdigit() and parent_of(int(entry.name)) == self.process.pid
+                        and b"steplr.cli_optuna" in (entry / "cmdline").read_bytes()):
+                    found.append(int(entry.name))
+            except (OSError, IndexError):
+                continue
+        return found
+
+    def wait_for_helpers(self, count: int, study_dir: Path | None = None, timeout: float = 60) -> list[int]:
+        """Wait until ``count`` helpers run (and, given the journal's folder, each runs a trial); their ids."""
+        from steplr.tune import SweepError, open_study
+
+        deadline, study = time.monotonic() + timeout, None
+        while True:
+            assert time.monotonic() < deadline and self.process.poll() is None, self.log()
+            helpers = self.helpers()
+            if len(helpers) == count and study_dir is None:
+                return helpers
+            if len(helpers) == count and study is None:
+                try:
+                    study = open_study(None, "steplr-qwerty", None, study_dir, create=False)
+                except SweepError:
+                    pass
+            if study is not None:
+                running = {t.user_attrs.get("pid") for t in study.get_trials(deepcopy=False)
+                           if t.state.name == "RUNNING"}
+                if set(helpers) <= running:
+                    return helpers
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def command(tmp_path):
+    """Start a ``Command`` in ``tmp_path`` (``command(name, *flags)``); any still running at the end is killed."""
+    started: list[Command] = []
+
+    def start(name: str, *flags: str) -> Command:
+        started.append(Command(tmp_path, name, *flags))
+        return started[-1]
+
+    yield start
+    for each in started:
+        if each.process.poll() is None:
+            each.process.kill()
+            each.process.wait()
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+def gone(pid: int) -> bool:
+    """No such process, or a zombie (it has ended; only its exit status waits to be collected)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def test_a_helper_without_its_settings_on_stdin_searches_nothing(tmp_path):
+    from steplr.cli_optuna import _helper
+
+    assert _helper(["sweep", "qwerty", "--engine", "optuna", "--out", str(tmp_path / "o")], io.StringIO("")) == 2
+    assert not (tmp_path / "o").exists()
+
+
+def test_helpers_get_the_storage_url_on_stdin_never_on_their_command_line(tmp_path, new_postgres_database, command):
+    """A helper's command line is visible to every user of the machine (``ps``, /proc/PID/cmdline): the URL with its
+    password is not on it (nor in its environment)."""
+    storage = new_postgres_database().replace("postgres@", "postgres:hunter2@")  # trust: the password is unchecked
+    out = tmp_path / "o"
+    main = command("main", "--trials", "8", "--workers", "2", "--epochs", "10", "--seeds", "1", "--storage", storage,
+                   "--out", str(out))
+    (helper,) = main.wait_for_helpers(1)
+    seen = Path(f"/proc/{helper}/cmdline").read_bytes() + Path(f"/proc/{helper}/environ").read_bytes()
+    assert b"steplr.cli_optuna" in seen and b"hunter2" not in seen and b"--storage" not in seen
+    assert main.process.wait(timeout=120) == 0, main.log()
+    assert len([r for r in trials(out) if r["state"] in ("COMPLETE", "PRUNED")]) == 8
+    assert not any(b"hunter2" in path.read_bytes() for path in out.iterdir())
+    assert "hunter2" not in main.log() and "postgres:***@" in main.out.read_text()
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_helpers_end_with_the_main_process(how, tmp_path, command):
+    """SIGTERM: the main process stops its helpers, waits for them and says how to continue (exit 130); every
+    trial that was running is failed, none is left RUNNING. SIGKILL: the helpers notice their parent is gone and
+    stop by themselves within seconds."""
+    from steplr.tune import open_study
+
+    out = tmp_path / "o"
+    main = command("main", "--trials", "500", "--workers", "3", "--epochs", "20", "--seeds", "1", "--out", str(out))
+    helpers = main.wait_for_helpers(2, study_dir=out)
+    main.process.send_signal(getattr(signal, how))
+    code = main.process.wait(timeout=30)
+    deadline = time.monotonic() + 15
+    while not all(gone(pid) for pid in helpers):
+        assert time.monotonic() < deadline, [Path(f"/proc/{pid}/stat").read_text() for pid in helpers]
+        time.sleep(0.1)
+    if how == "SIGTERM":
+        assert code == 130
+        assert main.err.read_text().splitlines()[-1] == (
+            "steplr: interrupted: the search stopped (its finished trials are kept in the study); rerun the same "
+            "command to continue")
+        study = open_study(None, "steplr-qwerty", None, out, create=False)
+        assert not [t.number for t in study.trials if t.state.name == "RUNNING"]
+
+
+def test_a_server_stopped_under_the_command_is_one_line_and_the_same_command_continues(pg_cluster, tmp_path, command):
+    from steplr.tune import open_study, redact
+
+    storage = pg_cluster.url().replace("postgres@", "postgres:hunter2@")  # trust: the password is unchecked
+    out = tmp_path / "o"
+    flags = ("--trials", "20", "--epochs", "10", "--seeds", "1", "--storage", storage, "--out", str(out))
+    first = command("first", *flags)
+    deadline, study = time.monotonic() + 60, None
+    while True:
+        assert time.monotonic() < deadline and first.process.poll() is None, first.log()
+        if study is None:
+            try:
+                study = open_study(None, "steplr-qwerty", storage, out, create=False)
+            except ValueError:
+                pass
+        if study is not None and any(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials):
+            break
+        time.sleep(0.1)
+    pg_cluster.stop("immediate")
+    code = first.process.wait(timeout=30)
+    assert code in (2, 3)  # 3 once steplr.cli gives StorageLost its own exit code
+    said = first.err.read_text()
+    assert said.count("\n") == 1, said
+    line = said.rstrip("\n")
+    assert line.startswith(f"steplr: error: lost the study storage {redact(storage)}: ") and "hunter2" not in line
+    assert line.endswith("; rerun the same command to continue")
+    pg_cluster.start()
+    again = command("again", *flags)
+    assert again.process.wait(timeout=120) == 0, again.log()
+    rows = trials(out)
+    assert len([r for r in rows if r["state"] in ("COMPLETE", "PRUNED")]) == 20
+    assert all(r["state"] in ("COMPLETE", "PRUNED", "FAIL") for r in rows)

@@ -7,6 +7,7 @@ file makes them start training together, after their slow imports.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -20,8 +21,10 @@ from typing import Any
 import pytest
 
 from steplr.tune import (
+    JOURNAL_FILE,
     STUDY_FORMAT,
     Space,
+    StorageLost,
     SweepError,
     TrialCounts,
     best_trials,
@@ -46,7 +49,8 @@ import optuna  # the slow imports happen before the barrier
 import torch
 import steplr.train
 torch.set_num_threads(1)  # several workers share few cores: no thread oversubscription
-from steplr.tune import run_optuna
+from steplr.tune import StorageLost, SweepError, run_optuna
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # as steplr's command line: no line per trial
 
 args = json.loads(sys.argv[1])
 barrier = Path(args["barrier"])
@@ -59,9 +63,14 @@ def on_epoch(trial, record):  # test hook: slows trials down (from trial number 
     if trial.number >= args["slow_from"]:
         time.sleep(args["epoch_sleep"])
 
-run_optuna("qwerty", step_size=args["step"], gamma=args["gamma"], lr=None,
-           trials=args["trials"], storage=args["storage"], study_name=args["study"],
-           run_dir=Path(args["run_dir"]), on_epoch=on_epoch)
+try:
+    run_optuna("qwerty", step_size=args["step"], gamma=args["gamma"], lr=None,
+               trials=args["trials"], storage=args["storage"], study_name=args["study"],
+               run_dir=Path(args["run_dir"]), on_epoch=on_epoch, grace_period=args.get("grace"),
+               db_timeout=args.get("db_timeout"))
+except SweepError as error:  # printed as steplr's command line prints it: one line
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(3 if isinstance(error, StorageLost) else 2)
 """
 
 
@@ -77,10 +86,24 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def no_worker_left_running():
+    """A test that fails while its workers run still ends them."""
+    yield
+    while Worker.started:
+        worker = Worker.started.pop()
+        if worker.process.poll() is None:
+            worker.process.send_signal(signal.SIGCONT)  # a paused one, too
+            worker.kill()
+
+
 class Worker:
     """One ``run_optuna`` in its own process, output to files (shown when a test fails)."""
 
+    started: list[Worker] = []  # emptied after each test (no_worker_left_running)
+
     def __init__(self, folder: Path, name: str, **args: Any) -> None:
+        Worker.started.append(self)
         self.out, self.err = folder / f"{name}.out", folder / f"{name}.err"
         settings = {"step": STEP_RANGE, "gamma": GAMMA_RANGE, "slow_from": 0, "epoch_sleep": 0.0, **args}
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
@@ -309,8 +332,10 @@ def test_study_of_another_recipe_is_refused(kind, tmp_path, new_postgres_databas
 
 
 def test_missing_study_without_create(tmp_path):
-    with pytest.raises(SweepError, match="no study named 'nope'"):
+    with pytest.raises(SweepError) as caught:
         open_study("qwerty", "nope", None, tmp_path, create=False)
+    assert str(caught.value) == (f"no study named 'nope' in {tmp_path}: the journal file {tmp_path / JOURNAL_FILE} "
+                                 "does not exist")
 
 
 def test_a_study_of_an_older_steplr_is_refused(tmp_path):
@@ -631,3 +656,270 @@ def test_a_trial_started_after_the_budget_is_taken_ends_as_surplus(tmp_path, mon
         (0, "COMPLETE", "", None), (1, "FAIL", "surplus", None)]
     assert seen == []  # a surplus trial is not reported to on_trial
     assert not [record for record in caplog.records if "failed" in record.getMessage()]  # no alarming log
+
+
+# --------------------------------------------------------------------------------------------- secrets
+
+# Storage strings a user may type, most of them malformed, each with the secrets it holds (as typed and decoded).
+# Hosts are 127.0.0.1 port 1 where there is one: nothing listens there, so nothing is ever reached.
+SECRET_SHAPES = [
+    ("me:hunter2@127.0.0.1:1/db", ["hunter2"]),  # no scheme
+    ("postgresql:/me:hunter2@127.0.0.1:1/db", ["hunter2"]),  # one slash
+    ("postgresql:me:hunter2@127.0.0.1:1/db", ["hunter2"]),  # no slash
+    ("postgresql//me:hunter2@127.0.0.1:1/db", ["hunter2"]),  # no colon
+    ("postgresql://me:hun ter2@127.0.0.1:1/db", ["hun ter2", "ter2"]),  # a space
+    ("  postgresql://me:hunter2@127.0.0.1:1/db  ", ["hunter2"]),  # spaces around
+    ("postgresql://me:hunter2@127.0.0.1:1/db\n", ["hunter2"]),
+    ("postgresql://me:hun@ter2@127.0.0.1:1/db", ["hun@ter2", "ter2"]),  # '@' in the password
+    ("postgresql://me:hunter2/x@127.0.0.1:1/db", ["hunter2"]),  # '/' in the password
+    ("postgresql://me:hunter2?x@127.0.0.1:1/db", ["hunter2"]),  # '?' in the password
+    ("postgresql://me:hunter2#x@127.0.0.1:1/db", ["hunter2"]),  # '#' in the password
+    ("postgresql://me:hunter%32@127.0.0.1:1/db", ["hunter%32", "hunter2"]),  # percent-encoded
+    ("postgresql://:hunter2@127.0.0.1:1/db", ["hunter2"]),  # no user
+    ("postgresql://me:hunter2@127.0.0.1:abc/db", ["hunter2"]),  # a bad port
+    ("postgresql://me:hunter2@[::1/db", ["hunter2"]),  # a bad IPv6 host
+    ("postgresql://me:hunter2@127.0.0.1:1/db?x=a@b", ["hunter2"]),  # '@' in the query
+    ("postgresql://me@127.0.0.1:1/db?password=hunter2", ["hunter2"]),  # query password
+    ("postgresql://me@127.0.0.1:1/db?sslmode=disable&PASSWORD=hunter2&application_name=x", ["hunter2"]),
+    ("postgresql://me@127.0.0.1:1/db?pass%77ord=hunter2", ["hunter2"]),  # percent-encoded key
+    ("postgresql://me@127.0.0.1:1/db?password=hun ter2&sslmode=disable", ["hun ter2", "ter2"]),
+    ("postgresql://me@127.0.0.1:1/db?password=hunter2@x", ["hunter2"]),
+    ("postgresql://me:hunter2@127.0.0.1:1/db?password=hunter3", ["hunter2", "hunter3"]),
+    ("POSTGRESQL://me:hunter2@127.0.0.1:1/db", ["hunter2"]),  # well-formed: refused by the server's port
+    ("mysql://me:hunter2@127.0.0.1:1/db", ["hunter2"]),
+    ("me:hunter2@://x", ["hunter2"]),  # a "scheme" made of the secret
+    ("host=127.0.0.1 port=1 user=me password=hunter2 dbname=db", ["hunter2"]),  # libpq's key=value form
+    ("host=127.0.0.1 password='hun ter2' dbname=db", ["hun ter2", "ter2"]),
+    ("host=127.0.0.1 sslpassword=hunter2", ["hunter2"]),
+]
+
+
+@pytest.mark.parametrize(("text", "secrets"), SECRET_SHAPES)
+def test_no_storage_string_shows_its_password(text, secrets, tmp_path):
+    shown = redact(text)
+    assert "***" in shown and not any(secret in shown for secret in secrets), shown
+    with pytest.raises(SweepError) as caught:
+        run_small(tmp_path, storage=text)
+    message = str(caught.value)
+    assert message.count("\n") == 0 and not any(secret in message for secret in secrets), message
+    error = caught.value  # no driver error chained to it (a traceback would print the driver's message)
+    assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
+    written = b"".join(path.read_bytes() for path in tmp_path.rglob("*") if path.is_file())
+    assert not any(secret.encode() in written for secret in secrets)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("postgresql://u@127.0.0.1:abc/db", "the port 'abc' is not a whole number in 1-65535"),
+        ("postgresql://u@127.0.0.1:0/db", "the port '0' is not a whole number in 1-65535"),
+        ("postgresql://u:pw@127.0.0.1:70000/db", "the port '70000' is not a whole number in 1-65535"),
+        ("postgresql://u@127.0.0.1:/db", "the port '' is not a whole number in 1-65535"),
+        ("postgresql://u@[::1]x/db", "unexpected 'x' after the host [::1]"),
+    ],
+)
+def test_a_malformed_url_is_named_with_what_is_wrong(text, reason, tmp_path):
+    with pytest.raises(SweepError) as caught:
+        run_small(tmp_path, storage=text)
+    assert str(caught.value) == f"bad storage {redact(text)!r}: {reason}"
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_password_comes_from_the_url_or_pgpassword(tmp_path, monkeypatch, make_pg_cluster):
+    """A server that checks passwords (scram-sha-256): a password holding '@', ':' and '/' works written in the URL
+    as it is or percent-encoded, and so does a password-less URL with PGPASSWORD; a wrong one is refused with the
+    password hidden."""
+    from urllib.parse import quote
+
+    password = "p@ss:w/rd"
+    url = make_pg_cluster(password=password).url()
+    plain = url.replace("postgres@", f"postgres:{password}@")
+    encoded = url.replace("postgres@", f"postgres:{quote(password, safe='')}@")
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "no-pgpass"))
+    for storage in (plain, encoded):
+        assert open_study("qwerty", "pw", storage, tmp_path).user_attrs["recipe"] == "qwerty"
+    monkeypatch.setenv("PGPASSWORD", password)
+    assert open_study(None, "pw", url, tmp_path, create=False).study_name == "pw"
+    with pytest.raises(SweepError, match="password authentication failed") as caught:
+        open_study(None, "pw", url.replace("postgres@", "postgres:wr@ng@"), tmp_path, create=False)
+    assert "wr@ng" not in str(caught.value) and "postgres:***@127.0.0.1" in str(caught.value)
+
+
+# --------------------------------------------------------------------------------------------- journal damage
+
+
+def journal_records(path: Path) -> list[dict[str, Any]]:
+    data = path.read_bytes()
+    assert data.endswith(b"\n")
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def test_a_torn_journal_tail_is_removed_with_a_backup_and_the_study_continues(tmp_path, caplog):
+    """A record cut short (power loss, full disk) is dropped before anything is appended to it (appending would
+    make the study unreadable for ever); the file as found is kept; the search goes on to its exact total."""
+    run_small(tmp_path, trials=2, epochs=2)
+    journal = tmp_path / "run" / JOURNAL_FILE
+    whole = journal.read_bytes()
+    torn = whole + b'{"op_code":5,"worker_id":"w-1","trial_id":1,"user_attr'
+    journal.write_bytes(torn)
+    with caplog.at_level("WARNING", logger="steplr.tune"):
+        study = run_small(tmp_path, trials=4, epochs=2)
+    assert (tmp_path / "run" / f"{JOURNAL_FILE}.bak").read_bytes() == torn
+    assert journal.read_bytes().startswith(whole)
+    assert len(journal_records(journal)) > len(whole.splitlines())
+    assert [r.getMessage() for r in caplog.records if r.name == "steplr.tune"] == [
+        f"the journal file {journal} ended in a torn record (54 bytes, from a write cut short by a power loss or a "
+        f"full disk): removed it (the file as found is {journal}.bak)"]
+    assert count_trials(study).finished == 4 == len(study.trials)
+
+
+def test_a_record_torn_while_a_study_is_open_is_removed_before_the_next_append(tmp_path):
+    """A worker that dies mid-write while another goes on: the next append repairs the file first."""
+    study = open_study("qwerty", "s", None, tmp_path)
+    journal = tmp_path / JOURNAL_FILE
+    torn = journal.read_bytes() + b'{"op_code":3,"worker_id":"w'
+    journal.write_bytes(torn)
+    study.set_user_attr("after", 1)
+    assert (tmp_path / f"{JOURNAL_FILE}.bak").read_bytes() == torn
+    journal_records(journal)  # every line a record
+    assert open_study(None, "s", None, tmp_path, create=False).user_attrs["after"] == 1
+
+
+def test_a_last_record_missing_only_its_newline_is_kept(tmp_path):
+    run_small(tmp_path, trials=1, epochs=2)
+    journal = tmp_path / "run" / JOURNAL_FILE
+    whole = journal.read_bytes()
+    journal.write_bytes(whole[:-1])
+    study = open_study(None, "s", None, tmp_path / "run", create=False)
+    assert journal.read_bytes() == whole and (tmp_path / "run" / f"{JOURNAL_FILE}.bak").read_bytes() == whole[:-1]
+    assert [t.state.name for t in study.trials] == ["COMPLETE"]
+
+
+def test_a_journal_damaged_inside_is_an_error_naming_the_file_and_the_line(tmp_path):
+    run_small(tmp_path, trials=1, epochs=2)
+    journal = tmp_path / "run" / JOURNAL_FILE
+    lines = journal.read_bytes().splitlines(keepends=True)
+    damaged = b"".join([*lines[:3], b'{"op_code": 4, "trial\n', *lines[3:]])
+    journal.write_bytes(damaged)
+    for attempt in (lambda: run_small(tmp_path, trials=2, epochs=2),
+                    lambda: open_study(None, "s", None, tmp_path / "run", create=False)):
+        with pytest.raises(SweepError) as caught:
+            attempt()
+        assert str(caught.value) == (
+            f"the journal file {journal} is damaged: line 4 of {len(lines) + 1} is not a JSON record; steplr "
+            "repairs only a torn last record: restore a copy, or start a new study (another run folder or study "
+            "name)")
+    assert journal.read_bytes() == damaged  # left as found
+
+
+# --------------------------------------------------------------------------------------------- faults
+
+
+def wait_for_running_trial(storage: str | None, study: str, run_dir: Path, worker: Worker, at_least: int = 0,
+                           timeout: float = 60) -> int:
+    """Wait until ``worker`` runs a trial numbered ``at_least`` or more that has reported an epoch; its number."""
+    from optuna.trial import TrialState
+
+    deadline = time.monotonic() + timeout
+    opened = None
+    while True:
+        assert time.monotonic() < deadline, worker.log()
+        assert worker.process.poll() is None, worker.log()
+        if opened is None:
+            with contextlib.suppress(SweepError):  # not created yet
+                opened = open_study(None, study, storage, run_dir, create=False)
+        for trial in opened.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if opened else []:
+            if (trial.user_attrs.get("pid") == worker.pid and trial.number >= at_least
+                    and trial.intermediate_values):
+                return trial.number
+        time.sleep(0.1)
+
+
+# One fixed config: every trial trains the same run, so none is ever pruned (a trial a test waits on runs its
+# 20 epochs).
+UNPRUNED = {"step": "5ep", "gamma": "0.5"}
+
+
+def one_line(text: str) -> str:
+    lines = text.splitlines()
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def test_a_server_stopped_under_a_worker_is_one_line_and_the_rerun_finishes_exactly(pg_cluster, tmp_path):
+    storage = pg_cluster.url().replace("postgres@", "postgres:hunter2@")  # trust: the password is not checked
+    run_dir, barrier = tmp_path / "run", tmp_path / "barrier"
+    barrier.mkdir()
+    worker = Worker(tmp_path, "worker", trials=8, storage=storage, study="stop", run_dir=str(run_dir),
+                    barrier=str(barrier), workers=1, slow_from=2, epoch_sleep=0.1, grace=2, **UNPRUNED)
+    wait_for_running_trial(storage, "stop", run_dir, worker, at_least=2)
+    pg_cluster.stop("immediate")
+    assert worker.process.wait(timeout=30) == 3, worker.log()
+    line = one_line(worker.err.read_text())
+    shown = redact(storage)
+    assert line.startswith(f"error: lost the study storage {shown}: ") and "hunter2" not in line
+    assert line.endswith("; rerun the same command to continue")
+    pg_cluster.start()
+    study = run_small(tmp_path, trials=8, storage=storage, study_name="stop", run_dir=run_dir, grace_period=2,
+                      step_size=UNPRUNED["step"], gamma=UNPRUNED["gamma"])
+    check_total(study_rows(study), 8)
+    assert any(row["retry_of"] is not None for row in study_rows(study))  # the trial it was running, run again
+
+
+def test_a_frozen_server_stops_a_worker_within_the_timeout(pg_cluster, tmp_path):
+    """SIGSTOP on the postmaster and every backend: connections are accepted and packets acknowledged by the kernel,
+    nothing answers, and no server-side timeout can fire. The worker stops with one line within the database
+    timeout (plus the watchdog's polling), and the study finishes once the server is back."""
+    storage = pg_cluster.url()
+    run_dir, barrier = tmp_path / "run", tmp_path / "barrier"
+    barrier.mkdir()
+    worker = Worker(tmp_path, "worker", trials=8, storage=storage, study="freeze", run_dir=str(run_dir),
+                    barrier=str(barrier), workers=1, slow_from=2, epoch_sleep=0.1, grace=2, db_timeout=3,
+                    **UNPRUNED)
+    wait_for_running_trial(storage, "freeze", run_dir, worker, at_least=2)
+    pg_cluster.freeze()
+    start = time.monotonic()
+    try:
+        code = worker.process.wait(timeout=30)
+        elapsed = time.monotonic() - start
+    finally:
+        pg_cluster.thaw()
+    assert code == 3, worker.log()
+    assert elapsed < 3 + 6, elapsed  # the timeout, the watchdog's polling, the process's exit
+    assert one_line(worker.err.read_text()) == (
+        f"error: lost the study storage {storage}: the server did not answer for 3 s (stopped, frozen or "
+        "unreachable); rerun the same command to continue")
+    study = run_small(tmp_path, trials=8, storage=storage, study_name="freeze", run_dir=run_dir, grace_period=2,
+                      step_size=UNPRUNED["step"], gamma=UNPRUNED["gamma"])
+    check_total(study_rows(study), 8)
+
+
+def test_a_worker_paused_beyond_the_grace_period_goes_on(tmp_path, new_postgres_database):
+    """Ctrl-Z (SIGSTOP) on a worker in mid-trial for longer than the grace period: the other worker fails its trial,
+    retries it and finishes the study; resumed (SIGCONT), the paused worker says in one line that its trial was
+    taken over and goes on (here: to find the study finished). The total stays exact."""
+    from optuna.trial import TrialState
+
+    storage = new_postgres_database()
+    run_dir, barrier = tmp_path / "run", tmp_path / "barrier"
+    barrier.mkdir()
+    shared = dict(trials=6, storage=storage, study="pause", run_dir=str(run_dir), barrier=str(barrier), workers=2,
+                  grace=2, **UNPRUNED)
+    paused = Worker(tmp_path, "paused", epoch_sleep=0.2, **shared)
+    other = Worker(tmp_path, "other", **shared)
+    number = wait_for_running_trial(storage, "pause", run_dir, paused)
+    paused.process.send_signal(signal.SIGSTOP)
+    try:
+        other.wait(timeout=60)
+        study = open_study(None, "pause", storage, run_dir, create=False)
+        assert study.trials[number].state == TrialState.FAIL
+    finally:
+        paused.process.send_signal(signal.SIGCONT)
+    paused.wait(timeout=60)
+    said = paused.err.read_text()
+    assert one_line(said) == (f"trial {number} was taken over by another worker: this one was silent for longer than "
+                              "the grace period (2 s; paused or cut off); going on with the next trial")
+    rows = study_rows(open_study(None, "pause", storage, run_dir, create=False))
+    check_total(rows, 6)
+    assert [row["retry_of"] for row in rows if row["retry_of"] is not None] == [number]

@@ -10,26 +10,40 @@ result, not an error: the files say that nothing could be chosen.
 
 On the command line a bare step size counts epochs (``--step-size 1:20`` is ``1ep:20ep``), as everywhere in
 steplr's CLI. Helpers are started as ``python -m steplr.cli_optuna sweep RECIPE --engine optuna ...`` with the
-flags the user typed; they run the search only.
+flags the user typed, except the storage URL (it may hold a password, and a command line is visible to every user of
+the machine): that, and the settings no flag carries, reach the helper as one JSON line on its stdin. Helpers run the
+search only, each in its own process group, and end with the main process: SIGTERM, SIGHUP or Ctrl-C in the main
+process (and any error) stops them and waits for them, and a helper whose parent dies stops by itself (Linux's
+parent-death signal, and a check after every epoch).
+
+Exit codes (the :mod:`steplr.cli` boundary): a storage that fails while searching raises
+:class:`steplr.tune.StorageLost` (one line, exit code 3); an interrupted search raises
+:class:`steplr.errors.Interrupted` (exit code 130). Rerunning the same command continues the study in both cases.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import io
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .cli_args import UsageError, duration
 from .cli_runs import _progress, jsonable, print_warnings
+from .errors import Interrupted
 from .report import write_sweep_report
 
 if TYPE_CHECKING:
@@ -44,6 +58,8 @@ DEFAULT_SEEDS = 3  # as the grid engine
 _FLAGS = {"step_size": "--step-size", "gamma": "--gamma", "lr": "--lr"}
 _OUTPUTS = ("report.html", "summary.json", "trials.csv", "best_lr.png")  # what this command writes in --out
 # The test-set figures of the search's trials (trials.csv) are there to look at, never to choose on.
+_HELPER_STOP_SECONDS = 10.0  # a stopped helper fails its trial and exits; after this long it is killed
+_RERUN = "rerun the same command to continue"
 TRIAL_TEST_INFO = ("The test accuracy of each trial (trials.csv, column test_acc_info) is shown for information; "
                    "nothing was chosen or pruned on it.")
 
@@ -71,6 +87,8 @@ class _Search:
     spaces: dict[str, str | None]  # step_size, gamma, lr as tune.parse_space reads them (lr None: the recipe's)
     data_dir: str | None
     download: bool
+    grace: float | None = None  # PostgreSQL: seconds without a heartbeat before a trial is taken over (None: default)
+    db_timeout: float | None = None  # PostgreSQL: seconds the server may take to answer (None: the default)
 
 
 def cmd_optuna(args: argparse.Namespace, out_stream: TextIO, err_stream: TextIO | None = None) -> int:
@@ -80,16 +98,42 @@ def cmd_optuna(args: argparse.Namespace, out_stream: TextIO, err_stream: TextIO 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial is noise here; the table says it all
     search = _settings(args)
     _check_out(search.out, args.force)
+    err_stream = err_stream or sys.stderr
     if args.report:
         typed = [flag for kind, flag in _FLAGS.items() if getattr(args, kind) is not None]
         typed += [flag for flag, value in (("--epochs", args.epochs), ("--validation", args.validation))
                   if value is not None]
         if typed:
             raise UsageError(f"--report rebuilds the report from the study's own settings: drop {', '.join(typed)}")
-    else:
-        _warn_about_plans(search, err_stream or sys.stderr)
-        _search_with_helpers(args, search, err_stream or sys.stderr)
-    return _report(search, out_stream, err_stream or sys.stderr, rebuilding=args.report)
+    from .tune import JOURNAL_FILE, storage_errors
+    from .tune_storage import repair_journal
+
+    if search.storage is None:  # said here, once, before any worker opens the file
+        repaired = repair_journal(search.out / JOURNAL_FILE)
+        if repaired:
+            err_stream.write(f"steplr: warning: {repaired}\n")
+
+    with _log_to(err_stream):
+        if not args.report:
+            _warn_about_plans(search, err_stream)
+            _search_with_helpers(args, search, err_stream)
+        with storage_errors(search.storage, search.out):
+            return _report(search, out_stream, err_stream, rebuilding=args.report)
+
+
+@contextlib.contextmanager
+def _log_to(stream: TextIO) -> Iterator[None]:
+    """The search's log lines (a trial taken over, a dead worker's trial retried, a journal repaired) as
+    ``steplr: warning: ...`` lines on ``stream``."""
+    handler = logging.StreamHandler(stream)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("steplr: warning: %(message)s"))
+    logger = logging.getLogger("steplr")  # steplr.tune and steplr.tune_storage
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def _warn_about_plans(search: _Search, err_stream: TextIO) -> None:
@@ -122,6 +166,7 @@ def _settings(args: argparse.Namespace) -> _Search:
     from .experiments import recipe_config
     from .experiments import DEFAULT_VALIDATION
     from .tune import DEFAULT_GAMMA, DEFAULT_STEP_SIZE, SweepError, parse_space
+    from .tune_storage import check_seconds, shown, storage_problem
 
     counts = {"trials": args.trials or DEFAULT_TRIALS, "workers": args.workers or 1, "seeds": args.seeds}
     for name, value in counts.items():
@@ -152,9 +197,21 @@ def _settings(args: argparse.Namespace) -> _Search:
     study = args.study if args.study is not None else f"steplr-{args.recipe}"
     if not study.strip():
         raise UsageError("--study must be a non-empty name")
+    if args.storage is not None:
+        problem = storage_problem(args.storage)
+        if problem is not None:
+            raise UsageError(f"--storage {shown(args.storage)!r}: {problem}")
+    seconds: dict[str, float | None] = {}
+    for name in ("grace", "db_timeout"):
+        value = getattr(args, name, None)  # flags of the sweep parser (optuna engine, PostgreSQL)
+        try:
+            seconds[name] = None if value is None else check_seconds(value, name)
+        except SweepError:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} must be a positive number of seconds, got {value!r}") from None
     return _Search(args.recipe, study, args.storage, Path(args.out or f"runs/{args.recipe}-optuna"),
                    counts["trials"], counts["workers"], counts["seeds"], float(validation), epochs, spaces,
-                   args.data_dir, not args.no_download)
+                   args.data_dir, not args.no_download, seconds["grace"], seconds["db_timeout"])
 
 
 def _epochs_when_bare(text: str) -> str:
@@ -194,47 +251,112 @@ def _check_out(out: Path, force: bool) -> None:
 
 
 def _search_with_helpers(args: argparse.Namespace, search: _Search, err_stream: TextIO) -> None:
-    """Run the search here and in ``workers - 1`` helper processes until the study holds its trials."""
-    helpers = [subprocess.Popen(_helper_command(args, search), stdout=subprocess.DEVNULL)
-               for _ in range(search.workers - 1)]
+    """Run the search here and in ``workers - 1`` helper processes until the study holds its trials.
+
+    SIGTERM and SIGHUP stop the search as Ctrl-C does; on any way out but success the helpers are stopped (SIGTERM
+    to their process groups, SIGKILL after :data:`_HELPER_STOP_SECONDS`) and waited for before the error goes on.
+    """
+    helpers: list[subprocess.Popen[bytes]] = []
     bar = _progress(search.trials)
-    finished = False
     try:
-        # Recorded in the study so that --report confirms on the same seeds as this search's report.
-        _run(search, on_trial=(lambda *_: bar.update()) if bar is not None else None,
-             confirm_seeds=DEFAULT_SEEDS if search.seeds is None else search.seeds)
-        finished = True
+        with _signals_interrupt():
+            for _ in range(search.workers - 1):
+                helpers.append(_start_helper(args, search))
+            # Recorded in the study so that --report confirms on the same seeds as this search's report.
+            _run(search, on_trial=(lambda *_: bar.update()) if bar is not None else None,
+                 confirm_seeds=DEFAULT_SEEDS if search.seeds is None else search.seeds)
+            for helper in helpers:
+                helper.wait()  # they stop by themselves once the study holds its trials
+    except KeyboardInterrupt:
+        _stop_helpers(helpers)
+        raise Interrupted(f"the search stopped (its finished trials are kept in the study); {_RERUN}") from None
+    except BaseException:
+        _stop_helpers(helpers)
+        raise
     finally:
         if bar is not None:
             bar.close()
-        for helper in helpers:
-            if not finished:
-                helper.kill()
-            helper.wait()
     for helper in helpers:
         if helper.returncode != 0:
             err_stream.write(f"steplr: warning: worker process {helper.pid} exited with code {helper.returncode}; "
                              "the other workers ran its share of the trials\n")
 
 
-def _run(search: _Search, on_trial: Callable[..., None] | None, confirm_seeds: int | None) -> optuna.Study:
+@contextlib.contextmanager
+def _signals_interrupt(parent: int | None = None) -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP raise KeyboardInterrupt in this thread, as Ctrl-C (SIGINT) does, so
+    that every way of stopping a search runs the same cleanup; or, in a helper whose ``parent`` is gone,
+    :class:`steplr.tune.Abandon` (see :func:`_end_with_parent`). Only the main thread can handle signals: elsewhere
+    the block runs as it is."""
+    from .tune import Abandon
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        if parent is not None and os.getppid() != parent:
+            raise Abandon("the main process is gone")
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _start_helper(args: argparse.Namespace, search: _Search) -> subprocess.Popen[bytes]:
+    """One helper worker in its own session and process group (the terminal's Ctrl-C reaches the main process only,
+    which stops the helpers itself); the storage and the other settings go through its stdin, never its argv."""
+    helper = subprocess.Popen(_helper_command(args, search), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              start_new_session=True)
+    assert helper.stdin is not None
+    with contextlib.suppress(BrokenPipeError):  # it died at once: its exit code says so later
+        helper.stdin.write(_helper_input(search, os.getpid()).encode())
+    with contextlib.suppress(BrokenPipeError):
+        helper.stdin.close()
+    return helper
+
+
+def _stop_helpers(helpers: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each running helper's process group, wait for them, SIGKILL what is left after a while."""
+    for helper in helpers:
+        if helper.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(helper.pid, signal.SIGTERM)
+    deadline = time.monotonic() + _HELPER_STOP_SECONDS
+    for helper in helpers:
+        try:
+            helper.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(helper.pid, signal.SIGKILL)
+            helper.wait()
+
+
+def _run(search: _Search, on_trial: Callable[..., None] | None, confirm_seeds: int | None,
+         on_epoch: Callable[..., None] | None = None) -> optuna.Study:
     from .tune import run_optuna
 
     return run_optuna(
         search.recipe, step_size=search.spaces["step_size"] or "", gamma=search.spaces["gamma"] or "",
         lr=search.spaces["lr"], trials=search.trials, storage=search.storage, study_name=search.study,
         run_dir=search.out, validation=search.validation, epochs=search.epochs, data_dir=search.data_dir,
-        download=search.download, on_trial=on_trial, confirm_seeds=confirm_seeds,
+        download=search.download, on_trial=on_trial, on_epoch=on_epoch, confirm_seeds=confirm_seeds,
+        grace_period=search.grace, db_timeout=search.db_timeout,
     )
 
 
 def _helper_command(args: argparse.Namespace, search: _Search) -> list[str]:
-    """The command line of a helper: the flags as the user typed them, search only."""
+    """The command line of a helper: the flags as the user typed them, search only, no storage URL (see
+    :func:`_helper_input`)."""
     command = [sys.executable, "-m", "steplr.cli_optuna", "sweep", search.recipe, "--engine", "optuna",
                "--trials", str(search.trials), "--study", search.study, "--out", str(search.out)]
     typed = {"--step-size": args.step_size, "--gamma": args.gamma, "--lr": args.lr,
              "--validation": args.validation, "--epochs": args.epochs, "--seeds": search.seeds,
-             "--storage": search.storage, "--data-dir": search.data_dir}
+             "--data-dir": search.data_dir}
     for flag, value in typed.items():
         if value is not None:
             command += [flag, str(value)]
@@ -243,20 +365,78 @@ def _helper_command(args: argparse.Namespace, search: _Search) -> list[str]:
     return command
 
 
-def _helper(argv: Sequence[str]) -> int:
-    """A helper worker's whole life: the command's flags, the search only, no output."""
+def _helper_input(search: _Search, parent: int) -> str:
+    """What a helper reads on its stdin: the storage URL (it may hold a password), the grace period and database
+    timeout (settings no helper flag carries yet), and the process id of the main process it must end with."""
+    return json.dumps({"storage": search.storage, "grace": search.grace, "db_timeout": search.db_timeout,
+                       "parent": parent}) + "\n"
+
+
+def _helper_settings(argv: Sequence[str], text: str) -> tuple[_Search, int | None]:
+    """A helper's search settings from its command line and its stdin line; and the main process's id."""
+    from .cli import build_parser
+
+    try:
+        given = json.loads(text)
+    except ValueError:
+        given = None
+    if not isinstance(given, dict) or "parent" not in given:  # never guess the storage: it may not be the journal
+        raise UsageError("a helper worker needs its settings as a JSON line on stdin (steplr sweep starts helpers)")
+    args = build_parser().parse_args(list(argv))
+    args.storage, args.grace, args.db_timeout = given.get("storage"), given.get("grace"), given.get("db_timeout")
+    parent = given.get("parent")
+    return _settings(args), parent if isinstance(parent, int) else None
+
+
+def _end_with_parent(parent: int | None) -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies; stop now if it is already gone.
+
+    A helper whose parent died leaves at once, writing nothing (:class:`steplr.tune.Abandon`): the dead main
+    process may hold the journal's lock, which Optuna frees only after 30 s; the helper's trial is failed and
+    retried by whoever resumes the study."""
+    from .tune import Abandon
+
+    if parent is None:
+        return
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        raise Abandon("the main process is gone")
+
+
+def _helper(argv: Sequence[str], stdin: TextIO) -> int:
+    """A helper worker's whole life: the command's flags, the search only, no output but warnings.
+
+    Exit codes: 0 done; 2 bad settings (the main process meets the same problem and reports it once); 3 the storage
+    failed (the main process reports it); 130 stopped by SIGTERM or SIGHUP (from the main process), or its parent
+    died.
+    """
     import optuna
     import torch
 
-    from .cli import build_parser
-    from .tune import SweepError
+    from .tune import Abandon, StorageLost, SweepError
 
     torch.set_num_threads(1)  # one small model per worker: threads cost more than they save
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        _run(_settings(build_parser().parse_args(list(argv))), on_trial=None, confirm_seeds=None)  # search only
+        search, parent = _helper_settings(argv, stdin.read())
+        with _signals_interrupt(parent), _log_to(sys.stderr):
+            _end_with_parent(parent)
+
+            def parent_alive(*_: object) -> None:  # where the parent-death signal does not exist
+                if parent is not None and os.getppid() != parent:
+                    raise Abandon("the main process is gone")
+
+            _run(search, on_trial=None, confirm_seeds=None, on_epoch=parent_alive)  # search only
+    except StorageLost:
+        return 3
     except (UsageError, SweepError):
-        return 2  # the main process meets the same problem and reports it once
+        return 2
+    except (KeyboardInterrupt, Abandon):
+        return 130
     return 0
 
 
@@ -268,12 +448,14 @@ def _report(search: _Search, out_stream: TextIO, err_stream: TextIO, rebuilding:
     from .data import load_dataset
     from .experiments import recipe_config
     from .report import text_table
-    from .tune import JOURNAL_FILE, SweepError, best_trials, confirm_best, count_trials, open_study, redact
+    from .tune import JOURNAL_FILE, SweepError, best_trials, confirm_best, count_trials, open_study
+    from .tune_storage import shown
 
-    study = open_study(search.recipe, search.study, search.storage, search.out, create=False)
+    study = open_study(search.recipe, search.study, search.storage, search.out, create=False,
+                       grace_period=search.grace, db_timeout=search.db_timeout)
     if not study.get_trials(deepcopy=False):
         raise SweepError(f"study {search.study!r} has no trials yet: run the search (without --report) first")
-    where = redact(search.storage) if search.storage else str(search.out / JOURNAL_FILE)
+    where = shown(search.storage) if search.storage else str(search.out / JOURNAL_FILE)
     counts = count_trials(study)
     counts_line = f"study {search.study!r} on {where}: {counts}"
     out_stream.write(counts_line + "\n")
@@ -458,4 +640,4 @@ def _write_report(search: _Search, result: Confirmation, study: optuna.Study, in
 
 
 if __name__ == "__main__":
-    sys.exit(_helper(sys.argv[1:]))
+    sys.exit(_helper(sys.argv[1:], sys.stdin))

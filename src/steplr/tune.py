@@ -6,11 +6,19 @@ finished (complete or pruned) trials in total:
 
 * ``storage=None``: an Optuna journal file, ``run_dir / "optuna-journal.log"``. Processes on one machine (or on
   machines sharing the folder) can use it at once. A trial whose worker process died on this machine is found
-  by its process id, marked failed and queued again.
-* ``"postgresql://user:password@host:5432/db"``: PostgreSQL through SQLAlchemy and psycopg 3. Running trials
-  send a heartbeat every :data:`HEARTBEAT_INTERVAL` seconds; a trial silent for :data:`GRACE_PERIOD` seconds
-  (its worker was killed or lost its connection) is marked failed by the next worker that looks, and a copy
-  with the same parameters is queued (up to :data:`MAX_RETRY` times).
+  by its process id, marked failed and queued again. A torn last record (a write cut short by a power loss or a
+  full disk) is removed before the file is used, keeping a ``.bak`` copy.
+* ``"postgresql://user@host:5432/db"``: PostgreSQL through SQLAlchemy and psycopg 3 (the password from the URL,
+  ``PGPASSWORD`` or ``~/.pgpass``). Running trials send heartbeats; a trial silent for ``grace_period`` seconds
+  (:data:`GRACE_PERIOD` by default: its worker was killed, lost its connection or was paused) is marked failed by
+  the next worker that looks, and a copy with the same parameters is queued (up to :data:`MAX_RETRY` times); a
+  trial whose worker process is gone from this machine is failed at once. A worker whose trial was taken over
+  while it was paused logs one line and goes on with the next trial. A server that does not answer within
+  ``db_timeout`` seconds (:data:`DB_TIMEOUT`), or goes away, stops the search with :class:`StorageLost`: running
+  the same call again continues the study.
+
+Storages, their secrets and their failures are handled in :mod:`steplr.tune_storage`; messages show storage
+strings through :func:`redact` only.
 
 What a study tries is a :class:`Space` per setting, parsed by :func:`parse_space`: a range ``LOW:HIGH``
 (``step_size`` a whole number of the range's unit, ``"1ep:20ep"`` gives ``"7ep"``; ``gamma`` uniform; ``lr``
@@ -20,8 +28,6 @@ Select on validation, report on test: every trial holds out a validation split o
 (``validation``); the study maximises the final *validation* accuracy and its median pruner compares the
 per-epoch validation losses. The test set chooses nothing: :func:`confirm_best` retrains the best configs on
 several seeds beside a constant LR and compares their *test* accuracies (:mod:`steplr.paired`).
-
-Passwords never leave this module unredacted: messages show URLs through :func:`redact`.
 
 ``import steplr.tune`` is cheap: Optuna, SQLAlchemy and torch are imported when a function needs them.
 """
@@ -33,17 +39,26 @@ import dataclasses
 import logging
 import math
 import os
-import random
 import socket
 import statistics
 import time
 import warnings
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .tune_storage import (
+    CONNECT_TIMEOUT,
+    DB_TIMEOUT,
+    GRACE_PERIOD,
+    JOURNAL_FILE,
+    MAX_RETRY,
+    StorageLost,
+    StudyStorage,
+    SweepError,
+    redact,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -53,11 +68,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SweepError",
+    "StorageLost",
+    "Abandon",
     "redact",
     "parse_range",
     "parse_space",
     "Space",
     "open_study",
+    "storage_errors",
     "run_optuna",
     "study_rows",
     "TrialCounts",
@@ -72,22 +90,13 @@ __all__ = [
     "CONFIRM_SEEDS",
     "recorded_seeds",
     "JOURNAL_FILE",
-    "HEARTBEAT_INTERVAL",
     "GRACE_PERIOD",
+    "DB_TIMEOUT",
     "MAX_RETRY",
     "CONNECT_TIMEOUT",
 ]
 
-JOURNAL_FILE = "optuna-journal.log"
-# PostgreSQL liveness: a running trial writes a heartbeat every HEARTBEAT_INTERVAL seconds; one whose last
-# heartbeat is older than GRACE_PERIOD seconds is failed (and retried) by the next worker that checks. Small
-# values: a killed worker's trial is noticed within seconds, at the cost of one tiny UPDATE per second per trial.
-HEARTBEAT_INTERVAL = 1
-GRACE_PERIOD = 3
-MAX_RETRY = 3  # copies queued for one trial whose worker died, before giving up on those parameters
-CONNECT_TIMEOUT = 3  # seconds to wait for the database server to answer a connection
 _POLL_SECONDS = 0.5  # how often an idle worker looks again while other workers hold the remaining budget
-_SETUP_ATTEMPTS = 5  # schema creation races between workers starting together on a fresh database
 
 _RANGE_KINDS = ("step_size", "gamma", "lr")
 DEFAULT_STEP_SIZE, DEFAULT_GAMMA = "1ep:20ep", "0.05:0.99"  # searched when not given; lr: the recipe's
@@ -97,63 +106,16 @@ STUDY_FORMAT = "steplr.optuna/2"
 # The study attribute holding how many seeds the last search's report confirmed its best configs on, so that a
 # report rebuilt from the study alone retrains on the same seeds and gives the same numbers.
 CONFIRM_SEEDS = "confirm_seeds"
-_POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
-# Trial user attributes naming the process that runs a trial (the journal storage's liveness check).
-_HOST_ATTR, _PID_ATTR = "host", "pid"
+# Trial user attributes naming the process that runs a trial (the liveness check by process id). "machine" also
+# names the boot and the process-id namespace: a process id identifies a process only within both.
+_HOST_ATTR, _PID_ATTR, _MACHINE_ATTR = "host", "pid", "machine"
 _SURPLUS_ATTR = "surplus"
 _DIVERGED_ATTR = "diverged"
 
 _log = logging.getLogger(__name__)
 
 
-class SweepError(ValueError):
-    """A problem with a sweep's input or storage, worded for the user (URLs in it are redacted)."""
-
-
-# --------------------------------------------------------------------------------------------- URLs, ranges
-
-
-def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (in the user part and in a ``password=`` query item).
-
-    >>> redact("postgresql://user:secret@host:5432/db")
-    'postgresql://user:***@host:5432/db'
-
-    Text that is not a URL comes back unchanged.
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable storage URL>"
-    netloc = parts.netloc
-    userinfo, at, hostport = netloc.rpartition("@")  # a password may hold an unescaped '@'
-    if at and ":" in userinfo:
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{hostport}"
-    query = parts.query
-    if query:
-        items = parse_qsl(query, keep_blank_values=True)
-        if any(key.lower() == "password" for key, _ in items):
-            query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in items], safe="*")
-    if netloc == parts.netloc and query == parts.query:
-        return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def _password(url: str) -> str | None:
-    """The password in ``url``, if any (only to scrub it from driver messages)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    userinfo, at, _ = parts.netloc.rpartition("@")
-    if at and ":" in userinfo:
-        return userinfo.split(":", 1)[1] or None
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key.lower() == "password" and value:
-            return value
-    return None
-
+# --------------------------------------------------------------------------------------------- ranges
 
 def parse_range(text: str, kind: str) -> tuple[int, int, str] | tuple[float, float]:
     """Parse a search range written ``LOW:HIGH`` for ``kind`` ``"step_size"``, ``"gamma"`` or ``"lr"``.
@@ -332,113 +294,15 @@ def _one_value(item: str, kind: str, text: str) -> int | str | float:
 # --------------------------------------------------------------------------------------------- storage
 
 
-@contextlib.contextmanager
-def _quiet_experimental() -> Iterator[None]:
-    """Silence Optuna's ExperimentalWarning for the features used on purpose here (heartbeats and retries)."""
-    from optuna.exceptions import ExperimentalWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        yield
-
-
-def _is_fatal_db_error(error: BaseException) -> bool:
-    """True for errors retrying cannot fix: no server, refused login, missing database."""
-    import sqlalchemy.exc
-
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, sqlalchemy.exc.DBAPIError):
-            sqlstate = getattr(current.orig, "sqlstate", None)
-            # No SQLSTATE: the connection itself failed. 08: connection exception, 28: authorization, 3D: no such
-            # database.
-            return sqlstate is None or str(sqlstate)[:2] in ("08", "28", "3D")
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def _db_reason(error: BaseException, password: str | None) -> str:
-    """The driver's first line for ``error`` (the root cause), with any password scrubbed."""
-    import sqlalchemy.exc
-
-    current: BaseException = error
-    while not isinstance(current, sqlalchemy.exc.DBAPIError) and (current.__cause__ or current.__context__):
-        current = current.__cause__ or current.__context__  # type: ignore[assignment]
-    text = str(getattr(current, "orig", None) or current).strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    reason = "; ".join(lines[:2]) if lines else type(current).__name__
-    if password:
-        reason = reason.replace(password, "***")
-    return reason
-
-
-def _rdb_storage(url: str) -> optuna.storages.RDBStorage:
-    """An RDBStorage for a PostgreSQL URL, with heartbeats and retries of trials whose worker died."""
-    import optuna
-    import sqlalchemy.exc
-
-    rest = url.partition("://")[2]
-    driver_url = f"postgresql+psycopg://{rest}"  # psycopg 3 (SQLAlchemy's default would be psycopg2)
-    password = _password(url)
-    for attempt in range(1, _SETUP_ATTEMPTS + 1):
-        try:
-            with _quiet_experimental():
-                storage = optuna.storages.RDBStorage(
-                    driver_url,
-                    engine_kwargs={"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT}},
-                    heartbeat_interval=HEARTBEAT_INTERVAL,
-                    grace_period=GRACE_PERIOD,
-                    # Optuna 4.9+ name (the older failed_trial_callback / RetryFailedTrialCallback are deprecated).
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                        max_retry=MAX_RETRY
-                    ),
-                )
-            # Close the pooled connections when the storage goes (with its study): left to the garbage
-            # collector, open psycopg connections are dropped without a goodbye (and a ResourceWarning).
-            weakref.finalize(storage, storage.engine.dispose)
-            return storage
-        except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
-            # Workers starting together on a fresh database race to create Optuna's tables: try again.
-            if _is_fatal_db_error(error) or attempt == _SETUP_ATTEMPTS:
-                raise SweepError(
-                    f"cannot open the study storage {redact(url)}: {_db_reason(error, password)}"
-                ) from None
-            time.sleep(0.1 + 0.4 * random.random())
-    raise AssertionError("unreachable")
-
-
-def _make_storage(storage: str | None, run_dir: Path) -> optuna.storages.BaseStorage:
-    if storage is None:
-        path = Path(run_dir) / JOURNAL_FILE
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-            return JournalStorage(JournalFileBackend(str(path)))
-        except OSError as error:
-            raise SweepError(f"cannot open the journal file {path}: {error.strerror or error}") from None
-    if not isinstance(storage, str) or "://" not in storage:
-        raise SweepError(
-            f"unsupported storage {redact(str(storage))!r}: expected a postgresql://user:password@host:port/db "
-            "URL (or no storage, for a journal file in the run folder)"
-        )
-    scheme = storage.partition("://")[0].lower()
-    if scheme not in _POSTGRES_SCHEMES:
-        raise SweepError(
-            f"unsupported storage {redact(storage)!r}: scheme {scheme!r} is not supported; "
-            "use postgresql://user:password@host:port/db"
-        )
-    return _rdb_storage(storage)
-
-
 def open_study(
     recipe: str | None,
     study_name: str,
     storage: str | None,
     run_dir: Path,
     create: bool = True,
+    *,
+    grace_period: float | None = None,
+    db_timeout: float | None = None,
 ) -> optuna.Study:
     """Open (or with ``create=True``, create if missing) the study ``study_name`` for ``recipe``.
 
@@ -446,12 +310,27 @@ def open_study(
     points) and a median pruner that waits one epoch. A new study records ``recipe`` in its user attributes;
     an existing one must have been created for the same recipe (``recipe=None`` skips the check, for reading
     a study whatever it holds). Workers racing to create the same study are safe: one creates it, the others
-    load it.
+    load it. ``grace_period`` and ``db_timeout``: as :func:`run_optuna`'s (PostgreSQL only).
 
     Raises:
-        SweepError: for an unknown recipe, a bad or unreachable storage (message with the URL redacted), a study
-            that does not exist (``create=False``), or one created for another recipe.
+        SweepError: for an unknown recipe, a bad or unreachable storage (message with the URL redacted), a damaged
+            journal file (naming it), a study that does not exist (``create=False``), or one created for another
+            recipe.
     """
+    return _open_study(recipe, study_name, storage, run_dir, create, grace_period, db_timeout)[0]
+
+
+@contextlib.contextmanager
+def storage_errors(storage: str | None, run_dir: Path) -> Iterator[None]:
+    """Failures of the study storage inside the block (a study being read) as one-line :class:`StorageLost` errors
+    naming it, the URL redacted."""
+    with StudyStorage(storage, run_dir).errors():
+        yield
+
+
+def _open_study(recipe: str | None, study_name: str, storage: str | None, run_dir: Path, create: bool,
+                grace_period: float | None, db_timeout: float | None) -> tuple[optuna.Study, StudyStorage]:
+    """:func:`open_study`, with the storage that keeps its heartbeats and words its errors."""
     import optuna
 
     if recipe is not None:
@@ -461,81 +340,48 @@ def open_study(
             raise SweepError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
     if not isinstance(study_name, str) or not study_name.strip():
         raise SweepError(f"bad study name {study_name!r}: expected a non-empty name")
-    where = f"the journal file {Path(run_dir) / JOURNAL_FILE}" if storage is None else redact(storage)
-    if storage is None and not create and not (Path(run_dir) / JOURNAL_FILE).is_file():
-        raise SweepError(f"no study named {study_name!r}: there is no journal file {Path(run_dir) / JOURNAL_FILE}")
-    backend = _make_storage(storage, Path(run_dir))
+    handle = StudyStorage(storage, Path(run_dir), grace_period, db_timeout)
+    if handle.journal is not None and not create and not handle.journal.is_file():
+        raise SweepError(f"no study named {study_name!r} in {Path(run_dir)}: the journal file {handle.journal} does "
+                         "not exist")
+    backend = handle.open()
+    if handle.repaired:
+        _log.warning("%s", handle.repaired)
     sampler = optuna.samplers.TPESampler(seed=None)
     # n_warmup_steps=1: no pruning on the first epoch's loss, which says little about the schedule.
     pruner = optuna.pruners.MedianPruner(n_warmup_steps=1)
-    try:
-        if create:
-            study = optuna.create_study(
-                study_name=study_name,
-                storage=backend,
-                sampler=sampler,
-                pruner=pruner,
-                direction="maximize",
-                load_if_exists=True,
-            )
-        else:
-            study = optuna.load_study(study_name=study_name, storage=backend, sampler=sampler, pruner=pruner)
-    except KeyError:
-        raise SweepError(f"no study named {study_name!r} in {where}") from None
-    except Exception as error:
-        if storage is not None and _is_db_error(error):
-            raise SweepError(
-                f"cannot use the study storage {where}: {_db_reason(error, _password(storage))}"
-            ) from None
-        raise
-    if study.directions != [optuna.study.StudyDirection.MAXIMIZE]:
-        raise SweepError(f"study {study_name!r} in {where} does not maximise one value: not a steplr study")
-    stored = study.user_attrs.get("recipe")
-    if recipe is not None:
-        if stored is None:
-            study.set_user_attr("recipe", recipe)
-        elif stored != recipe:
-            raise SweepError(f"study {study_name!r} was created for recipe {stored!r}, not {recipe!r}")
-    return study
-
-
-def _is_db_error(error: BaseException) -> bool:
-    import sqlalchemy.exc
-
-    import optuna
-
-    return isinstance(error, (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError))
+    with handle.errors(running=False):
+        try:
+            if create:
+                study = optuna.create_study(study_name=study_name, storage=backend, sampler=sampler, pruner=pruner,
+                                            direction="maximize", load_if_exists=True)
+            else:
+                study = optuna.load_study(study_name=study_name, storage=backend, sampler=sampler, pruner=pruner)
+        except KeyError:
+            raise SweepError(f"no study named {study_name!r} in {handle.where}") from None
+        if study.directions != [optuna.study.StudyDirection.MAXIMIZE]:
+            raise SweepError(f"study {study_name!r} in {handle.where} does not maximise one value: not a steplr study")
+        stored = study.user_attrs.get("recipe")
+        if recipe is not None:
+            if stored is None:
+                study.set_user_attr("recipe", recipe)
+            elif stored != recipe:
+                raise SweepError(f"study {study_name!r} was created for recipe {stored!r}, not {recipe!r}")
+    return study, handle
 
 
 # --------------------------------------------------------------------------------------------- the search
 
 
+class Abandon(BaseException):
+    """Raise it (from ``on_epoch``, or a signal handler) to leave :func:`run_optuna` at once, telling the storage
+    nothing: the running trial stays RUNNING until a worker finds its process gone (or its heartbeat stale) and
+    fails and retries it. For a worker whose parent died: its study may be locked by the dead process (a journal
+    file's lock is released by Optuna only after 30 s), and the next run resumes cleanly anyway."""
+
+
 class _SurplusTrial(Exception):
     """Raised in a trial that would take the study past its budget: other workers' trials already fill it."""
-
-
-class _QuietSurplus(logging.Filter):
-    """Drops Optuna's "Trial N failed ..." warnings for surplus trials (yielding is not an error)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.numbers: set[int] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno != logging.WARNING or not self.numbers:
-            return True
-        message = record.getMessage()
-        return not any(message.startswith(f"Trial {number} failed") for number in self.numbers)
-
-
-@contextlib.contextmanager
-def _surplus_log_filter(quiet: _QuietSurplus) -> Iterator[None]:
-    logger = logging.getLogger("optuna.study._optimize")  # where Optuna logs failed trials
-    logger.addFilter(quiet)
-    try:
-        yield
-    finally:
-        logger.removeFilter(quiet)
 
 
 def _finished_states() -> tuple[Any, ...]:
@@ -580,6 +426,16 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def _machine() -> str | None:
+    """This host, boot and process-id namespace (Linux), within which a process id names one process; else None."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+    return f"{socket.gethostname()}/{boot}/{namespace}"
+
+
 def _requeue(study: optuna.Study, failed: optuna.trial.FrozenTrial) -> None:
     """Queue a copy of ``failed`` (same parameters), recorded like Optuna's RetryHeartbeatStaleTrialCallback.
 
@@ -593,7 +449,7 @@ def _requeue(study: optuna.Study, failed: optuna.trial.FrozenTrial) -> None:
     if len(history) > MAX_RETRY:
         return
     system_attrs["retry_history"] = history
-    dropped = (_HOST_ATTR, _PID_ATTR, _SURPLUS_ATTR)
+    dropped = (_HOST_ATTR, _PID_ATTR, _MACHINE_ATTR, _SURPLUS_ATTR)
     user_attrs = {k: v for k, v in failed.user_attrs.items() if k not in dropped}
     study.add_trial(
         optuna.trial.create_trial(
@@ -609,22 +465,26 @@ def _requeue(study: optuna.Study, failed: optuna.trial.FrozenTrial) -> None:
 def _fail_dead_trials(study: optuna.Study, journal: bool) -> None:
     """Fail (and queue again) running trials whose worker died.
 
-    PostgreSQL: Optuna's heartbeat check. Journal file: trials of this machine whose process is gone (a journal
-    has no heartbeats; trials of dead workers on other machines sharing the file stay RUNNING).
+    Trials of this machine whose process is gone, at once: for a journal file, trials of this host (a journal has
+    no heartbeats; trials of dead workers on other machines sharing the file stay RUNNING); for PostgreSQL, trials
+    of this host, boot and process-id namespace. PostgreSQL also fails trials whose heartbeat is older than the
+    grace period (Optuna's check, which queues the retry itself).
     """
     import optuna
     from optuna.trial import TrialState
 
+    from .tune_storage import _quiet_experimental
+
     if not journal:
         with _quiet_experimental():
             optuna.storages.fail_stale_trials(study)
-        return
-    host, me = socket.gethostname(), os.getpid()
+    host, machine, me = socket.gethostname(), _machine(), os.getpid()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        pid = trial.user_attrs.get(_PID_ATTR)
-        if trial.user_attrs.get(_HOST_ATTR) != host or not isinstance(pid, int) or pid == me:
-            continue
-        if _pid_alive(pid):
+        attrs = trial.user_attrs
+        pid = attrs.get(_PID_ATTR)
+        here = (machine is not None and attrs.get(_MACHINE_ATTR) == machine) or (
+            journal and attrs.get(_HOST_ATTR) == host)
+        if not here or not isinstance(pid, int) or pid == me or _pid_alive(pid):
             continue
         try:
             study.tell(trial.number, state=TrialState.FAIL)
@@ -634,18 +494,70 @@ def _fail_dead_trials(study: optuna.Study, journal: bool) -> None:
         _requeue(study, trial)
 
 
+def _run_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float], handle: StudyStorage,
+               on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None) -> None:
+    """Ask for a trial, run ``objective`` on it with heartbeats, and tell the study how it ended.
+
+    A trial taken over by another worker (this one was silent past the grace period) is logged in one line and
+    left to the worker that retries it. A surplus trial ends FAIL quietly. Anything else that stops the objective
+    (Ctrl-C, SIGTERM, a bug) fails the trial and is raised, except a failure of the storage itself, which leaves
+    the trial to the heartbeat and retry machinery (the storage cannot be told anything), and so does
+    :class:`Abandon`.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    with warnings.catch_warnings():
+        # Optuna warns that heartbeats go with Study.optimize, which starts its own heartbeat thread; this loop
+        # replaces optimize (to tell a trial taken over from a failure) and beats with handle.heartbeat below.
+        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used", UserWarning)
+        trial = study.ask()
+    value: float | None = None
+    try:
+        with handle.heartbeat(trial._trial_id):
+            try:
+                value, state = objective(trial), TrialState.COMPLETE
+            except optuna.TrialPruned:
+                state = TrialState.PRUNED
+            except _SurplusTrial:
+                state = TrialState.FAIL
+    except optuna.exceptions.UpdateFinishedTrialError:
+        # Another worker failed this trial (and queued its retry) while this one was silent for longer than the
+        # grace period: paused (Ctrl-Z, a suspended laptop or VM) or cut off. Normal: the retry carries on.
+        frozen = None
+    except Abandon:
+        raise
+    except BaseException as error:
+        if handle.translate(error, searching=True) is None:
+            with contextlib.suppress(Exception):
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        raise
+    else:
+        frozen = study.tell(trial, value, state=state, skip_if_finished=True)
+        if frozen.state != state:
+            frozen = None
+    if frozen is None:
+        _log.warning("trial %d was taken over by another worker: this one was silent for longer than the grace "
+                     "period (%g s; paused or cut off); going on with the next trial", trial.number, handle.grace)
+    elif on_trial is not None and not frozen.user_attrs.get(_SURPLUS_ATTR):
+        on_trial(study, frozen)
+
+
 def _check_settings(study: optuna.Study, settings: dict[str, Any]) -> None:
     """Record the search settings in a new study; refuse to continue one created with other settings."""
-    if study.user_attrs.get("format") != STUDY_FORMAT and (
-        "format" in study.user_attrs or study.get_trials(deepcopy=False)
-    ):
+    # Trials first, then the attributes: a worker records the format before its first trial, so a study seen with
+    # trials is seen with its format (read the other way round, a worker starting beside another could see the
+    # other's first trial but not its format, and take the new study for an old one).
+    has_trials = bool(study.get_trials(deepcopy=False))
+    attrs = study.user_attrs
+    if attrs.get("format") != STUDY_FORMAT and ("format" in attrs or has_trials):
         raise SweepError(_older_study(study))
     for key, value in {"format": STUDY_FORMAT, **settings}.items():
-        if key not in study.user_attrs:
+        if key not in attrs:
             study.set_user_attr(key, value)
-        elif study.user_attrs[key] != value:
+        elif attrs[key] != value:
             raise SweepError(
-                f"study {study.study_name!r} was created with {key.replace('_', ' ')} {study.user_attrs[key]!r}, "
+                f"study {study.study_name!r} was created with {key.replace('_', ' ')} {attrs[key]!r}, "
                 f"not {value!r}; use the same settings to continue it, or another study name"
             )
 
@@ -674,15 +586,19 @@ def run_optuna(
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
     on_epoch: Callable[[optuna.Trial, EpochRecord], None] | None = None,
     confirm_seeds: int | None = None,
+    grace_period: float | None = None,
+    db_timeout: float | None = None,
 ) -> optuna.Study:
     """Run trials of the study ``study_name`` until it holds ``trials`` finished trials, counting all workers.
 
     Start the same call in several processes or machines (same storage and study name) and they share the
     work: the study ends with exactly ``trials`` complete or pruned trials. Running it again on a finished
-    study does nothing; with a larger ``trials`` it continues. A worker whose remaining budget is held by other
-    workers' running trials waits for them (and takes over the trials of workers that died: after
-    :data:`GRACE_PERIOD` seconds on PostgreSQL, at once for a journal file on this machine; a journal trial whose
-    worker died on *another* machine stays RUNNING and keeps its share of the budget, so such a worker waits).
+    study does nothing; with a larger ``trials`` it continues (also after :class:`StorageLost`). A worker whose
+    remaining budget is held by other workers' running trials waits for them (and takes over the trials of
+    workers that died: at once for a dead process of this machine; on PostgreSQL after ``grace_period`` seconds
+    without a heartbeat; a journal trial whose worker died on *another* machine stays RUNNING and keeps its share
+    of the budget, so such a worker waits). A worker that finds its own trial taken over (it was paused for
+    longer than the grace period) logs one line and goes on with the next trial.
 
     Several workers on one machine each use torch's default thread count: set ``torch.set_num_threads`` (or
     ``OMP_NUM_THREADS``) so that workers times threads does not exceed the cores.
@@ -709,10 +625,17 @@ def run_optuna(
             positive integer recorded in the study as :data:`CONFIRM_SEEDS` (read back by :func:`recorded_seeds`).
             Not a search setting: a continued search may change it, and the latest value is kept. None records
             nothing (a helper worker that only searches).
+        grace_period: PostgreSQL: seconds a running trial may go without a heartbeat before another worker fails
+            and retries it (None: :data:`GRACE_PERIOD`); give every worker of a study the same value.
+        db_timeout: PostgreSQL: seconds the server may take to answer one request (None: :data:`DB_TIMEOUT`); a
+            server that stops answering ends the search within about that time.
 
     Raises:
-        SweepError: for bad spaces, trials, recipe, validation, epochs or storage, data that cannot be loaded,
-            or a study created with other settings (recipe, seed, validation, epochs, spaces).
+        SweepError: for bad spaces, trials, recipe, validation, epochs, timeouts or storage, data that cannot be
+            loaded, a damaged journal file, or a study created with other settings (recipe, seed, validation, epochs,
+            spaces).
+        StorageLost: the storage failed while searching (server gone, frozen or unreachable; a journal file that
+            cannot be written): one line naming it; running the same call again continues the study.
     """
     import optuna
     from optuna.trial import TrialState
@@ -745,22 +668,16 @@ def run_optuna(
     except ValueError as error:
         raise SweepError(str(error)) from None
 
-    study = open_study(recipe, study_name, storage, Path(run_dir))
-    _check_settings(
-        study,
-        {"seed": seed, "validation": validation, "epochs": base.epochs, **{s.name: str(s) for s in spaces}},
-    )
-    if confirm_seeds is not None and study.user_attrs.get(CONFIRM_SEEDS) != confirm_seeds:
-        study.set_user_attr(CONFIRM_SEEDS, confirm_seeds)
-    host, pid = socket.gethostname(), os.getpid()
-    quiet = _QuietSurplus()
+    study, handle = _open_study(recipe, study_name, storage, Path(run_dir), True, grace_period, db_timeout)
+    host, pid, machine = socket.gethostname(), os.getpid(), _machine()
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr(_HOST_ATTR, host)
         trial.set_user_attr(_PID_ATTR, pid)
+        if machine is not None:
+            trial.set_user_attr(_MACHINE_ATTR, machine)
         if _is_surplus(study, trial.number, trials):
             trial.set_user_attr(_SURPLUS_ATTR, True)
-            quiet.numbers.add(trial.number)
             _log.info("trial %d not run: the study's %d trials are taken by other workers", trial.number, trials)
             raise _SurplusTrial(f"trial {trial.number} not run: the study's {trials} trials are already taken")
         values = {space.name: space.suggest(trial) for space in spaces}
@@ -791,12 +708,14 @@ def run_optuna(
             trial.set_user_attr(name, float(getattr(final, name)))
         return float(final.val_acc)
 
-    def after_trial(study_: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
-        if on_trial is not None and not frozen.user_attrs.get(_SURPLUS_ATTR):
-            on_trial(study_, frozen)
-
     finished_states = _finished_states()
-    with _surplus_log_filter(quiet):
+    with handle.errors(searching=True):
+        _check_settings(
+            study,
+            {"seed": seed, "validation": validation, "epochs": base.epochs, **{s.name: str(s) for s in spaces}},
+        )
+        if confirm_seeds is not None and study.user_attrs.get(CONFIRM_SEEDS) != confirm_seeds:
+            study.set_user_attr(CONFIRM_SEEDS, confirm_seeds)
         while True:
             _fail_dead_trials(study, journal=storage is None)
             all_trials = study.get_trials(deepcopy=False)
@@ -808,8 +727,7 @@ def run_optuna(
             if not queued and finished + running >= trials:
                 time.sleep(_POLL_SECONDS)  # the rest of the budget is in other workers' hands: wait and look again
                 continue
-            study.optimize(objective, n_trials=1, catch=(_SurplusTrial,), callbacks=[after_trial],
-                           gc_after_trial=False)
+            _run_trial(study, objective, handle, on_trial)
     return study
 
 
