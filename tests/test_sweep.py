@@ -135,7 +135,8 @@ def test_a_two_lr_sweep_and_flags_of_the_other_engine(tmp_path):
     assert {row["lr"] for row in summary["rows"]} == {0.01, 0.05}
     assert {row["step_size"] for row in summary["rows"]} == {"2ep", "5ep"}  # bare numbers are epochs
     assert all(row["verdict"] == "1 seed: no test" for row in summary["rows"])
-    for flag, value in (("--trials", "5"), ("--workers", "2"), ("--study", "s"), ("--storage", "x")):
+    for flag, value in (("--trials", "5"), ("--workers", "2"), ("--study", "s"), ("--storage", "x"), ("--grace", "5"),
+                        ("--db-timeout", "5")):
         code, _, err = run("sweep", "qwerty", flag, value, "--out", str(tmp_path / "n"))
         assert code == 2 and f"{flag} applies to --engine optuna, not grid" in err
         assert not (tmp_path / "n").exists()

@@ -63,7 +63,10 @@ def _add_schedule_arguments(parser: argparse.ArgumentParser, lists: bool) -> Non
 def build_parser() -> Parser:
     """The whole ``steplr`` command line: explain and plot here, train/compare/sweep from their modules."""
     parser = Parser(prog="steplr", description="Exact learning-rate schedules: see the plan before you train.",
-                    epilog=f"In every command, {_DURATIONS}. Run 'steplr COMMAND --help' for a command's options.")
+                    epilog=f"In every command, {_DURATIONS}. Run 'steplr COMMAND --help' for a command's options. "
+                           "Exit codes: 0 done; 1 the loss diverged (train); 2 bad input or an unusable file; 3 the "
+                           "Optuna study's storage failed while searching (rerun the same command to continue); "
+                           "130 interrupted (Ctrl-C, SIGTERM).")
     parser.add_argument("--version", action="version", version=f"steplr {__version__}",
                         help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser,
@@ -204,7 +207,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         return 2
     except (ValueError, TypeError) as error:
         err.write(f"steplr: error: {error}\n")
-        return 2
+        # A study storage lost mid-search (steplr.tune.StorageLost) has its own code: rerunning continues it.
+        tune = sys.modules.get("steplr.tune")  # it can only be that error if the search module was imported
+        return 3 if tune is not None and isinstance(error, tune.StorageLost) else 2
     except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: what the command had claimed was removed on the way out
         _forget_the_interrupt()
         where = f": {stop}" if isinstance(stop, Interrupted) and str(stop) else ""

@@ -33,7 +33,7 @@ from .schedules import StepDecay
 __all__ = ["add_sweep_command", "cmd_sweep"]
 
 _GRID_ONLY: tuple[str, ...] = ()
-_OPTUNA_ONLY = ("trials", "storage", "study", "workers", "report")
+_OPTUNA_ONLY = ("trials", "storage", "study", "workers", "report", "grace", "db_timeout")
 GRID_DEFAULTS = {"step_size": "1ep,2ep,5ep,10ep", "gamma": "0.1,0.3,0.5,0.7,0.9"}
 
 
@@ -73,6 +73,12 @@ def add_sweep_command(commands: Any) -> None:
     sweep.add_argument("--study", default=None, help="optuna: study name (default: steplr-RECIPE)")
     sweep.add_argument("--workers", type=positive_int, default=None, help="optuna: local worker processes (default: 1)")
     sweep.add_argument("--report", action="store_true", help="optuna: rebuild the report from the storage only")
+    sweep.add_argument("--grace", type=float, default=None,
+                       help="optuna, PostgreSQL: seconds a running trial may go without a heartbeat before another "
+                            "worker takes it over (default: 60; give every worker the same)")
+    sweep.add_argument("--db-timeout", type=float, default=None,
+                       help="optuna, PostgreSQL: seconds the database may take to answer before the search stops "
+                            "with exit code 3 (default: 30)")
     add_budget_argument(sweep)
 
 
