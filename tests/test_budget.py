@@ -76,3 +76,12 @@ def test_a_recipe_name_that_is_a_path_creates_nothing(tmp_path, monkeypatch):
     code, _, err = run("sweep", "../../x", "--engine", "optuna")
     assert code == 2 and "../../x" in err
     assert list(tmp_path.iterdir()) == [] and not (tmp_path.parent.parent / "x").exists()
+
+
+def test_an_optuna_search_is_sized_before_it_starts(tmp_path):
+    code, out, err = run("sweep", "qwerty", "--engine", "optuna", "--epochs", "100000000", "--out", str(tmp_path / "o"))
+    assert code == 2 and "(a trial) asks for 1,900,000,000 iterations per run" in err
+    code, out, err = run("sweep", "qwerty", "--engine", "optuna", "--epochs", "2000", "--seeds", "500",
+                         "--max-memory", "50M", "--out", str(tmp_path / "o"))
+    assert code == 2 and "(the confirmation) needs about" in err
+    assert not (tmp_path / "o").exists()

@@ -115,6 +115,7 @@ def cmd_optuna(args: argparse.Namespace, out_stream: TextIO, err_stream: TextIO 
 
     with _log_to(err_stream):
         if not args.report:
+            _check_size(search, getattr(args, "max_memory", None))
             _warn_about_plans(search, err_stream)
             _search_with_helpers(args, search, err_stream)
         with storage_errors(search.storage, search.out):
@@ -134,6 +135,19 @@ def _log_to(stream: TextIO) -> Iterator[None]:
         yield
     finally:
         logger.removeHandler(handler)
+
+
+def _check_size(search: _Search, budget: int | None) -> None:
+    """Refuse a search whose trials (one run each) or whose confirmation (up to five configs and their constant
+    LRs, times the seeds, trained together) would be past steplr's caps or the memory budget."""
+    from .cli_runs import _batches, _load_data, check_work
+    from .experiments import recipe_config
+
+    base = recipe_config(search.recipe, epochs=search.epochs, validation=search.validation)
+    data = _load_data(base.dataset, argparse.Namespace(data_dir=search.data_dir, no_download=not search.download))
+    batches = _batches(data, base)
+    check_work(f"sweep {search.recipe} (a trial)", 1, base, data, batches, budget)
+    check_work(f"sweep {search.recipe} (the confirmation)", 10 * (search.seeds or 3), base, data, batches, budget)
 
 
 def _warn_about_plans(search: _Search, err_stream: TextIO) -> None:
