@@ -272,8 +272,9 @@ def _search_with_helpers(args: argparse.Namespace, search: _Search, err_stream: 
     """
     helpers: list[subprocess.Popen[bytes]] = []
     bar = _progress(search.trials)
+    stopped: list[str] = []  # the signals received: an error raised while stopping is still a stop
     try:
-        with _signals_interrupt():
+        with _signals_interrupt(received=stopped):
             for _ in range(search.workers - 1):
                 helpers.append(_start_helper(args, search))
             # Recorded in the study so that --report confirms on the same seeds as this search's report.
@@ -286,6 +287,8 @@ def _search_with_helpers(args: argparse.Namespace, search: _Search, err_stream: 
         raise Interrupted(f"the search stopped (its finished trials are kept in the study); {_RERUN}") from None
     except BaseException:
         _stop_helpers(helpers)
+        if stopped:  # e.g. the storage failing under the signal: the user stopped the search, say that
+            raise Interrupted(f"the search stopped (its finished trials are kept in the study); {_RERUN}") from None
         raise
     finally:
         if bar is not None:
@@ -297,11 +300,11 @@ def _search_with_helpers(args: argparse.Namespace, search: _Search, err_stream: 
 
 
 @contextlib.contextmanager
-def _signals_interrupt(parent: int | None = None) -> Iterator[None]:
+def _signals_interrupt(parent: int | None = None, received: list[str] | None = None) -> Iterator[None]:
     """While the block runs, SIGTERM and SIGHUP raise KeyboardInterrupt in this thread, as Ctrl-C (SIGINT) does, so
     that every way of stopping a search runs the same cleanup; or, in a helper whose ``parent`` is gone,
-    :class:`steplr.tune.Abandon` (see :func:`_end_with_parent`). Only the main thread can handle signals: elsewhere
-    the block runs as it is."""
+    :class:`steplr.tune.Abandon` (see :func:`_end_with_parent`). Each signal's name is appended to ``received``.
+    Only the main thread can handle signals: elsewhere the block runs as it is."""
     from .tune import Abandon
 
     if threading.current_thread() is not threading.main_thread():
@@ -309,6 +312,8 @@ def _signals_interrupt(parent: int | None = None) -> Iterator[None]:
         return
 
     def stop(signum: int, _frame: object) -> None:
+        if received is not None:
+            received.append(signal.Signals(signum).name)
         if parent is not None and os.getppid() != parent:
             raise Abandon("the main process is gone")
         raise KeyboardInterrupt(signal.Signals(signum).name)
