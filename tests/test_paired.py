@@ -125,3 +125,9 @@ def test_baseline_notes_tell_short_unstable_and_still_falling_apart():
     assert "still fell by 2.0%" in baseline_notes(falling, "at lr 0.01 ")[0]
     assert "at lr 0.01" in baseline_notes(falling, "at lr 0.01 ")[0]
     assert baseline_notes([[2.0, 1.0, 0.999]]) == []
+
+
+def test_reports_say_the_interval_is_unadjusted_while_the_verdict_is():
+    from steplr.report import STATISTICS
+
+    assert "unadjusted" in STATISTICS and "Holm" in STATISTICS

@@ -34,7 +34,9 @@ CHOSEN_ON = ("Choices (the best schedule or config) are made on the validation s
 STATISTICS = ("vs constant LR: mean over seeds of the paired difference in final test accuracy (points), with its "
               "95% confidence interval (paired t); p (Holm): the paired t-test's p-value adjusted for the number "
               "of comparisons in this report (Holm); verdict: better or worse when the adjusted p is below 0.05, "
-              "otherwise no detectable difference. A diverged seed counts as 0 accuracy.")
+              "otherwise no detectable difference. The interval is that comparison's alone, unadjusted: an "
+              "interval that excludes 0 can still be no detectable difference once the other comparisons are "
+              "accounted for. A diverged seed counts as 0 accuracy.")
 
 
 def percent(value: float | None, sd: float | None = None) -> str:
