@@ -109,7 +109,13 @@ class Cluster:
             if not fresh:
                 return
             for pid in fresh:
-                os.kill(pid, signal.SIGSTOP)
+                try:
+                    os.kill(pid, signal.SIGSTOP)
+                except ProcessLookupError:
+                    # A backend may end between the listing and the signal (a client disconnecting); the
+                    # postmaster is stopped first, so it cannot be the one gone.
+                    if pid == fresh[0] and not self.frozen:
+                        raise
                 self.frozen.append(pid)
 
     def thaw(self) -> None:
