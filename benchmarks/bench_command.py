@@ -123,16 +123,16 @@ def probe(out: Path, plain_exit: bool) -> None:
         return True
 
     start = time.perf_counter()
-    import steplr.cli as cli
-    import steplr.cli_runs as cli_runs
+    import steplr.cli.main as cli
+    import steplr.cli.runs as cli_runs
 
-    timings["import steplr.cli"] = time.perf_counter() - start
+    timings["import steplr.cli.main"] = time.perf_counter() - start
     start = time.perf_counter()
     import torch  # noqa: F401  (imported here so that its cost is a step of its own)
-    import steplr.data as data
-    import steplr.train as train
+    import steplr.training.data as data
+    import steplr.training.train as train
 
-    timings["import torch, steplr.train, steplr.data"] = time.perf_counter() - start
+    timings["import torch, steplr.training.train, steplr.training.data"] = time.perf_counter() - start
     if not timed(cli_runs, "_load_data", "data"):
         timed(data, "load_dataset", "data")
     for name in ("_checkpoint", "_save_checkpoint", "_write_history"):
@@ -184,9 +184,9 @@ def breakdown_rows(runs: list[dict[str, Any]], empty_python: float) -> list[tupl
         rest = get("main()") - get("data") - get("train") - get("figures")
         return [
             empty_python,
-            inside - get("main()") - get("import steplr.cli") - get("import torch, steplr.train, steplr.data"),
-            get("import steplr.cli"),
-            get("import torch, steplr.train, steplr.data"),
+            inside - get("main()") - get("import steplr.cli.main") - get("import torch, steplr.training.train, steplr.training.data"),
+            get("import steplr.cli.main"),
+            get("import torch, steplr.training.train, steplr.training.data"),
             get("data"),
             get("optimizer"),
             get("train") - get("optimizer") - get("writes"),
@@ -201,13 +201,13 @@ def breakdown_rows(runs: list[dict[str, Any]], empty_python: float) -> list[tupl
     names = [
         "interpreter start-up (`python -c pass`, measured alone)",
         "this script's own imports before the command (argparse, json, subprocess, ...)",
-        "import steplr.cli",
-        "import torch, steplr.train, steplr.data",
+        "import steplr.cli.main",
+        "import torch, steplr.training.train, steplr.training.data",
         "data loading (qwerty)",
         f"first optimizer constructor ({calls.get('optimizer', 0)} call; imports torch._dynamo)",
         "training: the epochs, without optimizer construction and writes",
         f"checkpoint and history writes ({calls.get('writes', 0)} calls)",
-        "figures: import matplotlib and steplr.plots, draw and write 3 PNGs",
+        "figures: import matplotlib and steplr.experiments.plots, draw and write 3 PNGs",
         "rest of `main()` (parsing, validation, config.json, messages)",
         "interpreter shutdown (process wall minus all of the above)",
         "**whole process**",
@@ -268,14 +268,14 @@ IMPORTS = {
 
 def figures_probe(which: str, source: str, history_dir: str, out: str) -> None:
     """With torch imported first (untimed, as in a run): import the plotting module (``source``: a file, or
-    "steplr.plots"), or only matplotlib's entry point (``source`` "import-only"), then draw the three run figures
+    "steplr.experiments.plots"), or only matplotlib's entry point (``source`` "import-only"), then draw the three run figures
     of the history in ``history_dir`` into ``out``; print the times as JSON."""
     import importlib
     import importlib.util
 
     import torch  # noqa: F401
 
-    from steplr.train import History
+    from steplr.training.train import History
 
     history = History.from_dict(json.loads(Path(history_dir, "history.json").read_text()))
     start = time.perf_counter()
@@ -283,7 +283,7 @@ def figures_probe(which: str, source: str, history_dir: str, out: str) -> None:
         exec(IMPORTS[which])  # the two ways in, nothing drawn
         print(json.dumps({"import": time.perf_counter() - start, "draw": 0.0}))
         return
-    if source == "steplr.plots":
+    if source == "steplr.experiments.plots":
         module = importlib.import_module(source)
     else:  # the old module, loaded inside the steplr package so its relative imports resolve
         spec = importlib.util.spec_from_file_location("steplr._plots_before", source)
@@ -324,7 +324,7 @@ def measure_figures(rounds: int, scratch: Path, history_dir: Path) -> tuple[str,
     entry points imported alone."""
     found = pyplot_plots_source(scratch)
     sources = {"pyplot import only": "import-only", "Figure + Agg import only": "import-only",
-               "Figure + Agg (now)": "steplr.plots"}
+               "Figure + Agg (now)": "steplr.experiments.plots"}
     commit = "unknown"
     if found is not None:
         commit, old = found

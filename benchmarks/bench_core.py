@@ -97,7 +97,7 @@ def bench_startup() -> list[tuple[str, float, float]]:
             sys.executable, "-m", "steplr", "explain", "--lr", "0.1", "--step-size", "10", "--gamma", "0.5",
             "--epochs", "40",
         ],
-        'python -c "import steplr.schedules"': [sys.executable, "-c", "import steplr.schedules"],
+        'python -c "import steplr.schedules.kinds"': [sys.executable, "-c", "import steplr.schedules.kinds"],
         'python -c "import torch"': [sys.executable, "-c", "import torch"],
         'python -c "pass"': [sys.executable, "-c", "pass"],
     }

@@ -3,7 +3,7 @@
 What is measured, in one run, with ``torch.set_num_threads(1)`` on both sides:
 
 1. Qwerty (2-8-3 MLP, SGD, 20 epochs, StepLR per iteration): wall time of a whole run, the notes' DataLoader loop
-   against ``steplr.train.train``, in alternating pairs after a warm-up run of each; final test accuracy of both.
+   against ``steplr.training.train.train``, in alternating pairs after a warm-up run of each; final test accuracy of both.
    Then a "same results" check: both loops started from the same initial weights and fed the same batch order,
    comparing per-epoch losses and accuracies and the final weights bit for bit.
 2. Fashion-MNIST (linear 784->10, Adam, 5 epochs, StepLR per epoch): the notes' per-sample Dataset/DataLoader
@@ -49,10 +49,10 @@ from torch.optim.lr_scheduler import StepLR
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 from torch.utils.data import Dataset as TorchDataset
 
-from steplr.data import FASHION_MNIST_SYSTEM_DIR, Dataset, load_mnist, load_qwerty, read_idx
-from steplr.experiments import recipe_config
-from steplr.models import build_model
-from steplr.train import CHECKPOINT, History, load_checkpoint, train
+from steplr.training.data import FASHION_MNIST_SYSTEM_DIR, Dataset, load_mnist, load_qwerty, read_idx
+from steplr.experiments.compare import recipe_config
+from steplr.training.models import build_model
+from steplr.training.train import CHECKPOINT, History, load_checkpoint, train
 
 from _results import write_section  # benchmarks/ is sys.path[0] when run as a script
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EPOCHS = "20000000"  # steplr.explain.MAX_STEPS, not imported: the parent stays small
+EPOCHS = "20000000"  # steplr.schedules.explain.MAX_STEPS, not imported: the parent stays small
 KINDS: dict[str, list[str]] = {
     "cosine": ["--schedule", "cosine"],
     "cosine, t_max 100 (periodic)": ["--schedule", "cosine", "--t-max", "100"],

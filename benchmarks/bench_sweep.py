@@ -1,7 +1,7 @@
 """Batched training against sequential runs of the fast trainer, on the Qwerty recipe.
 
-Measures, in one run, the time per config of ``steplr.sweep.train_batched`` with K = 1, 16, 64, 256 models against
-``steplr.train.train`` run once per config (alternating the two, medians of the rounds), and the peak memory of
+Measures, in one run, the time per config of ``steplr.training.batched.train_batched`` with K = 1, 16, 64, 256 models against
+``steplr.training.train.train`` run once per config (alternating the two, medians of the rounds), and the peak memory of
 batched runs at several K (each in its own child process, max RSS read by the child at exit), from which the
 largest K that fits in 4 GiB is extrapolated linearly. Writes the section "sweep" of benchmarks/RESULTS.md.
 
@@ -21,10 +21,10 @@ import time
 
 import torch
 
-from steplr.data import load_qwerty
-from steplr.experiments import recipe_config
-from steplr.sweep import train_batched
-from steplr.train import train
+from steplr.training.data import load_qwerty
+from steplr.experiments.compare import recipe_config
+from steplr.training.batched import train_batched
+from steplr.training.train import train
 
 from _results import write_section  # benchmarks/ is sys.path[0] when run as a script
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from steplr.budget import MAX_RUN_STEPS, BudgetError, Work, check, estimate, parse_size
-from steplr.cli import main
+from steplr.training.budget import MAX_RUN_STEPS, BudgetError, Work, check, estimate, parse_size
+from steplr.cli.main import main
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -59,7 +59,7 @@ def test_oversized_work_is_refused_before_anything_is_allocated(tmp_path, argv, 
 
 def test_a_refused_request_is_refused_fast_and_small(tmp_path):
     # What used to allocate a 17.8 GB LR table: the check comes first, so the process stays near its start-up size.
-    script = ("import resource, sys; from steplr.cli import main; "
+    script = ("import resource, sys; from steplr.cli.main import main; "
               f"code = main(['compare', 'qwerty', '--epochs', '100000000', '--out', {str(tmp_path / 'x')!r}]); "
               "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,

@@ -12,9 +12,9 @@ import sys
 import matplotlib.image
 import pytest
 
-from steplr import cli_args
-from steplr.cli import main
-from steplr.schedules import StepDecay
+from steplr.cli import args as cli_args
+from steplr.cli.main import main
+from steplr.schedules.kinds import StepDecay
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -226,7 +226,7 @@ def test_more_bad_input_is_one_line(argv, message):
     assert code == 2 and out == "" and err.count("\n") == 1 and message in err
 
 
-# --- what the command line reads, and how (steplr.cli_args) ---
+# --- what the command line reads, and how (steplr.cli.args) ---
 
 
 def test_bare_durations_are_epochs_and_it_marks_iterations():
@@ -266,8 +266,8 @@ def test_abbreviated_flags_are_refused_not_guessed():
 
 
 def test_every_subcommand_gets_the_strict_parser():
-    from steplr.cli import build_parser
-    from steplr.cli_args import HelpFormatter, Parser
+    from steplr.cli.main import build_parser
+    from steplr.cli.args import HelpFormatter, Parser
 
     parser = build_parser()
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
@@ -313,7 +313,7 @@ def test_help_shows_defaults(command, shown):
 
 
 def test_every_option_of_explain_and_plot_has_help():
-    from steplr.cli import build_parser
+    from steplr.cli.main import build_parser
 
     parser = build_parser()
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]

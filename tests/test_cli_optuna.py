@@ -1,4 +1,4 @@
-"""``steplr sweep RECIPE --engine optuna`` end to end through ``steplr.cli.main``: what you ask is what runs, trials
+"""``steplr sweep RECIPE --engine optuna`` end to end through ``steplr.cli.main.main``: what you ask is what runs, trials
 chosen on validation and reported on test, verdicts against a constant LR, one way of counting trials.
 
 Small settings (Qwerty, a few trials of a few epochs) keep each command to a few seconds.
@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from steplr.cli import main
-from steplr.paired import VERDICTS
-from steplr.report import percent
+from steplr.cli.main import main
+from steplr.experiments.paired import VERDICTS
+from steplr.experiments.report import percent
 
 TRIAL_TEST_INFO = ("The test accuracy of each trial (trials.csv, column test_acc_info) is shown for information; "
                    "nothing was chosen or pruned on it.")
@@ -268,15 +268,15 @@ def test_two_local_workers_share_the_study_with_the_flags_as_typed(tmp_path, cap
 )
 def test_helpers_are_started_with_the_same_search(flags, tmp_path):
     """The same settings reach a helper, the storage URL (and its password) through its stdin, not its argv."""
-    from steplr.cli import build_parser
-    from steplr.cli_optuna import _helper_command, _helper_input, _helper_settings, _settings
+    from steplr.cli.main import build_parser
+    from steplr.cli.tune import _helper_command, _helper_input, _helper_settings, _settings
 
     storage = "postgresql://me:hunter2@127.0.0.1:5432/db"
     argv = ["sweep", "qwerty", "--engine", "optuna", "--trials", "7", "--workers", "3", "--out", str(tmp_path),
             "--storage", storage, *flags]
     args = build_parser().parse_args(argv)
     command = _helper_command(args, _settings(args))
-    assert command[1:3] == ["-m", "steplr.cli_optuna"]
+    assert command[1:3] == ["-m", "steplr.cli.tune"]
     assert not any("hunter2" in part or part == "--storage" for part in command)
     mine = _settings(args)
     helper, parent = _helper_settings(command[3:], _helper_input(mine, 4321))
@@ -409,7 +409,7 @@ def test_a_search_whose_trials_all_diverged_says_nothing_can_be_chosen(tmp_path)
 
 
 def test_a_study_without_trials_cannot_be_reported(tmp_path):
-    from steplr.tune import open_study
+    from steplr.experiments.tune import open_study
 
     open_study("qwerty", "steplr-qwerty", None, tmp_path)
     code, text, err = optuna_sweep(tmp_path, "--report")
@@ -476,12 +476,12 @@ class Command:
         return self.out.read_text() + self.err.read_text()
 
     def helpers(self) -> list[int]:
-        """The helper workers it started (its children running steplr.cli_optuna)."""
+        """The helper workers it started (its children running steplr.cli.tune)."""
         found = []
         for entry in Path("/proc").iterdir():
             try:
                 if (entry.name.isdigit() and parent_of(int(entry.name)) == self.process.pid
-                        and b"steplr.cli_optuna" in (entry / "cmdline").read_bytes()):
+                        and b"steplr.cli.tune" in (entry / "cmdline").read_bytes()):
                     found.append(int(entry.name))
             except (OSError, IndexError):
                 continue
@@ -489,7 +489,7 @@ class Command:
 
     def wait_for_helpers(self, count: int, study_dir: Path | None = None, timeout: float = 60) -> list[int]:
         """Wait until ``count`` helpers run (and, given the journal's folder, each runs a trial); their ids."""
-        from steplr.tune import SweepError, open_study
+        from steplr.experiments.tune import SweepError, open_study
 
         deadline, study = time.monotonic() + timeout, None
         while True:
@@ -539,7 +539,7 @@ def gone(pid: int) -> bool:
 
 
 def test_a_helper_without_its_settings_on_stdin_searches_nothing(tmp_path):
-    from steplr.cli_optuna import _helper
+    from steplr.cli.tune import _helper
 
     assert _helper(["sweep", "qwerty", "--engine", "optuna", "--out", str(tmp_path / "o")], io.StringIO("")) == 2
     assert not (tmp_path / "o").exists()
@@ -554,7 +554,7 @@ def test_helpers_get_the_storage_url_on_stdin_never_on_their_command_line(tmp_pa
                    "--out", str(out))
     (helper,) = main.wait_for_helpers(1)
     seen = Path(f"/proc/{helper}/cmdline").read_bytes() + Path(f"/proc/{helper}/environ").read_bytes()
-    assert b"steplr.cli_optuna" in seen and b"hunter2" not in seen and b"--storage" not in seen
+    assert b"steplr.cli.tune" in seen and b"hunter2" not in seen and b"--storage" not in seen
     assert main.process.wait(timeout=120) == 0, main.log()
     assert len([r for r in trials(out) if r["state"] in ("COMPLETE", "PRUNED")]) == 8
     assert not any(b"hunter2" in path.read_bytes() for path in out.iterdir())
@@ -566,7 +566,7 @@ def test_helpers_end_with_the_main_process(how, tmp_path, command):
     """SIGTERM: the main process stops its helpers, waits for them and says how to continue (exit 130); every
     trial that was running is failed, none is left RUNNING. SIGKILL: the helpers notice their parent is gone and
     stop by themselves within seconds."""
-    from steplr.tune import open_study
+    from steplr.experiments.tune import open_study
 
     out = tmp_path / "o"
     main = command("main", "--trials", "500", "--workers", "3", "--epochs", "20", "--seeds", "1", "--out", str(out))
@@ -587,7 +587,7 @@ def test_helpers_end_with_the_main_process(how, tmp_path, command):
 
 
 def test_a_server_stopped_under_the_command_is_one_line_and_the_same_command_continues(pg_cluster, tmp_path, command):
-    from steplr.tune import open_study, redact
+    from steplr.experiments.tune import open_study, redact
 
     storage = pg_cluster.url().replace("postgres@", "postgres:hunter2@")  # trust: the password is unchecked
     out = tmp_path / "o"

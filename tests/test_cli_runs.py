@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from steplr.cli import main
+from steplr.cli.main import main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
@@ -307,7 +307,7 @@ def test_unwritable_out_is_refused_before_training(tmp_path):
 
 @pytest.mark.parametrize("command", ["train", "compare", "sweep"])
 def test_every_option_has_help_and_shows_its_default(command):
-    from steplr.cli import build_parser
+    from steplr.cli.main import build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices[command]
@@ -338,7 +338,7 @@ def test_train_with_a_validation_split_logs_it_and_records_it(tmp_path):
 
 
 def test_an_interrupted_command_leaves_nothing_half_made(tmp_path):
-    from steplr.cli_runs import claim_out
+    from steplr.cli.runs import claim_out
 
     fresh = tmp_path / "fresh"
     with pytest.raises(KeyboardInterrupt), claim_out(fresh, force=False) as claim:

@@ -1,4 +1,4 @@
-"""steplr.data on real files and a real loopback HTTP server: qwerty, digits, IDX parsing and MNIST downloads."""
+"""steplr.training.data on real files and a real loopback HTTP server: qwerty, digits, IDX parsing and MNIST downloads."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 import torch
 
-from steplr import data
-from steplr.data import DataError, Dataset, load_dataset, load_digits, load_mnist, load_qwerty, read_idx
+from steplr.training import data
+from steplr.training.data import DataError, Dataset, load_dataset, load_digits, load_mnist, load_qwerty, read_idx
 
 STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -185,7 +185,7 @@ def test_qwerty_leaves_numpys_global_rng_alone():
 
 def test_neither_the_module_nor_qwerty_imports_sklearn():
     code = (
-        "import sys, steplr.data; steplr.data.load_qwerty(); "
+        "import sys, steplr.training.data; steplr.training.data.load_qwerty(); "
         "assert 'sklearn' not in sys.modules, 'sklearn imported on the Qwerty path'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -471,7 +471,7 @@ def test_real_fashion_mnist_from_the_system_package():
 
 
 def test_validation_split_is_stratified_seeded_and_disjoint():
-    from steplr.data import split_validation
+    from steplr.training.data import split_validation
 
     data = load_digits()
     split = split_validation(data, 1 / 6)
@@ -492,7 +492,7 @@ def test_validation_split_is_stratified_seeded_and_disjoint():
 
 @pytest.mark.parametrize("fraction", [-0.1, 1.0, 1.5, True, "0.2"])
 def test_validation_fraction_is_checked(fraction):
-    from steplr.data import split_validation
+    from steplr.training.data import split_validation
 
     with pytest.raises(ValueError, match="validation must be a fraction in"):
         split_validation(load_qwerty(), fraction)

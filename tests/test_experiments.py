@@ -7,8 +7,8 @@ import statistics
 import pytest
 from scipy import stats
 
-from steplr.data import load_qwerty
-from steplr.experiments import compare, recipe_config, schedule_config
+from steplr.training.data import load_qwerty
+from steplr.experiments.compare import compare, recipe_config, schedule_config
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_the_users_settings_win_over_fair_defaults():
 
 
 def test_verdict_sentences_use_only_the_verdict_word(comparison):
-    from steplr.report import verdicts
+    from steplr.experiments.report import verdicts
 
     rows = comparison.summary()
     lines = verdicts(rows)

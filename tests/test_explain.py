@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from steplr.explain import FLOOR_RATIO, JSON_INTERVALS, MAX_STEPS, Interval, explain, format_plan, lr_profile
-from steplr.schedules import Constant, Cosine, Exponential, LinearWarmup, MultiStep, Schedule, StepDecay, join
+from steplr.schedules.explain import FLOOR_RATIO, JSON_INTERVALS, MAX_STEPS, Interval, explain, format_plan, lr_profile
+from steplr.schedules.kinds import Constant, Cosine, Exponential, LinearWarmup, MultiStep, Schedule, StepDecay, join
 
 
 def test_plan_intervals_come_from_the_schedule():
@@ -267,8 +267,8 @@ def test_a_plan_at_the_cap_is_built_per_segment_in_bounded_memory(schedule):
     script = textwrap.dedent(f"""
         import json, resource, sys
         resource.setrlimit(resource.RLIMIT_DATA, (1 << 30, 1 << 30))
-        from steplr.explain import explain, format_plan
-        from steplr.schedules import schedule_from_params
+        from steplr.schedules.explain import explain, format_plan
+        from steplr.schedules.kinds import schedule_from_params
         plan = explain(schedule_from_params(json.loads(sys.argv[1])), 0.1, {MAX_STEPS})
         lines = format_plan("x", plan)
         with open("/proc/self/status") as status:

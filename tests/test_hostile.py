@@ -15,10 +15,10 @@ import warnings
 import pytest
 import torch
 
-from steplr.cli import main
-from steplr.data import load_qwerty
-from steplr.experiments import recipe_config
-from steplr.train import CHECKPOINT, train
+from steplr.cli.main import main
+from steplr.training.data import load_qwerty
+from steplr.experiments.compare import recipe_config
+from steplr.training.train import CHECKPOINT, train
 
 STEPLR = [sys.executable, "-m", "steplr"]
 
@@ -214,7 +214,7 @@ class _SignalledInAFinalizer:
 
 
 def test_a_sigterm_swallowed_by_a_finalizer_is_delivered_again():
-    from steplr.cli import _sigterm_interrupts
+    from steplr.cli.main import _sigterm_interrupts
 
     reached: list[str] = []
     start = time.monotonic()

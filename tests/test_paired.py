@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from steplr.paired import against_baseline, holm, still_falling, verdict_word
+from steplr.experiments.paired import against_baseline, holm, still_falling, verdict_word
 
 p_values = st.lists(st.one_of(st.none(), st.floats(0, 1)), min_size=1, max_size=8)
 
@@ -113,7 +113,7 @@ def test_one_example_more_on_every_seed_seen_through_float32_is_not_significant(
 
 
 def test_baseline_notes_tell_short_unstable_and_still_falling_apart():
-    from steplr.paired import baseline_notes
+    from steplr.experiments.paired import baseline_notes
 
     assert "ran a single epoch" in baseline_notes([[1.0], [1.1]])[0]
     exploding = [[2.0, 1e27, 1.0], [2.1, 1e26, 1.1]]  # blew up, then came back below the start
@@ -128,6 +128,6 @@ def test_baseline_notes_tell_short_unstable_and_still_falling_apart():
 
 
 def test_reports_say_the_interval_is_unadjusted_while_the_verdict_is():
-    from steplr.report import STATISTICS
+    from steplr.experiments.report import STATISTICS
 
     assert "unadjusted" in STATISTICS and "Holm" in STATISTICS

@@ -16,11 +16,11 @@ import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.text import Text
 
-from steplr import plots
-from steplr.plots import Curve, HeatmapPanel, plot_heatmap, plot_run_lrs, plot_run_metric, plot_schedules
-from steplr.explain import MAX_STEPS
-from steplr.schedules import Constant, Cosine, StepDecay
-from steplr.train import EpochRecord, History
+from steplr.experiments import plots
+from steplr.experiments.plots import Curve, HeatmapPanel, plot_heatmap, plot_run_lrs, plot_run_metric, plot_schedules
+from steplr.schedules.explain import MAX_STEPS
+from steplr.schedules.kinds import Constant, Cosine, StepDecay
+from steplr.training.train import EpochRecord, History
 
 PER_EPOCH = 23  # iterations per epoch, as in the qwerty recipe
 
@@ -400,7 +400,7 @@ def test_heatmap_checks_panels_against_labels(tmp_path):
 def test_figures_are_drawn_without_importing_pyplot(tmp_path):
     script = (
         "import sys, numpy as np\n"
-        "from steplr.plots import HeatmapPanel, plot_heatmap\n"
+        "from steplr.experiments.plots import HeatmapPanel, plot_heatmap\n"
         "p = HeatmapPanel(0.1, np.full((1, 1), 0.9), np.full((1, 1), 'better'), 0.8)\n"
         f"plot_heatmap([p], ['5ep'], ['0.5'], {str(tmp_path / 'h.png')!r}, 't')\n"
         "print('matplotlib.pyplot' in sys.modules)\n"
@@ -470,7 +470,7 @@ def test_plotting_at_the_cap_stays_small():
     script = PEAK_KB + textwrap.dedent("""
         import resource, sys
         resource.setrlimit(resource.RLIMIT_DATA, (1 << 30, 1 << 30))
-        from steplr.cli import main
+        from steplr.cli.main import main
         code = main(["plot", "--schedule", "cosine", "--epochs", "20000000", "-o", sys.argv[1]])
         print(code, peak_kb())
     """)

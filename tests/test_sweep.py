@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from steplr.cli import main
-from steplr.data import load_digits, load_qwerty
-from steplr.experiments import recipe_config
-from steplr.grid import grid_sweep
-from steplr.schedules import StepDecay
-from steplr.sweep import BatchedModels, lr_table, train_batched
-from steplr.train import CHECKPOINT, train
+from steplr.cli.main import main
+from steplr.training.data import load_digits, load_qwerty
+from steplr.experiments.compare import recipe_config
+from steplr.experiments.grid import grid_sweep
+from steplr.schedules.kinds import StepDecay
+from steplr.training.batched import BatchedModels, lr_table, train_batched
+from steplr.training.train import CHECKPOINT, train
 
 
 def mixed_configs(recipe: str) -> list:

@@ -11,11 +11,11 @@ import sys
 import pytest
 import torch
 
-from steplr.data import load_digits, load_qwerty
+from steplr.training.data import load_digits, load_qwerty
 from steplr.errors import DivergedError, TrainError
-from steplr.experiments import recipe_config
-from steplr.schedules import StepDecay
-from steplr.train import CHECKPOINT, load_checkpoint, train
+from steplr.experiments.compare import recipe_config
+from steplr.schedules.kinds import StepDecay
+from steplr.training.train import CHECKPOINT, load_checkpoint, train
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +48,9 @@ def test_same_seed_same_history_bit_for_bit(qwerty):
 
 _KILLER = """
 import os, signal, sys
-from steplr.data import load_qwerty
-from steplr.experiments import recipe_config
-from steplr.train import train
+from steplr.training.data import load_qwerty
+from steplr.experiments.compare import recipe_config
+from steplr.training.train import train
 count = 0
 def on_iteration():
     global count
@@ -131,7 +131,7 @@ def test_bad_settings_are_named():
 
 
 def test_plateau_reacts_to_validation_then_training_loss_never_test():
-    from steplr.train import EpochRecord, plateau_signal
+    from steplr.training.train import EpochRecord, plateau_signal
 
     with_split = EpochRecord(1, train_loss=1.0, train_acc=0.5, test_loss=0.1, test_acc=0.9, lr=0.1, val_loss=0.5,
                              val_acc=0.7)

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from steplr.tune import (
+from steplr.experiments.tune import (
     JOURNAL_FILE,
     STUDY_FORMAT,
     Space,
@@ -47,9 +47,9 @@ from pathlib import Path
 
 import optuna  # the slow imports happen before the barrier
 import torch
-import steplr.train
+import steplr.training.train
 torch.set_num_threads(1)  # several workers share few cores: no thread oversubscription
-from steplr.tune import StorageLost, SweepError, run_optuna
+from steplr.experiments.tune import StorageLost, SweepError, run_optuna
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # as steplr's command line: no line per trial
 
 args = json.loads(sys.argv[1])
@@ -256,7 +256,7 @@ def test_redact(url, expected):
 
 
 def test_import_is_cheap():
-    code = ("import sys, steplr.tune; heavy = [m for m in ('optuna', 'torch', 'sqlalchemy') if m in sys.modules]; "
+    code = ("import sys, steplr.experiments.tune; heavy = [m for m in ('optuna', 'torch', 'sqlalchemy') if m in sys.modules]; "
             "print(heavy)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
@@ -356,7 +356,7 @@ def test_a_study_of_an_older_steplr_is_refused(tmp_path):
 
 
 def load_qwerty():
-    from steplr.data import load_qwerty as load
+    from steplr.training.data import load_qwerty as load
 
     return load()
 
@@ -416,8 +416,8 @@ def test_a_list_is_a_categorical_choice_and_one_value_is_fixed(tmp_path):
 def test_trials_choose_on_validation_and_keep_the_test_set_for_information(tmp_path):
     """The study's value is the final validation accuracy and the pruner sees the negated validation loss of
     every epoch: both recomputed here by training the same config with train()."""
-    from steplr.experiments import recipe_config
-    from steplr.train import train
+    from steplr.experiments.compare import recipe_config
+    from steplr.training.train import train
 
     study = run_small(tmp_path, trials=12, epochs=6)
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
@@ -483,7 +483,7 @@ def test_a_diverged_trial_is_pruned_and_counted_as_diverged(tmp_path):
 def test_confirm_best_retrains_distinct_configs_beside_a_constant_lr(tmp_path):
     """Up to five distinct configs, in the study's order (validation accuracy), each against a constant LR at its
     own lr on the same seeds; the paired numbers agree with the accuracies they summarise."""
-    from steplr.paired import VERDICTS
+    from steplr.experiments.paired import VERDICTS
 
     study = run_small(tmp_path, trials=8, step_size="1ep,2ep", gamma="0.5", lr="0.01,0.1", epochs=4)
     chosen = best_trials(study)
@@ -533,8 +533,8 @@ def test_confirm_with_one_seed_has_no_test(tmp_path):
 def test_confirm_with_two_seeds_gives_the_sample_sd(tmp_path):
     import statistics
 
-    from steplr.experiments import recipe_config
-    from steplr.train import train
+    from steplr.experiments.compare import recipe_config
+    from steplr.training.train import train
 
     study = run_small(tmp_path, trials=1, step_size="1ep", gamma="0.5", epochs=3)
     (row,) = confirm_best(study, load_qwerty(), [0, 1]).rows
@@ -763,12 +763,12 @@ def test_a_torn_journal_tail_is_removed_with_a_backup_and_the_study_continues(tm
     whole = journal.read_bytes()
     torn = whole + b'{"op_code":5,"worker_id":"w-1","trial_id":1,"user_attr'
     journal.write_bytes(torn)
-    with caplog.at_level("WARNING", logger="steplr.tune"):
+    with caplog.at_level("WARNING", logger="steplr.experiments.tune"):
         study = run_small(tmp_path, trials=4, epochs=2)
     assert (tmp_path / "run" / f"{JOURNAL_FILE}.bak").read_bytes() == torn
     assert journal.read_bytes().startswith(whole)
     assert len(journal_records(journal)) > len(whole.splitlines())
-    assert [r.getMessage() for r in caplog.records if r.name == "steplr.tune"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "steplr.experiments.tune"] == [
         f"the journal file {journal} ended in a torn record (54 bytes, from a write cut short by a power loss or a "
         f"full disk): removed it (the file as found is {journal}.bak)"]
     assert count_trials(study).finished == 4 == len(study.trials)

@@ -1,6 +1,6 @@
 """steplr: exact learning-rate schedules, a PyTorch drop-in StepLR, and tools to see the plan.
 
-The math (``steplr.schedules``) needs only NumPy; the torch schedulers (``steplr.StepLR`` and friends) are loaded
+The math (``steplr.schedules.kinds``) needs only NumPy; the torch schedulers (``steplr.StepLR`` and friends) are loaded
 on first use, so ``import steplr`` and ``steplr explain`` stay fast.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .schedules import (
+from steplr.schedules.kinds import (
     Constant,
     Cosine,
     Exponential,
@@ -21,7 +21,7 @@ from .schedules import (
 )
 
 if TYPE_CHECKING:
-    from .lr_scheduler import CosineAnnealingLR, ExponentialLR, MultiStepLR, ScheduleLR, StepLR
+    from steplr.lr_scheduler import CosineAnnealingLR, ExponentialLR, MultiStepLR, ScheduleLR, StepLR
 
 __version__ = "0.1.0"
 
@@ -47,7 +47,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _TORCH_NAMES:
-        from . import lr_scheduler
+        from steplr import lr_scheduler
 
         return getattr(lr_scheduler, name)
     raise AttributeError(f"module 'steplr' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """python -m steplr."""
 
-from .cli import entrypoint
+from steplr.cli.main import entrypoint
 
 entrypoint()

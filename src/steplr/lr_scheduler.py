@@ -1,4 +1,4 @@
-"""PyTorch schedulers driven by the closed forms of :mod:`steplr.schedules`.
+"""PyTorch schedulers driven by the closed forms of :mod:`steplr.schedules.kinds`.
 
 ``StepLR``, ``MultiStepLR``, ``ExponentialLR`` and ``CosineAnnealingLR`` take the same arguments as torch's and
 are :class:`torch.optim.lr_scheduler.LRScheduler` subclasses, so Lightning, Ignite and the HF Trainer accept them.
@@ -30,8 +30,8 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from .schedules import Cosine, Exponential, MultiStep, Schedule, StepDecay, schedule_from_params
-from .units import check_positive_int
+from steplr.schedules.kinds import Cosine, Exponential, MultiStep, Schedule, StepDecay, schedule_from_params
+from steplr.schedules.durations import check_positive_int
 
 __all__ = ["ScheduleLR", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "STATE_FORMAT"]
 

@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .experiments import DEFAULT_VALIDATION, recipe_config
-from .paired import NO_TEST, against_baseline, baseline_notes
-from .train import TrainConfig, TrainData
+from steplr.experiments.compare import DEFAULT_VALIDATION, recipe_config
+from steplr.experiments.paired import NO_TEST, against_baseline, baseline_notes
+from steplr.training.train import TrainConfig, TrainData
 
 __all__ = ["GridResult", "ConfigSummary", "grid_sweep", "MAX_BATCH"]
 
@@ -134,11 +134,11 @@ def grid_sweep(
         dataclasses.replace(base, schedule="step", step_size=s, gamma=g, lr=lr, seed=seed)
         for s, g, lr, seed in itertools.product(step_sizes, gammas, lrs, seeds)
     ] + [dataclasses.replace(base, schedule="none", lr=lr, seed=seed) for lr, seed in itertools.product(lrs, seeds)]
-    from .schedules import StepDecay
+    from steplr.schedules.kinds import StepDecay
 
     for step_size, gamma in itertools.product(step_sizes, gammas):
         StepDecay(step_size, gamma)  # validate before any training, naming the bad value
-    from .sweep import train_batched
+    from steplr.training.batched import train_batched
 
     rows: list[dict[str, Any]] = []
     baseline_val_losses: dict[float, list[list[float]]] = {}

@@ -1,7 +1,7 @@
 """``steplr sweep``: grid sweeps (batched) and Optuna searches; flags, printing and files only.
 
 Both engines choose on the validation split and report the test set; every config reported against the constant
-LR goes through :mod:`steplr.paired`. A flag that belongs to the other engine is an error, never ignored.
+LR goes through :mod:`steplr.experiments.paired`. A flag that belongs to the other engine is an error, never ignored.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from .cli_args import UsageError, duration_list, number_list, positive_int
-from .cli_runs import (
+from steplr.cli.args import UsageError, duration_list, number_list, positive_int
+from steplr.cli.runs import (
     _batches,
     _load_data,
     _progress,
@@ -27,8 +27,8 @@ from .cli_runs import (
     out_path,
     print_warnings,
 )
-from .explain import explain, format_plan
-from .schedules import StepDecay
+from steplr.schedules.explain import explain, format_plan
+from steplr.schedules.kinds import StepDecay
 
 __all__ = ["add_sweep_command", "cmd_sweep"]
 
@@ -121,14 +121,14 @@ def cmd_sweep(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None =
         import torch
 
         torch.set_num_threads(1)  # one small model per worker: threads cost more than they save
-        from .cli_optuna import cmd_optuna
+        from steplr.cli.tune import cmd_optuna
 
         return cmd_optuna(args, out_stream, err)
     # The grid trains large batches, whose batched matmuls can use every core (1.1-1.4x on two cores at K >= 256 in
     # repeated, noisy runs), so torch keeps its default thread count here.
-    from .experiments import DEFAULT_VALIDATION, recipe_config
-    from .grid import grid_sweep
-    from .train import replace_folder
+    from steplr.experiments.compare import DEFAULT_VALIDATION, recipe_config
+    from steplr.experiments.grid import grid_sweep
+    from steplr.training.train import replace_folder
 
     step_sizes, gammas, lrs = _grid_values(args)
     out = out_path(args, f"runs/{args.recipe}-sweep")
@@ -177,9 +177,9 @@ def _write_grid_outputs(folder: Path, out: Path, result: Any, spe: int, warnings
                         out_stream: TextIO) -> None:
     import numpy as np
 
-    from ._files import atomic_write_text
-    from .plots import Curve, HeatmapPanel, plot_heatmap, plot_schedules
-    from .report import difference, p_value, percent, verdict_sentence, write_sweep_report, text_table
+    from steplr._files import atomic_write_text
+    from steplr.experiments.plots import Curve, HeatmapPanel, plot_heatmap, plot_schedules
+    from steplr.experiments.report import difference, p_value, percent, verdict_sentence, write_sweep_report, text_table
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(result.rows[0]))

@@ -9,7 +9,7 @@ from typing import Any, Union
 import numpy as np
 from numpy.typing import NDArray
 
-from .units import MAX_STEPS, Duration, parse_duration
+from steplr.schedules.durations import MAX_STEPS, Duration, parse_duration
 
 Steps = Union[int, NDArray[np.integer[Any]]]
 Param = Union[float, NDArray[np.floating[Any]]]

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from ._files import atomic_write
+from steplr._files import atomic_write
 
 __all__ = [
     "DATASET_NAMES",

@@ -12,8 +12,8 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .paired import NO_TEST, against_baseline, baseline_notes
-from .train import History, TrainConfig, TrainData
+from steplr.experiments.paired import NO_TEST, against_baseline, baseline_notes
+from steplr.training.train import History, TrainConfig, TrainData
 
 __all__ = [
     "RECIPES",
@@ -218,13 +218,13 @@ def compare(
     max_batch: int | None = None,
 ) -> Comparison:
     """Train every schedule on every seed (the same seeds, so the same initial weights and batch orders: the
-    differences are paired), in batches of up to ``max_batch`` models (see :mod:`steplr.sweep`).
+    differences are paired), in batches of up to ``max_batch`` models (see :mod:`steplr.training.batched`).
 
     The constant LR (``none``) is always trained: every verdict is against it. ``overrides`` are the user's
     settings; they win over each schedule's fair default (:func:`schedule_config`). Unless ``overrides`` set
     ``validation``, :data:`DEFAULT_VALIDATION` of the training set is held out.
     """
-    from .sweep import train_batched
+    from steplr.training.batched import train_batched
 
     overrides = {"validation": DEFAULT_VALIDATION, **{k: v for k, v in (overrides or {}).items() if v is not None}}
     base = recipe_config(recipe, **overrides)
@@ -234,7 +234,7 @@ def compare(
         raise ValueError("seeds must name at least one seed")
     names = [BASELINE, *[s for s in schedules if s != BASELINE]]
     result = Comparison(recipe, base, list(seeds))
-    from .data import split_validation
+    from steplr.training.data import split_validation
 
     batches = math.ceil(split_validation(data, base.validation).x_train.shape[0] / base.batch_size)
     configs = []

@@ -39,13 +39,13 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from ._files import atomic_write
-from .explain import lr_profile
-from .paired import VERDICTS
-from .schedules import Schedule
+from steplr._files import atomic_write
+from steplr.schedules.explain import lr_profile
+from steplr.experiments.paired import VERDICTS
+from steplr.schedules.kinds import Schedule
 
 if TYPE_CHECKING:
-    from .train import History
+    from steplr.training.train import History
 
 __all__ = [
     "Curve",
@@ -85,7 +85,7 @@ class HeatmapPanel:
         lr: the base learning rate of every cell of the panel.
         values: mean final test accuracy as fractions in [0, 1], rows = step_size, columns = gamma; NaN for a
             cell without a result.
-        verdicts: the same shape, each one of :data:`steplr.paired.VERDICTS` (the cell against the constant LR).
+        verdicts: the same shape, each one of :data:`steplr.experiments.paired.VERDICTS` (the cell against the constant LR).
         baseline: the constant LR's mean final test accuracy at ``lr``, as a fraction (NaN if unknown).
 
     Raises:
@@ -130,7 +130,7 @@ def plot_schedules(
 
     The x axis is in epochs; each curve is drawn through exact change points of the schedule, every one of them
     while they are a few per 1/750 of the run, else the first, last, lowest and highest of each such stretch
-    (:func:`steplr.explain.lr_profile`), so a curve has at most 3,000 points however long the run. ``log_scale``:
+    (:func:`steplr.schedules.explain.lr_profile`), so a curve has at most 3,000 points however long the run. ``log_scale``:
     True or False forces the LR axis; None chooses a log axis when the LR spans :data:`LOG_SPAN` or more.
     ``title`` is drawn as plain text (no mathtext: ``$`` is a dollar sign). Returns the path.
     """
@@ -294,7 +294,7 @@ def _schedules_figure(curves: Sequence[Curve], epochs: int, steps_per_epoch: int
     total = epochs * steps_per_epoch
     drawn: list[float] = []
     for index, curve in enumerate(curves):
-        # Exact change points, at most 4 * _BUCKETS of them however long the run (steplr.explain.lr_profile),
+        # Exact change points, at most 4 * _BUCKETS of them however long the run (steplr.schedules.explain.lr_profile),
         # plus the end of the run.
         starts, rates = lr_profile(curve.schedule, curve.base_lr, epochs, steps_per_epoch, _BUCKETS)
         lrs = [*rates.tolist(), float(rates[-1])]

@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._files import atomic_write, atomic_write_text, remove_stale_temps
-from .data import Split, TrainData, split_validation
-from .errors import DivergedError, TrainError
-from .lr_scheduler import ScheduleLR
-from .models import build_model
-from .schedules import SCHEDULE_NAMES, LinearWarmup, Schedule, by_name, join
-from .units import resolve_duration
+from steplr._files import atomic_write, atomic_write_text, remove_stale_temps
+from steplr.training.data import Split, TrainData, split_validation
+from steplr.errors import DivergedError, TrainError
+from steplr.lr_scheduler import ScheduleLR
+from steplr.training.models import build_model
+from steplr.schedules.kinds import SCHEDULE_NAMES, LinearWarmup, Schedule, by_name, join
+from steplr.schedules.durations import resolve_duration
 
 __all__ = [
     "TrainConfig",
@@ -77,7 +77,7 @@ class TrainConfig:
     interval: str = "iteration"
     plateau_patience: int = 2
     seed: int = 0
-    validation: float = 0.0  # fraction of the training set held out (steplr.data.split_validation); 0: none
+    validation: float = 0.0  # fraction of the training set held out (steplr.training.data.split_validation); 0: none
     warmup: int | str | None = None  # a linear warm-up in front of the schedule (closed forms only)
     warmup_start_factor: float = 0.1
 
@@ -478,7 +478,7 @@ def train(
 
     Same config and data give the same history bit for bit, so a checkpoint needs no fixed cadence: ``resume=True``
     continues from the last one to exactly the history an uninterrupted run produces. With ``config.validation``
-    a stratified validation split is held out of the training set (:func:`steplr.data.split_validation`) and
+    a stratified validation split is held out of the training set (:func:`steplr.training.data.split_validation`) and
     evaluated every epoch; ``plateau`` steps on the validation loss (on the training loss without a split, never
     on the test set). ``replace``: ``out_dir`` is a staging folder that replaces the folder ``replace`` once the
     first checkpoint is written (``steplr train --force`` keeps the old run until then).

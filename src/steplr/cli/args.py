@@ -1,6 +1,6 @@
 """How the ``steplr`` command reads its arguments: one parser class and one function per kind of value.
 
-Conventions every command follows (imports argparse and :mod:`steplr.units` only: no torch, no matplotlib):
+Conventions every command follows (imports argparse and :mod:`steplr.schedules.durations` only: no torch, no matplotlib):
 
 * **Durations on the command line count epochs by default.** ``5`` and ``5ep`` are 5 epochs, ``115it`` is 115
   iterations (scheduler steps when stepping per batch). :func:`duration` turns each into its canonical string
@@ -28,7 +28,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
-from .units import MAX_STEPS, parse_duration
+from steplr.schedules.durations import MAX_STEPS, parse_duration
 
 __all__ = [
     "UsageError",

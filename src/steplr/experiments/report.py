@@ -9,8 +9,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .experiments import Comparison, SummaryRow
-from ._files import atomic_write_text
+from steplr.experiments.compare import Comparison, SummaryRow
+from steplr._files import atomic_write_text
 
 __all__ = [
     "summary_table",

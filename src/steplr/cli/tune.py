@@ -1,23 +1,23 @@
 """``steplr sweep --engine optuna``: flags, worker processes, the console summary and the report.
 
-The search and the statistics are in :mod:`steplr.tune`. The command runs the search (here and in ``--workers - 1``
+The search and the statistics are in :mod:`steplr.experiments.tune`. The command runs the search (here and in ``--workers - 1``
 helper processes sharing the study), then retrains the study's best configs on ``--seeds`` seeds beside a constant
-LR (:func:`steplr.tune.confirm_best`) and writes ``summary.json``, ``trials.csv``, ``best_lr.png`` and
+LR (:func:`steplr.experiments.tune.confirm_best`) and writes ``summary.json``, ``trials.csv``, ``best_lr.png`` and
 ``report.html``. Configs are ranked on each search trial's own validation accuracy (the "trial val acc" column);
 every reported comparison is on the test set. The seeds count is recorded in the study, so ``--report`` retrains
 on the same seeds and rebuilds the same numbers. A study whose trials all diverged (or were pruned or failed) is a
 result, not an error: the files say that nothing could be chosen.
 
 On the command line a bare step size counts epochs (``--step-size 1:20`` is ``1ep:20ep``), as everywhere in
-steplr's CLI. Helpers are started as ``python -m steplr.cli_optuna sweep RECIPE --engine optuna ...`` with the
+steplr's CLI. Helpers are started as ``python -m steplr.cli.tune sweep RECIPE --engine optuna ...`` with the
 flags the user typed, except the storage URL (it may hold a password, and a command line is visible to every user of
 the machine): that, and the settings no flag carries, reach the helper as one JSON line on its stdin. Helpers run the
 search only, each in its own process group, and end with the main process: SIGTERM, SIGHUP or Ctrl-C in the main
 process (and any error) stops them and waits for them, and a helper whose parent dies stops by itself (Linux's
 parent-death signal, and a check after every epoch).
 
-Exit codes (the :mod:`steplr.cli` boundary): a storage that fails while searching raises
-:class:`steplr.tune.StorageLost` (one line, exit code 3); an interrupted search raises
+Exit codes (the :mod:`steplr.cli.main` boundary): a storage that fails while searching raises
+:class:`steplr.experiments.tune.StorageLost` (one line, exit code 3); an interrupted search raises
 :class:`steplr.errors.Interrupted` (exit code 130). Rerunning the same command continues the study in both cases.
 """
 
@@ -41,15 +41,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .cli_args import UsageError, duration
-from .cli_runs import _progress, jsonable, print_warnings
-from .errors import Interrupted
-from .report import write_sweep_report
+from steplr.cli.args import UsageError, duration
+from steplr.cli.runs import _progress, jsonable, print_warnings
+from steplr.errors import Interrupted
+from steplr.experiments.report import write_sweep_report
 
 if TYPE_CHECKING:
     import optuna
 
-    from .tune import Confirmation, Confirmed, TrialCounts
+    from steplr.experiments.tune import Confirmation, Confirmed, TrialCounts
 
 __all__ = ["cmd_optuna"]
 
@@ -105,8 +105,8 @@ def cmd_optuna(args: argparse.Namespace, out_stream: TextIO, err_stream: TextIO 
                   if value is not None]
         if typed:
             raise UsageError(f"--report rebuilds the report from the study's own settings: drop {', '.join(typed)}")
-    from .tune import JOURNAL_FILE, storage_errors
-    from .tune_storage import repair_journal
+    from steplr.experiments.tune import JOURNAL_FILE, storage_errors
+    from steplr.experiments.tune_storage import repair_journal
 
     if search.storage is None:  # said here, once, before any worker opens the file
         repaired = repair_journal(search.out / JOURNAL_FILE)
@@ -129,7 +129,7 @@ def _log_to(stream: TextIO) -> Iterator[None]:
     handler = logging.StreamHandler(stream)
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter("steplr: warning: %(message)s"))
-    logger = logging.getLogger("steplr")  # steplr.tune and steplr.tune_storage
+    logger = logging.getLogger("steplr")  # steplr.experiments.tune and steplr.experiments.tune_storage
     logger.addHandler(handler)
     try:
         yield
@@ -140,8 +140,8 @@ def _log_to(stream: TextIO) -> Iterator[None]:
 def _check_size(search: _Search, budget: int | None) -> None:
     """Refuse a search whose trials (one run each) or whose confirmation (up to five configs and their constant
     LRs, times the seeds, trained together) would be past steplr's caps or the memory budget."""
-    from .cli_runs import _batches, _load_data, check_work
-    from .experiments import recipe_config
+    from steplr.cli.runs import _batches, _load_data, check_work
+    from steplr.experiments.compare import recipe_config
 
     base = recipe_config(search.recipe, epochs=search.epochs, validation=search.validation)
     data = _load_data(base.dataset, argparse.Namespace(data_dir=search.data_dir, no_download=not search.download))
@@ -154,11 +154,11 @@ def _warn_about_plans(search: _Search, err_stream: TextIO) -> None:
     """Before searching, explain's warnings for every (step_size, gamma) a search of lists or fixed values can try
     (the warnings do not depend on the base LR; a range has too many plans to list, and the plan of the config
     chosen on validation is printed after the search)."""
-    from .cli_runs import _batches, _load_data
-    from .explain import explain, format_plan
-    from .experiments import recipe_config
-    from .schedules import StepDecay
-    from .tune import parse_space
+    from steplr.cli.runs import _batches, _load_data
+    from steplr.schedules.explain import explain, format_plan
+    from steplr.experiments.compare import recipe_config
+    from steplr.schedules.kinds import StepDecay
+    from steplr.experiments.tune import parse_space
 
     spaces = [parse_space(search.spaces[kind] or "", kind) for kind in ("step_size", "gamma")]
     if any(space.kind == "range" for space in spaces):
@@ -177,10 +177,10 @@ def _warn_about_plans(search: _Search, err_stream: TextIO) -> None:
 
 def _settings(args: argparse.Namespace) -> _Search:
     """Check every flag (nothing on disk is touched); raise UsageError naming the first bad one."""
-    from .experiments import recipe_config
-    from .experiments import DEFAULT_VALIDATION
-    from .tune import DEFAULT_GAMMA, DEFAULT_STEP_SIZE, SweepError, parse_space
-    from .tune_storage import check_seconds, shown, storage_problem
+    from steplr.experiments.compare import recipe_config
+    from steplr.experiments.compare import DEFAULT_VALIDATION
+    from steplr.experiments.tune import DEFAULT_GAMMA, DEFAULT_STEP_SIZE, SweepError, parse_space
+    from steplr.experiments.tune_storage import check_seconds, shown, storage_problem
 
     counts = {"trials": args.trials or DEFAULT_TRIALS, "workers": args.workers or 1, "seeds": args.seeds}
     for name, value in counts.items():
@@ -242,7 +242,7 @@ def _epochs_when_bare(text: str) -> str:
 
 def _check_out(out: Path, force: bool) -> None:
     """Refuse an --out that is a file, holds another command's files (without --force), or cannot be written."""
-    from .tune import JOURNAL_FILE
+    from steplr.experiments.tune import JOURNAL_FILE
 
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")
@@ -303,9 +303,9 @@ def _search_with_helpers(args: argparse.Namespace, search: _Search, err_stream: 
 def _signals_interrupt(parent: int | None = None, received: list[str] | None = None) -> Iterator[None]:
     """While the block runs, SIGTERM and SIGHUP raise KeyboardInterrupt in this thread, as Ctrl-C (SIGINT) does, so
     that every way of stopping a search runs the same cleanup; or, in a helper whose ``parent`` is gone,
-    :class:`steplr.tune.Abandon` (see :func:`_end_with_parent`). Each signal's name is appended to ``received``.
+    :class:`steplr.experiments.tune.Abandon` (see :func:`_end_with_parent`). Each signal's name is appended to ``received``.
     Only the main thread can handle signals: elsewhere the block runs as it is."""
-    from .tune import Abandon
+    from steplr.experiments.tune import Abandon
 
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -357,7 +357,7 @@ def _stop_helpers(helpers: list[subprocess.Popen[bytes]]) -> None:
 
 def _run(search: _Search, on_trial: Callable[..., None] | None, confirm_seeds: int | None,
          on_epoch: Callable[..., None] | None = None) -> optuna.Study:
-    from .tune import run_optuna
+    from steplr.experiments.tune import run_optuna
 
     return run_optuna(
         search.recipe, step_size=search.spaces["step_size"] or "", gamma=search.spaces["gamma"] or "",
@@ -371,7 +371,7 @@ def _run(search: _Search, on_trial: Callable[..., None] | None, confirm_seeds: i
 def _helper_command(args: argparse.Namespace, search: _Search) -> list[str]:
     """The command line of a helper: the flags as the user typed them, search only, no storage URL (see
     :func:`_helper_input`)."""
-    command = [sys.executable, "-m", "steplr.cli_optuna", "sweep", search.recipe, "--engine", "optuna",
+    command = [sys.executable, "-m", "steplr.cli.tune", "sweep", search.recipe, "--engine", "optuna",
                "--trials", str(search.trials), "--study", search.study, "--out", str(search.out)]
     typed = {"--step-size": args.step_size, "--gamma": args.gamma, "--lr": args.lr,
              "--validation": args.validation, "--epochs": args.epochs, "--seeds": search.seeds,
@@ -393,7 +393,7 @@ def _helper_input(search: _Search, parent: int) -> str:
 
 def _helper_settings(argv: Sequence[str], text: str) -> tuple[_Search, int | None]:
     """A helper's search settings from its command line and its stdin line; and the main process's id."""
-    from .cli import build_parser
+    from steplr.cli.main import build_parser
 
     try:
         given = json.loads(text)
@@ -410,10 +410,10 @@ def _helper_settings(argv: Sequence[str], text: str) -> tuple[_Search, int | Non
 def _end_with_parent(parent: int | None) -> None:
     """Ask Linux to send this process SIGTERM when its parent dies; stop now if it is already gone.
 
-    A helper whose parent died leaves at once, writing nothing (:class:`steplr.tune.Abandon`): the dead main
+    A helper whose parent died leaves at once, writing nothing (:class:`steplr.experiments.tune.Abandon`): the dead main
     process may hold the journal's lock, which Optuna frees only after 30 s; the helper's trial is failed and
     retried by whoever resumes the study."""
-    from .tune import Abandon
+    from steplr.experiments.tune import Abandon
 
     if parent is None:
         return
@@ -436,7 +436,7 @@ def _helper(argv: Sequence[str], stdin: TextIO) -> int:
     import optuna
     import torch
 
-    from .tune import Abandon, StorageLost, SweepError
+    from steplr.experiments.tune import Abandon, StorageLost, SweepError
 
     torch.set_num_threads(1)  # one small model per worker: threads cost more than they save
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -464,11 +464,11 @@ def _helper(argv: Sequence[str], stdin: TextIO) -> int:
 
 def _report(search: _Search, out_stream: TextIO, err_stream: TextIO, rebuilding: bool) -> int:
     """Confirm the study's best configs on the test set and write the summary, the trials, a figure, the report."""
-    from .data import load_dataset
-    from .experiments import recipe_config
-    from .report import text_table
-    from .tune import JOURNAL_FILE, SweepError, best_trials, confirm_best, count_trials, open_study
-    from .tune_storage import shown
+    from steplr.training.data import load_dataset
+    from steplr.experiments.compare import recipe_config
+    from steplr.experiments.report import text_table
+    from steplr.experiments.tune import JOURNAL_FILE, SweepError, best_trials, confirm_best, count_trials, open_study
+    from steplr.experiments.tune_storage import shown
 
     study = open_study(search.recipe, search.study, search.storage, search.out, create=False,
                        grace_period=search.grace, db_timeout=search.db_timeout)
@@ -516,7 +516,7 @@ def _n_seeds(count: int) -> str:
 
 def _seeds(search: _Search, study: optuna.Study, rebuilding: bool) -> tuple[int, str]:
     """How many seeds to confirm on and, for ``--report``, a line saying where that count comes from."""
-    from .tune import recorded_seeds
+    from steplr.experiments.tune import recorded_seeds
 
     given = search.seeds
     if not rebuilding:
@@ -558,7 +558,7 @@ def _label(row: Confirmed) -> str:
 
 
 def _cells(row: Confirmed) -> tuple[str, ...]:
-    from .report import difference, p_value, percent
+    from steplr.experiments.report import difference, p_value, percent
 
     return (str(row.trial), str(row.step_size), f"{row.gamma:.4g}", f"{row.lr:.3g}", percent(row.trial_val_acc),
             percent(row.val_acc_mean), percent(row.test_acc_mean, row.test_acc_sd),
@@ -568,7 +568,7 @@ def _cells(row: Confirmed) -> tuple[str, ...]:
 
 def _sentence(row: Confirmed, chosen: bool, compared: int) -> str:
     """One config against the constant LR, claiming no more than its verdict word."""
-    from .report import percent, verdict_sentence
+    from steplr.experiments.report import percent, verdict_sentence
 
     label = (f"{'chosen on validation: ' if chosen else ''}trial {row.trial} (step_size {row.step_size}, gamma "
              f"{row.gamma:.4g}, lr {row.lr:.3g}; trial val acc {percent(row.trial_val_acc)})")
@@ -578,7 +578,7 @@ def _sentence(row: Confirmed, chosen: bool, compared: int) -> str:
 
 def _notes(result: Confirmation) -> list[str]:
     """What to know before trusting the numbers: one seed, diverged seeds, a run too short for decay to pay off."""
-    from .paired import NO_TEST
+    from steplr.experiments.paired import NO_TEST
 
     notes = []
     if len(result.seeds) < 2:
@@ -599,8 +599,8 @@ def _spe(result: Confirmation) -> int:
 
 
 def _chosen_plan(result: Confirmation) -> list[str]:
-    from .explain import explain, format_plan
-    from .schedules import StepDecay
+    from steplr.schedules.explain import explain, format_plan
+    from steplr.schedules.kinds import StepDecay
 
     best = result.rows[0]
     plan = explain(StepDecay(best.step_size, best.gamma), best.lr, result.base.epochs, _spe(result))
@@ -610,7 +610,7 @@ def _chosen_plan(result: Confirmation) -> list[str]:
 def _write_summary(out: Path, study: optuna.Study, counts: TrialCounts, name: str, where: str,
                    result: Confirmation | None, note: str | None = None) -> Path:
     """summary.json: the trial counts and one row per confirmed config (none, with a note, when nothing completed)."""
-    from ._files import atomic_write_text
+    from steplr._files import atomic_write_text
 
     summary: dict[str, Any] = {
         "chosen_on": "search trial validation accuracy (trial_val_acc, one run per trial)",
@@ -629,8 +629,8 @@ def _write_summary(out: Path, study: optuna.Study, counts: TrialCounts, name: st
 
 
 def _write_trials(out: Path, study: optuna.Study) -> Path:
-    from ._files import atomic_write_text
-    from .tune import study_rows
+    from steplr._files import atomic_write_text
+    from steplr.experiments.tune import study_rows
 
     rows = study_rows(study)
     buffer = io.StringIO()
@@ -643,8 +643,8 @@ def _write_trials(out: Path, study: optuna.Study) -> Path:
 def _write_report(search: _Search, result: Confirmation, study: optuna.Study, intro: list[str],
                   table: list[tuple[str, ...]], sentences: list[str], notes: list[str], plan: list[str],
                   columns: str) -> Path:
-    from .plots import Curve, plot_schedules
-    from .schedules import StepDecay
+    from steplr.experiments.plots import Curve, plot_schedules
+    from steplr.schedules.kinds import StepDecay
 
     figure = plot_schedules(
         [Curve(_label(row), StepDecay(row.step_size, row.gamma), row.lr) for row in result.rows],

@@ -17,7 +17,7 @@ finished (complete or pruned) trials in total:
   ``db_timeout`` seconds (:data:`DB_TIMEOUT`), or goes away, stops the search with :class:`StorageLost`: running
   the same call again continues the study.
 
-Storages, their secrets and their failures are handled in :mod:`steplr.tune_storage`; messages show storage
+Storages, their secrets and their failures are handled in :mod:`steplr.experiments.tune_storage`; messages show storage
 strings through :func:`redact` only.
 
 What a study tries is a :class:`Space` per setting, parsed by :func:`parse_space`: a range ``LOW:HIGH``
@@ -27,9 +27,9 @@ log-uniform), a list of choices ``a,b,c`` (one drawn per trial), or one fixed va
 Select on validation, report on test: every trial holds out a validation split of the training set
 (``validation``); the study maximises the final *validation* accuracy and its median pruner compares the
 per-epoch validation losses. The test set chooses nothing: :func:`confirm_best` retrains the best configs on
-several seeds beside a constant LR and compares their *test* accuracies (:mod:`steplr.paired`).
+several seeds beside a constant LR and compares their *test* accuracies (:mod:`steplr.experiments.paired`).
 
-``import steplr.tune`` is cheap: Optuna, SQLAlchemy and torch are imported when a function needs them.
+``import steplr.experiments.tune`` is cheap: Optuna, SQLAlchemy and torch are imported when a function needs them.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .tune_storage import (
+from steplr.experiments.tune_storage import (
     CONNECT_TIMEOUT,
     DB_TIMEOUT,
     GRACE_PERIOD,
@@ -63,8 +63,8 @@ from .tune_storage import (
 if TYPE_CHECKING:
     import optuna
 
-    from .data import TrainData
-    from .train import EpochRecord, TrainConfig
+    from steplr.training.data import TrainData
+    from steplr.training.train import EpochRecord, TrainConfig
 
 __all__ = [
     "SweepError",
@@ -170,7 +170,7 @@ def _float_range(text: str, kind: str) -> tuple[float, float]:
 
 def _duration_range(text: str) -> tuple[int, int, str]:
     """``parse_range`` for ``step_size``."""
-    from .units import Duration, parse_duration
+    from steplr.schedules.durations import Duration, parse_duration
 
     low_text, high_text = _split_range(text, "step_size")
     ends: list[tuple[int, str | None]] = []
@@ -268,7 +268,7 @@ def parse_space(text: str, kind: str) -> Space:
 
 def _one_value(item: str, kind: str, text: str) -> int | str | float:
     """One value of a list (or a fixed value) for ``parse_space``."""
-    from .units import Duration, parse_duration
+    from steplr.schedules.durations import Duration, parse_duration
 
     if kind == "step_size":
         try:
@@ -334,7 +334,7 @@ def _open_study(recipe: str | None, study_name: str, storage: str | None, run_di
     import optuna
 
     if recipe is not None:
-        from .experiments import RECIPES
+        from steplr.experiments.compare import RECIPES
 
         if recipe not in RECIPES:
             raise SweepError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
@@ -473,7 +473,7 @@ def _fail_dead_trials(study: optuna.Study, journal: bool) -> None:
     import optuna
     from optuna.trial import TrialState
 
-    from .tune_storage import _quiet_experimental
+    from steplr.experiments.tune_storage import _quiet_experimental
 
     if not journal:
         with _quiet_experimental():
@@ -640,10 +640,10 @@ def run_optuna(
     import optuna
     from optuna.trial import TrialState
 
-    from .data import load_dataset, split_validation
-    from .errors import DivergedError
-    from .experiments import DEFAULT_VALIDATION, recipe_config
-    from .train import train
+    from steplr.training.data import load_dataset, split_validation
+    from steplr.errors import DivergedError
+    from steplr.experiments.compare import DEFAULT_VALIDATION, recipe_config
+    from steplr.training.train import train
 
     validation = DEFAULT_VALIDATION if validation is None else validation
     spaces = [parse_space(step_size, "step_size"), parse_space(gamma, "gamma")]
@@ -825,7 +825,7 @@ class Confirmed:
 
     Accuracies are fractions in [0, 1] (a diverged seed counts as 0); ``diff_*`` are test-accuracy points against
     the constant LR, paired over seeds, with ``p_adjusted`` Holm-adjusted over every config confirmed together
-    (:func:`steplr.paired.against_baseline`). ``trial_val_acc`` is what the config was chosen (ranked) on: the
+    (:func:`steplr.experiments.paired.against_baseline`). ``trial_val_acc`` is what the config was chosen (ranked) on: the
     search trial's own final validation accuracy, one run; ``val_acc_mean`` and ``test_acc_mean`` are means over
     the ``seeds`` retrained runs. ``test_acc_sd`` is None with one seed (no spread exists).
     """
@@ -911,15 +911,15 @@ def confirm_best(
     """Retrain the study's best configs (:func:`best_trials`) on ``seeds`` beside a constant LR and compare them.
 
     Every config and, for each of their base LRs, a constant LR (schedule ``"none"``) train on every seed in
-    one batch (:func:`steplr.sweep.train_batched`), with the study's recipe, epochs and validation split. The
+    one batch (:func:`steplr.training.batched.train_batched`), with the study's recipe, epochs and validation split. The
     study chose the configs on validation accuracy; the comparison uses the test set only.
 
     Raises:
         SweepError: for a study without complete trials or made by another version of steplr.
     """
-    from .experiments import recipe_config
-    from .paired import against_baseline, still_falling
-    from .sweep import train_batched
+    from steplr.experiments.compare import recipe_config
+    from steplr.experiments.paired import against_baseline, still_falling
+    from steplr.training.batched import train_batched
 
     settings = _settings(study)
     chosen = best_trials(study, limit)
@@ -950,7 +950,7 @@ def confirm_best(
             sum(h.diverged_at is not None for h in baselines[float(lr)]), n,
         ))
     falling = {lr: still_falling([h.column("val_loss") for h in runs_]) for lr, runs_ in baselines.items()}
-    from .data import split_validation
+    from steplr.training.data import split_validation
 
     batches = -(-split_validation(data, base.validation).x_train.shape[0] // base.batch_size)
     return Confirmation(rows, list(seeds), base, batches, {lr: f for lr, f in falling.items() if f is not None})

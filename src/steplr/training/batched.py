@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .models import build_model
-from .schedules import StepDecay
-from .data import split_validation
-from .train import EpochRecord, History, TrainConfig, TrainData, _rows, plateau_signal
-from .units import resolve_duration
+from steplr.training.models import build_model
+from steplr.schedules.kinds import StepDecay
+from steplr.training.data import split_validation
+from steplr.training.train import EpochRecord, History, TrainConfig, TrainData, _rows, plateau_signal
+from steplr.schedules.durations import resolve_duration
 
 __all__ = ["train_batched", "lr_table", "configs_with", "BatchedModels", "SHARED_FIELDS"]
 

@@ -38,10 +38,10 @@ from typing import Any, NamedTuple, Protocol, overload
 import numpy as np
 from numpy.typing import NDArray
 
-from ._checks import require_steps
-from .schedules import Constant, Cosine, Exponential, LinearWarmup, MultiStep, Schedule, StepDecay
-from .schedules import Sequence as Chain
-from .units import check_positive_int
+from steplr.schedules._checks import require_steps
+from steplr.schedules.kinds import Constant, Cosine, Exponential, LinearWarmup, MultiStep, Schedule, StepDecay
+from steplr.schedules.kinds import Sequence as Chain
+from steplr.schedules.durations import check_positive_int
 
 __all__ = [
     "Interval",
@@ -66,7 +66,7 @@ _AHEAD = _WORKERS + 1  # chunks evaluated or in evaluation before the walk reads
 _EXPLICIT = 256  # decays evaluated one by one where the bisection cannot tell that neighbouring rates differ
 # base * gamma**k rounded once, for normal floats: neighbours differ by a factor gamma, so by more than one ulp
 # (2**-52 of the larger) whenever |1 - gamma| (or 1 - 1/gamma) exceeds 2**-52; 2**-50 leaves room for the
-# 128-bit truncation in steplr._exact.
+# 128-bit truncation in steplr.schedules._exact.
 _RATIO = 2.0**-50
 # A cosine or warm-up step that changes the rate by more than this share of its largest rate changes the computed
 # rate too, and in the same direction (their evaluation errors are a few ulps, 2**-52 each): see _strict_zones.

@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from .cli_args import UsageError, duration, duration_list, format_lr, name_list, positive_int
-from .errors import Interrupted
-from .explain import explain, format_plan
+from steplr.cli.args import UsageError, duration, duration_list, format_lr, name_list, positive_int
+from steplr.errors import Interrupted
+from steplr.schedules.explain import explain, format_plan
 
 __all__ = ["add_run_commands", "cmd_train", "cmd_compare", "RunUsageError", "claim_out", "check_out", "out_path",
            "print_warnings", "jsonable", "check_work", "add_budget_argument"]
@@ -96,7 +96,7 @@ def _add_overrides(parser: argparse.ArgumentParser, compare: bool) -> None:
 
 def memory_size(text: str) -> int:
     """``--max-memory``: a size such as 4G or 512M."""
-    from .budget import parse_size
+    from steplr.training.budget import parse_size
 
     try:
         return parse_size(text)
@@ -112,9 +112,9 @@ def add_budget_argument(parser: argparse.ArgumentParser) -> None:
 
 def check_work(what: str, models: int, config: Any, data: Any, batches: int, budget: int | None) -> None:
     """Refuse a command's work before anything is allocated: iterations per run, models, estimated memory."""
-    from . import budget as limits
-    from .grid import MAX_BATCH
-    from .models import build_model
+    from steplr.training import budget as limits
+    from steplr.experiments.grid import MAX_BATCH
+    from steplr.training.models import build_model
 
     in_features = int(data.x_train[0].numel())
     parameters = sum(p.numel() for p in build_model(config.model, in_features, data.num_classes).parameters())
@@ -258,7 +258,7 @@ def _new_folder_beside(path: Path) -> Path:
 
 
 def _load_data(name: str, args: argparse.Namespace) -> Any:
-    from .data import load_dataset
+    from steplr.training.data import load_dataset
 
     return load_dataset(name, data_dir=args.data_dir, download=not args.no_download)
 
@@ -297,13 +297,13 @@ def describe(config: Any) -> str:
 
 
 def _batches(data: Any, config: Any) -> int:
-    from .data import split_validation
+    from steplr.training.data import split_validation
 
     return int(-(-split_validation(data, config.validation).x_train.shape[0] // config.batch_size))
 
 
 def _figures(out: Path, runs: dict[str, Any]) -> dict[str, Path]:
-    from .plots import plot_run_lrs, plot_run_metric
+    from steplr.experiments.plots import plot_run_lrs, plot_run_metric
 
     return {
         "Learning rate per iteration": plot_run_lrs(runs, out / "lr.png"),
@@ -327,7 +327,7 @@ def _resume_config(out: Path, args: argparse.Namespace) -> Any:
     """The saved config of the run in ``out``, with a larger ``--epochs`` applied; other differences refused."""
     import dataclasses
 
-    from .train import TrainConfig
+    from steplr.training.train import TrainConfig
 
     if not (out / "config.json").is_file():
         raise UsageError(f"--resume: no run in {out} (no config.json)")
@@ -352,9 +352,9 @@ def _resume_config(out: Path, args: argparse.Namespace) -> Any:
 def cmd_train(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None = None) -> int:
     import torch
 
-    from ._files import atomic_write_text, remove_stale_temps
-    from .experiments import recipe_config
-    from .train import CHECKPOINT, check_resume, train
+    from steplr._files import atomic_write_text, remove_stale_temps
+    from steplr.experiments.compare import recipe_config
+    from steplr.training.train import CHECKPOINT, check_resume, train
 
     err = err or sys.stderr
     torch.set_num_threads(1)  # small models: threads cost more than they save
@@ -421,11 +421,11 @@ def _existing(out: Path) -> Iterator[Claim]:
 def cmd_compare(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None = None) -> int:
     import torch
 
-    from ._files import atomic_write_text
-    from .experiments import BASELINE, COMPARE_SCHEDULES, DEFAULT_VALIDATION, compare, compare_config, recipe_config
-    from .grid import MAX_BATCH
-    from .report import chosen_on_validation, summary_table, verdicts, write_report
-    from .train import replace_folder
+    from steplr._files import atomic_write_text
+    from steplr.experiments.compare import BASELINE, COMPARE_SCHEDULES, DEFAULT_VALIDATION, compare, compare_config, recipe_config
+    from steplr.experiments.grid import MAX_BATCH
+    from steplr.experiments.report import chosen_on_validation, summary_table, verdicts, write_report
+    from steplr.training.train import replace_folder
 
     err = err or sys.stderr
     torch.set_num_threads(1)
@@ -482,7 +482,7 @@ def cmd_compare(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None
 def _write_summary(out: Path, rows: list[Any], notes: list[str]) -> None:
     from dataclasses import asdict
 
-    from ._files import atomic_write_text
+    from steplr._files import atomic_write_text
 
     table = [asdict(row) for row in rows]
     buffer = io.StringIO()

@@ -1,4 +1,4 @@
-"""Where an Optuna study lives, for :mod:`steplr.tune`: storage URLs and their secrets, PostgreSQL connections that
+"""Where an Optuna study lives, for :mod:`steplr.experiments.tune`: storage URLs and their secrets, PostgreSQL connections that
 fail in bounded time, journal files that survive a torn write, and one-line errors for all of it.
 
 * **Secrets.** :func:`redact` hides anything that looks like ``user:secret@`` or a ``password=`` item in any storage
@@ -14,7 +14,7 @@ fail in bounded time, journal files that survive a torn write, and one-line erro
 A storage that fails while a search runs raises :class:`StorageLost` ("rerun the same command to continue").
 
 May import: the standard library at module level; optuna, sqlalchemy and psycopg inside functions only (``import
-steplr.tune`` stays cheap).
+steplr.experiments.tune`` stays cheap).
 """
 
 from __future__ import annotations

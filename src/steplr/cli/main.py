@@ -1,6 +1,6 @@
 """The ``steplr`` command: the top-level parser, ``explain`` and ``plot``, printing and exit codes, nothing else.
 
-Values are read by :mod:`steplr.cli_args` (a bare duration is epochs there); train, compare and sweep live in their
+Values are read by :mod:`steplr.cli.args` (a bare duration is epochs there); train, compare and sweep live in their
 own ``cli_*`` modules. Every error a user can cause is one line on stderr and exit code 2; no tracebacks, and no
 library's warnings. SIGTERM stops a command as Ctrl-C does.
 """
@@ -23,14 +23,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__
-from .cli_args import Parser, UsageError, duration, duration_list, name_list, number_list, positive_int
-from .cli_runs import RunUsageError, add_run_commands, cmd_compare, cmd_train
-from .cli_sweep import add_sweep_command, cmd_sweep
-from .errors import DivergedError, Interrupted, TrainError
-from .explain import explain, format_plan
-from .schedules import SCHEDULE_NAMES, LinearWarmup, Schedule, by_name, join
-from .units import resolve_duration
+from steplr import __version__
+from steplr.cli.args import Parser, UsageError, duration, duration_list, name_list, number_list, positive_int
+from steplr.cli.runs import RunUsageError, add_run_commands, cmd_compare, cmd_train
+from steplr.cli.sweep import add_sweep_command, cmd_sweep
+from steplr.errors import DivergedError, Interrupted, TrainError
+from steplr.schedules.explain import explain, format_plan
+from steplr.schedules.kinds import SCHEDULE_NAMES, LinearWarmup, Schedule, by_name, join
+from steplr.schedules.durations import resolve_duration
 
 __all__ = ["main", "entrypoint", "build_parser"]
 
@@ -169,7 +169,7 @@ def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
     if (target.exists() or target.is_symlink()) and not args.force:
         raise UsageError(f"{args.output} already exists: pass --force to overwrite it")
     combos = _combinations(args)
-    from .plots import Curve, plot_schedules
+    from steplr.experiments.plots import Curve, plot_schedules
 
     curves = [Curve(label, schedule, lr) for label, schedule, lr in combos]
     path = plot_schedules(curves, args.epochs, target, args.steps_per_epoch, args.log or None, args.title)
@@ -207,8 +207,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         return 2
     except (ValueError, TypeError) as error:
         err.write(f"steplr: error: {error}\n")
-        # A study storage lost mid-search (steplr.tune.StorageLost) has its own code: rerunning continues it.
-        tune = sys.modules.get("steplr.tune")  # it can only be that error if the search module was imported
+        # A study storage lost mid-search (steplr.experiments.tune.StorageLost) has its own code: rerunning continues it.
+        tune = sys.modules.get("steplr.experiments.tune")  # it can only be that error if the search module was imported
         return 3 if tune is not None and isinstance(error, tune.StorageLost) else 2
     except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: what the command had claimed was removed on the way out
         _forget_the_interrupt()

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._checks import (
+from steplr.schedules._checks import (
     Param,
     Steps,
     check_duration,
@@ -37,8 +37,8 @@ from ._checks import (
     resolve_value,
     require_steps,
 )
-from ._exact import ScalarMath, cosine_weights, scaled_power, scaled_power_array
-from .units import Duration
+from steplr.schedules._exact import ScalarMath, cosine_weights, scaled_power, scaled_power_array
+from steplr.schedules.durations import Duration
 
 __all__ = [
     "Schedule",

@@ -1,0 +1,1 @@
+"""Training: data loaders, models, the sequential reference trainer, the batched engine and work budgets."""
