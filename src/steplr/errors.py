@@ -1,11 +1,32 @@
-"""Errors of runs, importable without torch (the CLI catches them at start-up cost zero)."""
+"""steplr's errors, importable without torch. Every error steplr raises on purpose derives from
+:class:`SteplrError`; the command line shows those as one line (exit 2, or 1 for a diverged run) and anything else
+as a traceback, so a bug is never disguised as a usage error."""
 
 from __future__ import annotations
 
-__all__ = ["TrainError", "DivergedError", "Interrupted"]
+__all__ = [
+    "SteplrError",
+    "SteplrValueError",
+    "SteplrTypeError",
+    "TrainError",
+    "DivergedError",
+    "Interrupted",
+]
 
 
-class TrainError(RuntimeError):
+class SteplrError(Exception):
+    """Base of every error steplr raises on purpose: bad input, a run that cannot go on, a lost storage."""
+
+
+class SteplrValueError(SteplrError, ValueError):
+    """A bad value (the message names it). Still a ``ValueError``, as the library promises."""
+
+
+class SteplrTypeError(SteplrError, TypeError):
+    """A value of the wrong type (the message names it). Still a ``TypeError``, as the library promises."""
+
+
+class TrainError(SteplrError, RuntimeError):
     """A run that cannot start or continue (bad checkpoint, mismatched config)."""
 
 
