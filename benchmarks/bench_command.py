@@ -275,7 +275,7 @@ def figures_probe(which: str, source: str, history_dir: str, out: str) -> None:
 
     import torch  # noqa: F401
 
-    from steplr.training.train import History
+    from steplr.training.config import History
 
     history = History.from_dict(json.loads(Path(history_dir, "history.json").read_text()))
     start = time.perf_counter()

@@ -52,7 +52,8 @@ from torch.utils.data import Dataset as TorchDataset
 from steplr.training.data import FASHION_MNIST_SYSTEM_DIR, Dataset, load_mnist, load_qwerty, read_idx
 from steplr.experiments.compare import recipe_config
 from steplr.training.models import build_model
-from steplr.training.train import CHECKPOINT, History, load_checkpoint, train
+from steplr.training.config import History
+from steplr.training.train import CHECKPOINT, load_checkpoint, train
 
 from _results import write_section  # benchmarks/ is sys.path[0] when run as a script
 

@@ -20,7 +20,7 @@ from steplr.experiments import plots
 from steplr.experiments.plots import Curve, HeatmapPanel, plot_heatmap, plot_run_lrs, plot_run_metric, plot_schedules
 from steplr.schedules.explain import MAX_STEPS
 from steplr.schedules.kinds import Constant, Cosine, StepDecay
-from steplr.training.train import EpochRecord, History
+from steplr.training.config import EpochRecord, History
 
 PER_EPOCH = 23  # iterations per epoch, as in the qwerty recipe
 

@@ -131,7 +131,8 @@ def test_bad_settings_are_named():
 
 
 def test_plateau_reacts_to_validation_then_training_loss_never_test():
-    from steplr.training.train import EpochRecord, plateau_signal
+    from steplr.training.config import EpochRecord
+    from steplr.training.train import plateau_signal
 
     with_split = EpochRecord(1, train_loss=1.0, train_acc=0.5, test_loss=0.1, test_acc=0.9, lr=0.1, val_loss=0.5,
                              val_acc=0.7)

@@ -327,7 +327,7 @@ def _resume_config(out: Path, args: argparse.Namespace) -> Any:
     """The saved config of the run in ``out``, with a larger ``--epochs`` applied; other differences refused."""
     import dataclasses
 
-    from steplr.training.train import TrainConfig
+    from steplr.training.config import TrainConfig
 
     if not (out / "config.json").is_file():
         raise UsageError(f"--resume: no run in {out} (no config.json)")

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from steplr.experiments.paired import NO_TEST, against_baseline, baseline_notes
-from steplr.training.train import History, TrainConfig, TrainData
+from steplr.training.config import History, TrainConfig
+from steplr.training.train import TrainData
 
 __all__ = [
     "RECIPES",

@@ -12,7 +12,8 @@ from typing import Any
 
 from steplr.experiments.compare import DEFAULT_VALIDATION, recipe_config
 from steplr.experiments.paired import NO_TEST, against_baseline, baseline_notes
-from steplr.training.train import TrainConfig, TrainData
+from steplr.training.config import TrainConfig
+from steplr.training.train import TrainData
 
 __all__ = ["GridResult", "ConfigSummary", "grid_sweep", "MAX_BATCH"]
 

@@ -45,7 +45,7 @@ from steplr.experiments.paired import VERDICTS
 from steplr.schedules.kinds import Schedule
 
 if TYPE_CHECKING:
-    from steplr.training.train import History
+    from steplr.training.config import History
 
 __all__ = [
     "Curve",

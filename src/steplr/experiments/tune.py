@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     import optuna
 
     from steplr.training.data import TrainData
-    from steplr.training.train import EpochRecord, TrainConfig
+    from steplr.training.config import EpochRecord, TrainConfig
 
 __all__ = [
     "SweepError",

@@ -23,7 +23,8 @@ from torch import nn
 from steplr.training.models import build_model
 from steplr.schedules.kinds import StepDecay
 from steplr.training.data import split_validation
-from steplr.training.train import EpochRecord, History, TrainConfig, TrainData, _rows, plateau_signal
+from steplr.training.config import EpochRecord, History, TrainConfig
+from steplr.training.train import TrainData, _rows, plateau_signal
 from steplr.schedules.durations import resolve_duration
 
 __all__ = ["train_batched", "lr_table", "configs_with", "BatchedModels", "SHARED_FIELDS"]
