@@ -1,4 +1,4 @@
-# Both targets create .venv on first use and install the project with its test dependencies.
+# Every target creates .venv on first use and installs the project with all its extras and test tools.
 # constraints.txt pins torch to the 2.13.0 CPU build on this project's machines.
 PYTHON ?= python3
 VENV := .venv
@@ -6,20 +6,31 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO := demo
 
-.PHONY: install test typecheck demo bench clean
+.PHONY: install test test-fast lint typecheck demo bench clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "Installing steplr and its dependencies (torch CPU, matplotlib, scikit-learn, optuna, pytest, mypy) into $(VENV):" \
+	@echo "Installing steplr with every extra (torch CPU, matplotlib, scikit-learn, optuna) and its test tools into $(VENV):" \
 		"about 1-2 minutes the first time, quiet while it works."
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[all,test]'
 	touch $(STAMP)
 
+# Everything, the integration tests included (PostgreSQL, Chromium, signals, Lightning, a fresh core-only venv).
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The unit tests alone: no servers, browsers, subprocess kills or long command runs.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not integration"
+
+# Style (ruff) and the layer contract of DESIGN.md (import-linter, configured in pyproject.toml).
+lint: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
