@@ -16,19 +16,19 @@ from steplr.training.data import load_digits, load_qwerty
 from steplr.experiments.compare import recipe_config
 from steplr.experiments.grid import grid_sweep
 from steplr.schedules.kinds import StepDecay
-from steplr.training.batched import BatchedModels, lr_table, train_batched
+from steplr.training.batched import StackedModels, lr_table, train_batched
 from steplr.training.train import CHECKPOINT, train
 
 
 def mixed_configs(recipe: str) -> list:
     base = recipe_config(recipe)
     configs = [
-        dataclasses.replace(base, step_size=s, gamma=g, lr=lr, seed=seed)
+        base.with_settings(step_size=s, gamma=g, lr=lr, seed=seed)
         for s, g, lr, seed in [("1ep", 0.5, base.lr, 0), ("2ep", 0.1, base.lr * 3, 1), ("5ep", 0.9, base.lr, 2)]
     ]
-    configs += [dataclasses.replace(base, schedule=name, seed=3) for name in ("none", "cosine", "plateau")]
-    configs.append(dataclasses.replace(base, schedule="multistep", milestones=("2ep", "3ep"), seed=4))
-    configs.append(dataclasses.replace(base, schedule="exponential", gamma=0.8, seed=5))
+    configs += [base.with_settings(schedule=name, seed=3) for name in ("none", "cosine", "plateau")]
+    configs.append(base.with_settings(schedule="multistep", milestones=("2ep", "3ep"), seed=4))
+    configs.append(base.with_settings(schedule="exponential", gamma=0.8, seed=5))
     return configs
 
 
@@ -38,7 +38,7 @@ def test_model_i_of_a_batch_is_the_sequential_run(recipe, validation, tmp_path):
     # The whole recipe: 460 SGD steps for qwerty, 5 Adam epochs for digits; with a validation split, plateau steps
     # on the validation loss in both engines.
     configs = [dataclasses.replace(c, validation=validation) for c in mixed_configs(recipe)]
-    models: list[BatchedModels] = []
+    models: list[StackedModels] = []
     batched = train_batched(configs, data, models_out=models)
     for i, config in enumerate(configs):
         folder = tmp_path / str(i)
@@ -57,7 +57,7 @@ def test_model_i_of_a_batch_is_the_sequential_run(recipe, validation, tmp_path):
 
 def test_lr_table_is_one_broadcast_call_of_the_closed_form():
     base = recipe_config("digits")
-    configs = [dataclasses.replace(base, step_size=s, gamma=g) for s, g in [("1ep", 0.5), ("2ep", 0.1), (3, 0.9)]]
+    configs = [base.with_settings(step_size=s, gamma=g) for s, g in [("1ep", 0.5), ("2ep", 0.1), (3, 0.9)]]
     table = lr_table(configs, batches=23)
     assert table.shape == (3, 5)
     assert table[1].tolist() == [StepDecay(2, 0.1).lr(base.lr, t) for t in range(5)]

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 __all__ = ["BudgetError", "Work", "MAX_RUN_STEPS", "MAX_MODELS", "parse_size", "available_memory",
-           "default_budget", "estimate", "check", "format_size"]
+           "default_budget", "estimate", "check", "format_size", "SMALL_DATA_BYTES"]
 
 MAX_RUN_STEPS = 20_000_000  # iterations of one run (explain tabulates plans up to this many steps)
 MAX_MODELS = 200_000  # models in one command (seeds x configs); about 94,000 Qwerty models fit in 4 GiB
@@ -30,7 +30,9 @@ BUDGET_SHARE = 0.5  # of the available memory, by default
 _HISTORY_ENTRY = 96
 _TABLE_ENTRY = 12  # bytes per (model, step) of an LR table: float64 and its float32 copy
 _STATE_COPIES = 4  # weights, gradients and two optimizer moments (Adam; SGD keeps fewer)
-_COPY_LIMIT = 64 * 2**20  # the batched engine copies the shuffled training set per model only up to this size
+# Both engines shuffle the training set with one gather per epoch (a copy per model) while all the copies together
+# take at most this many bytes, else they gather every batch on its own (steplr.training.plan.RunPlan).
+SMALL_DATA_BYTES = 64 * 2**20
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "m": 2**20, "mb": 2**20, "g": 2**30, "gb": 2**30, "t": 2**40,
           "tb": 2**40}
 
@@ -95,7 +97,7 @@ def estimate(work: Work) -> int:
     histories = work.models * work.iterations * _HISTORY_ENTRY
     tables = work.together * work.steps * _TABLE_ENTRY  # per-epoch stepping: fewer steps than iterations
     state = work.together * work.parameters * 4 * _STATE_COPIES
-    copies = min(work.together * work.data_bytes, _COPY_LIMIT)
+    copies = min(work.together * work.data_bytes, SMALL_DATA_BYTES)
     return histories + tables + state + copies
 
 

@@ -1,15 +1,41 @@
-"""The models of the reference notes."""
+"""The models of the reference notes, and the shape each declares for the batched engine."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-__all__ = ["QwertyNet", "SimpleNet", "build_model", "MODELS"]
+from steplr.errors import SteplrValueError
+
+__all__ = ["StackSpec", "QwertyNet", "SimpleNet", "build_model", "stack_spec", "MODELS"]
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """What the batched engine can run: ``Linear`` layers applied in turn to the flattened input, with ReLU
+    between consecutive layers (none after the last: its outputs are the logits).
+
+    ``layers`` names the model's ``nn.Linear`` attributes in the order they are applied; the batched engine reads
+    the initial weights from them and writes a model's trained weights back under the same names.
+    """
+
+    layers: tuple[str, ...]
+    activation: str = "relu"
+
+    def __post_init__(self) -> None:
+        if not self.layers:
+            raise SteplrValueError("a stack needs at least one layer, got none")
+        if self.activation != "relu":
+            raise SteplrValueError(f"the batched engine runs ReLU stacks only, got activation {self.activation!r}")
 
 
 class QwertyNet(nn.Module):
     """2 -> 8 (ReLU) -> 3 logits: the notes' Qwerty classifier."""
+
+    stack: ClassVar[StackSpec] = StackSpec(("fc1", "fc2"))
 
     def __init__(self, in_features: int = 2, hidden: int = 8, num_classes: int = 3) -> None:
         super().__init__()
@@ -24,6 +50,8 @@ class QwertyNet(nn.Module):
 class SimpleNet(nn.Module):
     """One linear layer from flattened pixels to class logits: the notes' MNIST model (784 -> 10)."""
 
+    stack: ClassVar[StackSpec] = StackSpec(("fc",))
+
     def __init__(self, in_features: int = 28 * 28, num_classes: int = 10) -> None:
         super().__init__()
         self.fc = nn.Linear(in_features, num_classes)
@@ -37,9 +65,19 @@ MODELS = ("qwerty", "linear")
 
 
 def build_model(name: str, in_features: int, num_classes: int) -> nn.Module:
-    """A fresh model by name; weights come from torch's global RNG (the caller seeds it)."""
+    """A fresh model by name; weights come from torch's global RNG (the caller seeds it).
+
+    Raises:
+        SteplrValueError: for a name not in :data:`MODELS`.
+    """
     if name == "qwerty":
         return QwertyNet(in_features, 8, num_classes)
     if name == "linear":
         return SimpleNet(in_features, num_classes)
-    raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
+    raise SteplrValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
+
+
+def stack_spec(model: nn.Module) -> StackSpec | None:
+    """The :class:`StackSpec` the model's class declares (attribute ``stack``), or None: no batched fast path."""
+    spec = getattr(type(model), "stack", None)
+    return spec if isinstance(spec, StackSpec) else None

@@ -1,8 +1,10 @@
-"""The training loop: in-memory batches, a History, atomic checkpoints and exact resume.
+"""The sequential reference trainer: one model, in-memory batches, a History, atomic checkpoints and exact resume.
 
-Knows nothing about particular datasets: it takes tensors (a :class:`TrainData`), a model name and a
-:class:`TrainConfig`. The scheduler is a steplr :class:`~steplr.lr_scheduler.ScheduleLR` (or torch's
-``ReduceLROnPlateau`` for ``schedule="plateau"``), stepped per iteration or per epoch.
+Knows nothing about particular datasets: it takes tensors (a :class:`TrainData`) and a :class:`TrainConfig`, and
+takes everything the batched engine must agree on (split, batches, step cadence, batch orders, initial weights,
+scheduler, optimizer constants) from a :class:`~steplr.training.plan.RunPlan`. The scheduler is a steplr
+:class:`~steplr.lr_scheduler.ScheduleLR` (or torch's ``ReduceLROnPlateau`` for ``plateau``), stepped per
+iteration or per epoch.
 
 Learning rates in the history are the ones *applied*: ``iteration_lrs[i]`` is the LR the optimizer used at
 iteration ``i``. The reference notes record ``param_groups[0]["lr"]`` after ``scheduler.step()``, which is the LR
@@ -11,11 +13,8 @@ of the *next* iteration: their list is ours shifted by one.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,12 +24,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from steplr._files import atomic_write, atomic_write_text, remove_stale_temps
-from steplr.training.data import Split, TrainData, split_validation
+from steplr._files import remove_stale_temps
 from steplr.errors import DivergedError, TrainError
-from steplr.lr_scheduler import ScheduleLR
-from steplr.training.models import build_model
+from steplr.training._checkpoint import (
+    CHECKPOINT,
+    RUN_FILES,
+    check_resume,
+    checked_checkpoint,
+    load_checkpoint,
+    replace_folder,
+    save_checkpoint,
+    write_history,
+)
 from steplr.training.config import EpochRecord, History, TrainConfig
+from steplr.training.data import TrainData
+from steplr.training.plan import RunPlan, plateau_signal
 
 __all__ = [
     "TrainData",
@@ -38,276 +46,14 @@ __all__ = [
     "DivergedError",
     "train",
     "CHECKPOINT",
+    "CHECKPOINT_SECONDS",
     "load_checkpoint",
     "check_resume",
+    "replace_folder",
+    "plateau_signal",
 ]
 
-CHECKPOINT = "checkpoint.pt"
-_CHECKPOINT_FORMAT = "steplr.run/1"
-_CHECKPOINT_KEYS = ("format", "epoch", "config", "model", "optimizer", "scheduler", "generator", "history")
-_RUN_FILES = (CHECKPOINT, "history.json", "history.csv")  # what train() writes (atomically) in its folder
-_SMALL_DATA_BYTES = 16 * 2**20
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a run checkpoint without running code from it (``weights_only=True``).
-
-    Raises:
-        TrainError: if the file is missing, unreadable, corrupt or not a steplr run checkpoint.
-    """
-    if not path.is_file():
-        raise TrainError(f"no checkpoint to resume from at {path}")
-    try:
-        state = torch.load(path, weights_only=True)
-    except Exception as error:  # torch raises many types for damaged files
-        raise _corrupt(path, type(error).__name__) from None
-    if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
-        raise TrainError(f"{path} is not a steplr run checkpoint (format {_CHECKPOINT_FORMAT!r})")
-    missing = [key for key in _CHECKPOINT_KEYS if key not in state]
-    if missing:
-        raise _corrupt(path, f"missing {', '.join(missing)}")
-    return state
-
-
-def _corrupt(path: Path, what: str) -> TrainError:
-    return TrainError(f"checkpoint {path} is corrupt or unreadable ({what}); it was left as is")
-
-
-class _Damaged(Exception):
-    """What is wrong inside a checkpoint that torch could load (the caller names the file)."""
-
-
-def _saved_config(state: dict[str, Any], path: Path) -> TrainConfig:
-    data = state["config"]
-    if not isinstance(data, dict):
-        raise _corrupt(path, f"config is a {type(data).__name__}, not a dict")
-    try:
-        return TrainConfig.from_dict(data)
-    except (TypeError, ValueError) as error:
-        raise _corrupt(path, f"config: {error}") from None
-
-
-def _check_state(state: dict[str, Any], saved: TrainConfig, batches: int, model: nn.Module,
-                 optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
-    """Refuse a loadable but damaged checkpoint before any of it is loaded: each part must fit the run it resumes
-    (torch's own loaders would fail half-way with a traceback, or load a wrong shape's values silently)."""
-    epoch = state["epoch"]
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= saved.epochs:
-        raise _Damaged(f"epoch is {_shown(epoch)}, expected an integer in [0, {saved.epochs}]")
-    _check_tensors("model weight", state["model"], model.state_dict())
-    _check_optimizer(state["optimizer"], optimizer, saved.optimizer)
-    steps = epoch if saved.schedule == "plateau" else epoch * saved.steps_per_epoch(batches)  # plateau: per epoch
-    _check_scheduler(state["scheduler"], scheduler, steps)
-    generator = state["generator"]
-    if not isinstance(generator, torch.Tensor):
-        raise _Damaged(f"generator state is a {type(generator).__name__}, not a tensor")
-    try:
-        torch.Generator().set_state(generator)  # a scratch generator: torch checks size and content
-    except (RuntimeError, TypeError) as error:
-        raise _Damaged(f"bad generator state: {error}") from None
-    _check_history(state["history"], epoch, batches)
-
-
-def _check_tensors(kind: str, saved: object, expected: dict[str, torch.Tensor]) -> None:
-    if not isinstance(saved, dict):
-        raise _Damaged(f"{kind}s are a {type(saved).__name__}, not a dict")
-    missing, unknown = [k for k in expected if k not in saved], [str(k) for k in saved if k not in expected]
-    if missing or unknown:
-        raise _Damaged(f"{kind}s: missing {missing}, unknown {unknown}")
-    for name, want in expected.items():
-        _check_tensor(f"{kind} {name}", saved[name], tuple(want.shape), want.dtype)
-
-
-def _check_tensor(name: str, value: object, shape: tuple[int, ...], dtype: torch.dtype) -> None:
-    if not isinstance(value, torch.Tensor):
-        raise _Damaged(f"{name} is a {type(value).__name__}, not a tensor")
-    if tuple(value.shape) != shape:
-        raise _Damaged(f"{name} has shape {tuple(value.shape)}, expected {shape}")
-    if value.dtype != dtype:
-        raise _Damaged(f"{name} has dtype {value.dtype}, expected {dtype}")
-
-
-_OPTIMIZER_STATE = {"sgd": ((), ("momentum_buffer",)), "adam": (("step", "exp_avg", "exp_avg_sq"), ())}
-
-
-def _check_optimizer(saved: object, optimizer: torch.optim.Optimizer, name: str) -> None:
-    """Param groups as the config builds them (hyperparameters of the same kinds, a finite LR), and a state
-    tensor of each parameter's shape for every key the optimizer keeps."""
-    fresh = optimizer.state_dict()
-    if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict) \
-            or not isinstance(saved.get("param_groups"), list):
-        raise _Damaged("optimizer state is not a dict of 'state' and 'param_groups'")
-    groups = saved["param_groups"]
-    if len(groups) != len(fresh["param_groups"]):
-        raise _Damaged(f"optimizer has {len(groups)} param groups, expected {len(fresh['param_groups'])}")
-    for i, (group, want) in enumerate(zip(groups, fresh["param_groups"])):
-        if not isinstance(group, dict) or not _same(group.get("params"), want["params"]):
-            raise _Damaged(f"optimizer param_groups[{i}] does not list the model's parameters {want['params']}")
-        lr = group.get("lr")
-        if not _is_number(lr) or not 0 <= lr < math.inf:  # type: ignore[operator]
-            raise _Damaged(f"optimizer param_groups[{i}] lr is {_shown(lr)}, expected a finite number >= 0")
-        for key in want.keys() & group.keys():  # a key torch added or dropped between versions is its business
-            if not _same_kind(group[key], want[key]):
-                raise _Damaged(f"optimizer param_groups[{i}] {key} is {_shown(group[key])}, expected one like "
-                               f"{_shown(want[key])}")
-    parameters = [p for group in optimizer.param_groups for p in group["params"]]
-    required, optional = _OPTIMIZER_STATE[name]
-    for index, entry in saved["state"].items():
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(parameters):
-            raise _Damaged(f"optimizer state of parameter {_shown(index)}, which the model does not have")
-        keys = entry.keys() if isinstance(entry, dict) else set()
-        if not isinstance(entry, dict) or not set(required) <= keys <= {*required, *optional}:
-            raise _Damaged(f"optimizer state of parameter {index} has keys {sorted(map(str, keys))}, expected "
-                           f"{sorted(required) or sorted(optional)}")
-        for key, value in entry.items():
-            if not (key == "momentum_buffer" and value is None):
-                shape = () if key == "step" else tuple(parameters[index].shape)
-                dtype = torch.float32 if key == "step" else parameters[index].dtype
-                _check_tensor(f"optimizer {key} of parameter {index}", value, shape, dtype)
-    if required and len(saved["state"]) != len(parameters):
-        raise _Damaged(f"optimizer state covers {len(saved['state'])} of the model's {len(parameters)} parameters")
-
-
-def _shown(value: object) -> str:
-    """``repr(value)``, cut short: a damaged file may hold anything, and the error is one line."""
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _same_kind(value: object, like: object) -> bool:
-    """``value`` can stand where ``like`` stands: a number for a number, a tuple of as many numbers, and so on."""
-    if _is_number(like):
-        return _is_number(value) and math.isfinite(value)  # type: ignore[arg-type]
-    if isinstance(like, tuple):
-        return isinstance(value, tuple) and len(value) == len(like) and all(map(_same_kind, value, like))
-    if like is None or isinstance(like, bool):
-        return value is None or isinstance(value, bool)
-    return type(value) is type(like)
-
-
-def _same(value: object, like: object) -> bool:
-    """Equal and of the same types all the way down (a tensor is not equal to the number it holds)."""
-    if isinstance(like, dict):
-        return isinstance(value, dict) and value.keys() == like.keys() and all(_same(value[k], like[k]) for k in like)
-    if isinstance(like, (list, tuple)):
-        return type(value) is type(like) and len(value) == len(like) and all(map(_same, value, like))
-    return type(value) is type(like) and value == like
-
-
-_PLATEAU_PROGRESS = ("best", "num_bad_epochs", "cooldown_counter", "_last_lr")  # the rest comes from the config
-
-
-def _check_scheduler(saved: object, scheduler: Any, last_epoch: int) -> None:
-    """The scheduler state must be the config's, at step ``last_epoch``; for plateau its progress must be of the
-    right kinds (its loader copies every key onto the object, so an unknown key could replace a method)."""
-    fresh = {**scheduler.state_dict(), "last_epoch": last_epoch}
-    if not isinstance(saved, dict):
-        raise _Damaged(f"scheduler state is a {type(saved).__name__}, not a dict")
-    missing, unknown = sorted(fresh.keys() - saved.keys()), sorted(map(str, saved.keys() - fresh.keys()))
-    if missing or unknown:
-        raise _Damaged(f"scheduler state: missing {missing}, unknown {unknown}")
-    for key, want in fresh.items():
-        value = saved[key]
-        if isinstance(scheduler, ScheduleLR) or key not in _PLATEAU_PROGRESS:
-            if not _same(value, want):
-                raise _Damaged(f"scheduler {key} is {_shown(value)}, expected {_shown(want)} (from the run's config)")
-        elif key == "_last_lr":
-            if not (isinstance(value, list) and len(value) == len(want)
-                    and all(_is_number(v) and 0 <= v < math.inf for v in value)):
-                raise _Damaged(f"scheduler _last_lr is {_shown(value)}, expected {len(want)} finite numbers >= 0")
-        elif not _is_number(value) or (key != "best" and not (isinstance(value, int) and value >= 0)):
-            kind = "a number" if key == "best" else "an integer >= 0"
-            raise _Damaged(f"scheduler {key} is {_shown(value)}, expected {kind}")
-
-
-def _check_history(saved: object, epoch: int, batches: int) -> None:
-    """A record of each epoch trained (fields of :class:`EpochRecord`, numbers or null) and an LR per iteration."""
-    if not isinstance(saved, dict) or not isinstance(saved.get("epochs"), list) \
-            or not isinstance(saved.get("iteration_lrs"), list):
-        raise _Damaged("history is not a dict of 'epochs' and 'iteration_lrs' lists")
-    records, lrs = saved["epochs"], saved["iteration_lrs"]
-    if len(records) != epoch:
-        raise _Damaged(f"history has {len(records)} epochs, expected {epoch}")
-    fields = dataclasses.fields(EpochRecord)
-    required = {f.name for f in fields if f.default is dataclasses.MISSING}
-    for number, record in enumerate(records, start=1):
-        keys = record.keys() if isinstance(record, dict) else set()
-        if not isinstance(record, dict) or not required <= keys <= {f.name for f in fields}:
-            raise _Damaged(f"history epoch {number} has fields {sorted(map(str, keys))}, expected "
-                           f"{[f.name for f in fields]}")
-        if not (_same(record["epoch"], number)
-                and all(v is None or _is_number(v) for k, v in record.items() if k != "epoch")):
-            raise _Damaged(f"history epoch {number} is not a record of epoch {number}: {_shown(record)}")
-    if len(lrs) != epoch * batches or not all(_is_number(lr) and 0 <= lr < math.inf for lr in lrs):
-        raise _Damaged(f"history has {len(lrs)} iteration LRs, expected {epoch * batches} finite numbers >= 0 "
-                       f"({epoch} epochs of {batches} batches)")
-
-
-def _build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    if config.optimizer == "adam":
-        # fused: one kernel for the whole update instead of a Python loop over tensors; half of Adam's cost on
-        # the notes' linear model (benchmarks/RESULTS.md)
-        return torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
-    return torch.optim.SGD(model.parameters(), lr=config.lr)
-
-
-def _build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, batches: int) -> Any:
-    if config.schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=config.gamma, patience=config.plateau_patience
-        )
-    return ScheduleLR(optimizer, config.build_schedule(batches), steps_per_epoch=config.steps_per_epoch(batches))
-
-
-def _rows(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``tensor[index]`` for an integer index of any shape; index_select is 3x faster than advanced indexing."""
-    picked = torch.index_select(tensor, 0, index.reshape(-1))
-    return picked.view(*index.shape, *tensor.shape[1:])
-
-
-def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    if y.shape[0] == 0:
-        return math.nan, math.nan
-    with torch.no_grad():
-        logits = model(x)
-        loss = F.cross_entropy(logits, y).item()
-        accuracy = int((logits.argmax(dim=1) == y).sum()) / y.shape[0]
-    return loss, accuracy
-
-
 CHECKPOINT_SECONDS = 10.0  # wall-clock time between checkpoints; the last epoch always writes one
-
-
-def _checkpoint(folder: Path, epoch: int, config: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
-                scheduler: Any, generator: torch.Generator, history: History) -> None:
-    state = {
-        "format": _CHECKPOINT_FORMAT,
-        "epoch": epoch,
-        "config": config.as_dict(),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "generator": generator.get_state(),
-        "history": history.as_dict(),
-    }
-    atomic_write(folder / CHECKPOINT, lambda tmp: torch.save(state, tmp))
-    _write_history(folder, history)
-
-
-def replace_folder(new: Path, old: Path) -> None:
-    """Put the folder ``new`` where ``old`` is: ``old`` is moved aside, ``new`` renamed into place, ``old`` deleted.
-
-    Until the second rename the old folder is intact under its name, so an interrupted replacement loses nothing.
-    """
-    trash = old.with_name(f".{old.name}.old-{os.getpid()}")
-    if old.exists():
-        os.replace(old, trash)
-    os.replace(new, old)
-    shutil.rmtree(trash, ignore_errors=True)
 
 
 def train(
@@ -321,159 +67,125 @@ def train(
     replace: str | os.PathLike[str] | None = None,
 ) -> History:
     """Train one model; return its history. With ``out_dir``, write atomic checkpoints (and the history so far)
-    every ``checkpoint_seconds`` of wall-clock time and after the last epoch.
-
-    Same config and data give the same history bit for bit, so a checkpoint needs no fixed cadence: ``resume=True``
-    continues from the last one to exactly the history an uninterrupted run produces. With ``config.validation``
-    a stratified validation split is held out of the training set (:func:`steplr.training.data.split_validation`) and
-    evaluated every epoch; ``plateau`` steps on the validation loss (on the training loss without a split, never
-    on the test set). ``replace``: ``out_dir`` is a staging folder that replaces the folder ``replace`` once the
-    first checkpoint is written (``steplr train --force`` keeps the old run until then).
+    every ``checkpoint_seconds`` of wall-clock time and after the last epoch; ``resume=True`` continues from the
+    last one to exactly the history an uninterrupted run produces (same config and data, same history bit for bit).
+    ``config.validation`` holds out a stratified split, evaluated every epoch, on whose loss ``plateau`` steps (on
+    the training loss without one, never on the test set). ``replace``: ``out_dir`` is a staging folder moved over
+    ``replace`` once it holds the first checkpoint (``steplr train --force`` keeps the old run until then).
 
     Raises:
         DivergedError: when the loss becomes NaN or infinite (after saving the history so far).
         TrainError: for a missing or corrupt checkpoint on resume.
     """
-    folder = Path(out_dir) if out_dir is not None else None
-    split, batches, model, optimizer, scheduler = _build(config, data)
-    generator = torch.Generator().manual_seed(config.seed)
-    history = History()
-    start_epoch = 0
-    if resume:
-        if folder is None:
-            raise TrainError("resume needs the run's folder")
-        state = _checked_checkpoint(folder / CHECKPOINT, config, batches, model, optimizer, scheduler)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        history = History.from_dict(state["history"])
-        start_epoch = int(state["epoch"])
-    if folder is not None:  # what a process killed while writing left behind (after the checks: they touch nothing)
-        remove_stale_temps(folder, _RUN_FILES)
-
-    n = split.x_train.shape[0]
-    per_iteration = config.interval == "iteration" and config.schedule != "plateau"
-    parameters = [p for group in optimizer.param_groups for p in group["params"]]
-    # Small training sets are shuffled with one gather per epoch and sliced into views; for large ones a
-    # gather per batch is faster (it does not stream the whole set through memory again; benchmarks/RESULTS.md).
-    copy_per_epoch = split.x_train.element_size() * split.x_train.nelement() <= _SMALL_DATA_BYTES
-    last_save = time.monotonic()
-    for epoch in range(start_epoch, config.epochs):
+    plan = RunPlan([config], data)
+    model = plan.initial_model(0)
+    optimizer = plan.optimizer(model)
+    scheduler = plan.scheduler(optimizer)
+    generator = plan.generator(0)
+    folder = _RunFolder(out_dir, replace, checkpoint_seconds)
+    history, start_epoch = History(), 0
+    if resume:  # the checkpoint, checked, loaded into the objects above
+        history, start_epoch = _resume(folder.path, plan, model, optimizer, scheduler, generator)
+    folder.remove_stale_temps()
+    parameters = list(model.parameters())
+    for epoch in range(start_epoch, plan.epochs):
         model.train()
-        order = torch.randperm(n, generator=generator)
-        if copy_per_epoch:
-            x_epoch, y_epoch = _rows(split.x_train, order), _rows(split.y_train, order)
-        loss_sum, correct = 0.0, torch.zeros((), dtype=torch.int64)
-        lr = float("nan")
-        for batch in range(batches):
-            start, stop = batch * config.batch_size, (batch + 1) * config.batch_size
-            if copy_per_epoch:
-                xb, yb = x_epoch[start:stop], y_epoch[start:stop]
-            else:
-                index = order[start:stop]
-                xb, yb = _rows(split.x_train, index), _rows(split.y_train, index)
+        loss_sum, correct, lr = 0.0, torch.zeros((), dtype=torch.int64), math.nan
+        for batch, (xb, yb) in enumerate(plan.batches_of(plan.order(generator))):
             for parameter in parameters:  # zero_grad(set_to_none=True) without its per-call profiling overhead
                 parameter.grad = None
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)
             value = loss.item()
             if not math.isfinite(value):
-                if folder is not None:
-                    _write_history(folder, history)
+                folder.write_history(history)
                 raise DivergedError(epoch + 1, batch + 1, value)
             loss.backward()  # type: ignore[no-untyped-call]
             lr = float(optimizer.param_groups[0]["lr"])
             history.iteration_lrs.append(lr)
             optimizer.step()
-            if per_iteration:
+            if plan.steps_after_each_batch(0):
                 scheduler.step()
             loss_sum += value
             correct += (logits.argmax(dim=1) == yb).sum()
             if on_iteration is not None:
                 on_iteration()
-        model.eval()
-        val_loss, val_acc = _evaluate(model, split.x_val, split.y_val)
-        test_loss, test_acc = _evaluate(model, split.x_test, split.y_test)
-        record = EpochRecord(epoch + 1, loss_sum / batches, int(correct) / n, test_loss, test_acc, lr, val_loss, val_acc)
-        history.epochs.append(record)
-        if config.schedule == "plateau":
-            scheduler.step(plateau_signal(record))
-        elif not per_iteration:
-            scheduler.step()
-        now = time.monotonic()
-        if folder is not None and (epoch + 1 == config.epochs or now - last_save >= checkpoint_seconds):
-            _checkpoint(folder, epoch + 1, config, model, optimizer, scheduler, generator, history)
-            last_save = now
-            if replace is not None:
-                replace_folder(folder, Path(replace))
-                folder, replace = Path(replace), None
+        history.epochs.append(record := _evaluate(plan, model, epoch, loss_sum, int(correct), lr))
+        _step_after_epoch(plan, scheduler, record)
+        folder.checkpoint(epoch + 1 == plan.epochs, epoch + 1, config, model, optimizer, scheduler, generator, history)
         if on_epoch is not None:
             on_epoch(record)
     return history
 
 
-def _build(config: TrainConfig, data: TrainData) -> tuple[Split, int, nn.Module, torch.optim.Optimizer, Any]:
-    """The run's split of the data, batches per epoch, and its new model, optimizer and scheduler."""
-    split = split_validation(data, config.validation)
-    batches = math.ceil(split.x_train.shape[0] / config.batch_size)
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(config.seed)  # the CPU generator only: no device seeding to pay for
-        model = build_model(config.model, int(split.x_train[0].numel()), split.num_classes)
-    optimizer = _build_optimizer(config, model)
-    return split, batches, model, optimizer, _build_scheduler(config, optimizer, batches)
+class _RunFolder:
+    """Where a run writes, if anywhere: checkpoints every ``seconds`` of wall-clock time and after the last epoch,
+    the history files; a staging folder moved over ``replace`` once it holds the first checkpoint."""
+
+    def __init__(self, out_dir: str | os.PathLike[str] | None, replace: str | os.PathLike[str] | None,
+                 seconds: float) -> None:
+        self.path = Path(out_dir) if out_dir is not None else None
+        self.replace = Path(replace) if replace is not None else None
+        self.seconds = seconds
+        self.last_save = time.monotonic()
+
+    def remove_stale_temps(self) -> None:
+        """Remove what a process killed while writing left behind (called after the resume checks: they touch
+        nothing)."""
+        if self.path is not None:
+            remove_stale_temps(self.path, RUN_FILES)
+
+    def write_history(self, history: History) -> None:
+        if self.path is not None:
+            write_history(self.path, history)
+
+    def checkpoint(self, last: bool, epoch: int, *state: Any) -> None:
+        """Checkpoint after ``epoch`` epochs when it is the last or the time has come (``state``: as
+        :func:`~steplr.training._checkpoint.save_checkpoint` takes it after the epoch)."""
+        now = time.monotonic()
+        if self.path is None or not (last or now - self.last_save >= self.seconds):
+            return
+        save_checkpoint(self.path, epoch, *state)
+        self.last_save = now
+        if self.replace is not None:
+            replace_folder(self.path, self.replace)
+            self.path, self.replace = self.replace, None
 
 
-def check_resume(config: TrainConfig, data: TrainData, out_dir: str | os.PathLike[str]) -> None:
-    """Check that ``train(config, data, out_dir, resume=True)`` can continue from the folder's checkpoint, without
-    training or writing anything, so that a command can refuse a damaged run before it touches the folder.
-
-    Raises:
-        TrainError: what :func:`train` would raise for the checkpoint (missing, corrupt, of another config).
-    """
-    _, batches, model, optimizer, scheduler = _build(config, data)
-    _checked_checkpoint(Path(out_dir) / CHECKPOINT, config, batches, model, optimizer, scheduler)
-
-
-def _checked_checkpoint(path: Path, config: TrainConfig, batches: int, model: nn.Module,
-                        optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
-    """The checkpoint at ``path``, checked to continue ``config`` into these objects (which it does not touch)."""
-    state = load_checkpoint(path)
-    saved = _saved_config(state, path)
-    _check_resumable(saved, config, batches)
-    try:
-        _check_state(state, saved, batches, model, optimizer, scheduler)
-    except _Damaged as damage:
-        raise _corrupt(path, str(damage)) from None
-    return state
+def _resume(folder: Path | None, plan: RunPlan, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+            generator: torch.Generator) -> tuple[History, int]:
+    """Load the folder's checkpoint (once checked) into the run's objects; its history and epochs trained."""
+    if folder is None:
+        raise TrainError("resume needs the run's folder")
+    state = checked_checkpoint(folder / CHECKPOINT, plan.configs[0], plan.batches, model, optimizer, scheduler)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    generator.set_state(state["generator"])
+    return History.from_dict(state["history"]), int(state["epoch"])
 
 
-def plateau_signal(record: EpochRecord) -> float:
-    """The loss ``plateau`` reacts to: validation when the run holds out a split, else training (never test)."""
-    return record.train_loss if math.isnan(record.val_loss) else record.val_loss
+def _step_after_epoch(plan: RunPlan, scheduler: Any, record: EpochRecord) -> None:
+    """A reactive scheduler steps on the epoch's loss; a closed form stepped per epoch steps once."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(plateau_signal(record))
+    elif not plan.steps_after_each_batch(0):
+        scheduler.step()
 
 
-def _check_resumable(saved: TrainConfig, config: TrainConfig, batches: int) -> None:
-    """A checkpoint resumes only its own config, or extends it to more ``epochs`` when the schedule stays the same
-    (a length-dependent default, such as cosine's ``t_max``, would change the LRs already applied)."""
-    if dataclasses.replace(saved, epochs=config.epochs) != config:
-        raise TrainError("the checkpoint was written with another config; resume without overrides")
-    if config.epochs < saved.epochs:
-        raise TrainError(f"the checkpoint is of a {saved.epochs}-epoch run: cannot shorten it to {config.epochs}")
-    if config.epochs != saved.epochs and config.schedule != "plateau":
-        if saved.build_schedule(batches) != config.build_schedule(batches):
-            raise TrainError(
-                f"extending to {config.epochs} epochs would change the {config.schedule} schedule of the epochs "
-                "already trained (it depends on the run length): start a new run instead"
-            )
+def _evaluate(plan: RunPlan, model: nn.Module, epoch: int, loss_sum: float, correct: int, lr: float) -> EpochRecord:
+    """The epoch's record: training sums, and loss and accuracy on the validation split and the test set."""
+    model.eval()
+    split = plan.split
+    return plan.record(epoch, loss_sum, correct, lr, _metrics(model, split.x_test, split.y_test),
+                       _metrics(model, split.x_val, split.y_val))
 
 
-def _write_history(folder: Path, history: History) -> None:
-    atomic_write_text(folder / "history.json", json.dumps(history.as_dict(), indent=1))
-    header = "epoch,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,lr\n"
-    rows = [
-        f"{e.epoch},{e.train_loss!r},{e.train_acc!r},{e.val_loss!r},{e.val_acc!r},{e.test_loss!r},{e.test_acc!r},"
-        f"{e.lr!r}\n"
-        for e in history.epochs
-    ]
-    atomic_write_text(folder / "history.csv", header + "".join(rows))
+def _metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    if y.shape[0] == 0:
+        return math.nan, math.nan
+    with torch.no_grad():
+        logits = model(x)
+        loss = F.cross_entropy(logits, y).item()
+        accuracy = int((logits.argmax(dim=1) == y).sum()) / y.shape[0]
+    return loss, accuracy
