@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from steplr.cli.main import main
-from steplr.training.data import load_digits, load_qwerty
 from steplr.experiments.compare import recipe_config
 from steplr.experiments.grid import grid_sweep
 from steplr.schedules.kinds import StepDecay
 from steplr.training.batched import StackedModels, lr_table, train_batched
+from steplr.training.data import load_digits, load_qwerty
 from steplr.training.train import CHECKPOINT, train
 
 
@@ -128,7 +128,7 @@ def test_sweep_command_writes_results_heatmap_and_report(tmp_path):
 
 def test_a_two_lr_sweep_and_flags_of_the_other_engine(tmp_path):
     out = tmp_path / "two"
-    code, text, err = run("sweep", "qwerty", "--step-size", "2,5", "--gamma", "0.5", "--lr", "0.01,0.05",
+    code, _, err = run("sweep", "qwerty", "--step-size", "2,5", "--gamma", "0.5", "--lr", "0.01,0.05",
                           "--seeds", "1", "--epochs", "3", "--out", str(out))
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
@@ -161,7 +161,7 @@ def test_bad_sweep_input_is_one_line(tmp_path, argv, message):
 
 
 def test_grid_sweep_names_a_bad_value_before_training():
-    with pytest.raises(ValueError, match="gamma must be a finite number > 0, got -0.5"):
+    with pytest.raises(ValueError, match=r"gamma must be a finite number > 0, got -0\.5"):
         grid_sweep("qwerty", load_qwerty(), ["1ep", "2ep"], [0.5, -0.5], [0])
     with pytest.raises(ValueError, match="step sizes must list at least one value"):
         grid_sweep("qwerty", load_qwerty(), [], [0.5], [0])

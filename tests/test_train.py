@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -11,10 +12,10 @@ import sys
 import pytest
 import torch
 
-from steplr.training.data import load_digits, load_qwerty
 from steplr.errors import DivergedError, TrainError
 from steplr.experiments.compare import recipe_config
 from steplr.schedules.kinds import StepDecay
+from steplr.training.data import load_digits, load_qwerty
 from steplr.training.train import CHECKPOINT, load_checkpoint, train
 
 
@@ -253,7 +254,7 @@ def test_gamma_patience_and_seed_are_checked_with_their_range():
         ({"seed": -1}, "seed must be an integer in [0, 2**63 - 1], got -1"),
         ({"seed": 1.0}, "seed must be an integer in [0, 2**63 - 1], got 1.0"),
     ]:
-        with pytest.raises(ValueError) as info:
+        with pytest.raises(ValueError, match=re.escape(message)) as info:
             recipe_config("qwerty", **settings)
         assert str(info.value) == message
     assert recipe_config("qwerty", seed=2**63 - 1, schedule="plateau", gamma=0.99, plateau_patience=0).seed == 2**63 - 1

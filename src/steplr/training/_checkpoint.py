@@ -295,12 +295,12 @@ def _check_resumable(saved: TrainConfig, config: TrainConfig, batches: int) -> N
         raise TrainError("the checkpoint was written with another config; resume without overrides")
     if config.epochs < saved.epochs:
         raise TrainError(f"the checkpoint is of a {saved.epochs}-epoch run: cannot shorten it to {config.epochs}")
-    if config.epochs != saved.epochs and not is_reactive(config):
-        if saved.build_schedule(batches) != config.build_schedule(batches):
-            raise TrainError(
-                f"extending to {config.epochs} epochs would change the {schedule_name(config)} schedule of the epochs "
-                "already trained (it depends on the run length): start a new run instead"
-            )
+    extended = config.epochs != saved.epochs and not is_reactive(config)
+    if extended and saved.build_schedule(batches) != config.build_schedule(batches):
+        raise TrainError(
+            f"extending to {config.epochs} epochs would change the {schedule_name(config)} schedule of the epochs "
+            "already trained (it depends on the run length): start a new run instead"
+        )
 
 
 

@@ -18,6 +18,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from steplr.errors import SteplrValueError
+
 __all__ = ["BudgetError", "Work", "MAX_RUN_STEPS", "MAX_MODELS", "parse_size", "available_memory",
            "default_budget", "estimate", "check", "format_size", "SMALL_DATA_BYTES"]
 
@@ -37,7 +39,7 @@ _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "m": 2**20, "mb": 2**20, "g": 
           "tb": 2**40}
 
 
-class BudgetError(ValueError):
+class BudgetError(SteplrValueError):
     """The work asked for is larger than steplr allows or than the memory budget: one line naming the flag."""
 
 
@@ -64,10 +66,10 @@ def parse_size(text: str) -> int:
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
     unit = match.group(2).lower() if match else ""
     if match is None or unit not in _UNITS:
-        raise ValueError(f"expected a size such as 4G, 512M or a number of bytes, got {text!r}")
+        raise SteplrValueError(f"expected a size such as 4G, 512M or a number of bytes, got {text!r}")
     size = float(match.group(1)) * _UNITS[unit]
     if not size > 0 or not math.isfinite(size):
-        raise ValueError(f"expected a size above 0, got {text!r}")
+        raise SteplrValueError(f"expected a size above 0, got {text!r}")
     return int(size)
 
 

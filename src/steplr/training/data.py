@@ -20,7 +20,6 @@ import io
 import math
 import os
 import struct
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -34,6 +33,7 @@ import torch
 from numpy.typing import NDArray
 
 from steplr._files import atomic_write
+from steplr.errors import SteplrValueError
 
 __all__ = [
     "DATASET_NAMES",
@@ -101,7 +101,7 @@ _MAX_IDX_BYTES: Final = 1 << 30
 _USER_AGENT: Final = "steplr-data/0.1 (+urllib)"
 
 
-class DataError(ValueError):
+class DataError(SteplrValueError):
     """A dataset file is missing, unreadable, corrupt or could not be downloaded."""
 
 
@@ -185,7 +185,7 @@ def split_validation(data: TrainData, fraction: float) -> Split:
         ValueError: for a fraction outside [0, 1) or one too small or large to leave every class on both sides.
     """
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
-        raise ValueError(f"validation must be a fraction in [0, 1), got {fraction!r}")
+        raise SteplrValueError(f"validation must be a fraction in [0, 1), got {fraction!r}")
     if fraction == 0:
         empty_x, empty_y = data.x_train[:0], data.y_train[:0]
         return Split(data.x_train, data.y_train, empty_x, empty_y, data.x_test, data.y_test, data.num_classes)
@@ -197,7 +197,9 @@ def split_validation(data: TrainData, fraction: float) -> Split:
             np.arange(labels.size), test_size=fraction, random_state=VALIDATION_SEED, stratify=labels
         )
     except ValueError as error:
-        raise ValueError(f"validation {fraction:g} cannot split {labels.size} training examples by class: {error}") from None
+        raise SteplrValueError(
+            f"validation {fraction:g} cannot split {labels.size} training examples by class: {error}"
+        ) from None
     # Sorted, so the training examples keep their order (each run's epoch shuffles draw from this order).
     keep_index, held_index = torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(held))
     return Split(
@@ -251,7 +253,7 @@ def read_idx(path: str | os.PathLike[str]) -> NDArray[np.uint8]:
     """
     path = Path(path)
     try:
-        file = open(path, "rb")
+        file = open(path, "rb")  # noqa: SIM115 (a failed open is its own error; the with below closes it)
     except OSError as exc:
         raise DataError(f"cannot read IDX file {path}: {exc.strerror or exc}") from exc
     with file:
@@ -428,7 +430,9 @@ def _download(data_dir: Path, mirrors: Sequence[str], checksums: Mapping[str, st
         raise
 
 
-def _download_missing(data_dir: Path, mirrors: Sequence[str], checksums: Mapping[str, str], timeout: float) -> list[Path]:
+def _download_missing(
+    data_dir: Path, mirrors: Sequence[str], checksums: Mapping[str, str], timeout: float
+) -> list[Path]:
     files = []
     for stem in _IDX_FILES:
         # Keep files an earlier, interrupted run already completed; they were verified before being renamed.
@@ -471,7 +475,7 @@ def load_mnist(
     checked against ``checksums`` (file name -> MD5), which default to the published values.
     """
     if kind not in _TORCHVISION_DIRS:
-        raise ValueError(f"unknown kind {kind!r}; choose 'mnist' or 'fashion-mnist'")
+        raise SteplrValueError(f"unknown kind {kind!r}; choose 'mnist' or 'fashion-mnist'")
     root = None if data_dir is None else Path(data_dir)
     searched = _search_dirs(kind, root)
     for directory in searched:
@@ -508,4 +512,4 @@ def load_dataset(
         return load_digits(seed=seed)
     if key in ("mnist", "fashion-mnist"):
         return load_mnist(data_dir, kind=key, download=download)
-    raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASET_NAMES)}")
+    raise SteplrValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASET_NAMES)}")

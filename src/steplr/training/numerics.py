@@ -64,7 +64,9 @@ class StackedModels:
             a = torch.baddbmm(self.biases[index].unsqueeze(2), self.weights[index], a.relu_())
         return a
 
-    def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    def forward_backward(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Mean cross-entropy per model, which rows each model classifies right, and the gradients.
 
         ``x`` is a batch (K, in, B) with labels ``y`` (K, B). Returns the losses (K,), a mask (K, B) and the
