@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from steplr.training.budget import MAX_RUN_STEPS, BudgetError, Work, check, estimate, parse_size
 from steplr.cli.main import main
+from steplr.training.budget import MAX_RUN_STEPS, BudgetError, Work, check, estimate, parse_size
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -48,7 +48,10 @@ def test_estimate_grows_with_models_and_iterations():
     (["sweep", "qwerty", "--epochs", "100000000"], "iterations per run, more than steplr runs"),
     (["sweep", "qwerty", "--seeds", "99999999999"], "lower --seeds"),
     (["train", "qwerty", "--epochs", "100000000"], "lower --epochs"),
-    (["compare", "qwerty", "--epochs", "2000", "--seeds", "50", "--max-memory", "100M"], "more than --max-memory 100.0 MiB"),
+    (
+        ["compare", "qwerty", "--epochs", "2000", "--seeds", "50", "--max-memory", "100M"],
+        "more than --max-memory 100.0 MiB",
+    ),
     (["compare", "qwerty", "--max-memory", "4X"], "argument --max-memory: expected a size"),
 ])
 def test_oversized_work_is_refused_before_anything_is_allocated(tmp_path, argv, message):
@@ -79,9 +82,9 @@ def test_a_recipe_name_that_is_a_path_creates_nothing(tmp_path, monkeypatch):
 
 
 def test_an_optuna_search_is_sized_before_it_starts(tmp_path):
-    code, out, err = run("sweep", "qwerty", "--engine", "optuna", "--epochs", "100000000", "--out", str(tmp_path / "o"))
+    code, _, err = run("sweep", "qwerty", "--engine", "optuna", "--epochs", "100000000", "--out", str(tmp_path / "o"))
     assert code == 2 and "(a trial) asks for 1,900,000,000 iterations per run" in err
-    code, out, err = run("sweep", "qwerty", "--engine", "optuna", "--epochs", "2000", "--seeds", "500",
-                         "--max-memory", "50M", "--out", str(tmp_path / "o"))
+    code, _, err = run("sweep", "qwerty", "--engine", "optuna", "--epochs", "2000", "--seeds", "500",
+                       "--max-memory", "50M", "--out", str(tmp_path / "o"))
     assert code == 2 and "(the confirmation) needs about" in err
     assert not (tmp_path / "o").exists()

@@ -1,12 +1,13 @@
-"""steplr.training.data on real files and a real loopback HTTP server: qwerty, digits, IDX parsing and MNIST downloads."""
+"""steplr.training.data on real files and a real loopback HTTP server: qwerty, digits, IDX parsing, MNIST
+downloads."""
 
 from __future__ import annotations
 
 import functools
-import math
 import gzip
 import hashlib
 import http.server
+import math
 import os
 import socket
 import struct
@@ -138,14 +139,14 @@ def notes_qwerty() -> tuple[torch.Tensor, ...]:
     state = np.random.get_state()
     try:
         np.random.seed(42)
-        n_per_class = 300
+        n_per_class = 300  # the notes' three blobs
         means = np.array([[2, 1], [-2, 1], [0, -3]])
         cov = np.array([[1, 0], [0, 1]])
-        X = np.zeros((900, 2), np.float32)
-        y = np.zeros(900, np.int64)
+        X = np.zeros((3 * n_per_class, 2), np.float32)
+        y = np.zeros(3 * n_per_class, np.int64)
         for i in range(3):
-            idx = range(i * 300, (i + 1) * 300)
-            X[idx, :] = np.random.multivariate_normal(means[i], cov, 300)
+            idx = range(i * n_per_class, (i + 1) * n_per_class)
+            X[idx, :] = np.random.multivariate_normal(means[i], cov, n_per_class)
             y[idx] = i
         X_t = torch.tensor(X, dtype=torch.float32)
         y_t = torch.tensor(y, dtype=torch.long)
@@ -373,7 +374,7 @@ def test_fashion_system_dir_is_used_without_data_dir(tmp_path: Path, monkeypatch
 def test_image_and_label_counts_must_agree(tmp_path: Path):
     train_images, train_labels, test_images, test_labels = ARRAYS
     write_mnist(tmp_path, gz=False, arrays=(train_images, train_labels[:-1], test_images, test_labels))
-    with pytest.raises(DataError, match="12 images but .*train-labels-idx1-ubyte holds 11 labels"):
+    with pytest.raises(DataError, match=r"12 images but .*train-labels-idx1-ubyte holds 11 labels"):
         load_mnist(tmp_path, download=False)
 
 
@@ -384,7 +385,7 @@ def test_missing_files_without_download_say_where_and_what(tmp_path: Path):
     message = str(info.value)
     for fragment in (*STEMS, str(tmp_path), str(tmp_path / "FashionMNIST" / "raw"), "--data-dir", "disabled"):
         assert fragment in message
-    with pytest.raises(DataError, match="no data directory was given.*--data-dir"):
+    with pytest.raises(DataError, match=r"no data directory was given.*--data-dir"):
         load_mnist(download=True)
 
 
@@ -421,7 +422,7 @@ def test_checksum_mismatch_leaves_only_verified_files(tmp_path: Path, mirror_dir
     served, sums = mirror_dir
     wrong = dict(sums, **{"t10k-labels-idx1-ubyte.gz": "0" * 32})
     target = tmp_path / "target"
-    with serve(served) as url, pytest.raises(DataError, match="checksum mismatch for t10k-labels-idx1-ubyte.gz"):
+    with serve(served) as url, pytest.raises(DataError, match=r"checksum mismatch for t10k-labels-idx1-ubyte\.gz"):
         load_mnist(target, mirrors=[url], checksums=wrong, timeout=5)
     left = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in target.iterdir()}
     assert left == {name: md5 for name, md5 in sums.items() if not name.startswith("t10k-labels")}
@@ -467,7 +468,7 @@ def test_real_fashion_mnist_from_the_system_package():
     assert ds.x_train.shape == (60000, 784) and ds.x_test.shape == (10000, 784)
     assert ds.num_features == 784 and ds.num_classes == 10
     assert set(ds.y_train.unique().tolist()) == set(range(10)) == set(ds.y_test.unique().tolist())
-    assert 0 <= float(ds.x_test.min()) and float(ds.x_test.max()) <= 1
+    assert float(ds.x_test.min()) >= 0 and float(ds.x_test.max()) <= 1
 
 
 def test_validation_split_is_stratified_seeded_and_disjoint():

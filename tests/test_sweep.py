@@ -15,8 +15,10 @@ from steplr.cli.main import main
 from steplr.experiments.compare import recipe_config
 from steplr.experiments.grid import grid_sweep
 from steplr.schedules.kinds import StepDecay
-from steplr.training.batched import StackedModels, lr_table, train_batched
+from steplr.training.batched import train_batched
 from steplr.training.data import load_digits, load_qwerty
+from steplr.training.numerics import StackedModels
+from steplr.training.plan import lr_table
 from steplr.training.train import CHECKPOINT, train
 
 

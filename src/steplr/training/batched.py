@@ -19,9 +19,9 @@ import torch
 from steplr.training.config import EpochRecord, History, TrainConfig
 from steplr.training.data import TrainData
 from steplr.training.numerics import Adam, StackedModels, metrics, sgd_step
-from steplr.training.plan import SHARED_FIELDS, LearningRates, RunPlan, lr_table, rows
+from steplr.training.plan import LearningRates, RunPlan, rows
 
-__all__ = ["train_batched", "lr_table", "StackedModels", "SHARED_FIELDS"]
+__all__ = ["train_batched"]
 
 
 def train_batched(
