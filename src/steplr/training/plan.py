@@ -116,6 +116,7 @@ class RunPlan:
         self.steps_per_epoch = first.steps_per_epoch(self.batches)
         self.per_iteration = first.interval == "iteration"  # scheduler steps (table columns) per batch, else per epoch
         self.in_features = int(x[0].numel())
+        self.reactive = tuple(is_reactive(c) for c in configs)  # stepped once an epoch on a loss
         # The gather strategy: small training sets are shuffled with one gather per epoch (every model's copy
         # together) and sliced into views; for large ones a gather per batch is faster, as it does not stream the
         # whole set through memory again (benchmarks/RESULTS.md).
@@ -131,7 +132,7 @@ class RunPlan:
 
     def steps_after_each_batch(self, i: int) -> bool:
         """Whether config ``i``'s scheduler steps after every batch (a closed form stepped per iteration)."""
-        return self.per_iteration and not is_reactive(self.configs[i])
+        return self.per_iteration and not self.reactive[i]
 
     def generator(self, i: int) -> torch.Generator:
         """Config ``i``'s generator of batch orders, seeded from its seed."""
@@ -197,7 +198,7 @@ class LearningRates:
         self.plan = plan
         self.table = torch.from_numpy(lr_table(plan.configs, plan.batches))
         self.rounded = self.table.to(dtype)  # the LRs as the parameters' dtype holds them (SGD's update)
-        self.reactive = [i for i, c in enumerate(plan.configs) if is_reactive(c)]
+        self.reactive = [i for i, reactive in enumerate(plan.reactive) if reactive]
         self.controller = _plateau([plan.configs[i] for i in self.reactive])
 
     def start_epoch(self, epoch: int) -> None:
