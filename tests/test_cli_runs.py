@@ -44,7 +44,8 @@ def test_train_prints_the_notes_log_and_writes_the_run(tmp_path):
     names = {p.name for p in out.iterdir()}
     assert names == {"config.json", "history.csv", "history.json", "lr.png", "loss.png", "accuracy.png", "checkpoint.pt"}
     config = json.loads((out / "config.json").read_text())
-    assert config["recipe"] == "digits" and config["optimizer"] == "adam" and config["step_size"] == "2ep"
+    assert config["recipe"] == "digits" and config["optimizer"] == "adam"
+    assert config["schedule"] == {"kind": "step", "step_size": "2ep", "gamma": 0.1}
     with open(out / "history.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 5 and float(rows[2]["lr"]) == pytest.approx(1e-4)
@@ -55,7 +56,7 @@ def test_train_overrides_are_saved_and_a_full_folder_is_refused(tmp_path):
     code, _, _ = run("train", "qwerty", "--epochs", "2", "--gamma", "0.1", "--step-size", "1ep", "--out", str(out))
     assert code == 0
     config = json.loads((out / "config.json").read_text())
-    assert (config["epochs"], config["gamma"], config["step_size"]) == (2, 0.1, "1ep")
+    assert (config["epochs"], config["schedule"]["gamma"], config["schedule"]["step_size"]) == (2, 0.1, "1ep")
     code, text, err = run("train", "qwerty", "--out", str(out))
     assert code == 2 and text == "" and err.count("\n") == 1 and "is not empty" in err
     code, _, err = run("train", "qwerty", "--out", str(out), "--resume", "--lr", "0.5")
@@ -241,7 +242,7 @@ def test_resume_starts_over_without_a_checkpoint_and_extends_a_finished_run(tmp_
 def test_bare_durations_are_epochs_and_plan_warnings_go_to_stderr(tmp_path):
     code, text, err = run("train", "qwerty", "--step-size", "5", "--epochs", "6", "--out", str(tmp_path / "q"))
     assert code == 0 and err == ""
-    assert json.loads((tmp_path / "q" / "config.json").read_text())["step_size"] == "5ep"
+    assert json.loads((tmp_path / "q" / "config.json").read_text())["schedule"]["step_size"] == "5ep"
     lrs = [line.split("LR: ")[1] for line in text.splitlines() if line.startswith("Epoch")]
     assert lrs == ["0.010000"] * 5 + ["0.005000"]
     code, text, err = run("train", "digits", "--step-size", "1", "--gamma", "0.01", "--epochs", "4",
@@ -265,7 +266,8 @@ def test_compare_takes_every_override_and_shows_the_plans(tmp_path):
     page = (out / "report.html").read_text()
     assert "epoch 0: lr 0.0001" in page  # the warm-up starts at 0.1 x lr
     configs = json.loads(re.search(r"<h2>Configs</h2><pre>(.*?)</pre>", page, re.DOTALL).group(1).replace("&quot;", '"'))
-    assert configs["multistep"]["milestones"] == ["2ep", "3ep"] and configs["cosine"]["t_max"] == "3ep"
+    assert configs["multistep"]["schedule"]["milestones"] == ["2ep", "3ep"]
+    assert configs["cosine"]["schedule"]["t_max"] == "3ep"
     code, text, err = run("compare", "digits", "--seeds", "2", "--epochs", "3", "--schedules", "plateau",
                           "--plateau-patience", "0", "--gamma", "0.3", "--out", str(tmp_path / "p"))
     assert code == 0, err

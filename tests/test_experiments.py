@@ -19,11 +19,12 @@ def comparison():
 def test_recipes_carry_the_notes_settings():
     qwerty = recipe_config("qwerty")
     assert (qwerty.optimizer, qwerty.lr, qwerty.batch_size, qwerty.epochs) == ("sgd", 0.01, 32, 20)
-    assert (qwerty.schedule, qwerty.step_size, qwerty.gamma, qwerty.interval) == ("step", "5ep", 0.5, "iteration")
+    assert (qwerty.schedule.kind, dict(qwerty.schedule.params), qwerty.interval) == (
+        "step", {"step_size": "5ep", "gamma": 0.5}, "iteration")
     mnist = recipe_config("mnist")
     assert (mnist.model, mnist.optimizer, mnist.lr, mnist.batch_size, mnist.epochs) == ("linear", "adam", 1e-3, 64, 5)
-    assert (mnist.step_size, mnist.gamma, mnist.interval) == ("2ep", 0.1, "epoch")
-    assert recipe_config("qwerty", gamma=0.9, lr=None).gamma == 0.9
+    assert (dict(mnist.schedule.params), mnist.interval) == ({"step_size": "2ep", "gamma": 0.1}, "epoch")
+    assert recipe_config("qwerty", gamma=0.9, lr=None).schedule.params["gamma"] == 0.9
     with pytest.raises(ValueError, match="unknown setting 'decay'"):
         recipe_config("qwerty", decay=3)
 
@@ -100,21 +101,23 @@ def test_notes_flag_a_short_run_and_a_plateau_that_never_fired():
 
 def test_every_schedule_gets_a_fair_default():
     base = recipe_config("digits")
-    assert schedule_config(base, "multistep").milestones == ("2ep", "3ep")
+    assert schedule_config(base, "multistep").schedule.params["milestones"] == ("2ep", "3ep")
     cosine = schedule_config(base, "cosine")
-    assert cosine.t_max is None and cosine.build_schedule(1).params()["t_max"] == 5  # the whole run
-    assert schedule_config(base, "exponential").gamma == pytest.approx(0.01 ** (1 / 5))
+    assert cosine.schedule.params["t_max"] is None and cosine.build_schedule(1).params()["t_max"] == 5  # whole run
+    assert schedule_config(base, "exponential").schedule.params["gamma"] == pytest.approx(0.01 ** (1 / 5))
     with pytest.raises(ValueError, match="unknown schedule 'linear'"):
         schedule_config(base, "linear")
 
 
 def test_the_users_settings_win_over_fair_defaults():
-    base = recipe_config("digits", milestones=("1ep", "4ep"), gamma=0.3, plateau_patience=0)
-    given = {"milestones", "gamma", "plateau_patience"}
-    assert schedule_config(base, "multistep", given).milestones == ("1ep", "4ep")
-    assert schedule_config(base, "exponential", given).gamma == 0.3
+    base = recipe_config("digits")
+    given = {"milestones": ("1ep", "4ep"), "gamma": 0.3, "plateau_patience": 0}
+    assert schedule_config(base, "multistep", given).schedule.params["milestones"] == ("1ep", "4ep")
+    assert schedule_config(base, "exponential", given).schedule.params["gamma"] == 0.3
     plateau = schedule_config(base, "plateau", given)
-    assert (plateau.gamma, plateau.plateau_patience) == (0.3, 0)
+    assert plateau.plateau() == (0.3, 0)
+    # a setting named without a value keeps base's: the recipe's gamma, not exponential's fair one
+    assert schedule_config(recipe_config("digits", gamma=0.3), "exponential", {"gamma"}).schedule.params["gamma"] == 0.3
 
 
 def test_verdict_sentences_use_only_the_verdict_word(comparison):

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from steplr.schedules._exact import scaled_power
+from steplr.schedules.spec import ScheduleSpec
 from steplr.schedules.kinds import (
     Constant,
     Cosine,
@@ -23,7 +24,6 @@ from steplr.schedules.kinds import (
     MultiStep,
     Sequence,
     StepDecay,
-    by_name,
     join,
     schedule_from_params,
 )
@@ -280,7 +280,7 @@ def test_bad_eta_min_is_refused_with_its_value(value, error, shown):
 def test_a_negative_eta_min_is_refused_by_every_way_of_building_a_cosine():
     message = "eta_min must be a finite number >= 0, got -0.5"
     with pytest.raises(ValueError, match=message):
-        by_name("cosine", t_max=10, eta_min=-0.5)
+        ScheduleSpec("cosine", {"t_max": 10, "eta_min": -0.5})
     with pytest.raises(ValueError, match=message):
         schedule_from_params({"type": "Cosine", "t_max": 10, "eta_min": -0.5})
 

@@ -1,6 +1,6 @@
 """How the ``steplr`` command reads its arguments: one parser class and one function per kind of value.
 
-Conventions every command follows (imports argparse and :mod:`steplr.schedules.durations` only: no torch, no matplotlib):
+Conventions every command follows (imports argparse and the NumPy-only schedule registry: no torch, no matplotlib):
 
 * **Durations on the command line count epochs by default.** ``5`` and ``5ep`` are 5 epochs, ``115it`` is 115
   iterations (scheduler steps when stepping per batch). :func:`duration` turns each into its canonical string
@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
 from steplr.schedules.durations import MAX_STEPS, parse_duration
+from steplr.schedules.registry import Param, lookup, params_by_name
 
 __all__ = [
     "UsageError",
@@ -40,6 +41,9 @@ __all__ = [
     "name_list",
     "positive_int",
     "format_lr",
+    "add_schedule_flags",
+    "schedule_values",
+    "refuse_unread",
 ]
 
 T = TypeVar("T")
@@ -175,3 +179,49 @@ def format_lr(lr: float) -> str:
     if 0 < lr < 1e-6:
         return f"{lr:.6e}"
     return f"{lr:.6f}"
+
+
+# --------------------------------------------------------------------------- schedule flags, from the registry
+
+_READERS: dict[str, Callable[[str], Any]] = {"duration": duration, "durations": duration_list, "number": float,
+                                             "count": int}
+_LISTS: dict[str, Callable[[str], Any]] = {"duration": duration_list, "number": number_list}
+
+
+def add_schedule_flags(parser: argparse.ArgumentParser, *, closed_forms: bool, lists: bool,
+                       default_note: Callable[[Param, list[str]], str]) -> None:
+    """One flag per schedule parameter of the registry (``--step-size``, ``--gamma``...), shared by the kinds that
+    read it. Every flag's value is None when not given (so a command can tell, and refuse a flag no chosen kind
+    reads); ``default_note(param, readers)`` says in the help what an unset flag means.
+
+    ``closed_forms``: leave out parameters only reactive kinds read (explain and plot draw closed forms). ``lists``:
+    a parameter marked ``vary`` takes comma-separated values (explain prints, plot draws, one schedule per value).
+    """
+    many = " (comma-separated values draw one curve each)" if lists else ""
+    for name, (param, kinds) in params_by_name().items():
+        readers = [k for k in kinds if not (closed_forms and lookup(k).reactive)]
+        if not readers:
+            continue
+        if len(readers) == 1:
+            text = f"{readers[0]}: {param.help}"
+        else:
+            text = param.help if closed_forms else f"{param.help} of {', '.join(readers)}"
+        reader = _LISTS[param.type] if closed_forms and param.vary else _READERS[param.type]
+        vary = many if param.vary else ""
+        parser.add_argument(param.flag, dest=name, type=reader, default=None,
+                            help=f"{text}{vary} {default_note(param, readers)}".rstrip().replace("%", "%%"))
+
+
+def schedule_values(args: argparse.Namespace, kind: str) -> dict[str, Any]:
+    """The values of ``kind``'s parameters the command line gave (the parameters it left unset are left out)."""
+    return {p.name: getattr(args, p.name) for p in lookup(kind).params if getattr(args, p.name, None) is not None}
+
+
+def refuse_unread(args: argparse.Namespace, kinds: list[str], *, closed_forms: bool) -> None:
+    """Refuse a schedule flag that none of ``kinds`` reads (it would be recorded and silently ignored)."""
+    chosen = {lookup(k).name for k in kinds}
+    for name, (param, readers) in params_by_name().items():
+        if getattr(args, name, None) is None or set(readers) & chosen:
+            continue
+        users = [k for k in readers if not (closed_forms and lookup(k).reactive)]
+        raise UsageError(f"{param.flag} applies to {', '.join(users)}; not to {', '.join(kinds)}")

@@ -24,33 +24,44 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from steplr import __version__
-from steplr.cli.args import Parser, UsageError, duration, duration_list, name_list, number_list, positive_int
+from steplr.cli.args import (
+    Parser,
+    UsageError,
+    add_schedule_flags,
+    duration,
+    name_list,
+    number_list,
+    positive_int,
+    refuse_unread,
+    schedule_values,
+)
 from steplr.cli.runs import RunUsageError, add_run_commands, cmd_compare, cmd_train
 from steplr.cli.sweep import add_sweep_command, cmd_sweep
 from steplr.errors import DivergedError, Interrupted, TrainError
 from steplr.schedules.explain import explain, format_plan
-from steplr.schedules.kinds import SCHEDULE_NAMES, LinearWarmup, Schedule, by_name, join
-from steplr.schedules.durations import resolve_duration
+from steplr.schedules.kinds import Schedule
+from steplr.schedules.registry import Kind, Param, lookup, names
+from steplr.schedules.spec import ScheduleSpec
 
 __all__ = ["main", "entrypoint", "build_parser"]
-
-SCHEDULES = SCHEDULE_NAMES
 
 _DURATIONS = "durations count epochs: 5 or 5ep is 5 epochs, 115it is 115 iterations (scheduler steps)"
 
 
+def _explain_default(param: Param, readers: list[str]) -> str:
+    """What an unset flag means in explain and plot."""
+    if param.run_length:
+        return "(default: the whole run after any warm-up)"
+    value = param.example if param.example is not None else param.default
+    return "" if value is None else f"(default: {value:g})" if isinstance(value, float) else f"(default: {value})"
+
+
 def _add_schedule_arguments(parser: argparse.ArgumentParser, lists: bool) -> None:
     many = " (comma-separated values draw one curve each)" if lists else ""
-    parser.add_argument("--schedule", type=name_list, default=["step"], help=f"one of {', '.join(SCHEDULES)}{many}")
+    parser.add_argument("--schedule", type=name_list, default=["step"],
+                        help=f"one of {', '.join(names(reactive=False))}{many}")
     parser.add_argument("--lr", type=number_list, default=[0.1], help=f"initial learning rate{many}")
-    parser.add_argument("--step-size", type=duration_list, default=["10ep"],
-                        help=f"step: time between decays, e.g. 5 (epochs), 5ep or 115it{many}")
-    parser.add_argument("--gamma", type=number_list, default=[0.1], help=f"decay factor{many}")
-    parser.add_argument("--milestones", type=duration_list, default=None,
-                        help="multistep: times in the run at which to decay, e.g. 30,60,80 (epochs) or 2300it,4600it")
-    parser.add_argument("--t-max", type=duration, default=None,
-                        help="cosine: half-period (default: the whole run after any warm-up)")
-    parser.add_argument("--eta-min", type=float, default=None, help="cosine: the lowest learning rate (default: 0)")
+    add_schedule_flags(parser, closed_forms=True, lists=lists, default_note=_explain_default)
     parser.add_argument("--warmup", type=duration, default=None,
                         help="linear warm-up first, e.g. 2 (epochs) or 500it (default: no warm-up)")
     parser.add_argument("--warmup-start-factor", type=float, default=0.1, help="warm-up starts at this x lr")
@@ -95,53 +106,42 @@ def _typed_form(value: str) -> str:
     return value.removesuffix("ep")
 
 
-def _one_schedule(kind: str, step_size: str | None, gamma: float, args: argparse.Namespace) -> Schedule:
-    total = args.epochs * args.steps_per_epoch
-    # With a warm-up, the main schedule starts after it: --t-max defaults to what is left of the run, and
-    # --milestones stay steps (or epochs) of the whole run.
-    warmup = 0 if args.warmup is None else resolve_duration(args.warmup, "--warmup", args.steps_per_epoch)
-    if warmup >= total:
-        raise UsageError(f"--warmup {_typed_form(args.warmup)} covers the whole run of {args.epochs} epochs")
-    milestones = None
-    if kind == "multistep":
-        if args.milestones is None:
-            raise UsageError("--schedule multistep needs --milestones, e.g. --milestones 30,60,80")
-        milestones = [resolve_duration(m, "--milestones", args.steps_per_epoch) - warmup for m in args.milestones]
-        if any(m <= 0 for m in milestones):
-            shown = ",".join(_typed_form(m) for m in args.milestones)
-            raise UsageError(f"--milestones must come after the warm-up ({_typed_form(args.warmup)}), got {shown}")
-    t_max = args.t_max if args.t_max is not None else total - warmup
-    main = by_name(kind, step_size=step_size, gamma=gamma, milestones=milestones, t_max=t_max,
-                   eta_min=0.0 if args.eta_min is None else args.eta_min)
-    if args.warmup is None:
-        return main
-    return join([LinearWarmup(warmup, args.warmup_start_factor), main], [warmup])
+def _kind_values(kind: Kind, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every combination of the kind's parameter values the arguments give (a list flag gives one per value)."""
+    given = schedule_values(args, kind.name)
+    combos: list[dict[str, Any]] = [{}]
+    for param in kind.params:
+        value = given.get(param.name, param.example if param.example is not None else None)
+        if value is None and param.required:
+            raise UsageError(f"--schedule {kind.name} needs {param.flag} ({param.help})")
+        choices = value if param.vary and isinstance(value, list) else [value]
+        combos = [{**c, param.name: v} for c in combos for v in choices]
+    return combos
+
+
+def _label(kind: str, entry: Kind, values: dict[str, Any], lr: float) -> str:
+    parts = [kind]
+    for param in entry.params:
+        value = values[param.name]
+        if param.vary and value is not None:
+            shown = f"{value:g}" if isinstance(value, float) else _typed_form(value)
+            parts.append(f"{param.label} {shown}")
+    return ", ".join([*parts, f"lr {lr:g}"])
 
 
 def _combinations(args: argparse.Namespace) -> list[tuple[str, Schedule, float]]:
     """Every (label, schedule, lr) the arguments ask for, validated."""
-    for flag, value, reader in (("--milestones", args.milestones, "multistep"), ("--t-max", args.t_max, "cosine"),
-                                ("--eta-min", args.eta_min, "cosine")):
-        if value is not None and reader not in args.schedule:
-            raise UsageError(f"{flag} applies to {reader}; not to {', '.join(args.schedule)}")
+    entries = [lookup(kind, reactive=False) for kind in args.schedule]
+    refuse_unread(args, args.schedule, closed_forms=True)
     for lr in args.lr:
         if not lr > 0 or lr == float("inf"):
             raise UsageError(f"--lr must be a finite number > 0, got {lr!r}")
     found = []
-    for kind in args.schedule:
-        uses_step = kind == "step"
-        uses_gamma = kind in ("step", "multistep", "exponential")
-        for step_size, gamma, lr in itertools.product(
-            args.step_size if uses_step else [None], args.gamma if uses_gamma else [None], args.lr
-        ):
-            schedule = _one_schedule(kind, step_size, 1.0 if gamma is None else gamma, args)
-            parts = [kind]
-            if uses_step:
-                parts.append(f"step {_typed_form(step_size)}")
-            if uses_gamma:
-                parts.append(f"gamma {gamma:g}")
-            parts.append(f"lr {lr:g}")
-            found.append((", ".join(parts), schedule.resolve(args.steps_per_epoch), lr))
+    for kind, entry in zip(args.schedule, entries):
+        for values, lr in itertools.product(_kind_values(entry, args), args.lr):
+            spec = ScheduleSpec(kind, values, args.warmup, args.warmup_start_factor)
+            schedule = spec.build(args.epochs, args.steps_per_epoch, flags=True)
+            found.append((_label(kind, entry, values, lr), schedule, lr))
     return found
 
 

@@ -21,17 +21,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from steplr.cli.args import UsageError, duration, duration_list, format_lr, name_list, positive_int
+from steplr.cli.args import (
+    UsageError,
+    add_schedule_flags,
+    duration,
+    format_lr,
+    name_list,
+    positive_int,
+    refuse_unread,
+)
 from steplr.errors import Interrupted
 from steplr.schedules.explain import explain, format_plan
+from steplr.schedules.registry import KINDS, Param, RunShape, compared, lookup, names
+from steplr.schedules.spec import SETTINGS
 
 __all__ = ["add_run_commands", "cmd_train", "cmd_compare", "RunUsageError", "claim_out", "check_out", "out_path",
            "print_warnings", "jsonable", "check_work", "add_budget_argument"]
 
 RunUsageError = UsageError  # the name other modules used before the CLI shared one error type
 
-_OVERRIDES = ("optimizer", "lr", "batch_size", "epochs", "schedule", "step_size", "gamma", "milestones", "t_max",
-              "eta_min", "interval", "seed", "warmup", "warmup_start_factor", "plateau_patience", "validation")
+_FIELDS = ("optimizer", "lr", "batch_size", "epochs", "interval", "seed", "validation")  # TrainConfig's, not schedule's
 _RECIPE = "(default: the recipe's value)"
 
 
@@ -57,27 +66,17 @@ def _add_overrides(parser: argparse.ArgumentParser, compare: bool) -> None:
     parser.add_argument("--lr", type=float, default=None, help=f"initial learning rate {_RECIPE}")
     parser.add_argument("--batch-size", type=positive_int, default=None, help=f"examples per batch {_RECIPE}")
     parser.add_argument("--epochs", type=positive_int, default=None, help=f"length of the run {_RECIPE}")
-    parser.add_argument("--step-size", type=duration, default=None,
-                        help=f"step: decay every N epochs (5 = 5ep) or iterations (115it) {_RECIPE}")
-    parser.add_argument("--gamma", type=float, default=None,
-                        help=f"decay factor of step, multistep, exponential, plateau {_RECIPE}")
     parser.add_argument("--interval", choices=("iteration", "epoch"), default=None,
                         help=f"step the scheduler per iteration or per epoch {_RECIPE}")
-    parser.add_argument("--milestones", type=duration_list, default=None,
-                        help="multistep: epochs (or Nit) of the run at which to decay, e.g. 10,15 "
-                             "(default: 50%% and 75%% of the run)")
-    parser.add_argument("--t-max", type=duration, default=None,
-                        help="cosine: half-period (default: the whole run after any warm-up)")
-    parser.add_argument("--eta-min", type=float, default=None, help="cosine: the lowest learning rate (default: 0)")
+    add_schedule_flags(parser, closed_forms=False, lists=False,
+                       default_note=_compare_default if compare else _recipe_default)
     parser.add_argument("--warmup", type=duration, default=None,
                         help="linear warm-up in front of the schedule, e.g. 2 (epochs) or 50it (default: none)")
     parser.add_argument("--warmup-start-factor", type=float, default=None,
                         help="the warm-up starts at this x lr (default: 0.1)")
-    parser.add_argument("--plateau-patience", type=int, default=None,
-                        help="plateau: epochs without a better validation loss before it cuts the LR (default: 2)")
     if not compare:
         parser.add_argument("--schedule", default=None,
-                            help=f"none, step, multistep, exponential, cosine or plateau {_RECIPE}")
+                            help=f"{', '.join(names(aliases=False)[:-1])} or {names(aliases=False)[-1]} {_RECIPE}")
         parser.add_argument("--seed", type=int, default=None, help="seed of the weights and batch order (default: 0)")
         parser.add_argument("--validation", type=_fraction, default=None,
                             help="hold out this fraction of the training set for validation (default: 0, the "
@@ -87,8 +86,9 @@ def _add_overrides(parser: argparse.ArgumentParser, compare: bool) -> None:
                                  "with a larger --epochs, extend a finished run")
     else:
         parser.add_argument("--schedules", type=name_list, default=["none", "step"],
-                            help="schedules to compare (none, step, multistep, exponential, cosine, plateau); "
-                                 "none (constant LR) is always trained as the baseline")
+                            help=f"schedules to compare ({', '.join(compared())}); none (constant LR) is always "
+                                 "trained as the baseline; each is given fair settings where the recipe and the flags "
+                                 f"set none ({_fair_defaults()})".replace("%", "%%"))
         parser.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..N-1, the same for every schedule")
         parser.add_argument("--validation", type=_fraction, default=None,
                             help="fraction of the training set held out to choose on (default: 1/6)")
@@ -138,40 +138,43 @@ def add_run_commands(commands: Any) -> None:
     add_budget_argument(comp)
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings the user gave (None: not given)."""
-    found = {name: getattr(args, name, None) for name in _OVERRIDES}
-    if found["milestones"] is not None:
-        found["milestones"] = tuple(found["milestones"])
-    return found
+def _recipe_default(param: Param, readers: list[str]) -> str:
+    """What an unset schedule flag of train and compare means."""
+    if param.run_length:
+        return "(default: the whole run after any warm-up)"
+    if param.default is None:
+        return _RECIPE
+    shown = f"{param.default:g}" if isinstance(param.default, float) else str(param.default)
+    return f"(default: the recipe's value, else {shown})"
+
+
+def _compare_default(param: Param, readers: list[str]) -> str:
+    """What an unset schedule flag of compare means: a schedule with a fair setting for it gets that."""
+    fair = [kind.name for kind in KINDS if kind.name in readers and param.name in kind.fair(RunShape(2, 2))]
+    if not fair:
+        return _recipe_default(param, readers)
+    return f"(default: the recipe's value; for {', '.join(fair)} the fair setting, see --schedules)"
+
+
+def _fair_defaults() -> str:
+    """The fair defaults of compare, in the words of the registry's entries."""
+    return "; ".join(f"{kind.name}: {kind.fair_help}" for kind in KINDS if kind.fair_help)
 
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in _overrides(args).items() if v is not None}
+    """The settings the user gave, by their flat names (a flag not given is left out)."""
+    found = {name: getattr(args, name, None) for name in (*_FIELDS, *sorted(SETTINGS))}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in found.items() if v is not None}
 
 
-_CLOSED_FORMS = ("none", "step", "multistep", "exponential", "cosine")
-_USED_BY = {  # settings that only some schedules read
-    "step_size": ("step",),
-    "milestones": ("multistep",),
-    "t_max": ("cosine",),
-    "eta_min": ("cosine",),
-    "plateau_patience": ("plateau",),
-    "gamma": ("step", "multistep", "exponential", "plateau"),
-    "warmup": _CLOSED_FORMS,
-    "warmup_start_factor": _CLOSED_FORMS,
-}
-
-
-def check_settings_apply(given: dict[str, Any], schedules: list[str]) -> None:
-    """Refuse a setting that no schedule of the command reads (it would be recorded and silently ignored)."""
-    for name, users in _USED_BY.items():
-        if name in given and not set(users) & set(schedules):
-            flag = "--" + name.replace("_", "-")
-            raise UsageError(f"{flag} applies to {', '.join(users)}; not to {', '.join(schedules)}")
-    if ("warmup" in given or "warmup_start_factor" in given) and "plateau" in schedules:
-        raise UsageError("--warmup does not apply to plateau, so a comparison would give the other schedules a "
-                         "warm-up that plateau lacks: drop plateau or --warmup")
+def _check_compare_settings(args: argparse.Namespace, schedules: list[str]) -> None:
+    """Refuse a setting that no compared schedule reads (it would be recorded and silently ignored), and a warm-up
+    that a reactive schedule in the comparison would lack."""
+    refuse_unread(args, schedules, closed_forms=False)
+    reactive = [s for s in schedules if lookup(s).reactive]
+    if (args.warmup is not None or args.warmup_start_factor is not None) and reactive:
+        raise UsageError(f"--warmup does not apply to {reactive[0]}, so a comparison would give the other schedules "
+                         f"a warm-up that {reactive[0]} lacks: drop {reactive[0]} or --warmup")
 
 
 # --------------------------------------------------------------------------------------------- the run folder
@@ -272,10 +275,11 @@ def print_warnings(label: str, lines: list[str], err: TextIO) -> list[str]:
 
 
 def _plan_lines(config: Any, batches: int) -> list[str]:
-    """The explain plan of a run config (validates its schedule); plateau's rule in words."""
-    if config.schedule == "plateau":
+    """The explain plan of a run config (validates its schedule); a reactive schedule's rule in words."""
+    if config.schedule.reactive:
+        factor, patience = config.plateau()
         watched = "validation" if config.validation else "training"
-        return [f"{describe(config)}, lr {config.lr:g}: x{config.gamma:g} after {config.plateau_patience} epochs "
+        return [f"{describe(config)}, lr {config.lr:g}: x{factor:g} after {patience} epochs "
                 f"without a better {watched} loss"]
     plan = explain(config.build_schedule(batches), config.lr, config.epochs, config.steps_per_epoch(batches))
     return format_plan(f"{describe(config)}, lr {config.lr:g}, per {config.interval}", plan)
@@ -283,17 +287,7 @@ def _plan_lines(config: Any, batches: int) -> list[str]:
 
 def describe(config: Any) -> str:
     """A schedule with every setting it reads, defaults included: ``step (step_size 5ep, gamma 0.5)``."""
-    settings = {
-        "step": [("step_size", config.step_size), ("gamma", config.gamma)],
-        "multistep": [("milestones", ",".join(map(str, config.milestones))), ("gamma", config.gamma)],
-        "exponential": [("gamma", f"{config.gamma:.6g}")],
-        "cosine": [("t_max", config.t_max or "the run"), ("eta_min", config.eta_min)],
-        "plateau": [("gamma", config.gamma), ("patience", config.plateau_patience)],
-    }.get(config.schedule, [])
-    if config.warmup is not None:
-        settings.append(("warm-up", f"{config.warmup} from x{config.warmup_start_factor:g}"))
-    inner = ", ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}" for name, value in settings)
-    return f"{config.schedule} ({inner})" if inner else config.schedule
+    return str(config.schedule.describe())
 
 
 def _batches(data: Any, config: Any) -> int:
@@ -336,10 +330,11 @@ def _resume_config(out: Path, args: argparse.Namespace) -> Any:
     except (ValueError, TypeError) as error:
         raise UsageError(f"--resume: {out / 'config.json'} is not a steplr run config ({error})") from None
     given = _given(args)
+    has = {**{name: getattr(saved, name) for name in _FIELDS}, **saved.schedule.settings()}
     differences = [
-        f"--{name.replace('_', '-')} {value} (the run has {getattr(saved, name)})"
+        f"--{name.replace('_', '-')} {value} (the run has {has.get(name)})"
         for name, value in given.items()
-        if name != "epochs" and value != getattr(saved, name)
+        if name != "epochs" and value != has.get(name)
     ]
     if differences:
         raise UsageError("--resume continues the saved run; these settings differ: " + "; ".join(differences))
@@ -365,12 +360,12 @@ def cmd_train(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None =
         config = _resume_config(out, args)
     else:
         check_out(out, args.force, resumable=True)
+        refuse_unread(args, [args.schedule or recipe_config(args.recipe).schedule.kind], closed_forms=False)
         config = recipe_config(args.recipe, **_given(args))
-        check_settings_apply(_given(args), [config.schedule])
     data = _load_data(config.dataset, args)
     batches = _batches(data, config)
     check_work(f"train {args.recipe}", 1, config, data, batches, args.max_memory)
-    print_warnings(config.schedule, _plan_lines(config, batches), err)
+    print_warnings(config.schedule.kind, _plan_lines(config, batches), err)
     resume = args.resume and (out / CHECKPOINT).is_file()  # a run killed before its first checkpoint starts over
     bar = _progress(config.epochs * batches)
 
@@ -404,7 +399,7 @@ def cmd_train(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None =
         finally:
             if bar is not None:
                 bar.close()
-    _figures(out, {config.schedule: [history]})
+    _figures(out, {config.schedule.kind: [history]})
     out_stream.write(f"wrote {out}/: config.json, history.csv, history.json, lr.png, loss.png, accuracy.png, "
                      f"{CHECKPOINT}\n")
     return 0
@@ -422,7 +417,7 @@ def cmd_compare(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None
     import torch
 
     from steplr._files import atomic_write_text
-    from steplr.experiments.compare import BASELINE, COMPARE_SCHEDULES, DEFAULT_VALIDATION, compare, compare_config, recipe_config
+    from steplr.experiments.compare import BASELINE, DEFAULT_VALIDATION, compare, compare_config, recipe_config
     from steplr.experiments.grid import MAX_BATCH
     from steplr.experiments.report import chosen_on_validation, summary_table, verdicts, write_report
     from steplr.training.train import replace_folder
@@ -430,21 +425,22 @@ def cmd_compare(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None
     err = err or sys.stderr
     torch.set_num_threads(1)
     schedules = args.schedules
-    unknown = [s for s in schedules if s not in COMPARE_SCHEDULES]
+    unknown = [s for s in schedules if s not in compared()]
     if unknown:
-        raise UsageError(f"--schedules must name some of {', '.join(COMPARE_SCHEDULES)}, got {','.join(schedules)!r}")
+        raise UsageError(f"--schedules must name some of {', '.join(compared())}, got {','.join(schedules)!r}")
     if len(set(schedules)) != len(schedules):
         raise UsageError(f"--schedules names a schedule twice: {','.join(schedules)!r}")
     out = out_path(args, f"runs/{args.recipe}-compare")
     check_out(out, args.force)
-    check_settings_apply(_given(args), [BASELINE, *schedules])
+    _check_compare_settings(args, [BASELINE, *schedules])
     given = {"validation": DEFAULT_VALIDATION, **_given(args)}
-    base = recipe_config(args.recipe, **given)
+    chosen = {k: v for k, v in given.items() if k in SETTINGS}  # win over each schedule's fair default
+    base = recipe_config(args.recipe, **{k: v for k, v in given.items() if k not in SETTINGS})
     data = _load_data(base.dataset, args)
     batches = _batches(data, base)
     names = [BASELINE, *[s for s in schedules if s != BASELINE]]
     check_work(f"compare {args.recipe}", len(names) * args.seeds, base, data, batches, args.max_memory)
-    configs = {name: compare_config(base, name, set(given), batches) for name in names}
+    configs = {name: compare_config(base, name, chosen, batches) for name in names}
     plans = {name: _plan_lines(config, batches) for name, config in configs.items()}  # validates every schedule
     plan_warnings = [w for name in names for w in print_warnings(name, plans[name], err)]
     with claim_out(out, force=args.force) as claim:

@@ -8,17 +8,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from steplr.errors import SteplrValueError
 from steplr.experiments.paired import NO_TEST, against_baseline, baseline_notes
+from steplr.schedules.registry import RunShape, compared, lookup
+from steplr.schedules.spec import SETTINGS, ScheduleSpec
 from steplr.training.config import History, TrainConfig
 from steplr.training.train import TrainData
 
 __all__ = [
     "RECIPES",
-    "COMPARE_SCHEDULES",
     "recipe_config",
     "schedule_config",
     "compare",
@@ -34,66 +36,53 @@ DEFAULT_VALIDATION = 1 / 6  # compare and sweep hold out this share of the train
 RECIPES: dict[str, dict[str, Any]] = {
     # 2-8-3 MLP, SGD 0.01, batch 32, 20 epochs, StepLR per iteration every 5 epochs of batches, gamma 0.5.
     "qwerty": dict(dataset="qwerty", model="qwerty", optimizer="sgd", lr=0.01, batch_size=32, epochs=20,
-                   schedule="step", step_size="5ep", gamma=0.5, interval="iteration"),
+                   schedule=ScheduleSpec("step", {"step_size": "5ep", "gamma": 0.5}), interval="iteration"),
     # The notes' MNIST protocol: linear model, Adam 1e-3, batch 64, 5 epochs, StepLR(2, 0.1) per epoch.
     "mnist": dict(dataset="mnist", model="linear", optimizer="adam", lr=1e-3, batch_size=64, epochs=5,
-                  schedule="step", step_size="2ep", gamma=0.1, interval="epoch"),
+                  schedule=ScheduleSpec("step", {"step_size": "2ep", "gamma": 0.1}), interval="epoch"),
     "fashion-mnist": dict(dataset="fashion-mnist", model="linear", optimizer="adam", lr=1e-3, batch_size=64,
-                          epochs=5, schedule="step", step_size="2ep", gamma=0.1, interval="epoch"),
+                          epochs=5, schedule=ScheduleSpec("step", {"step_size": "2ep", "gamma": 0.1}),
+                          interval="epoch"),
     "digits": dict(dataset="digits", model="linear", optimizer="adam", lr=1e-3, batch_size=64, epochs=5,
-                   schedule="step", step_size="2ep", gamma=0.1, interval="epoch"),
+                   schedule=ScheduleSpec("step", {"step_size": "2ep", "gamma": 0.1}), interval="epoch"),
 }
 
-COMPARE_SCHEDULES = ("none", "step", "multistep", "exponential", "cosine", "plateau")
-
-
 def recipe_config(recipe: str, **overrides: Any) -> TrainConfig:
-    """The recipe's settings with ``overrides`` applied (None values are ignored).
+    """The recipe's settings with ``overrides`` applied by their flat names (None values are ignored): fields such
+    as ``lr``, and schedule settings (``schedule``, each kind's parameters, ``warmup``; see
+    :meth:`TrainConfig.with_settings`).
 
     Raises:
-        ValueError: for an unknown recipe or setting.
+        SteplrValueError: for an unknown recipe or setting, or a setting the schedule does not read.
     """
     if recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
-    settings = {"recipe": recipe, **RECIPES[recipe]}
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    for key, value in overrides.items():
-        if key not in known:
-            raise ValueError(f"unknown setting {key!r}")
-        if value is not None:
-            settings[key] = value
-    if isinstance(settings.get("milestones"), list):
-        settings["milestones"] = tuple(settings["milestones"])
-    return TrainConfig(**settings)
+        raise SteplrValueError(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
+    return TrainConfig(recipe=recipe, **RECIPES[recipe]).with_settings(**overrides)
 
 
-def schedule_config(base: TrainConfig, schedule: str, given: Collection[str] = ()) -> TrainConfig:
+def schedule_config(base: TrainConfig, schedule: str, given: Mapping[str, Any] | Collection[str] = (),
+                    batches: int | None = None) -> TrainConfig:
     """``base`` switched to ``schedule`` with defaults that make each schedule a fair contender.
 
-    ``step`` keeps the recipe's step_size and gamma; ``multistep`` decays by gamma at 50% and 75% of the run;
-    ``exponential`` decays 100x over the run; ``cosine`` anneals over the whole run (after any warm-up);
-    ``plateau`` halves the LR after 2 epochs without a better validation loss. A setting named in ``given`` (the
-    ones the user set) is kept instead of the fair default. ``plateau`` takes no warm-up.
+    Parameters the new kind shares with ``base``'s schedule (the recipe's gamma) carry over; then the kind's fair
+    default from the registry applies (``multistep`` decays by gamma at 50% and 75% of the run, ``exponential``
+    100x over the run's scheduler steps, ``cosine`` anneals over the whole run after any warm-up, ``plateau``
+    halves the LR after 2 epochs without a better validation loss); then the user's settings in ``given`` win: a
+    mapping of values, or the names of ``base``'s schedule settings the user set. A reactive kind takes no warm-up.
+    ``batches``: batches per epoch, to count the scheduler steps of a per-iteration run (None: one step an epoch).
     """
-    if schedule not in COMPARE_SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; expected one of {', '.join(COMPARE_SCHEDULES)}")
-    # plateau takes no warm-up: dropped in the same replace, since a config checks itself on creation.
-    config = dataclasses.replace(base, schedule=schedule, warmup=None if schedule == "plateau" else base.warmup)
-    if schedule == "multistep" and "milestones" not in given:
-        half, three_quarters = max(1, base.epochs // 2), max(1, (3 * base.epochs) // 4)
-        marks = sorted({half, three_quarters}) if three_quarters > half else [half]
-        config = dataclasses.replace(config, milestones=tuple(f"{m}ep" for m in marks))
-    elif schedule == "exponential" and "gamma" not in given:
-        # gamma is per scheduler step: 100x over the run's epochs here; compare() redoes it per iteration
-        # for per-iteration recipes, once the number of batches is known.
-        config = dataclasses.replace(config, gamma=0.01 ** (1 / base.epochs))
-    elif schedule == "plateau":
-        config = dataclasses.replace(
-            config,
-            gamma=base.gamma if "gamma" in given else 0.5,
-            plateau_patience=base.plateau_patience if "plateau_patience" in given else 2,
-        )
-    return config
+    if schedule not in compared():
+        raise SteplrValueError(f"unknown schedule {schedule!r}; expected one of {', '.join(compared())}")
+    entry = lookup(schedule)
+    spe = 1 if batches is None else base.steps_per_epoch(batches)
+    values = dict(given) if isinstance(given, Mapping) else {}
+    old = base.schedule.settings()
+    settings = {**old, **entry.fair(RunShape(base.epochs, base.epochs * spe))}
+    settings.update({k: old[k] for k in given if k in old and k not in values})  # named only: base's value
+    settings.update({k: v for k, v in values.items() if v is not None})
+    if entry.reactive:  # no warm-up: dropped here, since a spec checks itself on creation
+        settings["warmup"] = None
+    return dataclasses.replace(base, schedule=ScheduleSpec.from_settings(schedule, settings))
 
 
 @dataclass(frozen=True)
@@ -174,7 +163,7 @@ class Comparison:
         found = baseline_notes([h.column("val_loss") for h in self.runs[BASELINE]])
         for name, histories in self.runs.items():
             config = self.configs[name]
-            if config.schedule == "plateau" and all(
+            if config.schedule.reactive and all(
                 all(lr == config.lr for lr in h.iteration_lrs) for h in histories
             ):
                 found.append(f"plateau never reduced the LR (in any of {len(histories)} seeds): it ran as a constant LR")
@@ -228,7 +217,8 @@ def compare(
     from steplr.training.batched import train_batched
 
     overrides = {"validation": DEFAULT_VALIDATION, **{k: v for k, v in (overrides or {}).items() if v is not None}}
-    base = recipe_config(recipe, **overrides)
+    schedule_settings = {k: v for k, v in overrides.items() if k in SETTINGS}
+    base = recipe_config(recipe, **{k: v for k, v in overrides.items() if k not in SETTINGS})
     if not schedules:
         raise ValueError("schedules must name at least one schedule")
     if not seeds:
@@ -240,7 +230,7 @@ def compare(
     batches = math.ceil(split_validation(data, base.validation).x_train.shape[0] / base.batch_size)
     configs = []
     for name in names:
-        result.configs[name] = config = compare_config(base, name, set(overrides), batches)
+        result.configs[name] = config = compare_config(base, name, schedule_settings, batches)
         configs += [dataclasses.replace(config, seed=seed) for seed in seeds]
     size = max_batch or len(configs)
     histories: list[History] = []
@@ -251,9 +241,7 @@ def compare(
     return result
 
 
-def compare_config(base: TrainConfig, name: str, given: Collection[str], batches: int) -> TrainConfig:
+def compare_config(base: TrainConfig, name: str, given: Mapping[str, Any] | Collection[str],
+                   batches: int) -> TrainConfig:
     """The config ``compare`` trains for schedule ``name`` (fair defaults, the user's settings winning)."""
-    config = schedule_config(base, name, given)
-    if name == "exponential" and config.interval == "iteration" and "gamma" not in given:
-        config = dataclasses.replace(config, gamma=0.01 ** (1 / (base.epochs * batches)))
-    return config
+    return schedule_config(base, name, given, batches)

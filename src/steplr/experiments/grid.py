@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import statistics
@@ -132,13 +131,9 @@ def grid_sweep(
     for values, name in ((step_sizes, "step sizes"), (gammas, "gammas"), (lrs, "learning rates"), (seeds, "seeds")):
         _check_list(values, name)
     configs = [
-        dataclasses.replace(base, schedule="step", step_size=s, gamma=g, lr=lr, seed=seed)
+        base.with_settings(schedule="step", step_size=s, gamma=g, lr=lr, seed=seed)  # checked here, naming a bad value
         for s, g, lr, seed in itertools.product(step_sizes, gammas, lrs, seeds)
-    ] + [dataclasses.replace(base, schedule="none", lr=lr, seed=seed) for lr, seed in itertools.product(lrs, seeds)]
-    from steplr.schedules.kinds import StepDecay
-
-    for step_size, gamma in itertools.product(step_sizes, gammas):
-        StepDecay(step_size, gamma)  # validate before any training, naming the bad value
+    ] + [base.with_settings(schedule="none", lr=lr, seed=seed) for lr, seed in itertools.product(lrs, seeds)]
     from steplr.training.batched import train_batched
 
     rows: list[dict[str, Any]] = []
@@ -149,9 +144,9 @@ def grid_sweep(
         for config, history in zip(chunk, histories):
             last = history.epochs[-1]
             rows.append({
-                "schedule": config.schedule,
-                "step_size": config.step_size if config.schedule == "step" else "",
-                "gamma": config.gamma if config.schedule == "step" else "",
+                "schedule": config.schedule.kind,
+                "step_size": config.schedule.params.get("step_size", ""),
+                "gamma": config.schedule.params["gamma"] if config.schedule.kind == "step" else "",
                 "lr": config.lr,
                 "seed": config.seed,
                 "val_acc": last.val_acc,
@@ -161,7 +156,7 @@ def grid_sweep(
                 "train_loss": last.train_loss,
                 "train_acc": last.train_acc,
             })
-            if config.schedule == "none":
+            if config.schedule.kind == "none":
                 baseline_val_losses.setdefault(config.lr, []).append(history.column("val_loss"))
         if on_progress is not None:
             on_progress(len(chunk))

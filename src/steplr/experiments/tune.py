@@ -63,8 +63,8 @@ from steplr.experiments.tune_storage import (
 if TYPE_CHECKING:
     import optuna
 
-    from steplr.training.data import TrainData
     from steplr.training.config import EpochRecord, TrainConfig
+    from steplr.training.data import TrainData
 
 __all__ = [
     "SweepError",
@@ -640,9 +640,9 @@ def run_optuna(
     import optuna
     from optuna.trial import TrialState
 
-    from steplr.training.data import load_dataset, split_validation
     from steplr.errors import DivergedError
     from steplr.experiments.compare import DEFAULT_VALIDATION, recipe_config
+    from steplr.training.data import load_dataset, split_validation
     from steplr.training.train import train
 
     validation = DEFAULT_VALIDATION if validation is None else validation
@@ -683,7 +683,7 @@ def run_optuna(
         values = {space.name: space.suggest(trial) for space in spaces}
         for name, value in values.items():
             trial.set_user_attr(name, value)
-        config = dataclasses.replace(base, **values)
+        config = base.with_settings(**values)
 
         def after_epoch(record: EpochRecord) -> None:
             # The pruner compares intermediate values in the study's direction, and this study maximises
@@ -928,10 +928,10 @@ def confirm_best(
     if not seeds:
         raise SweepError("confirming the best configs needs at least one seed")
     base = recipe_config(settings["recipe"], validation=settings["validation"], epochs=settings["epochs"])
-    configs = [dataclasses.replace(base, schedule="step", step_size=step_size, gamma=gamma, lr=lr, seed=seed)
+    configs = [base.with_settings(schedule="step", step_size=step_size, gamma=gamma, lr=lr, seed=seed)
                for step_size, gamma, lr in map(_trained, chosen) for seed in seeds]
     lrs = list(dict.fromkeys(float(_trained(t)[2]) for t in chosen))
-    configs += [dataclasses.replace(base, schedule="none", lr=lr, seed=seed) for lr in lrs for seed in seeds]
+    configs += [base.with_settings(schedule="none", lr=lr, seed=seed) for lr in lrs for seed in seeds]
     histories = train_batched(configs, data, on_epoch=on_epoch)
     n = len(seeds)
     runs = [histories[i * n : (i + 1) * n] for i in range(len(chosen))]

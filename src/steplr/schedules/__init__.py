@@ -1,8 +1,8 @@
-"""Schedule math: the schedule kinds, durations, the exact power kernel and ``explain``. Imports NumPy only."""
+"""Schedule math: the schedule kinds and their registry, schedule specs, durations, the exact power kernel, LR
+tables and ``explain``. Imports NumPy only."""
 
 from steplr.schedules.durations import Duration
 from steplr.schedules.kinds import (
-    SCHEDULE_NAMES,
     Constant,
     Cosine,
     Exponential,
@@ -11,23 +11,29 @@ from steplr.schedules.kinds import (
     Schedule,
     Sequence,
     StepDecay,
-    by_name,
     join,
     schedule_from_params,
 )
+from steplr.schedules.registry import Kind, Param, lookup, names
+from steplr.schedules.spec import ScheduleSpec
+from steplr.schedules.table import lr_table
 
 __all__ = [
-    "SCHEDULE_NAMES",
     "Constant",
     "Cosine",
     "Duration",
     "Exponential",
+    "Kind",
     "LinearWarmup",
     "MultiStep",
+    "Param",
     "Schedule",
+    "ScheduleSpec",
     "Sequence",
     "StepDecay",
-    "by_name",
     "join",
+    "lookup",
+    "lr_table",
+    "names",
     "schedule_from_params",
 ]

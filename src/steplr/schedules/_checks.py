@@ -9,6 +9,7 @@ from typing import Any, Union
 import numpy as np
 from numpy.typing import NDArray
 
+from steplr.errors import SteplrTypeError, SteplrValueError
 from steplr.schedules.durations import MAX_STEPS, Duration, parse_duration
 
 Steps = Union[int, NDArray[np.integer[Any]]]
@@ -21,41 +22,41 @@ def is_scalar_number(value: object) -> bool:
 
 def check_gamma(gamma: object, name: str = "gamma") -> Param:
     if isinstance(gamma, bool):
-        raise TypeError(f"{name} must be a finite number > 0, got {gamma!r}")
+        raise SteplrTypeError(f"{name} must be a finite number > 0, got {gamma!r}")
     if is_scalar_number(gamma):
         if not isinstance(gamma, numbers.Real):
-            raise TypeError(f"{name} must be a finite number > 0, got {gamma!r}")
+            raise SteplrTypeError(f"{name} must be a finite number > 0, got {gamma!r}")
         value = float(gamma)
         if not math.isfinite(value) or value <= 0.0:
-            raise ValueError(f"{name} must be a finite number > 0, got {gamma!r}")
+            raise SteplrValueError(f"{name} must be a finite number > 0, got {gamma!r}")
         return value
     array = np.asarray(gamma)
     if array.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must be a finite number > 0 (or an array of them), got {gamma!r}")
+        raise SteplrTypeError(f"{name} must be a finite number > 0 (or an array of them), got {gamma!r}")
     array = array.astype(np.float64)
     bad = ~np.isfinite(array) | (array <= 0.0)
     if bad.any():
-        raise ValueError(f"{name} must be a finite number > 0, got {float(array[bad].flat[0])!r} in {gamma!r}")
+        raise SteplrValueError(f"{name} must be a finite number > 0, got {float(array[bad].flat[0])!r} in {gamma!r}")
     return array
 
 
 def check_fraction(value: object, name: str) -> Param:
     """A number (or array) in [0, 1]."""
     if isinstance(value, bool) or not (is_scalar_number(value) or isinstance(value, np.ndarray)):
-        raise TypeError(f"{name} must be a number in [0, 1], got {value!r}")
+        raise SteplrTypeError(f"{name} must be a number in [0, 1], got {value!r}")
     array = np.asarray(value, dtype=np.float64)
     bad = ~np.isfinite(array) | (array < 0.0) | (array > 1.0)
     if bad.any():
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+        raise SteplrValueError(f"{name} must be a number in [0, 1], got {value!r}")
     return float(array) if array.ndim == 0 else array
 
 
 def check_real(value: object, name: str) -> Param:
     if isinstance(value, bool) or not (is_scalar_number(value) or isinstance(value, np.ndarray)):
-        raise TypeError(f"{name} must be a finite number, got {value!r}")
+        raise SteplrTypeError(f"{name} must be a finite number, got {value!r}")
     array = np.asarray(value, dtype=np.float64)
     if not np.isfinite(array).all():
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise SteplrValueError(f"{name} must be a finite number, got {value!r}")
     return float(array) if array.ndim == 0 else array
 
 
@@ -63,12 +64,12 @@ def check_duration(value: object, name: str, *, allow_zero: bool = False) -> int
     """An int, a unit string, or (for broadcasting) an integer array of steps."""
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "iu":
-            raise TypeError(f"{name} must be an integer array of steps, got dtype {value.dtype}")
+            raise SteplrTypeError(f"{name} must be an integer array of steps, got dtype {value.dtype}")
         low = 0 if allow_zero else 1
         if (value < low).any():
-            raise ValueError(f"{name} must be a positive integer, got {int(value[value < low].flat[0])!r} in {value!r}")
+            raise SteplrValueError(f"{name} must be a positive integer, got {int(value[value < low].flat[0])!r} in {value!r}")
         if (value > MAX_STEPS).any():
-            raise ValueError(f"{name} must be at most 2**62, got {int(value[value > MAX_STEPS].flat[0])!r}")
+            raise SteplrValueError(f"{name} must be at most 2**62, got {int(value[value > MAX_STEPS].flat[0])!r}")
         return value.astype(np.int64)
     parsed = parse_duration(value, name, allow_zero=allow_zero)
     if isinstance(parsed, Duration) and parsed.unit == "it":
@@ -89,21 +90,21 @@ def require_steps(value: object, name: str) -> Any:
 
 def check_step(t: object) -> Steps:
     if isinstance(t, bool):
-        raise TypeError(f"t must be a non-negative integer step, got {t!r}")
+        raise SteplrTypeError(f"t must be a non-negative integer step, got {t!r}")
     if isinstance(t, numbers.Integral):
         step = int(t)
         if step < 0:
-            raise ValueError(f"t must be a non-negative integer step, got {t!r}")
+            raise SteplrValueError(f"t must be a non-negative integer step, got {t!r}")
         if step > MAX_STEPS:
-            raise ValueError(f"t must be at most 2**62, got {t!r}")
+            raise SteplrValueError(f"t must be at most 2**62, got {t!r}")
         return step
     array = np.asarray(t)
     if array.dtype.kind not in "iu":
-        raise TypeError(f"t must be an integer step or an integer array of steps, got {t!r}")
+        raise SteplrTypeError(f"t must be an integer step or an integer array of steps, got {t!r}")
     if (array < 0).any():
-        raise ValueError(f"t must be non-negative, got {int(array[array < 0].flat[0])!r}")
+        raise SteplrValueError(f"t must be non-negative, got {int(array[array < 0].flat[0])!r}")
     if (array > MAX_STEPS).any():  # compared before the int64 cast, which would wrap large unsigned values
-        raise ValueError(f"t must be at most 2**62, got {int(array[array > MAX_STEPS].flat[0])!r}")
+        raise SteplrValueError(f"t must be at most 2**62, got {int(array[array > MAX_STEPS].flat[0])!r}")
     return array.astype(np.int64)
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from steplr.errors import SteplrValueError
+
 __all__ = ["scaled_power", "scaled_power_array", "cosine_weights", "ScalarMath"]
 
 _PRECISION = 128  # significant bits kept in the running integer power
@@ -33,7 +35,7 @@ def scaled_power(base: float, gamma: float, k: int) -> float:
     0.0
     """
     if k < 0:
-        raise ValueError(f"k must be a non-negative integer, got {k!r}")
+        raise SteplrValueError(f"k must be a non-negative integer, got {k!r}")
     if k == 0 or base == 0.0 or gamma == 1.0:
         return float(base)
     if not math.isfinite(base):

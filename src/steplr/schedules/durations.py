@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal, Union
 
+from steplr.errors import SteplrTypeError, SteplrValueError
+
 __all__ = ["Duration", "DurationLike", "parse_duration", "resolve_duration", "check_positive_int", "MAX_STEPS"]
 
 MAX_STEPS = 2**62  # steps and durations beyond this are mistakes, and would overflow int64 arithmetic
@@ -46,13 +48,13 @@ class Duration:
         if self.unit == "it":
             return self.count
         if steps_per_epoch is None:
-            raise ValueError(
+            raise SteplrValueError(
                 f"{name}={str(self)!r} is in epochs: pass steps_per_epoch=N, the number of scheduler.step() "
                 "calls per epoch (len(train_loader) when stepping per batch, 1 when stepping per epoch)"
             )
         steps = self.count * steps_per_epoch
         if steps > MAX_STEPS:
-            raise ValueError(f"{name}={str(self)!r} with steps_per_epoch={steps_per_epoch} exceeds 2**62 steps")
+            raise SteplrValueError(f"{name}={str(self)!r} with steps_per_epoch={steps_per_epoch} exceeds 2**62 steps")
         return steps
 
 
@@ -63,13 +65,13 @@ def check_positive_int(value: object, name: str, *, allow_zero: bool = False) ->
     """Return ``value`` as an ``int`` if it is a positive integer (bools and floats are refused)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         kind = "a non-negative" if allow_zero else "a positive"
-        raise TypeError(f"{name} must be {kind} integer, got {value!r}")
+        raise SteplrTypeError(f"{name} must be {kind} integer, got {value!r}")
     as_int = int(value)
     if as_int < 0 or (as_int == 0 and not allow_zero):
         kind = "a non-negative" if allow_zero else "a positive"
-        raise ValueError(f"{name} must be {kind} integer, got {value!r}")
+        raise SteplrValueError(f"{name} must be {kind} integer, got {value!r}")
     if as_int > MAX_STEPS:
-        raise ValueError(f"{name} must be at most 2**62, got {value!r}")
+        raise SteplrValueError(f"{name} must be at most 2**62, got {value!r}")
     return as_int
 
 
@@ -85,14 +87,14 @@ def parse_duration(value: object, name: str = "duration", *, allow_zero: bool = 
     if isinstance(value, str):
         match = _PATTERN.match(value.lower())
         if match is None:
-            raise ValueError(
+            raise SteplrValueError(
                 f"{name} must be a positive integer or a duration such as '5ep' or '230it', got {value!r}"
             )
         count = int(match.group(1))
         if count == 0 and not allow_zero:
-            raise ValueError(f"{name} must be positive, got {value!r}")
+            raise SteplrValueError(f"{name} must be positive, got {value!r}")
         if count > MAX_STEPS:
-            raise ValueError(f"{name} must be at most 2**62, got {value!r}")
+            raise SteplrValueError(f"{name} must be at most 2**62, got {value!r}")
         unit_text = match.group(2)
         if unit_text is None:
             return count

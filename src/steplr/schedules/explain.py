@@ -38,10 +38,19 @@ from typing import Any, NamedTuple, Protocol, overload
 import numpy as np
 from numpy.typing import NDArray
 
+from steplr.errors import SteplrTypeError, SteplrValueError
 from steplr.schedules._checks import require_steps
-from steplr.schedules.kinds import Constant, Cosine, Exponential, LinearWarmup, MultiStep, Schedule, StepDecay
-from steplr.schedules.kinds import Sequence as Chain
 from steplr.schedules.durations import check_positive_int
+from steplr.schedules.kinds import (
+    Constant,
+    Cosine,
+    Exponential,
+    LinearWarmup,
+    MultiStep,
+    Schedule,
+    StepDecay,
+)
+from steplr.schedules.kinds import Sequence as Chain
 
 __all__ = [
     "Interval",
@@ -262,20 +271,20 @@ def _checked(schedule: Schedule, base_lr: float, epochs: int, steps_per_epoch: i
     epochs = check_positive_int(epochs, "epochs")
     steps_per_epoch = check_positive_int(steps_per_epoch, "steps_per_epoch")
     if not isinstance(schedule, Schedule):
-        raise TypeError(f"schedule must be a steplr Schedule, got {schedule!r}")
+        raise SteplrTypeError(f"schedule must be a steplr Schedule, got {schedule!r}")
     if isinstance(base_lr, bool) or not isinstance(base_lr, numbers.Real) or not base_lr > 0:
-        raise ValueError(f"base_lr must be a number > 0, got {base_lr!r}")
+        raise SteplrValueError(f"base_lr must be a number > 0, got {base_lr!r}")
     base_lr = float(base_lr)
     if not np.isfinite(base_lr):
-        raise ValueError(f"base_lr must be finite, got {base_lr!r}")
+        raise SteplrValueError(f"base_lr must be finite, got {base_lr!r}")
     total = epochs * steps_per_epoch
     if total > MAX_STEPS:
-        raise ValueError(
+        raise SteplrValueError(
             f"epochs x steps_per_epoch = {total:,} steps is more than steplr tabulates ({MAX_STEPS:,}); "
             "describe the run in epochs (steps_per_epoch=1) or fewer iterations"
         )
     if not schedule.is_scalar:
-        raise ValueError(f"explain takes one schedule, not a table of them (array parameters): {schedule!r}")
+        raise SteplrValueError(f"explain takes one schedule, not a table of them (array parameters): {schedule!r}")
     resolved = schedule.resolve(steps_per_epoch)
     resolved.lr(base_lr, 0)  # raises for a duration still in epochs
     return resolved, base_lr, epochs, steps_per_epoch
@@ -284,7 +293,7 @@ def _checked(schedule: Schedule, base_lr: float, epochs: int, steps_per_epoch: i
 def _check_finite(view: _View) -> None:
     bad = view.first_nonfinite()
     if bad is not None:
-        raise ValueError(
+        raise SteplrValueError(
             f"the learning rate overflows to {view.value(bad)} at step {view.run_start(bad)}: lower base_lr or gamma"
         )
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from steplr.errors import SteplrTypeError, SteplrValueError
 from steplr.schedules._checks import (
     Param,
     Steps,
@@ -34,10 +35,15 @@ from steplr.schedules._checks import (
     check_real,
     check_step,
     jsonable,
-    resolve_value,
     require_steps,
+    resolve_value,
 )
-from steplr.schedules._exact import ScalarMath, cosine_weights, scaled_power, scaled_power_array
+from steplr.schedules._exact import (
+    ScalarMath,
+    cosine_weights,
+    scaled_power,
+    scaled_power_array,
+)
 from steplr.schedules.durations import Duration
 
 __all__ = [
@@ -51,8 +57,6 @@ __all__ = [
     "Sequence",
     "join",
     "schedule_from_params",
-    "by_name",
-    "SCHEDULE_NAMES",
 ]
 
 class Schedule(ABC):
@@ -178,10 +182,10 @@ class MultiStep(_PowerDecay):
 
     def __init__(self, milestones: Iterable[Any], gamma: Any = 0.1) -> None:
         if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Iterable):
-            raise TypeError(f"milestones must be a list of steps, got {milestones!r}")
+            raise SteplrTypeError(f"milestones must be a list of steps, got {milestones!r}")
         parsed = [check_duration(m, f"milestones[{i}]") for i, m in enumerate(milestones)]
         if any(isinstance(m, np.ndarray) for m in parsed):
-            raise TypeError("milestones must be a list of ints or durations, not arrays")
+            raise SteplrTypeError("milestones must be a list of ints or durations, not arrays")
         self.milestones: list[int | Duration] = parsed  # type: ignore[assignment]
         self._check_order()
         self.gamma = check_gamma(gamma)
@@ -190,7 +194,7 @@ class MultiStep(_PowerDecay):
         if all(isinstance(m, int) for m in self.milestones):
             for a, b in zip(self.milestones, self.milestones[1:]):
                 if not a < b:  # type: ignore[operator]
-                    raise ValueError(f"milestones must be strictly increasing, got {self._shown()!r}")
+                    raise SteplrValueError(f"milestones must be strictly increasing, got {self._shown()!r}")
 
     def _shown(self) -> list[Any]:
         return [jsonable(m) for m in self.milestones]
@@ -282,14 +286,14 @@ class Cosine(Schedule):
         try:
             value = check_real(eta_min, "eta_min")
         except TypeError:
-            raise TypeError(f"{expected}, got {eta_min!r}") from None
+            raise SteplrTypeError(f"{expected}, got {eta_min!r}") from None
         except ValueError:
-            raise ValueError(f"{expected}, got {eta_min!r}") from None
+            raise SteplrValueError(f"{expected}, got {eta_min!r}") from None
         if isinstance(value, float):
             if value < 0.0:
-                raise ValueError(f"{expected}, got {value!r}")
+                raise SteplrValueError(f"{expected}, got {value!r}")
         elif (value < 0.0).any():
-            raise ValueError(f"{expected}, got {float(value[value < 0.0].flat[0])!r} in {eta_min!r}")
+            raise SteplrValueError(f"{expected}, got {float(value[value < 0.0].flat[0])!r} in {eta_min!r}")
         return value
 
     def _lr_scalar(self, base_lr: float, t: int) -> float:
@@ -379,19 +383,19 @@ class Sequence(Schedule):
     def __init__(self, schedules: SequenceABC[Schedule], boundaries: SequenceABC[Any]) -> None:
         schedules = list(schedules)
         if not schedules or not all(isinstance(s, Schedule) for s in schedules):
-            raise TypeError(f"schedules must be a non-empty list of Schedule objects, got {schedules!r}")
+            raise SteplrTypeError(f"schedules must be a non-empty list of Schedule objects, got {schedules!r}")
         if not all(s.is_scalar for s in schedules):
-            raise TypeError("schedules in a Sequence must have scalar parameters")
+            raise SteplrTypeError("schedules in a Sequence must have scalar parameters")
         if isinstance(boundaries, (str, bytes)):
-            raise TypeError(f"boundaries must be a list of steps, got {boundaries!r}")
+            raise SteplrTypeError(f"boundaries must be a list of steps, got {boundaries!r}")
         boundaries = [check_duration(b, f"boundaries[{i}]") for i, b in enumerate(boundaries)]
         if len(boundaries) != len(schedules) - 1:
-            raise ValueError(
+            raise SteplrValueError(
                 f"boundaries must have one entry fewer than schedules ({len(schedules) - 1}), got {len(boundaries)}"
             )
         if all(isinstance(b, int) for b in boundaries):
             if any(not a < b for a, b in zip(boundaries, boundaries[1:])):
-                raise ValueError(f"boundaries must be strictly increasing, got {boundaries!r}")
+                raise SteplrValueError(f"boundaries must be strictly increasing, got {boundaries!r}")
         self.schedules = schedules
         self.boundaries: list[Any] = boundaries
 
@@ -464,54 +468,14 @@ def schedule_from_params(params: dict[str, Any]) -> Schedule:
         ValueError: for an unknown ``"type"`` or missing parameters.
     """
     if not isinstance(params, dict) or "type" not in params:
-        raise ValueError(f"schedule parameters must be a dict with a 'type' key, got {params!r}")
+        raise SteplrValueError(f"schedule parameters must be a dict with a 'type' key, got {params!r}")
     kind = params["type"]
     if kind not in _TYPES:
-        raise ValueError(f"unknown schedule type {kind!r}; expected one of {sorted(_TYPES)}")
+        raise SteplrValueError(f"unknown schedule type {kind!r}; expected one of {sorted(_TYPES)}")
     kwargs = {k: v for k, v in params.items() if k != "type"}
     try:
         if kind == "Sequence":
             kwargs["schedules"] = [schedule_from_params(p) for p in kwargs.get("schedules", [])]
         return _TYPES[kind](**kwargs)
     except TypeError as error:
-        raise ValueError(f"bad parameters for {kind}: {error}") from None
-
-
-
-
-SCHEDULE_NAMES = ("none", "constant", "step", "multistep", "exponential", "cosine")
-
-
-def by_name(
-    name: str,
-    *,
-    step_size: Any = None,
-    gamma: Any = 0.1,
-    milestones: Iterable[Any] | None = None,
-    t_max: Any = None,
-    eta_min: Any = 0.0,
-) -> Schedule:
-    """Build a schedule from its short name, as the command line and the experiment configs spell it.
-
-    ``none`` and ``constant`` are the same (no decay). Each name reads only its own parameters.
-
-    Raises:
-        ValueError: for an unknown name or a missing parameter the schedule needs.
-    """
-    if name in ("none", "constant"):
-        return Constant()
-    if name == "step":
-        if step_size is None:
-            raise ValueError("schedule 'step' needs step_size")
-        return StepDecay(step_size, gamma)
-    if name == "multistep":
-        if milestones is None:
-            raise ValueError("schedule 'multistep' needs milestones, e.g. 30,60,80")
-        return MultiStep(milestones, gamma)
-    if name == "exponential":
-        return Exponential(gamma)
-    if name == "cosine":
-        if t_max is None:
-            raise ValueError("schedule 'cosine' needs t_max")
-        return Cosine(t_max, eta_min)
-    raise ValueError(f"unknown schedule {name!r}; expected one of {', '.join(SCHEDULE_NAMES)}")
+        raise SteplrValueError(f"bad parameters for {kind}: {error}") from None

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from steplr.schedules.durations import resolve_duration
-from steplr.schedules.kinds import SCHEDULE_NAMES, LinearWarmup, Schedule, by_name, join
+from steplr.errors import SteplrTypeError, SteplrValueError
+from steplr.schedules.kinds import Schedule
+from steplr.schedules.spec import SETTINGS, ScheduleSpec
 
 __all__ = ["TrainConfig", "EpochRecord", "History", "OPTIMIZERS", "INTERVALS", "MAX_SEED"]
 
@@ -20,9 +22,17 @@ OPTIMIZERS = ("sgd", "adam")
 INTERVALS = ("iteration", "epoch")
 
 
+def _recipe_schedule() -> ScheduleSpec:
+    return ScheduleSpec("step", {"step_size": "5ep", "gamma": 0.5})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything needed to rerun a run (saved as config.json and inside each checkpoint)."""
+    """Everything needed to rerun a run (saved as config.json and inside each checkpoint).
+
+    ``schedule`` is one :class:`~steplr.schedules.spec.ScheduleSpec` (kind, params, optional warm-up), checked
+    when the config is made, so a bad schedule fails before any data is loaded or file written.
+    """
 
     recipe: str = "custom"
     dataset: str = "qwerty"
@@ -31,97 +41,95 @@ class TrainConfig:
     lr: float = 0.01
     batch_size: int = 32
     epochs: int = 20
-    schedule: str = "step"
-    step_size: int | str = "5ep"
-    gamma: float = 0.5
-    milestones: tuple[int | str, ...] = ()
-    t_max: int | str | None = None
-    eta_min: float = 0.0
+    schedule: ScheduleSpec = field(default_factory=_recipe_schedule)
     interval: str = "iteration"
-    plateau_patience: int = 2
     seed: int = 0
     validation: float = 0.0  # fraction of the training set held out (steplr.training.data.split_validation); 0: none
-    warmup: int | str | None = None  # a linear warm-up in front of the schedule (closed forms only)
-    warmup_start_factor: float = 0.1
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.schedule not in (*SCHEDULE_NAMES, "plateau"):
-            raise ValueError(f"unknown schedule {self.schedule!r}; expected one of "
-                             f"{', '.join((*SCHEDULE_NAMES, 'plateau'))}")
+            raise SteplrValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if not isinstance(self.schedule, ScheduleSpec):
+            raise SteplrTypeError(f"schedule must be a ScheduleSpec, got {self.schedule!r}")
         if self.interval not in INTERVALS:
-            raise ValueError(f"interval must be one of {', '.join(INTERVALS)}, got {self.interval!r}")
+            raise SteplrValueError(f"interval must be one of {', '.join(INTERVALS)}, got {self.interval!r}")
         for name in ("batch_size", "epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise SteplrValueError(f"{name} must be a positive integer, got {value!r}")
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+            raise SteplrValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         v = self.validation
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-            raise ValueError(f"validation must be a fraction in [0, 1), got {v!r}")
-        if self.warmup is not None and self.schedule == "plateau":
-            raise ValueError("warmup applies to closed-form schedules, not to 'plateau'")
-        g = self.gamma
-        if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0 < g < math.inf:
-            raise ValueError(f"gamma must be a finite number > 0, got {g!r}")
-        if self.schedule == "plateau" and not g < 1:  # torch's ReduceLROnPlateau multiplies the LR by it
-            raise ValueError(f"gamma of plateau must be a number in (0, 1), got {g!r}")
-        p = self.plateau_patience
-        if isinstance(p, bool) or not isinstance(p, int) or p < 0:
-            raise ValueError(f"plateau_patience must be an integer >= 0, got {p!r}")
+            raise SteplrValueError(f"validation must be a fraction in [0, 1), got {v!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must be an integer in [0, 2**63 - 1], got {self.seed!r}")
+            raise SteplrValueError(f"seed must be an integer in [0, 2**63 - 1], got {self.seed!r}")
 
     def steps_per_epoch(self, batches: int) -> int:
         """Scheduler steps per epoch: every batch when stepping per iteration, else one."""
         return batches if self.interval == "iteration" else 1
 
     def build_schedule(self, batches: int) -> Schedule:
-        """The config's closed-form schedule, resolved in scheduler steps (``t_max`` defaults to the whole run).
+        """The config's closed-form schedule, resolved in scheduler steps (run-length defaults: the whole run).
 
         Raises:
-            ValueError: for ``plateau``, which reacts to the loss and has no closed form.
+            SteplrValueError: for a reactive kind (``plateau``), which has no closed form.
         """
-        if self.schedule == "plateau":
-            raise ValueError("schedule 'plateau' has no closed form")
-        spe = self.steps_per_epoch(batches)
-        total = self.epochs * spe
-        # With a warm-up the main schedule starts after it: t_max defaults to the rest of the run and milestones
-        # stay positions in the whole run (as in `steplr explain --warmup`).
-        warmup = 0 if self.warmup is None else resolve_duration(self.warmup, "warmup", spe)
-        if warmup >= total:
-            raise ValueError(f"warmup {self.warmup} covers the whole run of {self.epochs} epochs")
-        milestones = [resolve_duration(m, "milestones", spe) - warmup for m in self.milestones] or None
-        if milestones and min(milestones) <= 0:
-            raise ValueError(f"milestones must come after the warm-up ({self.warmup}), got {list(self.milestones)}")
-        main = by_name(
-            self.schedule,
-            step_size=self.step_size,
-            gamma=self.gamma,
-            milestones=milestones,
-            t_max=self.t_max if self.t_max is not None else total - warmup,
-            eta_min=self.eta_min,
-        ).resolve(spe)
-        if not warmup:
-            return main
-        return join([LinearWarmup(warmup, self.warmup_start_factor), main], [warmup])
+        return self.schedule.build(self.epochs, self.steps_per_epoch(batches))
+
+    def plateau(self) -> tuple[float, int]:
+        """``(factor, patience)`` of a ``plateau`` run, as ``ReduceLROnPlateau`` takes them."""
+        return self.schedule.plateau()
+
+    def with_settings(self, **settings: Any) -> TrainConfig:
+        """A copy with settings applied by their flat names (the CLI's): fields such as ``lr`` or ``epochs``, and
+        schedule settings (``schedule`` as a kind name or a spec, each kind's parameters, ``warmup``...) applied to
+        the spec. Parameters of the spec's kind that are not given carry over; a given one the kind does not read
+        is refused. None values are ignored.
+
+        Raises:
+            SteplrValueError: for an unknown setting, or a bad value (named).
+        """
+        given = {k: v for k, v in settings.items() if v is not None}
+        fields = {f.name for f in dataclasses.fields(self)} - {"schedule"}
+        unknown = sorted(set(given) - fields - SETTINGS)
+        if unknown:
+            raise SteplrValueError(f"unknown setting {unknown[0]!r}")
+        direct = {k: v for k, v in given.items() if k in fields}
+        flat = {k: v for k, v in given.items() if k in SETTINGS}
+        spec = self.schedule
+        if isinstance(flat.get("schedule"), ScheduleSpec):
+            spec = flat.pop("schedule")
+        if flat:
+            kind = flat.get("schedule", spec.kind)
+            spec = ScheduleSpec.from_settings(kind, {**spec.settings(), **flat}, strict=set(flat))
+        return dataclasses.replace(self, schedule=spec, **direct)
 
     def as_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["milestones"] = list(self.milestones)
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["schedule"] = self.schedule.as_dict()
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """The config :meth:`as_dict` wrote; also reads the flat format of older runs (``schedule`` a name, each
+        kind's parameters side by side), so their config.json and checkpoints still resume."""
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        flat = not isinstance(data.get("schedule"), Mapping)
+        unknown = sorted(set(data) - known - (SETTINGS | _OLD_SETTINGS if flat else set()))
         if unknown:
-            raise ValueError(f"unknown config keys {unknown}")
-        values = dict(data)
-        values["milestones"] = tuple(values.get("milestones", ()))
+            raise SteplrValueError(f"unknown config keys {unknown}")
+        values = {k: v for k, v in data.items() if k in known}
+        if flat:
+            old = {k: v for k, v in data.items() if k in SETTINGS}
+            kind = old.get("schedule", "step")
+            values["schedule"] = ScheduleSpec.from_settings(kind, old)
+        else:
+            values["schedule"] = ScheduleSpec.from_dict(data["schedule"])
         return cls(**values)
+
+
+_OLD_SETTINGS = frozenset({"step_size", "gamma", "milestones", "t_max", "eta_min", "plateau_patience"})
 
 
 @dataclass
