@@ -432,7 +432,7 @@ def cmd_compare(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None
         raise UsageError(f"--schedules names a schedule twice: {','.join(schedules)!r}")
     out = out_path(args, f"runs/{args.recipe}-compare")
     check_out(out, args.force)
-    _check_compare_settings(args, [BASELINE, *schedules])
+    _check_compare_settings(args, [BASELINE, *[s for s in schedules if s != BASELINE]])
     given = {"validation": DEFAULT_VALIDATION, **_given(args)}
     chosen = {k: v for k, v in given.items() if k in SETTINGS}  # win over each schedule's fair default
     base = recipe_config(args.recipe, **{k: v for k, v in given.items() if k not in SETTINGS})
