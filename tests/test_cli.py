@@ -446,3 +446,23 @@ def test_plot_title_is_plain_text_even_when_it_is_broken_mathtext(tmp_path):
 def test_a_setting_no_chosen_schedule_reads_is_refused(argv, message):
     code, out, err = run(*argv)
     assert code == 2 and out == "" and message in err and err.count("\n") == 1
+
+
+def test_explain_and_plot_take_a_polynomial_decay(tmp_path):
+    code, out, err = run("explain", "--schedule", "polynomial", "--power", "2", "--epochs", "10")
+    assert code == 0 and err == "", err
+    lines = out.splitlines()
+    assert lines[0] == "polynomial, power 2, lr 0.1, 10 epochs"
+    expected = [0.1 * (1 - epoch / 10) ** 2 for epoch in range(10)]  # torch's PolynomialLR(total_iters=10, power=2)
+    assert [float(line.split("lr ")[1]) for line in lines[1:11]] == pytest.approx(expected, rel=1e-5)
+    code, out, err = run("explain", "--schedule", "polynomial", "--power", "1", "--end-lr", "0.01", "--total", "4",
+                         "--epochs", "6", "--json")
+    assert code == 0 and json.loads(out)["final_lr"] == pytest.approx(0.01)
+    code, _, err = run("explain", "--schedule", "polynomial", "--power", "0", "--epochs", "10")
+    assert code == 2 and "power must be a finite number > 0, got 0.0" in err
+    code, _, err = run("explain", "--epochs", "10", "--power", "2")
+    assert code == 2 and "--power applies to polynomial; not to step" in err
+    target = tmp_path / "poly.png"
+    code, out, err = run("plot", "--schedule", "polynomial,cosine", "--power", "0.5,2", "--epochs", "10", "-o",
+                         str(target))
+    assert code == 0 and out == f"wrote {target} (3 schedules)\n" and matplotlib.image.imread(target).std() > 0

@@ -416,3 +416,23 @@ def test_plan_warnings_print_before_training_and_the_report_repeats_them(tmp_pat
                           "--out", str(tmp_path / "s"))
     assert code == 0 and "steplr: warning: step 2ep, gamma 0.1, lr 0.001: the learning rate falls to" in err
     assert "the learning rate falls to" in (tmp_path / "s" / "report.html").read_text()
+
+
+def test_train_and_compare_take_a_polynomial_decay(tmp_path):
+    out = tmp_path / "poly"
+    code, text, err = run("train", "qwerty", "--schedule", "polynomial", "--power", "2", "--epochs", "2",
+                          "--out", str(out))
+    assert code == 0, err
+    config = json.loads((out / "config.json").read_text())
+    assert config["schedule"] == {"kind": "polynomial", "total": None, "power": 2.0, "end_lr": 0.0}
+    lrs = json.loads((out / "history.json").read_text())["iteration_lrs"]
+    total = len(lrs)  # the whole run, per iteration
+    assert lrs == [0.01 * (1.0 - t / total) ** 2.0 for t in range(total)]  # torch's closed form, bit for bit
+    code, text, err = run("compare", "qwerty", "--schedules", "none,polynomial", "--seeds", "2", "--epochs", "2",
+                          "--out", str(tmp_path / "c"))
+    assert code == 0, err
+    assert "plan polynomial (total the run, power 1, end_lr 0), lr 0.01, per iteration" in text
+    assert "- polynomial: " in text
+    code, _, err = run("compare", "qwerty", "--schedules", "none,polynomial", "--power", "2", "--gamma", "0.5",
+                       "--out", str(tmp_path / "d"))
+    assert code == 2 and "--gamma applies to step, multistep, exponential, plateau; not to none, polynomial" in err

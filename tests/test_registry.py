@@ -11,7 +11,16 @@ from hypothesis import strategies as st
 
 from steplr.cli.main import build_parser
 from steplr.errors import SteplrValueError
-from steplr.schedules.kinds import Constant, Cosine, Exponential, LinearWarmup, MultiStep, Sequence, StepDecay
+from steplr.schedules.kinds import (
+    Constant,
+    Cosine,
+    Exponential,
+    LinearWarmup,
+    MultiStep,
+    PolynomialDecay,
+    Sequence,
+    StepDecay,
+)
 from steplr.schedules.registry import KINDS, RunShape, compared, lookup, names, params_by_name
 from steplr.schedules.spec import ScheduleSpec
 from steplr.schedules.table import lr_table
@@ -19,7 +28,7 @@ from steplr.training.config import TrainConfig
 
 
 def test_names_come_from_the_entries_with_synonyms_and_the_reactive_kind():
-    assert names()[:7] == ("none", "constant", "step", "multistep", "exponential", "cosine", "plateau")
+    assert names() == ("none", "constant", "step", "multistep", "exponential", "cosine", "plateau", "polynomial")
     assert "plateau" not in names(reactive=False)
     assert compared()[:6] == ("none", "step", "multistep", "exponential", "cosine", "plateau")
     assert lookup("constant") is lookup("none")
@@ -38,6 +47,7 @@ def test_names_come_from_the_entries_with_synonyms_and_the_reactive_kind():
     (ScheduleSpec("exponential", {"gamma": 0.9}), Exponential(0.9)),
     (ScheduleSpec("cosine", {"eta_min": 0.01}), Cosine(12, 0.01)),  # t_max: the whole run of 4 x 3 steps
     (ScheduleSpec("cosine", {"t_max": "1ep"}), Cosine(3, 0.0)),
+    (ScheduleSpec("polynomial", {"power": 2.0}), PolynomialDecay(12, 2.0)),  # total: the whole run
 ])
 def test_a_spec_builds_its_kind_resolved_in_steps(spec, expected):
     assert spec.build(epochs=4, steps_per_epoch=3) == expected
@@ -93,6 +103,8 @@ specs = st.one_of(
     st.builds(lambda t, e: ScheduleSpec("cosine", {"t_max": t, "eta_min": e}),
               st.one_of(st.none(), st.integers(1, 40)), st.floats(0.0, 0.05)),
     st.builds(lambda w: ScheduleSpec("cosine", warmup=w), st.integers(1, 2)),
+    st.builds(lambda t, p, e: ScheduleSpec("polynomial", {"total": t, "power": p, "end_lr": e}),
+              st.one_of(st.none(), st.integers(1, 40)), st.floats(0.1, 4.0), st.floats(0.0, 0.01)),
     st.builds(lambda: ScheduleSpec("none")),
     st.builds(lambda: ScheduleSpec("plateau")),
 )

@@ -22,6 +22,7 @@ from steplr.schedules.kinds import (
     Exponential,
     LinearWarmup,
     MultiStep,
+    PolynomialDecay,
     Sequence,
     StepDecay,
     join,
@@ -348,3 +349,50 @@ def test_malformed_saved_parameters_are_a_value_error():
         schedule_from_params({"type": "Sequence", "schedules": 5, "boundaries": []})
     with pytest.raises(ValueError, match="bad parameters for StepDecay"):
         schedule_from_params({"type": "StepDecay", "step_size": 3, "decay_rate": 0.5})
+
+
+@settings(deadline=None)
+@given(lrs=st.lists(st.floats(1e-4, 10.0), min_size=1, max_size=3), total=st.integers(1, 60),
+       power=st.floats(0.1, 5.0))
+def test_polynomial_decay_is_torchs_polynomial_lr(lrs, total, power):
+    """Bit for bit torch's closed form, and within rounding of the rates its recursive steps set."""
+    import torch
+
+    groups = [{"params": [torch.zeros(1, requires_grad=True)], "lr": lr} for lr in lrs]
+    optimizer = torch.optim.SGD(groups)
+    theirs = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total, power=power)
+    ours = PolynomialDecay(total, power)
+    for t in range(total + 3):
+        for lr, group, closed in zip(lrs, optimizer.param_groups, theirs._get_closed_form_lr()):
+            assert ours.lr(lr, t) == closed
+            assert ours.lr(lr, t) == pytest.approx(group["lr"], rel=1e-9, abs=1e-300)
+        optimizer.step()
+        theirs.step()
+
+
+@given(base=base_lrs, total=st.integers(1, 200), power=st.floats(0.1, 5.0), end_lr=st.floats(0.0, 0.1))
+def test_polynomial_decay_reaches_end_lr_at_total_and_stays(base, total, power, end_lr):
+    schedule = PolynomialDecay(total, power, end_lr)
+    t = np.arange(total + 5)
+    rates = schedule.lr(base, t)
+    assert rates.tolist() == [schedule.lr(base, int(s)) for s in t]  # one formula for arrays and scalars
+    assert (rates[total:] == end_lr).all()
+    mpmath.mp.prec = 200
+    for step, rate in zip(range(total + 1), rates.tolist()):  # the formula evaluated exactly, then compared
+        left = 1 - mpmath.mpf(min(step, total)) / total
+        exact = (mpmath.mpf(base) - mpmath.mpf(end_lr)) * left ** mpmath.mpf(power) + mpmath.mpf(end_lr)
+        assert abs(rate - float(exact)) <= 4 * np.spacing(max(base, end_lr)), step
+    falling = np.diff(rates[: total + 1])
+    assert (falling <= 0).all() if base >= end_lr else (falling >= 0).all()
+
+
+def test_polynomial_decay_checks_its_arguments_and_resolves_epochs():
+    assert PolynomialDecay("2ep", 2.0).resolve(steps_per_epoch=3) == PolynomialDecay(6, 2.0)
+    assert schedule_from_params(PolynomialDecay(6, 2.0, 0.01).params()) == PolynomialDecay(6, 2.0, 0.01)
+    for args, message in [((0,), "total must be a positive integer, got 0"),
+                          ((5, 0.0), "power must be a finite number > 0, got 0.0"),
+                          ((5, 1.0, -0.1), "end_lr must be a finite number >= 0, got -0.1"),
+                          ((5, 1.0, math.inf), "end_lr must be a finite number, got inf")]:
+        with pytest.raises(ValueError) as info:
+            PolynomialDecay(*args)
+        assert message in str(info.value)

@@ -17,6 +17,7 @@ This module imports NumPy only (no torch), so planning and plotting start fast.
 from __future__ import annotations
 
 import bisect
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterable
 from collections.abc import Sequence as SequenceABC
@@ -55,6 +56,7 @@ __all__ = [
     "Constant",
     "LinearWarmup",
     "Sequence",
+    "PolynomialDecay",
     "join",
     "schedule_from_params",
 ]
@@ -319,6 +321,67 @@ class Cosine(Schedule):
         require_steps(self.t_max, "t_max")
 
 
+class PolynomialDecay(Schedule):
+    r"""Decay from ``base_lr`` to ``end_lr`` along a power of the steps left, then hold ``end_lr``.
+
+    .. math:: \mathrm{lr}(t) = (\mathrm{base\_lr} - \mathrm{end\_lr})
+              \left(1 - \frac{\min(t, T)}{T}\right)^{p} + \mathrm{end\_lr}
+
+    With ``end_lr = 0`` this is the closed form of torch's ``PolynomialLR(total_iters=T, power=p)``, to the last
+    bit (the same operations on the same floats). ``power = 1`` is a straight line.
+
+    Args:
+        total: ``T``, the step at which ``end_lr`` is reached, > 0 (int or duration).
+        power: ``p``, a finite number > 0.
+        end_lr: the rate from step ``T`` on, a finite number >= 0 (default 0).
+
+    Raises:
+        SteplrValueError, SteplrTypeError: for a ``total`` that is not a positive duration, a ``power`` that is not
+            a finite number > 0, or an ``end_lr`` that is negative, non-finite or not a number.
+
+    >>> [PolynomialDecay(4, 2.0).lr(1.0, t) for t in (0, 1, 2, 4, 9)]
+    [1.0, 0.5625, 0.25, 0.0, 0.0]
+    """
+
+    def __init__(self, total: Any, power: Any = 1.0, end_lr: Any = 0.0) -> None:
+        self.total = check_duration(total, "total")
+        self.power = check_gamma(power, "power")
+        self.end_lr = check_real(end_lr, "end_lr")
+        if np.any(np.asarray(self.end_lr) < 0.0):
+            raise SteplrValueError(f"end_lr must be a finite number >= 0, got {end_lr!r}")
+
+    # One power function for both paths: numpy's vectorised pow may differ from C's pow in the last bit, and a
+    # table row must equal the scalar rate (and torch's closed form) exactly.
+    _pow = np.frompyfunc(math.pow, 2, 1)
+
+    def _lr_scalar(self, base_lr: float, t: int) -> float:
+        total = int(require_steps(self.total, "total"))
+        left = 1.0 - min(t, total) / total
+        end_lr = float(self.end_lr)
+        return (base_lr - end_lr) * math.pow(left, float(self.power)) + end_lr
+
+    def _lr_array(self, base_lr: NDArray[np.float64], t: NDArray[np.int64]) -> NDArray[np.float64]:
+        total = np.asarray(require_steps(self.total, "total"), dtype=np.int64)
+        left = 1.0 - np.minimum(t, total) / total
+        end_lr = np.asarray(self.end_lr, dtype=np.float64)
+        factor = np.asarray(self._pow(left, np.asarray(self.power, dtype=np.float64)), dtype=np.float64)
+        result: NDArray[np.float64] = (base_lr - end_lr) * factor + end_lr
+        return result
+
+    def segment(self, t: int) -> Hashable:
+        return min(t, int(require_steps(self.total, "total")))
+
+    def params(self) -> dict[str, Any]:
+        return {"type": "PolynomialDecay", "total": jsonable(self.total), "power": jsonable(self.power),
+                "end_lr": jsonable(self.end_lr)}
+
+    def resolve(self, steps_per_epoch: int | None) -> PolynomialDecay:
+        return PolynomialDecay(resolve_value(self.total, steps_per_epoch, "total"), self.power, self.end_lr)
+
+    def _check_resolved(self) -> None:
+        require_steps(self.total, "total")
+
+
 class LinearWarmup(Schedule):
     r"""Ramp linearly from ``start_factor * base_lr`` to ``base_lr`` over ``warmup_steps``, then hold.
 
@@ -457,7 +520,8 @@ def join(schedules: SequenceABC[Schedule], boundaries: SequenceABC[Any]) -> Sequ
 
 
 _TYPES: dict[str, type[Schedule]] = {
-    cls.__name__: cls for cls in (StepDecay, MultiStep, Exponential, Cosine, Constant, LinearWarmup, Sequence)
+    cls.__name__: cls
+    for cls in (StepDecay, MultiStep, Exponential, Cosine, PolynomialDecay, Constant, LinearWarmup, Sequence)
 }
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from steplr.errors import SteplrTypeError, SteplrValueError
 from steplr.schedules._checks import check_duration, check_gamma, check_real
-from steplr.schedules.kinds import Constant, Cosine, Exponential, MultiStep, Schedule, StepDecay
+from steplr.schedules.kinds import Constant, Cosine, Exponential, MultiStep, PolynomialDecay, Schedule, StepDecay
 
 __all__ = ["Param", "Kind", "KINDS", "lookup", "names", "compared", "params_by_name", "RunShape"]
 
@@ -161,6 +161,12 @@ KINDS: tuple[Kind, ...] = (
         Param("plateau_patience", "count", "epochs without a better validation loss before it cuts the LR",
               default=2, shown="patience"),
     ), check=_check_plateau, fair=_fair_plateau, fair_help="gamma 0.5, patience 2"),
+    Kind("polynomial", "decay to end_lr along a power of the steps left", (
+        Param("total", "duration", "the time at which end_lr is reached", run_length=True),
+        Param("power", "number", "the exponent of the decay (1: a straight line)", default=1.0, vary=True,
+              label="power"),
+        Param("end_lr", "number", "the learning rate from total on", default=0.0),
+    ), schedule=PolynomialDecay, fair_help="total the whole run"),
 )
 
 _BY_NAME: dict[str, Kind] = {name: kind for kind in KINDS for name in (kind.name, *kind.aliases)}
