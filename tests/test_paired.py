@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from steplr.errors import SteplrValueError
 from steplr.experiments.paired import against_baseline, holm, still_falling, verdict_word
 
 p_values = st.lists(st.one_of(st.none(), st.floats(0, 1)), min_size=1, max_size=8)
@@ -79,21 +80,25 @@ def test_one_seed_has_no_test_and_diverged_counts_as_zero():
     assert (one.p, one.diff_ci_low, one.verdict) == (None, None, "1 seed: no test")
     (diverged,) = against_baseline([([math.nan, 0.5], [0.5, 0.5])])
     assert diverged.diff_mean == pytest.approx(-25.0)
-    with pytest.raises(ValueError, match="same seeds on both sides"):
+    with pytest.raises(SteplrValueError, match="same seeds on both sides"):
         against_baseline([([0.5, 0.6], [0.5])])
 
 
-@pytest.mark.parametrize(("curve", "flagged"), [
-    ([2.0, 1.5, 1.2, 1.0, 0.98], True),  # 2% fall in the last epoch
-    ([2.0, 1.5, 1.2, 1.0, 0.995], False),  # 0.5%: converged enough
-    ([1.0] * 20 + [0.98], True),  # the last 10% of 21 epochs reaches 3 epochs back: 2% over them
-    ([1.2] * 17 + [1.0] * 3 + [0.98], True),  # ... and no further (the 1.2 at epoch 17 is outside)
-])
+@pytest.mark.parametrize(
+    ("curve", "flagged"),
+    [
+        ([2.0, 1.5, 1.2, 1.0, 0.98], True),  # 2% fall in the last epoch
+        ([2.0, 1.5, 1.2, 1.0, 0.995], False),  # 0.5%: converged enough
+        ([1.0] * 20 + [0.98], True),  # the last 10% of 21 epochs reaches 3 epochs back: 2% over them
+        ([1.2] * 17 + [1.0] * 3 + [0.98], True),  # ... and no further (the 1.2 at epoch 17 is outside)
+    ],
+)
 def test_still_falling(curve, flagged):
     fall = still_falling([curve, curve])
     assert (fall is not None) == flagged
     if flagged:
-        assert fall == pytest.approx((curve[-4 if len(curve) > 10 else -2] - curve[-1]) / curve[-4 if len(curve) > 10 else -2])
+        start = curve[-4 if len(curve) > 10 else -2]
+        assert fall == pytest.approx((start - curve[-1]) / start)
 
 
 def test_still_falling_skips_diverged_seeds():

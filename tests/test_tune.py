@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -527,7 +528,7 @@ def test_confirm_with_one_seed_has_no_test(tmp_path):
     result = confirm_best(study, load_qwerty(), [0])
     assert {row.verdict for row in result.rows} == {"1 seed: no test"}
     assert all(row.p is None and row.p_adjusted is None and row.diff_ci_low is None for row in result.rows)
-    assert all(row.test_acc_sd is None for row in result.rows)  # no spread exists with one seed, not 0
+    assert all(math.isnan(row.test_acc_sd) for row in result.rows)  # no spread exists with one seed, not 0
 
 
 def test_confirm_with_two_seeds_gives_the_sample_sd(tmp_path):

@@ -8,10 +8,7 @@ it; ``--force`` keeps the old run until the new one has something to replace it 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
-import math
 import os
 import shutil
 import sys
@@ -36,7 +33,7 @@ from steplr.schedules.registry import KINDS, Param, RunShape, compared, lookup, 
 from steplr.schedules.spec import SETTINGS
 
 __all__ = ["add_run_commands", "cmd_train", "cmd_compare", "RunUsageError", "claim_out", "check_out", "out_path",
-           "print_warnings", "jsonable", "check_work", "add_budget_argument"]
+           "print_warnings", "check_work", "add_budget_argument"]
 
 RunUsageError = UsageError  # the name other modules used before the CLI shared one error type
 
@@ -416,10 +413,9 @@ def _existing(out: Path) -> Iterator[Claim]:
 def cmd_compare(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None = None) -> int:
     import torch
 
-    from steplr._files import atomic_write_text
     from steplr.experiments.compare import BASELINE, DEFAULT_VALIDATION, compare, compare_config, recipe_config
     from steplr.experiments.grid import MAX_BATCH
-    from steplr.experiments.report import chosen_on_validation, summary_table, verdicts, write_report
+    from steplr.experiments.report import compare_lines, write_compare_outputs
     from steplr.training.train import replace_folder
 
     err = err or sys.stderr
@@ -455,46 +451,12 @@ def cmd_compare(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None
                          on_epoch=(lambda _: bar.update()) if bar is not None else None, max_batch=MAX_BATCH)
         if bar is not None:
             bar.close()
-        rows = result.summary()
         notes = plan_warnings + result.notes()
-        figures = _figures(folder, result.runs)
-        _write_summary(folder, rows, notes)
-        atomic_write_text(folder / "config.json", json.dumps(
-            {"recipe": args.recipe, "seeds": result.seeds,
-             "schedules": {name: config.as_dict() for name, config in result.configs.items()}}, indent=1))
-        write_report(folder / "report.html", result, figures, plans, notes)
+        rows = write_compare_outputs(folder, result, _figures(folder, result.runs), plans, notes)
     if folder != out:
         replace_folder(folder, out)
-    out_stream.write(summary_table(rows) + "\n")
-    for line in verdicts(rows):
-        out_stream.write(f"- {line}\n")
-    out_stream.write(chosen_on_validation(rows) + "\n")
-    for note in notes[len(plan_warnings):]:  # the plan warnings went to stderr before training
-        out_stream.write(f"note: {note}\n")
+    # The plan warnings went to stderr before training.
+    out_stream.write("\n".join(compare_lines(rows, notes[len(plan_warnings):])) + "\n")
     out_stream.write(f"report: {out / 'report.html'}\n")
     return 0
-
-
-def _write_summary(out: Path, rows: list[Any], notes: list[str]) -> None:
-    from dataclasses import asdict
-
-    from steplr._files import atomic_write_text
-
-    table = [asdict(row) for row in rows]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(table[0]))
-    writer.writeheader()
-    for row in table:
-        writer.writerow({k: _csv(v) for k, v in row.items()})
-    atomic_write_text(out / "summary.csv", buffer.getvalue())
-    atomic_write_text(out / "summary.json", json.dumps({"rows": [jsonable(r) for r in table], "notes": notes}, indent=1))
-
-
-def _csv(value: Any) -> Any:
-    return " ".join(map(str, value)) if isinstance(value, list) else value
-
-
-def jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    """A row for strict JSON: numbers that are not finite (a metric with no data) become null."""
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
 

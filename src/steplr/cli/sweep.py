@@ -7,11 +7,6 @@ LR goes through :mod:`steplr.experiments.paired`. A flag that belongs to the oth
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
-from dataclasses import asdict
-from pathlib import Path
 from typing import Any, TextIO
 
 from steplr.cli.args import UsageError, duration_list, number_list, positive_int
@@ -23,7 +18,6 @@ from steplr.cli.runs import (
     check_out,
     check_work,
     claim_out,
-    jsonable,
     out_path,
     print_warnings,
 )
@@ -128,6 +122,7 @@ def cmd_sweep(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None =
     # repeated, noisy runs), so torch keeps its default thread count here.
     from steplr.experiments.compare import DEFAULT_VALIDATION, recipe_config
     from steplr.experiments.grid import grid_sweep
+    from steplr.experiments.report import write_grid_outputs
     from steplr.training.train import replace_folder
 
     step_sizes, gammas, lrs = _grid_values(args)
@@ -159,89 +154,12 @@ def cmd_sweep(args: argparse.Namespace, out_stream: TextIO, err: TextIO | None =
                             on_progress=bar.update if bar is not None else None)
         if bar is not None:
             bar.close()
-        _write_grid_outputs(folder, out, result, spe, warnings, out_stream)
+        lines = write_grid_outputs(folder, out, result, spe, warnings)
     if folder != out:
         replace_folder(folder, out)
+    out_stream.write("\n".join(lines) + "\n")
     return 0
 
 
 def _steps_per_epoch(base: Any, data: Any) -> int:
     return int(base.steps_per_epoch(_batches(data, base)))
-
-
-_HEADER = ("step_size", "gamma", "lr", "val acc", "test acc", "vs constant LR (95% CI)", "p (Holm)", "verdict",
-           "diverged")
-
-
-def _write_grid_outputs(folder: Path, out: Path, result: Any, spe: int, warnings: list[str],
-                        out_stream: TextIO) -> None:
-    import numpy as np
-
-    from steplr._files import atomic_write_text
-    from steplr.experiments.plots import Curve, HeatmapPanel, plot_heatmap, plot_schedules
-    from steplr.experiments.report import difference, p_value, percent, verdict_sentence, write_sweep_report, text_table
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(result.rows[0]))
-    writer.writeheader()
-    writer.writerows(result.rows)
-    atomic_write_text(folder / "results.csv", buffer.getvalue())
-    summaries = result.summaries()
-    notes = warnings + result.notes()
-    atomic_write_text(folder / "summary.json", json.dumps(
-        {"rows": [jsonable(asdict(s)) for s in summaries], "notes": notes, "chosen_on": "validation accuracy"},
-        indent=1))
-    best = summaries[0]  # the highest mean validation accuracy
-    panels = []
-    for lr in result.lrs:
-        values = np.full((len(result.step_sizes), len(result.gammas)), np.nan)
-        verdicts = np.full(values.shape, "no detectable difference", dtype=object)
-        for s in summaries:
-            if s.lr == lr:
-                cell = result.step_sizes.index(s.step_size), result.gammas.index(s.gamma)
-                values[cell], verdicts[cell], baseline = s.test_acc_mean, s.verdict, s.baseline_test_acc_mean
-        panels.append(HeatmapPanel(lr, values, verdicts, baseline))
-    figures = {
-        "Mean final test accuracy": plot_heatmap(
-            panels, [str(s) for s in result.step_sizes], [f"{g:g}" for g in result.gammas], folder / "heatmap.png",
-            f"{result.recipe}: step_size x gamma, {len(result.seeds)} seeds",
-        ),
-        "Learning rate of the five best on validation": plot_schedules(
-            [Curve(f"step {s.step_size}, gamma {s.gamma:g}, lr {s.lr:g}", StepDecay(s.step_size, s.gamma), s.lr)
-             for s in summaries[:5]],
-            result.base.epochs, folder / "best_lr.png", spe, title="Learning rate of the five best configs (validation)",
-        ),
-    }
-    rows = [
-        (str(s.step_size), f"{s.gamma:g}", f"{s.lr:g}", percent(s.val_acc_mean), percent(s.test_acc_mean, s.test_acc_sd),
-         difference(s.diff_mean, s.diff_ci_low, s.diff_ci_high), p_value(s.p_adjusted), s.verdict,
-         str(s.diverged) if s.diverged else "")
-        for s in summaries
-    ]
-    plan = explain(StepDecay(best.step_size, best.gamma), best.lr, result.base.epochs, spe)
-    plan_lines = format_plan(f"chosen on validation: step {best.step_size}, gamma {best.gamma:g}, lr {best.lr:g}", plan)
-    counts = {word: sum(s.verdict == word for s in summaries) for word in ("better", "worse")}
-    tally = (f"{counts['better']} better, {counts['worse']} worse, the rest no detectable difference (Holm-adjusted "
-             f"over all {len(summaries)})" if len(result.seeds) > 1 else "1 seed: no test for any of them")
-    sentences = [
-        f"{len(summaries)} StepLR configs against a constant LR at the same base LR and seeds: {tally}.",
-        verdict_sentence(f"chosen on validation (step {best.step_size}, gamma {best.gamma:g}, lr {best.lr:g})",
-                         best.diff_mean, best.diff_ci_low, best.diff_ci_high, best.p_adjusted, best.verdict,
-                         len(summaries)),
-    ]
-    intro = (f"{len(summaries)} StepLR configs x {len(result.seeds)} seeds, trained in batches with a constant LR on "
-             f"the same seeds; validation split {result.base.validation:.3g} of the training set.")
-    settings = {"recipe": result.base.as_dict(), "step_sizes": result.step_sizes, "gammas": result.gammas,
-                "lrs": result.lrs, "seeds": result.seeds}
-    atomic_write_text(folder / "config.json", json.dumps(settings, indent=1))
-    write_sweep_report(folder / "report.html", f"steplr sweep: {result.recipe}", intro, _HEADER, rows, figures,
-                       plan_lines, settings, sentences, notes)
-    out_stream.write(f"{result.recipe}: {len(summaries)} configs x {len(result.seeds)} seeds (best five on "
-                     "validation)\n")
-    out_stream.write(text_table(_HEADER, rows[:5]) + "\n")
-    for line in sentences:
-        out_stream.write(f"- {line}\n")
-    for note in notes[len(warnings):]:  # the plan warnings went to stderr before training
-        out_stream.write(f"note: {note}\n")
-    out_stream.write("\n".join(plan_lines) + "\n")
-    out_stream.write(f"results: {out / 'results.csv'}\nreport: {out / 'report.html'}\n")

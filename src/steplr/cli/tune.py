@@ -25,9 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import dataclasses
-import io
 import json
 import logging
 import os
@@ -39,17 +36,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from steplr.cli.args import UsageError, duration
-from steplr.cli.runs import _progress, jsonable, print_warnings
+from steplr.cli.runs import _progress, print_warnings
 from steplr.errors import Interrupted
-from steplr.experiments.report import write_sweep_report
 
 if TYPE_CHECKING:
     import optuna
-
-    from steplr.experiments.tune import Confirmation, Confirmed, TrialCounts
 
 __all__ = ["cmd_optuna"]
 
@@ -57,18 +51,8 @@ DEFAULT_TRIALS = 30
 DEFAULT_SEEDS = 3  # as the grid engine
 _FLAGS = {"step_size": "--step-size", "gamma": "--gamma", "lr": "--lr"}
 _OUTPUTS = ("report.html", "summary.json", "trials.csv", "best_lr.png")  # what this command writes in --out
-# The test-set figures of the search's trials (trials.csv) are there to look at, never to choose on.
 _HELPER_STOP_SECONDS = 10.0  # a stopped helper fails its trial and exits; after this long it is killed
 _RERUN = "rerun the same command to continue"
-TRIAL_TEST_INFO = ("The test accuracy of each trial (trials.csv, column test_acc_info) is shown for information; "
-                   "nothing was chosen or pruned on it.")
-
-
-def header(seeds: int) -> tuple[str, ...]:
-    """The table's columns: what the configs were ranked on first, then the means over the ``seeds`` retrained runs."""
-    over = f"({seeds} seed{'s' if seeds != 1 else ''})"
-    return ("trial", "step_size", "gamma", "lr", "trial val acc", f"val acc {over}", f"test acc {over}",
-            f"constant LR test acc {over}", "vs constant LR (95% CI)", "p", "p (Holm)", "verdict", "diverged")
 
 
 @dataclass(frozen=True)
@@ -464,58 +448,49 @@ def _helper(argv: Sequence[str], stdin: TextIO) -> int:
 
 def _report(search: _Search, out_stream: TextIO, err_stream: TextIO, rebuilding: bool) -> int:
     """Confirm the study's best configs on the test set and write the summary, the trials, a figure, the report."""
-    from steplr.training.data import load_dataset
     from steplr.experiments.compare import recipe_config
-    from steplr.experiments.report import text_table
-    from steplr.experiments.tune import JOURNAL_FILE, SweepError, best_trials, confirm_best, count_trials, open_study
+    from steplr.experiments.report import StudyInfo, optuna_plan, write_optuna_nothing, write_optuna_outputs
+    from steplr.experiments.tune import (
+        JOURNAL_FILE,
+        SweepError,
+        best_trials,
+        confirm_best,
+        count_trials,
+        open_study,
+        study_rows,
+    )
     from steplr.experiments.tune_storage import shown
+    from steplr.training.data import load_dataset
 
     study = open_study(search.recipe, search.study, search.storage, search.out, create=False,
                        grace_period=search.grace, db_timeout=search.db_timeout)
     if not study.get_trials(deepcopy=False):
         raise SweepError(f"study {search.study!r} has no trials yet: run the search (without --report) first")
     where = shown(search.storage) if search.storage else str(search.out / JOURNAL_FILE)
-    counts = count_trials(study)
-    counts_line = f"study {search.study!r} on {where}: {counts}"
-    out_stream.write(counts_line + "\n")
+    info = StudyInfo(search.recipe, search.study, where, dict(study.user_attrs), count_trials(study),
+                     study_rows(study))
+    out_stream.write(f"{info}\n")
     out_stream.flush()
     if not best_trials(study, 1):
-        return _report_nothing(search, study, counts, counts_line, where, out_stream)
+        search.out.mkdir(parents=True, exist_ok=True)
+        out_stream.write("\n".join(write_optuna_nothing(search.out, info)) + "\n")
+        return 0
     seeds, seeds_line = _seeds(search, study, rebuilding)
     if seeds_line:
         out_stream.write(seeds_line + "\n")
     data = load_dataset(recipe_config(search.recipe).dataset, data_dir=search.data_dir, download=search.download)
     result = confirm_best(study, data, range(seeds))
     search.out.mkdir(parents=True, exist_ok=True)
-    chosen = (f"best {len(result.rows)} config{'s' if len(result.rows) != 1 else ''} chosen on validation: ranked by "
-              f"each search trial's own final validation accuracy (trial val acc, one run), then retrained on "
-              f"{_n_seeds(seeds)} beside a constant LR at the same lr on the same seeds and reported on the test set")
-    table = [_cells(row) for row in result.rows]
-    sentences = [_sentence(row, index == 0, len(result.rows)) for index, row in enumerate(result.rows)]
-    notes = _notes(result)
-    plan = _chosen_plan(result)
+    plan = optuna_plan(result)
     warnings = print_warnings(f"chosen on validation: trial {result.rows[0].trial}", plan, err_stream)  # and below
-    summary = _write_summary(search.out, study, counts, search.study, where, result)
-    trials = _write_trials(search.out, study)
-    columns = (f"trial val acc: the search trial's own final validation accuracy (one run), which ranks the configs "
-               "(ties: the earlier trial first); "
-               f"val acc and test acc ({_n_seeds(seeds)}): means over the retrained runs; constant LR test acc: the "
-               "constant LR's mean test accuracy on the same seeds.")
-    intro = [f"{counts_line}.", f"{chosen[0].upper()}{chosen[1:]}.", *([f"{seeds_line}."] if seeds_line else [])]
-    report = _write_report(search, result, study, intro, table, sentences, notes + warnings, plan, columns)
-    lines = [chosen, text_table(header(seeds), table), *(f"- {s}" for s in sentences), *(f"note: {n}" for n in notes),
-             *plan, f"trials: {trials} (test_acc_info: for information; nothing was chosen or pruned on it)",
-             f"summary: {summary}", f"report: {report}"]
+    lines = write_optuna_outputs(search.out, info, result, plan, warnings, seeds_line)
     out_stream.write("\n".join(lines) + "\n")
     return 0
 
 
-def _n_seeds(count: int) -> str:
-    return f"{count} seed{'s' if count != 1 else ''}"
-
-
 def _seeds(search: _Search, study: optuna.Study, rebuilding: bool) -> tuple[int, str]:
     """How many seeds to confirm on and, for ``--report``, a line saying where that count comes from."""
+    from steplr.experiments.report import seeds_phrase
     from steplr.experiments.tune import recorded_seeds
 
     given = search.seeds
@@ -524,138 +499,13 @@ def _seeds(search: _Search, study: optuna.Study, rebuilding: bool) -> tuple[int,
     recorded = recorded_seeds(study)
     if given is not None:
         if recorded is None or recorded == given:
-            return given, f"retraining on {_n_seeds(given)}, as --seeds asks"
-        return given, (f"retraining on {_n_seeds(given)}, as --seeds asks: the search retrained on "
-                       f"{_n_seeds(recorded)}, so these numbers may differ from its report")
+            return given, f"retraining on {seeds_phrase(given)}, as --seeds asks"
+        return given, (f"retraining on {seeds_phrase(given)}, as --seeds asks: the search retrained on "
+                       f"{seeds_phrase(recorded)}, so these numbers may differ from its report")
     if recorded is not None:
-        return recorded, f"retraining on {_n_seeds(recorded)}, as the search did (recorded in the study)"
-    return DEFAULT_SEEDS, (f"retraining on {_n_seeds(DEFAULT_SEEDS)} (the default): the study does not record how "
-                           "many seeds its search retrained on; pass --seeds to choose")
-
-
-def _report_nothing(search: _Search, study: optuna.Study, counts: TrialCounts, counts_line: str, where: str,
-                    out_stream: TextIO) -> int:
-    """A study without a complete trial: nothing to choose. Say so in every file and on the console (exit 0)."""
-    nothing = (f"no trial completed ({counts.diverged} diverged, {counts.pruned} pruned, {counts.failed} failed): "
-               "nothing can be chosen, and nothing was compared with a constant LR")
-    notes = ["a diverged trial's loss became NaN or infinite: a smaller --lr (or lr range) may help"
-             if counts.diverged else "a longer search (--trials) or other ranges may complete a trial"]
-    search.out.mkdir(parents=True, exist_ok=True)
-    summary = _write_summary(search.out, study, counts, search.study, where, None, nothing)
-    trials = _write_trials(search.out, study)
-    report = write_sweep_report(search.out / "report.html", f"steplr sweep (optuna): {search.recipe}",
-                                [f"{counts_line}.", f"{nothing[0].upper()}{nothing[1:]}."], (), (), {}, (),
-                                {"study": search.study, "search": dict(study.user_attrs)}, notes=notes,
-                                explanations=[TRIAL_TEST_INFO])
-    lines = [nothing, *(f"note: {n}" for n in notes), f"trials: {trials}", f"summary: {summary}",
-             f"report: {report}"]
-    out_stream.write("\n".join(lines) + "\n")
-    return 0
-
-
-def _label(row: Confirmed) -> str:
-    return f"trial {row.trial} (step_size {row.step_size}, gamma {row.gamma:.4g}, lr {row.lr:.3g})"
-
-
-def _cells(row: Confirmed) -> tuple[str, ...]:
-    from steplr.experiments.report import difference, p_value, percent
-
-    return (str(row.trial), str(row.step_size), f"{row.gamma:.4g}", f"{row.lr:.3g}", percent(row.trial_val_acc),
-            percent(row.val_acc_mean), percent(row.test_acc_mean, row.test_acc_sd),
-            percent(row.baseline_test_acc_mean), difference(row.diff_mean, row.diff_ci_low, row.diff_ci_high),
-            p_value(row.p), p_value(row.p_adjusted), row.verdict, f"{row.diverged}/{row.seeds}")
-
-
-def _sentence(row: Confirmed, chosen: bool, compared: int) -> str:
-    """One config against the constant LR, claiming no more than its verdict word."""
-    from steplr.experiments.report import percent, verdict_sentence
-
-    label = (f"{'chosen on validation: ' if chosen else ''}trial {row.trial} (step_size {row.step_size}, gamma "
-             f"{row.gamma:.4g}, lr {row.lr:.3g}; trial val acc {percent(row.trial_val_acc)})")
-    return verdict_sentence(label, row.diff_mean, row.diff_ci_low, row.diff_ci_high, row.p_adjusted, row.verdict,
-                            compared)
-
-
-def _notes(result: Confirmation) -> list[str]:
-    """What to know before trusting the numbers: one seed, diverged seeds, a run too short for decay to pay off."""
-    from steplr.experiments.paired import NO_TEST
-
-    notes = []
-    if len(result.seeds) < 2:
-        notes.append(f"{NO_TEST}: differences from a single seed are not evidence; use --seeds 5 or more")
-    notes += [f"{_label(row)} diverged on {row.diverged} of {row.seeds} seeds (counted as 0 accuracy)"
-              for row in result.rows if row.diverged]
-    baseline_diverged = {row.lr: row.baseline_diverged for row in result.rows if row.baseline_diverged}
-    notes += [f"the constant LR at lr {lr:.3g} diverged on {count} of {len(result.seeds)} seeds (counted as 0 accuracy)"
-              for lr, count in baseline_diverged.items()]
-    notes += [f"the constant LR at lr {lr:.3g} still lowered its validation loss by {fall * 100:.1f}% over the last "
-              f"10% of epochs: the run may be too short for decay to pay off; try a larger --epochs"
-              for lr, fall in result.still_falling.items()]
-    return notes
-
-
-def _spe(result: Confirmation) -> int:
-    return result.base.steps_per_epoch(result.batches)
-
-
-def _chosen_plan(result: Confirmation) -> list[str]:
-    from steplr.schedules.explain import explain, format_plan
-    from steplr.schedules.kinds import StepDecay
-
-    best = result.rows[0]
-    plan = explain(StepDecay(best.step_size, best.gamma), best.lr, result.base.epochs, _spe(result))
-    return format_plan(f"chosen on validation: trial {best.trial} (highest trial val acc)", plan)
-
-
-def _write_summary(out: Path, study: optuna.Study, counts: TrialCounts, name: str, where: str,
-                   result: Confirmation | None, note: str | None = None) -> Path:
-    """summary.json: the trial counts and one row per confirmed config (none, with a note, when nothing completed)."""
-    from steplr._files import atomic_write_text
-
-    summary: dict[str, Any] = {
-        "chosen_on": "search trial validation accuracy (trial_val_acc, one run per trial)",
-        "reported_on": "test set",
-        "study": name,
-        "storage": where,
-        "trials": {**dataclasses.asdict(counts), "finished": counts.finished},
-        "seeds": [] if result is None else result.seeds,
-        "validation": study.user_attrs.get("validation") if result is None else result.base.validation,
-        "epochs": study.user_attrs.get("epochs") if result is None else result.base.epochs,
-        "rows": [] if result is None else [jsonable(row.as_dict()) for row in result.rows],
-    }
-    if note is not None:
-        summary["note"] = note
-    return atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
-
-
-def _write_trials(out: Path, study: optuna.Study) -> Path:
-    from steplr._files import atomic_write_text
-    from steplr.experiments.tune import study_rows
-
-    rows = study_rows(study)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return atomic_write_text(out / "trials.csv", buffer.getvalue())
-
-
-def _write_report(search: _Search, result: Confirmation, study: optuna.Study, intro: list[str],
-                  table: list[tuple[str, ...]], sentences: list[str], notes: list[str], plan: list[str],
-                  columns: str) -> Path:
-    from steplr.experiments.plots import Curve, plot_schedules
-    from steplr.schedules.kinds import StepDecay
-
-    figure = plot_schedules(
-        [Curve(_label(row), StepDecay(row.step_size, row.gamma), row.lr) for row in result.rows],
-        result.base.epochs, search.out / "best_lr.png", _spe(result),
-        title="Learning rate of the best configs (ranked on trial val acc)",
-    )
-    settings = {"recipe": result.base.as_dict(), "study": search.study, "search": dict(study.user_attrs),
-                "seeds": result.seeds}
-    return write_sweep_report(search.out / "report.html", f"steplr sweep (optuna): {search.recipe}", intro,
-                              header(len(result.seeds)), table, {"Learning rate of the best configs": figure}, plan,
-                              settings, sentences, notes, [columns, TRIAL_TEST_INFO])
+        return recorded, f"retraining on {seeds_phrase(recorded)}, as the search did (recorded in the study)"
+    return DEFAULT_SEEDS, (f"retraining on {seeds_phrase(DEFAULT_SEEDS)} (the default): the study does not record "
+                           "how many seeds its search retrained on; pass --seeds to choose")
 
 
 if __name__ == "__main__":

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from steplr.errors import SteplrValueError
-from steplr.experiments.paired import NO_TEST, against_baseline, baseline_notes
+from steplr.experiments.results import BASELINE, Comparison
 from steplr.schedules.registry import RunShape, compared, lookup
 from steplr.schedules.spec import SETTINGS, ScheduleSpec
 from steplr.training.config import History, TrainConfig
@@ -25,12 +23,10 @@ __all__ = [
     "schedule_config",
     "compare",
     "Comparison",
-    "SummaryRow",
     "BASELINE",
     "DEFAULT_VALIDATION",
 ]
 
-BASELINE = "none"  # the constant LR every schedule is compared with
 DEFAULT_VALIDATION = 1 / 6  # compare and sweep hold out this share of the training set to choose on
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -83,119 +79,6 @@ def schedule_config(base: TrainConfig, schedule: str, given: Mapping[str, Any] |
     if entry.reactive:  # no warm-up: dropped here, since a spec checks itself on creation
         settings["warmup"] = None
     return dataclasses.replace(base, schedule=ScheduleSpec.from_settings(schedule, settings))
-
-
-@dataclass(frozen=True)
-class SummaryRow:
-    """One schedule over its seeds, paired against the constant LR (``none``) on the same seeds.
-
-    Accuracies are fractions in [0, 1]; ``diff_*`` are points of test accuracy (schedule minus constant LR). The
-    baseline's own row has no difference, test or verdict (``verdict == "baseline"``).
-    """
-
-    schedule: str
-    val_acc_mean: float
-    test_acc_mean: float
-    test_acc_sd: float
-    test_loss_mean: float
-    test_loss_sd: float
-    diff_mean: float | None
-    diff_ci_low: float | None
-    diff_ci_high: float | None
-    p: float | None
-    p_adjusted: float | None
-    verdict: str
-    wins: int | None  # seeds where it ended above the constant LR on test accuracy
-    ties: int | None
-    seeds: int
-    diverged: int  # seeds whose loss became NaN or infinite
-    diverged_at: list[int] = field(default_factory=list)  # the epoch each diverged seed did
-
-
-@dataclass
-class Comparison:
-    recipe: str
-    base: TrainConfig
-    seeds: list[int]
-    configs: dict[str, TrainConfig] = field(default_factory=dict)
-    runs: dict[str, list[History]] = field(default_factory=dict)
-
-    def summary(self) -> list[SummaryRow]:
-        """Final validation and test accuracy per schedule, paired against ``none`` (Holm over the schedules)."""
-        baseline = self.runs[BASELINE]
-        base_acc = _final(baseline, "test_acc")
-        others = [name for name in self.runs if name != BASELINE]
-        tests = dict(zip(others, against_baseline([(_final(self.runs[name], "test_acc"), base_acc) for name in others])))
-        rows = []
-        for name, histories in self.runs.items():
-            acc = _final(histories, "test_acc")
-            losses = [v for v in _final(histories, "test_loss") if math.isfinite(v)]
-            diverged = [h.diverged_at for h in histories if h.diverged_at is not None]
-            paired = tests.get(name)
-            wins = ties = None
-            if paired is not None:
-                diffs = [a - b for a, b in zip(_zeroed(acc), _zeroed(base_acc))]
-                wins, ties = sum(d > 0 for d in diffs), sum(d == 0 for d in diffs)
-            rows.append(SummaryRow(
-                name,
-                _mean(_final(histories, "val_acc")),
-                statistics.fmean(_zeroed(acc)),
-                _sd(_zeroed(acc)),
-                _mean(losses),
-                _sd(losses),
-                None if paired is None else paired.diff_mean,
-                None if paired is None else paired.diff_ci_low,
-                None if paired is None else paired.diff_ci_high,
-                None if paired is None else paired.p,
-                None if paired is None else paired.p_adjusted,
-                "baseline" if paired is None else paired.verdict,
-                wins,
-                ties,
-                len(histories),
-                len(diverged),
-                diverged,
-            ))
-        return rows
-
-    def notes(self) -> list[str]:
-        """What a reader must know before trusting the verdicts: a run too short to judge, a reactive schedule
-        that never reacted, diverged seeds."""
-        found = baseline_notes([h.column("val_loss") for h in self.runs[BASELINE]])
-        for name, histories in self.runs.items():
-            config = self.configs[name]
-            if config.schedule.reactive and all(
-                all(lr == config.lr for lr in h.iteration_lrs) for h in histories
-            ):
-                found.append(f"plateau never reduced the LR (in any of {len(histories)} seeds): it ran as a constant LR")
-            diverged = [(seed, h.diverged_at) for seed, h in zip(self.seeds, histories) if h.diverged_at is not None]
-            if diverged:
-                where = ", ".join(f"seed {seed} at epoch {epoch}" for seed, epoch in diverged)
-                found.append(
-                    f"{name} diverged in {len(diverged)} of {len(histories)} seeds ({where}): the loss became NaN or "
-                    "infinite; a diverged seed counts as 0 accuracy"
-                )
-        if len(self.seeds) < 2:
-            found.append(f"{NO_TEST}: a difference on a single seed is not evidence; use --seeds 5 or more")
-        return found
-
-
-def _final(histories: Sequence[History], name: str) -> list[float]:
-    return [float(getattr(h.epochs[-1], name)) for h in histories]
-
-
-def _zeroed(values: Sequence[float]) -> list[float]:
-    """Accuracies with NaN (a diverged model) as 0."""
-    return [0.0 if math.isnan(v) else v for v in values]
-
-
-def _mean(values: Sequence[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return statistics.fmean(finite) if finite else math.nan
-
-
-def _sd(values: Sequence[float]) -> float:
-    """The sample sd; NaN for fewer than two values (there is none)."""
-    return statistics.stdev(values) if len(values) > 1 else math.nan
 
 
 def compare(

@@ -14,7 +14,8 @@ orders), so the difference of their final test accuracies is paired per seed. Fo
 
 When every seed shows the same difference (to within :data:`SAME_DIFFERENCE` points, i.e. up to rounding) the t
 statistic is undefined (zero spread); then ``p`` is the exact sign-flip permutation p-value, ``2 / 2**n`` (1.0
-when the difference is zero), and the interval is the single value. A diverged model (NaN accuracy) counts as 0 accuracy: it classifies nothing right.
+when the difference is zero), and the interval is the single value. A diverged model (NaN accuracy) counts as 0
+accuracy: it classifies nothing right.
 
 SciPy is imported when a test is computed (``scipy.stats.ttest_rel``); Holm's adjustment is a few lines, written
 here because SciPy offers only the Benjamini-Hochberg procedure.
@@ -26,6 +27,8 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from steplr.errors import SteplrValueError
 
 __all__ = [
     "Paired",
@@ -110,12 +113,12 @@ def against_baseline(pairs: Sequence[tuple[Sequence[float], Sequence[float]]]) -
     The p-values are Holm-adjusted over all the pairs given: pass every comparison one report makes.
 
     Raises:
-        ValueError: for an empty pair or pairs of different lengths.
+        SteplrValueError: for an empty pair or pairs of different lengths.
     """
     raw: list[tuple[float, float | None, float | None, float | None]] = []
     for candidate, baseline in pairs:
         if not candidate or len(candidate) != len(baseline):
-            raise ValueError(
+            raise SteplrValueError(
                 f"a paired comparison needs the same seeds on both sides, got {len(candidate)} and {len(baseline)}"
             )
         a = [_accuracy(v) for v in candidate]
@@ -163,14 +166,20 @@ def baseline_notes(curves: Sequence[Sequence[float]], where: str = "") -> list[s
     end, unstable, or a run too short to tell. ``where`` qualifies the baseline (e.g. "at lr 0.01 ")."""
     epochs = min((len(c) for c in curves), default=0)
     if epochs == 1:
-        return [f"the constant LR {where}ran a single epoch: whether it had converged cannot be told, and a decaying "
-                "schedule had no time to pay off (try a larger --epochs)"]
+        return [
+            f"the constant LR {where}ran a single epoch: whether it had converged cannot be told, and a decaying "
+            "schedule had no time to pay off (try a larger --epochs)"
+        ]
     first, last = _mean_at(curves, 0), _mean_at(curves, epochs - 1) if epochs else None
     if first is not None and last is not None and last > first:
-        return [f"the constant LR's validation loss {where}ended above its first epoch's ({last:.3g} > {first:.3g}): "
-                "it is unstable at this learning rate, and verdicts against it say little"]
+        return [
+            f"the constant LR's validation loss {where}ended above its first epoch's ({last:.3g} > {first:.3g}): "
+            "it is unstable at this learning rate, and verdicts against it say little"
+        ]
     fall = still_falling(curves)
     if fall is not None:
-        return [f"the constant LR's validation loss {where}still fell by {fall:.1%} over the last 10% of the {epochs} "
-                "epochs: the run may be too short for decay to pay off (try a larger --epochs)"]
+        return [
+            f"the constant LR's validation loss {where}still fell by {fall:.1%} over the last 10% of the {epochs} "
+            "epochs: the run may be too short for decay to pay off (try a larger --epochs)"
+        ]
     return []

@@ -37,11 +37,11 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, ScalarFormatter
 
 from steplr._files import atomic_write
-from steplr.schedules.explain import lr_profile
 from steplr.experiments.paired import VERDICTS
+from steplr.schedules.explain import lr_profile
 from steplr.schedules.kinds import Schedule
 
 if TYPE_CHECKING:
@@ -63,7 +63,12 @@ _BUCKETS = 750  # a schedule curve keeps at most 4 change points per 1/750 of th
 _DPI = 110
 # (line style, marker) per schedule, in drawing order; the first is plain so a single curve stays clean.
 _STYLES: tuple[tuple[Any, str | None], ...] = (
-    ("-", None), ("--", "o"), (":", "s"), ("-.", "^"), ((0, (6, 2, 1, 2, 1, 2)), "D"), ((0, (1, 1)), "v"),
+    ("-", None),
+    ("--", "o"),
+    (":", "s"),
+    ("-.", "^"),
+    ((0, (6, 2, 1, 2, 1, 2)), "D"),
+    ((0, (1, 1)), "v"),
 )
 _SPLITS = (("train", "train"), ("val", "validation"), ("test", "test"))
 
@@ -85,7 +90,8 @@ class HeatmapPanel:
         lr: the base learning rate of every cell of the panel.
         values: mean final test accuracy as fractions in [0, 1], rows = step_size, columns = gamma; NaN for a
             cell without a result.
-        verdicts: the same shape, each one of :data:`steplr.experiments.paired.VERDICTS` (the cell against the constant LR).
+        verdicts: the same shape, each one of :data:`steplr.experiments.paired.VERDICTS` (the cell against the
+            constant LR).
         baseline: the constant LR's mean final test accuracy at ``lr``, as a fraction (NaN if unknown).
 
     Raises:
@@ -130,8 +136,9 @@ def plot_schedules(
 
     The x axis is in epochs; each curve is drawn through exact change points of the schedule, every one of them
     while they are a few per 1/750 of the run, else the first, last, lowest and highest of each such stretch
-    (:func:`steplr.schedules.explain.lr_profile`), so a curve has at most 3,000 points however long the run. ``log_scale``:
-    True or False forces the LR axis; None chooses a log axis when the LR spans :data:`LOG_SPAN` or more.
+    (:func:`steplr.schedules.explain.lr_profile`), so a curve has at most 3,000 points however long the run.
+    ``log_scale``: True or False forces the LR axis; None chooses a log axis when the LR spans :data:`LOG_SPAN` or
+    more.
     ``title`` is drawn as plain text (no mathtext: ``$`` is a dollar sign). Returns the path.
     """
     return save_figure(_schedules_figure(curves, epochs, steps_per_epoch, log_scale, title), path)
@@ -176,19 +183,48 @@ def plot_heatmap(
 # Builders: each returns the Figure, so tests can inspect axes, scales and outlines before anything is saved.
 
 
-def _new_figure(width: float, height: float, margins: tuple[float, float, float, float] | None = None,
-                gap: float = 0.0, panels: int = 1) -> Figure:
-    """A figure on the Agg canvas. ``margins`` (left, right, bottom, top, in inches) fix where the axes go;
-    without them matplotlib's constrained layout measures every text first, which doubles the cost of a save
-    (fine for a sweep's one heatmap, not for the three figures of every ``steplr train``)."""
+def _canvas(
+    width: float,
+    height: float,
+    panels: int = 1,
+    margins: tuple[float, float, float, float] | None = None,
+    gap: float = 0.0,
+) -> tuple[Figure, list[Axes]]:
+    """A figure on the Agg canvas and its ``panels`` axes side by side, sharing the y axis: every figure starts here.
+
+    ``margins`` (left, right, bottom, top, in inches) and ``gap`` (between panels) fix where the axes go; without
+    them matplotlib's constrained layout measures every text first, which doubles the cost of a save (fine for a
+    sweep's one heatmap, not for the three figures of every ``steplr train``)."""
     fig = Figure(figsize=(width, height), dpi=_DPI, layout=None if margins else "constrained")
     FigureCanvasAgg(fig)
     if margins is not None:
         left, right, bottom, top = margins
         axes_width = (width - left - right - gap * (panels - 1)) / panels
-        fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
-                            top=1 - top / height, wspace=gap / axes_width)
-    return fig
+        fig.subplots_adjust(
+            left=left / width,
+            right=1 - right / width,
+            bottom=bottom / height,
+            top=1 - top / height,
+            wspace=gap / axes_width,
+        )
+    return fig, list(fig.subplots(1, panels, sharey=True, squeeze=False)[0])
+
+
+def _legend(fig: Figure, axes: Sequence[Axes], below: bool = False) -> None:
+    """The curves' legend: inside the first panel, or (``below``) under the panels in rows of up to six."""
+    if not below:
+        axes[0].legend(fontsize=8)
+        return
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncols=min(len(labels), 6),
+        fontsize=8,
+        frameon=False,
+    )
 
 
 def _title_lines(text: str, width: float, points: float) -> str:
@@ -206,8 +242,13 @@ def _style(index: int, count: int, points: int) -> dict[str, Any]:
     if marker is not None:
         every = max(1, points // 8)
         # Each schedule's markers start at a different point, so identical curves show every marker set.
-        style.update(marker=marker, markersize=5, fillstyle="none", markeredgewidth=1.2,
-                     markevery=(index * every // max(count, 1) % every, every))
+        style.update(
+            marker=marker,
+            markersize=5,
+            fillstyle="none",
+            markeredgewidth=1.2,
+            markevery=(index * every // max(count, 1) % every, every),
+        )
     return style
 
 
@@ -286,11 +327,11 @@ def _over_seeds(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, low, high
 
 
-def _schedules_figure(curves: Sequence[Curve], epochs: int, steps_per_epoch: int, log_scale: bool | None,
-                      title: str | None) -> Figure:
+def _schedules_figure(
+    curves: Sequence[Curve], epochs: int, steps_per_epoch: int, log_scale: bool | None, title: str | None
+) -> Figure:
     heading = _title_lines(title or "Learning-rate schedule", 7, 11)
-    fig = _new_figure(7, 4, margins=(0.95, 0.2, 0.6, 0.2 + 0.2 * (heading.count("\n") + 1)))
-    ax = fig.add_subplot()
+    fig, (ax,) = _canvas(7, 4, margins=(0.95, 0.2, 0.6, 0.2 + 0.2 * (heading.count("\n") + 1)))
     total = epochs * steps_per_epoch
     drawn: list[float] = []
     for index, curve in enumerate(curves):
@@ -299,8 +340,13 @@ def _schedules_figure(curves: Sequence[Curve], epochs: int, steps_per_epoch: int
         starts, rates = lr_profile(curve.schedule, curve.base_lr, epochs, steps_per_epoch, _BUCKETS)
         lrs = [*rates.tolist(), float(rates[-1])]
         drawn += lrs
-        ax.plot(np.append(starts, total) / steps_per_epoch, lrs, drawstyle="steps-post", label=curve.label,
-                **_style(index, len(curves), len(lrs)))
+        ax.plot(
+            np.append(starts, total) / steps_per_epoch,
+            lrs,
+            drawstyle="steps-post",
+            label=curve.label,
+            **_style(index, len(curves), len(lrs)),
+        )
     log = _wants_log(drawn) if log_scale is None else log_scale
     if log:
         _set_log(ax, drawn)
@@ -309,22 +355,24 @@ def _schedules_figure(curves: Sequence[Curve], epochs: int, steps_per_epoch: int
     _lr_axis(ax, log)
     ax.set_title(heading, fontsize=11, usetex=False, parse_math=False)  # as typed: "$" is a dollar sign
     if len(curves) > 1 or (curves and curves[0].label):
-        ax.legend(fontsize=8)
+        _legend(fig, [ax])
     return fig
 
 
 def _iterations_per_epoch(histories: Sequence[History]) -> int | None:
     """Iterations per epoch, from the runs that ended on an epoch boundary (a run stopped by divergence may
     not); None when no run tells."""
-    found = [len(h.iteration_lrs) // len(h.epochs) for h in histories
-             if h.epochs and h.iteration_lrs and len(h.iteration_lrs) % len(h.epochs) == 0]
+    found = [
+        len(h.iteration_lrs) // len(h.epochs)
+        for h in histories
+        if h.epochs and h.iteration_lrs and len(h.iteration_lrs) % len(h.epochs) == 0
+    ]
     return max(set(found), key=found.count) if found else None
 
 
 def _lrs_figure(runs: Mapping[str, Sequence[History]], log_scale: bool | None) -> Figure:
     seeds = _seed_count(runs)
-    fig = _new_figure(7, 4, margins=(0.95, 0.2, 0.6, 0.4))
-    ax = fig.add_subplot()
+    fig, (ax,) = _canvas(7, 4, margins=(0.95, 0.2, 0.6, 0.4))
     differ = False
     drawn: list[np.ndarray] = []
     per_epoch = _iterations_per_epoch([h for histories in runs.values() for h in histories])
@@ -333,12 +381,24 @@ def _lrs_figure(runs: Mapping[str, Sequence[History]], log_scale: bool | None) -
         mean, low, high = _over_seeds(table)
         # The LR of iteration i holds from i to i + 1: repeat the last one to close the final step.
         x = np.arange(table.shape[1] + 1) / (per_epoch or 1)
-        ax.plot(x, np.append(mean, mean[-1:]), drawstyle="steps-post", label=name,
-                **_style(index, len(runs), table.shape[1]))
+        ax.plot(
+            x,
+            np.append(mean, mean[-1:]),
+            drawstyle="steps-post",
+            label=name,
+            **_style(index, len(runs), table.shape[1]),
+        )
         if len(histories) > 1 and np.nanmax(high - low, initial=0.0) > 0:
             differ = True
-            ax.fill_between(x, np.append(low, low[-1:]), np.append(high, high[-1:]), step="post",
-                            color=f"C{index % 10}", alpha=_band_alpha(len(runs)), linewidth=0)
+            ax.fill_between(
+                x,
+                np.append(low, low[-1:]),
+                np.append(high, high[-1:]),
+                step="post",
+                color=f"C{index % 10}",
+                alpha=_band_alpha(len(runs)),
+                linewidth=0,
+            )
         drawn.append(table.ravel())
     values = np.concatenate(drawn) if drawn else np.array([])
     log = _wants_log(values) if log_scale is None else log_scale
@@ -349,8 +409,57 @@ def _lrs_figure(runs: Mapping[str, Sequence[History]], log_scale: bool | None) -
     _lr_axis(ax, log)
     phrase = f"the same on all {seeds} seeds" if seeds is not None and not differ else _over_seeds_phrase(seeds)
     ax.set_title(f"Learning rate applied at each iteration ({phrase})", fontsize=10)
-    ax.legend(fontsize=8)
+    _legend(fig, [ax])
     return fig
+
+
+def _metric_panel(ax: Axes, runs: Mapping[str, Sequence[History]], column: str, scale: float, title: str) -> np.ndarray:
+    """One split's panel of :func:`plot_run_metric`: per schedule the mean over seeds, the band from the lowest to
+    the highest seed and an x on the epoch axis where a seed diverged; returns every value drawn."""
+    drawn = []
+    for index, (name, histories) in enumerate(runs.items()):
+        table = _stack([h.column(column) for h in histories]) * scale
+        mean, low, high = _over_seeds(table)
+        epochs = np.arange(1, table.shape[1] + 1)
+        ax.plot(epochs, mean, label=name, **_style(index, len(runs), table.shape[1]))
+        if len(histories) > 1:
+            ax.fill_between(epochs, low, high, color=f"C{index % 10}", alpha=_band_alpha(len(runs)), linewidth=0)
+        diverged = sorted({h.diverged_at for h in histories if h.diverged_at is not None})
+        if diverged:  # an empty unclipped line would claim the figure's corner in the layout
+            # On the x axis, so a seed that diverged in its first epoch (no finite value at all) still shows.
+            ax.plot(
+                diverged,
+                [0.03] * len(diverged),
+                "x",
+                color=f"C{index % 10}",
+                markersize=8,
+                markeredgewidth=2,
+                transform=ax.get_xaxis_transform(),
+                clip_on=False,
+                gid="diverged",
+            )
+        drawn.append(table.ravel())
+    values = np.concatenate(drawn)
+    if not np.isfinite(values).any():
+        ax.text(
+            0.5,
+            0.5,
+            "no finite values:\nevery seed diverged",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=9,
+            color="0.4",
+        )
+        last = max(len(h.epochs) for hs in runs.values() for h in hs)
+        ax.set_xlim(1, last) if last > 1 else ax.set_xlim(0.5, 1.5)  # the run's epochs, not matplotlib's guess
+        ax.set_yticks([])
+    ax.set_title(title, fontsize=10)
+    formatter = ax.yaxis.get_major_formatter()
+    if isinstance(formatter, ScalarFormatter):  # linear until the log scale is chosen (loss only)
+        formatter.set_useOffset(False)
+    _epoch_axis(ax)
+    return values
 
 
 def _metric_figure(runs: Mapping[str, Sequence[History]], metric: str) -> Figure:
@@ -360,59 +469,37 @@ def _metric_figure(runs: Mapping[str, Sequence[History]], metric: str) -> Figure
     scale = 1.0 if metric == "loss" else 100.0
     # A run holds out a validation split when any validation metric was measured (a diverged model's loss is NaN,
     # its accuracy still a number).
-    held_out = any(not np.isnan(v) for hs in runs.values() for h in hs
-                   for v in h.column("val_loss") + h.column("val_acc"))
+    held_out = any(
+        not np.isnan(v) for hs in runs.values() for h in hs for v in h.column("val_loss") + h.column("val_acc")
+    )
     splits = [(key, name) for key, name in _SPLITS if key != "val" or held_out]
     legend_rows = -(-len(runs) // 6)
     diverged_any = any(h.diverged_at is not None for hs in runs.values() for h in hs)
     width = 1.2 + 3.6 * len(splits)
-    fig = _new_figure(width, 4.4, margins=(0.95, 0.2, 0.52 + 0.22 * legend_rows, 0.55 + 0.2 * diverged_any),
-                      gap=0.2, panels=len(splits))
-    axes = fig.subplots(1, len(splits), sharey=True, squeeze=False)[0]
-    drawn = []
-    for ax, (key, split_name) in zip(axes, splits):
-        for index, (name, histories) in enumerate(runs.items()):
-            table = _stack([h.column(f"{key}_{metric}") for h in histories]) * scale
-            mean, low, high = _over_seeds(table)
-            epochs = np.arange(1, table.shape[1] + 1)
-            ax.plot(epochs, mean, label=name, **_style(index, len(runs), table.shape[1]))
-            if len(histories) > 1:
-                ax.fill_between(epochs, low, high, color=f"C{index % 10}", alpha=_band_alpha(len(runs)),
-                                linewidth=0)
-            diverged = sorted({h.diverged_at for h in histories if h.diverged_at is not None})
-            if diverged:  # an empty unclipped line would claim the figure's corner in the layout
-                # On the x axis, so a seed that diverged in its first epoch (no finite value at all) still shows.
-                ax.plot(diverged, [0.03] * len(diverged), "x", color=f"C{index % 10}", markersize=8,
-                        markeredgewidth=2, transform=ax.get_xaxis_transform(), clip_on=False, gid="diverged")
-            drawn.append(table.ravel())
-        if not np.isfinite(np.concatenate(drawn[-len(runs):])).any():
-            ax.text(0.5, 0.5, "no finite values:\nevery seed diverged", transform=ax.transAxes, ha="center",
-                    va="center", fontsize=9, color="0.4")
-            last = max(len(h.epochs) for hs in runs.values() for h in hs)
-            ax.set_xlim(1, last) if last > 1 else ax.set_xlim(0.5, 1.5)  # the run's epochs, not matplotlib's guess
-            ax.set_yticks([])
-        ax.set_title(split_name, fontsize=10)
-        ax.yaxis.get_major_formatter().set_useOffset(False)
-        _epoch_axis(ax)
+    fig, axes = _canvas(
+        width, 4.4, len(splits), margins=(0.95, 0.2, 0.52 + 0.22 * legend_rows, 0.55 + 0.2 * diverged_any), gap=0.2
+    )
+    drawn = [_metric_panel(ax, runs, f"{key}_{metric}", scale, title) for ax, (key, title) in zip(axes, splits)]
     values = np.concatenate(drawn)
     log = metric == "loss" and _wants_log(values)
     if log:
         _set_log(axes[0], values)  # the panels share y
     axes[0].set_ylabel(("loss" if metric == "loss" else "accuracy (%)") + (" (log scale)" if log else ""))
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncols=min(len(labels), 6),
-               fontsize=8, frameon=False)
+    _legend(fig, axes, below=True)
     what = "Loss" if metric == "loss" else "Accuracy"
     heading = f"{what} per epoch ({_over_seeds_phrase(seeds)})"
     if diverged_any:
-        heading += ("\n\u00d7 on the epoch axis: a seed diverged (loss NaN or infinite); "
-                    "means leave out NaN and infinite values")
+        heading += (
+            "\n\u00d7 on the epoch axis: a seed diverged (loss NaN or infinite); "
+            "means leave out NaN and infinite values"
+        )
     fig.suptitle(heading, fontsize=10, y=1 - 0.08 / 4.4, va="top")
     return fig
 
 
-def _heatmap_figure(panels: Sequence[HeatmapPanel], row_labels: Sequence[str], column_labels: Sequence[str],
-                    title: str) -> Figure:
+def _heatmap_figure(
+    panels: Sequence[HeatmapPanel], row_labels: Sequence[str], column_labels: Sequence[str], title: str
+) -> Figure:
     if not panels:
         raise ValueError("plot_heatmap needs at least one panel")
     shape = (len(row_labels), len(column_labels))
@@ -424,12 +511,14 @@ def _heatmap_figure(panels: Sequence[HeatmapPanel], row_labels: Sequence[str], c
     panel_width = max(2.1, 0.8 * shape[1] + 0.4)
     width = 1.0 + len(panels) * panel_width + 1.6
     tested = any(v != VERDICTS[3] for p in panels for v in p.verdicts.flat)
-    legend = ("outlined: better than the constant LR at the same lr (paired over seeds, Holm-adjusted)" if tested
-              else "one seed per config: no test, so no cell is outlined")
+    legend = (
+        "outlined: better than the constant LR at the same lr (paired over seeds, Holm-adjusted)"
+        if tested
+        else "one seed per config: no test, so no cell is outlined"
+    )
     heading = "\n".join(textwrap.fill(line, max(20, int(width * 12))) for line in (title, legend))
     grid_height = max(1.9, 0.5 * shape[0] + 0.6)
-    fig = _new_figure(width, grid_height + 0.25 * heading.count("\n") + 1.6)
-    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    fig, axes = _canvas(width, grid_height + 0.25 * heading.count("\n") + 1.6, len(panels))
     for ax, panel in zip(axes, panels):
         ax.imshow(np.ma.masked_invalid(panel.values * 100), cmap=cmap, norm=norm, aspect="auto")
         _label_cells(ax, panel, cmap, norm)
@@ -467,8 +556,9 @@ def _mark_baselines(bar: Axes, panels: Sequence[HeatmapPanel], height: float) ->
     gap = 7 * 1.5 / 72 / height * (high - low)  # one 7 pt line of text, in percent
     groups: list[list[tuple[float, float]]] = []
     for value, lr in marked:
-        bar.axhline(value, color="black", linewidth=2.2,
-                    path_effects=[patheffects.withStroke(linewidth=4, foreground="white")])
+        bar.axhline(
+            value, color="black", linewidth=2.2, path_effects=[patheffects.withStroke(linewidth=4, foreground="white")]
+        )
         if groups and value - groups[-1][0][0] < gap:
             groups[-1].append((value, lr))
         else:
@@ -487,9 +577,18 @@ def _label_cells(ax: Axes, panel: HeatmapPanel, cmap: Any, norm: Normalize) -> N
         red, green, blue, _ = cmap(norm(value * 100))
         dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
         better = panel.verdicts[r, c] == "better"
-        ax.text(c, r, f"{value * 100:.1f}", ha="center", va="center", fontsize=8,
-                color="white" if dark else "black", fontweight="bold" if better else "normal")
+        ax.text(
+            c,
+            r,
+            f"{value * 100:.1f}",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if dark else "black",
+            fontweight="bold" if better else "normal",
+        )
         if better:
             # Inset, so two outlined neighbours keep separate frames.
-            ax.add_patch(Rectangle((c - 0.44, r - 0.44), 0.88, 0.88, fill=False, edgecolor="red", linewidth=2.2,
-                                   gid="better"))
+            ax.add_patch(
+                Rectangle((c - 0.44, r - 0.44), 0.88, 0.88, fill=False, edgecolor="red", linewidth=2.2, gid="better")
+            )

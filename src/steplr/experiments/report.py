@@ -1,42 +1,104 @@
-"""Tables and a self-contained HTML report of a comparison (figures embedded, no outside requests)."""
+"""What steplr shows of paired results: text tables, verdict sentences, summary files and one self-contained HTML
+report (figures embedded, no outside requests) for ``compare``, the grid sweep and the Optuna search.
+
+Every report.html is one :class:`Page` written by :func:`write_page`: the producers differ in the data they put on
+it (paragraphs, table, verdicts, notes, figures, plans, settings), not in how it is laid out. The functions
+``write_*_outputs`` take a result object (:mod:`steplr.experiments.results`) and write a command's files; the CLI
+only calls them and prints the lines they return.
+
+Imports no torch; matplotlib (through :mod:`steplr.experiments.plots`) only when a figure is drawn.
+"""
 
 from __future__ import annotations
 
 import base64
+import csv
+import dataclasses
 import html
+import io
 import json
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from steplr.experiments.compare import Comparison, SummaryRow
 from steplr._files import atomic_write_text
+from steplr.experiments.paired import NO_TEST
+from steplr.experiments.results import (
+    COMPARE_COLUMNS,
+    GRID_COLUMNS,
+    OPTUNA_COLUMNS,
+    Comparison,
+    Confirmation,
+    GridResult,
+    PairedResult,
+    as_row,
+    jsonable,
+)
+
+if TYPE_CHECKING:
+    from steplr.experiments.tune import TrialCounts
+    from steplr.schedules.kinds import StepDecay
 
 __all__ = [
     "summary_table",
     "verdicts",
     "verdict_sentence",
     "chosen_on_validation",
-    "write_report",
     "text_table",
-    "write_sweep_report",
     "percent",
     "difference",
     "p_value",
+    "seeds_phrase",
+    "Page",
+    "Section",
+    "write_page",
+    "write_compare_outputs",
+    "compare_lines",
+    "write_grid_outputs",
+    "StudyInfo",
+    "optuna_header",
+    "optuna_plan",
+    "write_optuna_outputs",
+    "write_optuna_nothing",
     "CHOSEN_ON",
     "STATISTICS",
+    "TRIAL_TEST_INFO",
 ]
 
 _COLUMNS = ("schedule", "val acc", "test acc", "vs constant LR (95% CI)", "p (Holm)", "verdict", "diverged")
+_GRID_HEADER = (
+    "step_size",
+    "gamma",
+    "lr",
+    "val acc",
+    "test acc",
+    "vs constant LR (95% CI)",
+    "p (Holm)",
+    "verdict",
+    "diverged",
+)
 
-CHOSEN_ON = ("Choices (the best schedule or config) are made on the validation split held out of the training set; "
-             "every test-set figure is reported for what was chosen, never used to choose.")
-STATISTICS = ("vs constant LR: mean over seeds of the paired difference in final test accuracy (points), with its "
-              "95% confidence interval (paired t); p (Holm): the paired t-test's p-value adjusted for the number "
-              "of comparisons in this report (Holm); verdict: better or worse when the adjusted p is below 0.05, "
-              "otherwise no detectable difference. The interval is that comparison's alone, unadjusted: an "
-              "interval that excludes 0 can still be no detectable difference once the other comparisons are "
-              "accounted for. A diverged seed counts as 0 accuracy.")
+CHOSEN_ON = (
+    "Choices (the best schedule or config) are made on the validation split held out of the training set; "
+    "every test-set figure is reported for what was chosen, never used to choose."
+)
+STATISTICS = (
+    "vs constant LR: mean over seeds of the paired difference in final test accuracy (points), with its "
+    "95% confidence interval (paired t); p (Holm): the paired t-test's p-value adjusted for the number "
+    "of comparisons in this report (Holm); verdict: better or worse when the adjusted p is below 0.05, "
+    "otherwise no detectable difference. The interval is that comparison's alone, unadjusted: an "
+    "interval that excludes 0 can still be no detectable difference once the other comparisons are "
+    "accounted for. A diverged seed counts as 0 accuracy."
+)
+TRIAL_TEST_INFO = (
+    "The test accuracy of each trial (trials.csv, column test_acc_info) is shown for information; "
+    "nothing was chosen or pruned on it."
+)
+
+
+# --------------------------------------------------------------------------------------------- words and tables
 
 
 def percent(value: float | None, sd: float | None = None) -> str:
@@ -59,20 +121,40 @@ def p_value(p: float | None) -> str:
     return "-" if p is None else f"{p:.2g}"
 
 
-def verdict_sentence(label: str, diff: float | None, low: float | None, high: float | None,
-                     p_adjusted: float | None, verdict: str, compared: int) -> str:
+def seeds_phrase(count: int) -> str:
+    """``"1 seed"``, ``"3 seeds"``."""
+    return f"{count} seed{'s' if count != 1 else ''}"
+
+
+def verdict_sentence(
+    label: str,
+    diff: float | None,
+    low: float | None,
+    high: float | None,
+    p_adjusted: float | None,
+    verdict: str,
+    compared: int,
+) -> str:
     """One sentence on a candidate against the constant LR that claims no more than its verdict word."""
     if diff is None:
         return f"{label}: no comparison"
     if p_adjusted is None:
         return f"{label}: {verdict} ({diff:+.2f} points of test accuracy against a constant LR on one seed)"
     relation = {"better": "better than", "worse": "worse than"}.get(verdict, "no detectable difference from")
-    return (f"{label}: {relation} a constant LR ({diff:+.2f} points of test accuracy, 95% CI [{low:+.2f}, "
-            f"{high:+.2f}], p = {p_adjusted:.2g} after Holm's adjustment for {compared} comparison"
-            f"{'s' if compared != 1 else ''})")
+    return (
+        f"{label}: {relation} a constant LR ({diff:+.2f} points of test accuracy, 95% CI [{low:+.2f}, "
+        f"{high:+.2f}], p = {p_adjusted:.2g} after Holm's adjustment for {compared} comparison"
+        f"{'s' if compared != 1 else ''})"
+    )
 
 
-def _cells(row: SummaryRow) -> list[str]:
+def _sentence(label: str, row: PairedResult, compared: int) -> str:
+    return verdict_sentence(
+        label, row.diff_mean, row.diff_ci_low, row.diff_ci_high, row.p_adjusted, row.verdict, compared
+    )
+
+
+def _cells(row: PairedResult) -> list[str]:
     return [
         row.schedule,
         percent(row.val_acc_mean),
@@ -84,23 +166,18 @@ def _cells(row: SummaryRow) -> list[str]:
     ]
 
 
-def summary_table(rows: Sequence[SummaryRow]) -> str:
+def summary_table(rows: Sequence[PairedResult]) -> str:
     """The summary as aligned plain text (what ``steplr compare`` prints)."""
     return text_table(_COLUMNS, [_cells(row) for row in rows])
 
 
-def verdicts(rows: Sequence[SummaryRow]) -> list[str]:
+def verdicts(rows: Sequence[PairedResult]) -> list[str]:
     """One sentence per schedule against the constant LR, using only its verdict word."""
     compared = sum(row.diff_mean is not None for row in rows)
-    return [
-        verdict_sentence(row.schedule, row.diff_mean, row.diff_ci_low, row.diff_ci_high, row.p_adjusted,
-                         row.verdict, compared)
-        for row in rows
-        if row.diff_mean is not None
-    ]
+    return [_sentence(row.schedule, row, compared) for row in rows if row.diff_mean is not None]
 
 
-def chosen_on_validation(rows: Sequence[SummaryRow]) -> str:
+def chosen_on_validation(rows: Sequence[PairedResult]) -> str:
     """Which schedule the validation split picks, and its test accuracy."""
     if all(r.val_acc_mean != r.val_acc_mean for r in rows):
         return "No validation split: nothing is chosen."
@@ -108,8 +185,22 @@ def chosen_on_validation(rows: Sequence[SummaryRow]) -> str:
     if not ranked:
         return "Every schedule diverged on every seed: nothing is chosen."
     best = max(ranked, key=lambda r: r.val_acc_mean)
-    return (f"Chosen on validation: {best.schedule} (mean final validation accuracy {percent(best.val_acc_mean)}); "
-            f"its test accuracy: {percent(best.test_acc_mean, best.test_acc_sd)}.")
+    return (
+        f"Chosen on validation: {best.schedule} (mean final validation accuracy {percent(best.val_acc_mean)}); "
+        f"its test accuracy: {percent(best.test_acc_mean, best.test_acc_sd)}."
+    )
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Rows of strings as aligned plain text."""
+    table = [list(header)] + [list(r) for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- the page
 
 
 _STYLE = """
@@ -133,109 +224,503 @@ window.addEventListener('load', function () {
 """
 
 
+@dataclass(frozen=True)
+class Section:
+    """A heading (``level`` 2, or 3 under the section before) and the preformatted ``text`` under it, if any."""
+
+    heading: str
+    text: str | None = None
+    level: int = 2
+
+
+@dataclass(frozen=True)
+class Page:
+    """What one report.html shows, in this order: the ``paragraphs`` and a bold ``headline``; the table (``header``
+    and ``rows``) with the verdict ``sentences`` (both left out when ``header`` is empty); the ``notes`` a reader
+    must know before trusting the numbers; the ``explanation`` of the columns; the ``figures`` (title -> image
+    file); the ``sections`` (plans, settings)."""
+
+    title: str
+    paragraphs: Sequence[str]
+    headline: str | None = None
+    header: Sequence[str] = ()
+    rows: Sequence[Sequence[str]] = ()
+    sentences: Sequence[str] = ()
+    notes: Sequence[str] = ()
+    explanation: str = ""
+    figures: Mapping[str, str | os.PathLike[str]] = field(default_factory=dict)
+    sections: Sequence[Section] = ()
+
+
 def _image(path: str | os.PathLike[str], alt: str) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode()
     return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></figure>'
 
 
-def write_report(
-    path: str | os.PathLike[str],
+def _items(list_id: str, items: Sequence[str]) -> str:
+    return f'<ul id="{list_id}">' + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>"
+
+
+def write_page(path: str | os.PathLike[str], page: Page) -> Path:
+    """Write ``page`` as a self-contained HTML file (atomically); returns the path."""
+    escape = html.escape
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{escape(page.title)}</title>",
+        f"<style>{_STYLE}</style><script>{_SELF_CHECK}</script></head><body>",
+        f"<h1>{escape(page.title)}</h1>",
+        *(f"<p>{escape(paragraph)}</p>" for paragraph in page.paragraphs),
+    ]
+    if page.headline is not None:
+        parts.append(f"<p><b>{escape(page.headline)}</b></p>")
+    if page.header:
+        head = "".join(f"<th>{escape(c)}</th>" for c in page.header)
+        body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in page.rows)
+        parts.append(f'<table id="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+        parts.append(_items("verdicts", page.sentences))
+    if page.notes:
+        parts.append("<h2>Before you trust these numbers</h2>" + _items("notes", page.notes))
+    parts.append(f'<p class="note">{escape(page.explanation)}</p>')
+    parts += [f"<h2>{escape(title)}</h2>{_image(figure, title)}" for title, figure in page.figures.items()]
+    for section in page.sections:
+        text = "" if section.text is None else f"<pre>{escape(section.text)}</pre>"
+        parts.append(f"<h{section.level}>{escape(section.heading)}</h{section.level}>{text}")
+    parts.append("</body></html>")
+    target = Path(path)
+    atomic_write_text(target, "\n".join(parts))
+    return target
+
+
+def _settings(heading: str, settings: Mapping[str, object]) -> Section:
+    return Section(heading, json.dumps(settings, indent=1, default=str))
+
+
+def _plan(heading: str, lines: Sequence[str], level: int = 2) -> Section:
+    return Section(heading, "\n".join(lines), level)
+
+
+def _sweep_explanation(*extra: str, statistics: bool = True) -> str:
+    return " ".join(e for e in (CHOSEN_ON, *extra, STATISTICS if statistics else "") if e)
+
+
+# --------------------------------------------------------------------------------------------- compare
+
+
+def _write_summary_files(folder: Path, rows: Sequence[dict[str, Any]], notes: Sequence[str]) -> None:
+    """summary.csv (a list as its items joined by spaces) and summary.json (non-finite numbers as null)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: " ".join(map(str, v)) if isinstance(v, list) else v for k, v in row.items()})
+    atomic_write_text(folder / "summary.csv", buffer.getvalue())
+    atomic_write_text(
+        folder / "summary.json", json.dumps({"rows": [jsonable(r) for r in rows], "notes": list(notes)}, indent=1)
+    )
+
+
+def write_compare_outputs(
+    folder: Path,
     comparison: Comparison,
     figures: Mapping[str, str | os.PathLike[str]],
     plans: Mapping[str, Sequence[str]],
-    notes: Sequence[str] = (),
-) -> Path:
-    """Write ``report.html``: summary table, verdicts, notes, figures, each schedule's plan and the configs."""
+    notes: Sequence[str],
+) -> list[PairedResult]:
+    """Write ``compare``'s summary.csv, summary.json, config.json and report.html (summary table, verdicts,
+    notes, ``figures``, each schedule's plan, the configs) into ``folder``; returns the summary rows."""
     rows = comparison.summary()
-    seeds = len(comparison.seeds)
-    header = "".join(f"<th>{html.escape(c)}</th>" for c in _COLUMNS)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in _cells(row)) + "</tr>" for row in rows
-    )
-    parts = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>steplr compare: {html.escape(comparison.recipe)}</title>",
-        f"<style>{_STYLE}</style><script>{_SELF_CHECK}</script></head><body>",
-        f"<h1>steplr compare: {html.escape(comparison.recipe)}</h1>",
-        f"<p>{len(comparison.runs)} schedules x {seeds} seeds (seeds {html.escape(str(comparison.seeds))}); "
-        "every schedule trains from the same initial weights and batch orders for a given seed, so the "
-        f"differences are paired. {html.escape(CHOSEN_ON)}</p>",
-        f"<p><b>{html.escape(chosen_on_validation(rows))}</b></p>",
-        f'<table id="summary"><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>',
-        '<ul id="verdicts">' + "".join(f"<li>{html.escape(v)}</li>" for v in verdicts(rows)) + "</ul>",
-    ]
-    if notes:
-        parts.append('<h2>Before you trust these numbers</h2><ul id="notes">'
-                     + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
-    parts.append(f'<p class="note">{html.escape(STATISTICS)}</p>')
-    for title, figure in figures.items():
-        parts.append(f"<h2>{html.escape(title)}</h2>{_image(figure, title)}")
-    parts.append("<h2>The plan of each schedule</h2>")
-    for name, lines in plans.items():
-        parts.append(f"<h3>{html.escape(name)}</h3><pre>{html.escape(chr(10).join(lines))}</pre>")
+    _write_summary_files(folder, [as_row(row, COMPARE_COLUMNS) for row in rows], notes)
     configs = {name: config.as_dict() for name, config in comparison.configs.items()}
-    parts.append(f"<h2>Configs</h2><pre>{html.escape(json.dumps(configs, indent=1))}</pre>")
-    parts.append("</body></html>")
-    target = Path(path)
-    atomic_write_text(target, "\n".join(parts))
-    return target
+    atomic_write_text(
+        folder / "config.json",
+        json.dumps({"recipe": comparison.recipe, "seeds": comparison.seeds, "schedules": configs}, indent=1),
+    )
+    seeds = comparison.seeds
+    intro = (
+        f"{len(comparison.runs)} schedules x {len(seeds)} seeds (seeds {seeds}); every schedule trains from the "
+        "same initial weights and batch orders for a given seed, so the differences are paired. " + CHOSEN_ON
+    )
+    write_page(
+        folder / "report.html",
+        Page(
+            f"steplr compare: {comparison.recipe}",
+            [intro],
+            chosen_on_validation(rows),
+            _COLUMNS,
+            [_cells(row) for row in rows],
+            verdicts(rows),
+            notes,
+            STATISTICS,
+            figures,
+            [
+                Section("The plan of each schedule"),
+                *(_plan(name, lines, 3) for name, lines in plans.items()),
+                _settings("Configs", configs),
+            ],
+        ),
+    )
+    return rows
 
 
-def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Rows of strings as aligned plain text."""
-    table = [list(header)] + [list(r) for r in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
-def write_sweep_report(
-    path: str | os.PathLike[str],
-    title: str,
-    intro: str | Sequence[str],
-    header: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    figures: Mapping[str, str | os.PathLike[str]],
-    plan: Sequence[str],
-    config: Mapping[str, object],
-    sentences: Sequence[str] = (),
-    notes: Sequence[str] = (),
-    explanations: Sequence[str] = (),
-) -> Path:
-    """Write a sweep's ``report.html``: the configs, verdict sentences, notes (what to know before trusting the
-    numbers), how to read them (choices made on validation, the statistics, any ``explanations``), the figures,
-    the plan of the config chosen on validation and the settings.
-
-    ``intro``: one paragraph or several. An empty ``header`` leaves out the table and the verdicts (a search that
-    could choose nothing); an empty ``plan`` leaves out the plan.
-    """
-    paragraphs = [intro] if isinstance(intro, str) else list(intro)
-    parts = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title>",
-        f"<style>{_STYLE}</style><script>{_SELF_CHECK}</script></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        *(f"<p>{html.escape(paragraph)}</p>" for paragraph in paragraphs),
+def compare_lines(rows: Sequence[PairedResult], notes: Sequence[str]) -> list[str]:
+    """What ``steplr compare`` prints after training: the table, the verdicts, the choice and ``notes``."""
+    return [
+        summary_table(rows),
+        *(f"- {line}" for line in verdicts(rows)),
+        chosen_on_validation(rows),
+        *(f"note: {note}" for note in notes),
     ]
-    if header:
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-        parts.append(f'<table id="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
-        parts.append('<ul id="verdicts">' + "".join(f"<li>{html.escape(v)}</li>" for v in sentences) + "</ul>")
-    if notes:
-        parts.append('<h2>Before you trust these numbers</h2><ul id="notes">'
-                     + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
-    explained = [CHOSEN_ON, *explanations, STATISTICS if header else ""]
-    parts.append(f'<p class="note">{html.escape(" ".join(e for e in explained if e))}</p>')
-    for name, figure in figures.items():
-        parts.append(f"<h2>{html.escape(name)}</h2>{_image(figure, name)}")
-    if plan:
-        parts.append(f"<h2>The plan of the config chosen on validation</h2><pre>{html.escape(chr(10).join(plan))}</pre>")
-    parts.append(f"<h2>Settings</h2><pre>{html.escape(json.dumps(config, indent=1, default=str))}</pre>")
-    parts.append("</body></html>")
-    target = Path(path)
-    atomic_write_text(target, "\n".join(parts))
-    return target
+
+
+# --------------------------------------------------------------------------------------------- grid sweep
+
+
+def _step(row: PairedResult) -> StepDecay:
+    from steplr.schedules.kinds import StepDecay
+
+    return StepDecay(row.step_size, row.gamma)
+
+
+def _grid_figures(
+    folder: Path, result: GridResult, summaries: Sequence[PairedResult], steps_per_epoch: int
+) -> dict[str, Path]:
+    import numpy as np
+
+    from steplr.experiments.plots import Curve, HeatmapPanel, plot_heatmap, plot_schedules
+
+    panels = []
+    for lr in result.lrs:
+        values = np.full((len(result.step_sizes), len(result.gammas)), np.nan)
+        words = np.full(values.shape, "no detectable difference", dtype=object)
+        baseline: float | None = None
+        for s in summaries:
+            if s.lr == lr:
+                cell = result.step_sizes.index(s.step_size), result.gammas.index(s.gamma)
+                values[cell], words[cell], baseline = s.test_acc_mean, s.verdict, s.baseline_test_acc_mean
+        panels.append(HeatmapPanel(lr, values, words, np.nan if baseline is None else baseline))
+    return {
+        "Mean final test accuracy": plot_heatmap(
+            panels,
+            [str(s) for s in result.step_sizes],
+            [f"{g:g}" for g in result.gammas],
+            folder / "heatmap.png",
+            f"{result.recipe}: step_size x gamma, {len(result.seeds)} seeds",
+        ),
+        "Learning rate of the five best on validation": plot_schedules(
+            [Curve(f"step {s.step_size}, gamma {s.gamma:g}, lr {s.lr:g}", _step(s), s.lr) for s in summaries[:5]],
+            result.base.epochs,
+            folder / "best_lr.png",
+            steps_per_epoch,
+            title="Learning rate of the five best configs (validation)",
+        ),
+    }
+
+
+def _grid_sentences(result: GridResult, summaries: Sequence[PairedResult]) -> list[str]:
+    best = summaries[0]  # the highest mean validation accuracy
+    counts = {word: sum(s.verdict == word for s in summaries) for word in ("better", "worse")}
+    tally = (
+        f"{counts['better']} better, {counts['worse']} worse, the rest no detectable difference (Holm-adjusted "
+        f"over all {len(summaries)})"
+        if len(result.seeds) > 1
+        else f"{NO_TEST} for any of them"
+    )
+    return [
+        f"{len(summaries)} StepLR configs against a constant LR at the same base LR and seeds: {tally}.",
+        _sentence(
+            f"chosen on validation (step {best.step_size}, gamma {best.gamma:g}, lr {best.lr:g})", best, len(summaries)
+        ),
+    ]
+
+
+def _grid_settings(result: GridResult) -> dict[str, Any]:
+    return {
+        "recipe": result.base.as_dict(),
+        "step_sizes": result.step_sizes,
+        "gammas": result.gammas,
+        "lrs": result.lrs,
+        "seeds": result.seeds,
+    }
+
+
+def _grid_plan(result: GridResult, best: PairedResult, steps_per_epoch: int) -> list[str]:
+    from steplr.schedules.explain import explain, format_plan
+
+    return format_plan(
+        f"chosen on validation: step {best.step_size}, gamma {best.gamma:g}, lr {best.lr:g}",
+        explain(_step(best), best.lr, result.base.epochs, steps_per_epoch),
+    )
+
+
+def _write_grid_files(
+    folder: Path, result: GridResult, summaries: Sequence[PairedResult], notes: Sequence[str]
+) -> None:
+    """results.csv (one row per run), summary.json (one per config) and config.json (the sweep's settings)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(result.rows[0]))
+    writer.writeheader()
+    writer.writerows(result.rows)
+    atomic_write_text(folder / "results.csv", buffer.getvalue())
+    rows = [jsonable(as_row(s, GRID_COLUMNS)) for s in summaries]
+    atomic_write_text(
+        folder / "summary.json",
+        json.dumps({"rows": rows, "notes": list(notes), "chosen_on": "validation accuracy"}, indent=1),
+    )
+    atomic_write_text(folder / "config.json", json.dumps(_grid_settings(result), indent=1))
+
+
+def write_grid_outputs(
+    folder: Path, out: Path, result: GridResult, steps_per_epoch: int, warnings: Sequence[str]
+) -> list[str]:
+    """Write the grid sweep's results.csv, summary.json, heatmap.png, best_lr.png, config.json and report.html
+    into ``folder`` (which becomes ``out``); returns the lines to print (the plan ``warnings`` already were)."""
+    summaries = result.summaries()
+    notes = [*warnings, *result.notes()]
+    _write_grid_files(folder, result, summaries, notes)
+    figures = _grid_figures(folder, result, summaries, steps_per_epoch)
+    rows = [(str(s.step_size), f"{s.gamma:g}", f"{s.lr:g}", *_cells(s)[1:]) for s in summaries]
+    plan = _grid_plan(result, summaries[0], steps_per_epoch)
+    sentences = _grid_sentences(result, summaries)
+    intro = (
+        f"{len(summaries)} StepLR configs x {len(result.seeds)} seeds, trained in batches with a constant LR on "
+        f"the same seeds; validation split {result.base.validation:.3g} of the training set."
+    )
+    write_page(
+        folder / "report.html",
+        Page(
+            f"steplr sweep: {result.recipe}",
+            [intro],
+            None,
+            _GRID_HEADER,
+            rows,
+            sentences,
+            notes,
+            _sweep_explanation(),
+            figures,
+            [_plan("The plan of the config chosen on validation", plan), _settings("Settings", _grid_settings(result))],
+        ),
+    )
+    return [
+        f"{result.recipe}: {len(summaries)} configs x {len(result.seeds)} seeds (best five on validation)",
+        text_table(_GRID_HEADER, rows[:5]),
+        *(f"- {line}" for line in sentences),
+        *(f"note: {note}" for note in notes[len(warnings) :]),
+        *plan,
+        f"results: {out / 'results.csv'}",
+        f"report: {out / 'report.html'}",
+    ]
+
+
+# --------------------------------------------------------------------------------------------- Optuna
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """What the Optuna report tells of a study: its ``name``, where it is stored (``where``, secrets hidden), the
+    settings it was created with (``attrs``), how its trials ended and one row per trial (trials.csv)."""
+
+    recipe: str
+    name: str
+    where: str
+    attrs: dict[str, Any]
+    counts: TrialCounts
+    trials: list[dict[str, Any]]
+
+    def __str__(self) -> str:
+        return f"study {self.name!r} on {self.where}: {self.counts}"
+
+
+def optuna_header(seeds: int) -> tuple[str, ...]:
+    """The table's columns: what the configs were ranked on first, then the means over the ``seeds`` retrained runs."""
+    over = f"({seeds_phrase(seeds)})"
+    return (
+        "trial",
+        "step_size",
+        "gamma",
+        "lr",
+        "trial val acc",
+        f"val acc {over}",
+        f"test acc {over}",
+        f"constant LR test acc {over}",
+        "vs constant LR (95% CI)",
+        "p",
+        "p (Holm)",
+        "verdict",
+        "diverged",
+    )
+
+
+def _trial_label(row: PairedResult) -> str:
+    return f"trial {row.trial} (step_size {row.step_size}, gamma {row.gamma:.4g}, lr {row.lr:.3g})"
+
+
+def _trial_cells(row: PairedResult) -> tuple[str, ...]:
+    return (
+        str(row.trial),
+        str(row.step_size),
+        f"{row.gamma:.4g}",
+        f"{row.lr:.3g}",
+        percent(row.trial_val_acc),
+        percent(row.val_acc_mean),
+        percent(row.test_acc_mean, row.test_acc_sd),
+        percent(row.baseline_test_acc_mean),
+        difference(row.diff_mean, row.diff_ci_low, row.diff_ci_high),
+        p_value(row.p),
+        p_value(row.p_adjusted),
+        row.verdict,
+        f"{row.diverged}/{row.seeds}",
+    )
+
+
+def _trial_sentence(row: PairedResult, chosen: bool, compared: int) -> str:
+    label = (
+        f"{'chosen on validation: ' if chosen else ''}trial {row.trial} (step_size {row.step_size}, gamma "
+        f"{row.gamma:.4g}, lr {row.lr:.3g}; trial val acc {percent(row.trial_val_acc)})"
+    )
+    return _sentence(label, row, compared)
+
+
+def _optuna_notes(result: Confirmation) -> list[str]:
+    """What to know before trusting the numbers: one seed, diverged seeds, a run too short for decay to pay off."""
+    notes = []
+    if len(result.seeds) < 2:
+        notes.append(f"{NO_TEST}: differences from a single seed are not evidence; use --seeds 5 or more")
+    notes += [
+        f"{_trial_label(row)} diverged on {row.diverged} of {row.seeds} seeds (counted as 0 accuracy)"
+        for row in result.rows
+        if row.diverged
+    ]
+    baseline_diverged = {row.lr: row.baseline_diverged for row in result.rows if row.baseline_diverged}
+    notes += [
+        f"the constant LR at lr {lr:.3g} diverged on {count} of {len(result.seeds)} seeds (counted as 0 accuracy)"
+        for lr, count in baseline_diverged.items()
+    ]
+    notes += [
+        f"the constant LR at lr {lr:.3g} still lowered its validation loss by {fall * 100:.1f}% over the last "
+        f"10% of epochs: the run may be too short for decay to pay off; try a larger --epochs"
+        for lr, fall in result.still_falling.items()
+    ]
+    return notes
+
+
+def optuna_plan(result: Confirmation) -> list[str]:
+    """The explain plan of the config chosen on validation (the first row)."""
+    from steplr.schedules.explain import explain, format_plan
+
+    best = result.rows[0]
+    plan = explain(_step(best), best.lr, result.base.epochs, result.base.steps_per_epoch(result.batches))
+    return format_plan(f"chosen on validation: trial {best.trial} (highest trial val acc)", plan)
+
+
+def _write_study_files(
+    out: Path, study: StudyInfo, result: Confirmation | None, note: str | None = None
+) -> tuple[Path, Path]:
+    """summary.json (the trial counts and one row per confirmed config; none, with a note, when nothing completed)
+    and trials.csv (one row per trial)."""
+    summary: dict[str, Any] = {
+        "chosen_on": "search trial validation accuracy (trial_val_acc, one run per trial)",
+        "reported_on": "test set",
+        "study": study.name,
+        "storage": study.where,
+        "trials": {**dataclasses.asdict(study.counts), "finished": study.counts.finished},
+        "seeds": [] if result is None else result.seeds,
+        "validation": study.attrs.get("validation") if result is None else result.base.validation,
+        "epochs": study.attrs.get("epochs") if result is None else result.base.epochs,
+        "rows": [] if result is None else [jsonable(as_row(row, OPTUNA_COLUMNS)) for row in result.rows],
+    }
+    if note is not None:
+        summary["note"] = note
+    summary_path = atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, allow_nan=False) + "\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(study.trials[0]))
+    writer.writeheader()
+    writer.writerows(study.trials)
+    return summary_path, atomic_write_text(out / "trials.csv", buffer.getvalue())
+
+
+def write_optuna_outputs(
+    out: Path, study: StudyInfo, result: Confirmation, plan: Sequence[str], warnings: Sequence[str], seeds_line: str
+) -> list[str]:
+    """Write the Optuna search's summary.json, trials.csv, best_lr.png and report.html into ``out`` for the
+    confirmed best configs; returns the lines to print. ``plan``: :func:`optuna_plan`, whose ``warnings`` were
+    already printed; ``seeds_line``: where the number of seeds came from (or "")."""
+    from steplr.experiments.plots import Curve, plot_schedules
+
+    seeds = len(result.seeds)
+    chosen = (
+        f"best {len(result.rows)} config{'s' if len(result.rows) != 1 else ''} chosen on validation: ranked by "
+        f"each search trial's own final validation accuracy (trial val acc, one run), then retrained on "
+        f"{seeds_phrase(seeds)} beside a constant LR at the same lr on the same seeds and reported on the test "
+        "set"
+    )
+    table = [_trial_cells(row) for row in result.rows]
+    sentences = [_trial_sentence(row, index == 0, len(result.rows)) for index, row in enumerate(result.rows)]
+    notes = _optuna_notes(result)
+    summary, trials = _write_study_files(out, study, result)
+    columns = (
+        f"trial val acc: the search trial's own final validation accuracy (one run), which ranks the configs "
+        "(ties: the earlier trial first); "
+        f"val acc and test acc ({seeds_phrase(seeds)}): means over the retrained runs; constant LR test acc: "
+        "the constant LR's mean test accuracy on the same seeds."
+    )
+    figure = plot_schedules(
+        [Curve(_trial_label(row), _step(row), row.lr) for row in result.rows],
+        result.base.epochs,
+        out / "best_lr.png",
+        result.base.steps_per_epoch(result.batches),
+        title="Learning rate of the best configs (ranked on trial val acc)",
+    )
+    settings = {"recipe": result.base.as_dict(), "study": study.name, "search": study.attrs, "seeds": result.seeds}
+    intro = [f"{study}.", f"{chosen[0].upper()}{chosen[1:]}.", *([f"{seeds_line}."] if seeds_line else [])]
+    report = write_page(
+        out / "report.html",
+        Page(
+            f"steplr sweep (optuna): {study.recipe}",
+            intro,
+            None,
+            optuna_header(seeds),
+            table,
+            sentences,
+            [*notes, *warnings],
+            _sweep_explanation(columns, TRIAL_TEST_INFO),
+            {"Learning rate of the best configs": figure},
+            [_plan("The plan of the config chosen on validation", plan), _settings("Settings", settings)],
+        ),
+    )
+    return [
+        chosen,
+        text_table(optuna_header(seeds), table),
+        *(f"- {s}" for s in sentences),
+        *(f"note: {n}" for n in notes),
+        *plan,
+        f"trials: {trials} (test_acc_info: for information; nothing was chosen or pruned on it)",
+        f"summary: {summary}",
+        f"report: {report}",
+    ]
+
+
+def write_optuna_nothing(out: Path, study: StudyInfo) -> list[str]:
+    """A study without a complete trial: nothing to choose. Say so in every file; returns the lines to print."""
+    counts = study.counts
+    nothing = (
+        f"no trial completed ({counts.diverged} diverged, {counts.pruned} pruned, {counts.failed} failed): "
+        "nothing can be chosen, and nothing was compared with a constant LR"
+    )
+    notes = [
+        "a diverged trial's loss became NaN or infinite: a smaller --lr (or lr range) may help"
+        if counts.diverged
+        else "a longer search (--trials) or other ranges may complete a trial"
+    ]
+    summary, trials = _write_study_files(out, study, None, nothing)
+    report = write_page(
+        out / "report.html",
+        Page(
+            f"steplr sweep (optuna): {study.recipe}",
+            [f"{study}.", f"{nothing[0].upper()}{nothing[1:]}."],
+            notes=notes,
+            explanation=_sweep_explanation(TRIAL_TEST_INFO, statistics=False),
+            sections=[_settings("Settings", {"study": study.name, "search": study.attrs})],
+        ),
+    )
+    return [nothing, *(f"note: {n}" for n in notes), f"trials: {trials}", f"summary: {summary}", f"report: {report}"]

@@ -35,12 +35,10 @@ several seeds beside a constant LR and compares their *test* accuracies (:mod:`s
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 import os
 import socket
-import statistics
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -48,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from steplr.experiments.results import Confirmation
 from steplr.experiments.tune_storage import (
     CONNECT_TIMEOUT,
     DB_TIMEOUT,
@@ -63,7 +62,7 @@ from steplr.experiments.tune_storage import (
 if TYPE_CHECKING:
     import optuna
 
-    from steplr.training.config import EpochRecord, TrainConfig
+    from steplr.training.config import EpochRecord
     from steplr.training.data import TrainData
 
 __all__ = [
@@ -80,7 +79,6 @@ __all__ = [
     "study_rows",
     "TrialCounts",
     "count_trials",
-    "Confirmed",
     "Confirmation",
     "best_trials",
     "confirm_best",
@@ -819,51 +817,6 @@ def count_trials(study: optuna.Study) -> TrialCounts:
 # --------------------------------------------------------------------------------------------- the verdict
 
 
-@dataclass(frozen=True)
-class Confirmed:
-    """One of a study's best configs retrained on ``seeds`` seeds beside a constant LR (same lr, same seeds).
-
-    Accuracies are fractions in [0, 1] (a diverged seed counts as 0); ``diff_*`` are test-accuracy points against
-    the constant LR, paired over seeds, with ``p_adjusted`` Holm-adjusted over every config confirmed together
-    (:func:`steplr.experiments.paired.against_baseline`). ``trial_val_acc`` is what the config was chosen (ranked) on: the
-    search trial's own final validation accuracy, one run; ``val_acc_mean`` and ``test_acc_mean`` are means over
-    the ``seeds`` retrained runs. ``test_acc_sd`` is None with one seed (no spread exists).
-    """
-
-    trial: int
-    step_size: int | str
-    gamma: float
-    lr: float
-    trial_val_acc: float  # what the study chose it on: the trial's final validation accuracy
-    val_acc_mean: float
-    test_acc_mean: float
-    test_acc_sd: float | None
-    baseline_test_acc_mean: float
-    diff_mean: float
-    diff_ci_low: float | None
-    diff_ci_high: float | None
-    p: float | None
-    p_adjusted: float | None
-    verdict: str
-    diverged: int  # seeds whose loss became NaN or infinite
-    baseline_diverged: int
-    seeds: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class Confirmation:
-    """:func:`confirm_best`'s result: rows in the study's order (best ``trial_val_acc`` first, ties by trial number)."""
-
-    rows: list[Confirmed]
-    seeds: list[int]
-    base: TrainConfig  # the study's recipe settings (epochs, validation); schedule and lr vary by row
-    batches: int  # batches per epoch of the training part of the split
-    still_falling: dict[float, float]  # base LR -> how much the constant LR's validation loss still fell at the end
-
-
 def _settings(study: optuna.Study) -> dict[str, Any]:
     """The settings a study was created with (see :func:`run_optuna`); refuses a study of another version."""
     if study.user_attrs.get("format") != STUDY_FORMAT:
@@ -895,12 +848,6 @@ def best_trials(study: optuna.Study, limit: int = 5) -> list[optuna.trial.Frozen
     return found
 
 
-def _final(history: Any, name: str) -> float:
-    """A final accuracy, 0 for a diverged run (it classifies nothing right)."""
-    value = float(getattr(history.epochs[-1], name))
-    return value if history.diverged_at is None and math.isfinite(value) else 0.0
-
-
 def confirm_best(
     study: optuna.Study,
     data: TrainData,
@@ -918,7 +865,8 @@ def confirm_best(
         SweepError: for a study without complete trials or made by another version of steplr.
     """
     from steplr.experiments.compare import recipe_config
-    from steplr.experiments.paired import against_baseline, still_falling
+    from steplr.experiments.paired import still_falling
+    from steplr.experiments.results import SeedRun, pair_runs
     from steplr.training.batched import train_batched
 
     settings = _settings(study)
@@ -936,19 +884,13 @@ def confirm_best(
     n = len(seeds)
     runs = [histories[i * n : (i + 1) * n] for i in range(len(chosen))]
     baselines = {lr: histories[(len(chosen) + j) * n : (len(chosen) + j + 1) * n] for j, lr in enumerate(lrs)}
-    pairs = [([_final(h, "test_acc") for h in run], [_final(h, "test_acc") for h in baselines[float(_trained(t)[2])]])
-             for t, run in zip(chosen, runs)]
-    rows = []
-    for trial, run, (accs, baseline_accs), paired in zip(chosen, runs, pairs, against_baseline(pairs)):
+    candidates = []
+    for trial, run in zip(chosen, runs):
         step_size, gamma, lr = _trained(trial)
-        rows.append(Confirmed(
-            trial.number, step_size, float(gamma), float(lr), float(trial.value),  # type: ignore[arg-type]
-            statistics.fmean(_final(h, "val_acc") for h in run), statistics.fmean(accs),
-            statistics.stdev(accs) if n > 1 else None, statistics.fmean(baseline_accs),
-            paired.diff_mean, paired.diff_ci_low, paired.diff_ci_high, paired.p, paired.p_adjusted, paired.verdict,
-            sum(h.diverged_at is not None for h in run),
-            sum(h.diverged_at is not None for h in baselines[float(lr)]), n,
-        ))
+        identity = {"schedule": "step", "trial": trial.number, "step_size": step_size, "gamma": float(gamma),
+                    "lr": float(lr), "trial_val_acc": float(trial.value)}  # type: ignore[arg-type]
+        candidates.append((identity, [SeedRun.of(h) for h in run], [SeedRun.of(h) for h in baselines[float(lr)]]))
+    rows = pair_runs(candidates)
     falling = {lr: still_falling([h.column("val_loss") for h in runs_]) for lr, runs_ in baselines.items()}
     from steplr.training.data import split_validation
 
