@@ -135,9 +135,11 @@ def probe(out: Path, plain_exit: bool) -> None:
     timings["import torch, steplr.training.train, steplr.training.data"] = time.perf_counter() - start
     if not timed(cli_runs, "_load_data", "data"):
         timed(data, "load_dataset", "data")
-    for name in ("_checkpoint", "_save_checkpoint", "_write_history"):
+    from steplr.training.plan import RunPlan
+
+    for name in ("save_checkpoint", "write_history"):
         timed(train, name, "writes")
-    timed(train, "_build_optimizer", "optimizer")
+    timed(RunPlan, "optimizer", "optimizer")
     timed(train, "train", "train")
     timed(cli_runs, "_figures", "figures")
     start = time.perf_counter()

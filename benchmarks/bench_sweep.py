@@ -10,7 +10,6 @@ Run: ``.venv/bin/python benchmarks/bench_sweep.py`` (about two minutes). ``--mem
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import resource
@@ -38,7 +37,7 @@ CORES = os.cpu_count() or 1
 
 def configs(k: int) -> list:
     base = recipe_config("qwerty")
-    return [dataclasses.replace(base, seed=i, gamma=0.1 + 0.8 * (i % 9) / 8, step_size=f"{1 + i % 10}ep")
+    return [base.with_settings(seed=i, gamma=0.1 + 0.8 * (i % 9) / 8, step_size=f"{1 + i % 10}ep")
             for i in range(k)]
 
 
