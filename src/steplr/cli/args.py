@@ -132,7 +132,8 @@ def _list_of(parse: Callable[[str], T], text: str, what: str) -> list[T]:
 
 
 def duration_list(text: str) -> list[str]:
-    """Comma-separated durations, each as :func:`duration` returns it: ``"1,2ep,50it"`` -> ``["1ep", "2ep", "50it"]``."""
+    """Comma-separated durations, each as :func:`duration` returns it: ``"1,2ep,50it"`` -> ``["1ep", "2ep",
+    "50it"]``."""
     return _list_of(duration, text, "durations")
 
 

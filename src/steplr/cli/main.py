@@ -95,7 +95,8 @@ def build_parser() -> Parser:
     pl.add_argument("--force", action="store_true", help="overwrite --output if it exists")
     pl.add_argument("--log", action="store_true",
                     help="logarithmic LR axis (default: chosen when the LR spans 100x or more)")
-    pl.add_argument("--title", default=None, help="figure title, drawn as plain text: $ is a dollar sign (default: none)")
+    pl.add_argument("--title", default=None,
+                    help="figure title, drawn as plain text: $ is a dollar sign (default: none)")
     add_run_commands(commands)
     add_sweep_command(commands)
     return parser
@@ -207,7 +208,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         return 2
     except (ValueError, TypeError) as error:
         err.write(f"steplr: error: {error}\n")
-        # A study storage lost mid-search (steplr.experiments.tune.StorageLost) has its own code: rerunning continues it.
+        # A study storage lost mid-search (steplr.experiments.tune.StorageLost) has its own code: rerunning
+        # continues it.
         tune = sys.modules.get("steplr.experiments.tune")  # it can only be that error if the search module was imported
         return 3 if tune is not None and isinstance(error, tune.StorageLost) else 2
     except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: what the command had claimed was removed on the way out
@@ -295,7 +297,7 @@ def _forget_the_interrupt() -> None:
     ``exec`` or ``eval`` of a string (the dataclasses module and torch build functions so), even if it is caught
     later, as here. With the note, ``python -m steplr`` ends by killing itself with SIGINT instead of returning
     130. Evaluating a string resets it (``run_eval_code_obj`` in CPython's pythonrun.c)."""
-    eval("None")  # noqa: S307 - a constant string, for its side effect on the interpreter's state
+    eval("None")
 
 
 def _discard_stdout() -> None:

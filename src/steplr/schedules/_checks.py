@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -12,8 +12,8 @@ from numpy.typing import NDArray
 from steplr.errors import SteplrTypeError, SteplrValueError
 from steplr.schedules.durations import MAX_STEPS, Duration, parse_duration
 
-Steps = Union[int, NDArray[np.integer[Any]]]
-Param = Union[float, NDArray[np.floating[Any]]]
+Steps = int | NDArray[np.integer[Any]]
+Param = float | NDArray[np.floating[Any]]
 
 
 def is_scalar_number(value: object) -> bool:
@@ -67,7 +67,8 @@ def check_duration(value: object, name: str, *, allow_zero: bool = False) -> int
             raise SteplrTypeError(f"{name} must be an integer array of steps, got dtype {value.dtype}")
         low = 0 if allow_zero else 1
         if (value < low).any():
-            raise SteplrValueError(f"{name} must be a positive integer, got {int(value[value < low].flat[0])!r} in {value!r}")
+            bad = int(value[value < low].flat[0])
+            raise SteplrValueError(f"{name} must be a positive integer, got {bad!r} in {value!r}")
         if (value > MAX_STEPS).any():
             raise SteplrValueError(f"{name} must be at most 2**62, got {int(value[value > MAX_STEPS].flat[0])!r}")
         return value.astype(np.int64)

@@ -20,11 +20,11 @@ from __future__ import annotations
 import numbers
 import re
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 from steplr.errors import SteplrTypeError, SteplrValueError
 
-__all__ = ["Duration", "DurationLike", "parse_duration", "resolve_duration", "check_positive_int", "MAX_STEPS"]
+__all__ = ["Duration", "parse_duration", "resolve_duration", "check_positive_int", "MAX_STEPS"]
 
 MAX_STEPS = 2**62  # steps and durations beyond this are mistakes, and would overflow int64 arithmetic
 
@@ -58,7 +58,6 @@ class Duration:
         return steps
 
 
-DurationLike = Union[int, str, Duration]
 
 
 def check_positive_int(value: object, name: str, *, allow_zero: bool = False) -> int:

@@ -12,10 +12,10 @@ provably all differ is counted from its two ends and binary searches, never eval
 warm-up ramp changes at every step, but monotonically, and mostly by far more than its rounding error: such
 stretches are handled the same way. A cosine of short period repeats exactly: one period is evaluated and stands
 for all. What is left (a cosine's turning points, schedules steplr does not know) is evaluated in chunks of
-:data:`steplr.schedules._segments._CHUNK` steps, so memory stays bounded whatever the run's length. Intervals are kept as those pieces and
-recomputed when read (:class:`Intervals`). A property test checks every plan against the schedule evaluated at
-every step; ``benchmarks/bench_explain.py`` measures time and memory at :data:`MAX_STEPS` (numbers in
-``benchmarks/RESULTS.md``).
+``_CHUNK`` steps, so memory stays bounded whatever the run's length. That machinery is in
+:mod:`steplr.schedules._segments`. Intervals are kept as those pieces and recomputed when read (:class:`Intervals`).
+A property test checks every plan against the schedule evaluated at every step; ``benchmarks/bench_explain.py``
+measures time and memory at :data:`MAX_STEPS` (numbers in ``benchmarks/RESULTS.md``).
 
 May import numpy and steplr's schedules, _checks and units modules; never torch or matplotlib.
 """
@@ -404,12 +404,13 @@ def _span(plan: Plan, first: int, last: int) -> str:
 
 def format_plan(label: str, plan: Plan) -> list[str]:
     """The plan as the lines ``steplr explain`` prints: "epochs 0-9: lr 0.1", ..., decays, warnings."""
-    lines = [f"{label}, {plan.epochs} epochs" + (f" x {plan.steps_per_epoch} steps" if plan.steps_per_epoch > 1 else "")]
+    steps = f" x {plan.steps_per_epoch} steps" if plan.steps_per_epoch > 1 else ""
+    lines = [f"{label}, {plan.epochs} epochs{steps}"]
     count = len(plan.intervals)
     shown = plan.intervals[:] if count <= _MAX_LINES else plan.intervals[:10] + plan.intervals[-5:]
     rows = [f"  {_span(plan, i.first_step, i.last_step)}: lr {i.lr:.6g}" for i in shown]
     if count > _MAX_LINES:
-        rows = rows[:10] + [f"  ... {count - 15} more intervals ..."] + rows[10:]
+        rows = [*rows[:10], f"  ... {count - 15} more intervals ...", *rows[10:]]
     lines += rows
     lines.append(f"{plan.decays} decay{'s' if plan.decays != 1 else ''}; final lr {plan.final_lr:.6g}")
     lines += [f"warning: {w}" for w in plan.warnings]

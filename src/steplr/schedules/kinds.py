@@ -21,6 +21,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterable
 from collections.abc import Sequence as SequenceABC
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -97,8 +98,8 @@ class Schedule(ABC):
         """A copy with every epoch duration converted to steps (``steps_per_epoch`` scheduler steps an epoch)."""
         return self
 
-    def _check_resolved(self) -> None:
-        """Raise if a duration is still in epochs."""
+    def _check_resolved(self) -> None:  # noqa: B027
+        """Raise if a duration is still in epochs (a schedule without durations has nothing to check)."""
 
     @property
     def is_scalar(self) -> bool:
@@ -194,7 +195,7 @@ class MultiStep(_PowerDecay):
 
     def _check_order(self) -> None:
         if all(isinstance(m, int) for m in self.milestones):
-            for a, b in zip(self.milestones, self.milestones[1:]):
+            for a, b in pairwise(self.milestones):
                 if not a < b:  # type: ignore[operator]
                     raise SteplrValueError(f"milestones must be strictly increasing, got {self._shown()!r}")
 
@@ -263,8 +264,9 @@ class Cosine(Schedule):
 
     Evaluated as ``base_lr * (1 + cos x) / 2 + eta_min * (1 - cos x) / 2`` with ``t`` reduced modulo the period
     in integers and the angle folded so that no digits cancel: the value stays within a few ulps of the exact one
-    at every step, exactly ``base_lr`` at the peaks and ``eta_min`` at the floor, also near the floor and after millions of steps, where
-    evaluating ``1 + cos(pi * t / t_max)`` as written (or torch's recursive form) loses digits.
+    at every step, exactly ``base_lr`` at the peaks and ``eta_min`` at the floor, also near the floor and after
+    millions of steps, where evaluating ``1 + cos(pi * t / t_max)`` as written (or torch's recursive form) loses
+    digits.
 
     Args:
         t_max: half the period, > 0 (int or duration).
@@ -456,9 +458,8 @@ class Sequence(Schedule):
             raise SteplrValueError(
                 f"boundaries must have one entry fewer than schedules ({len(schedules) - 1}), got {len(boundaries)}"
             )
-        if all(isinstance(b, int) for b in boundaries):
-            if any(not a < b for a, b in zip(boundaries, boundaries[1:])):
-                raise SteplrValueError(f"boundaries must be strictly increasing, got {boundaries!r}")
+        if all(isinstance(b, int) for b in boundaries) and any(not a < b for a, b in pairwise(boundaries)):
+            raise SteplrValueError(f"boundaries must be strictly increasing, got {boundaries!r}")
         self.schedules = schedules
         self.boundaries: list[Any] = boundaries
 
