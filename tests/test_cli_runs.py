@@ -436,3 +436,31 @@ def test_train_and_compare_take_a_polynomial_decay(tmp_path):
     code, _, err = run("compare", "qwerty", "--schedules", "none,polynomial", "--power", "2", "--gamma", "0.5",
                        "--out", str(tmp_path / "d"))
     assert code == 2 and "--gamma applies to step, multistep, exponential, plateau; not to none, polynomial" in err
+
+
+def _flat(config: dict) -> dict:
+    """A config in the format of runs written before the schedule spec: the name, and every kind's settings."""
+    schedule = config.pop("schedule")
+    return {**config, "schedule": schedule.pop("kind"), "step_size": "5ep", "gamma": 0.5, "milestones": [],
+            "t_max": None, "eta_min": 0.0, "plateau_patience": 2, "warmup": None, "warmup_start_factor": 0.1,
+            **schedule}
+
+
+def test_a_run_written_in_the_old_flat_config_format_still_resumes(tmp_path):
+    import torch
+
+    old, fresh = tmp_path / "old", tmp_path / "fresh"
+    assert run("train", "qwerty", "--epochs", "2", "--gamma", "0.1", "--step-size", "1", "--out", str(old))[0] == 0
+    state = torch.load(old / "checkpoint.pt", weights_only=True)
+    state["config"] = _flat(state["config"])
+    torch.save(state, old / "checkpoint.pt")
+    flat = _flat(json.loads((old / "config.json").read_text()))
+    assert flat["schedule"] == "step" and flat["step_size"] == "1ep" and flat["gamma"] == 0.1
+    (old / "config.json").write_text(json.dumps(flat))
+    code, _, err = run("train", "qwerty", "--epochs", "3", "--out", str(old), "--resume")
+    assert code == 0, err
+    assert run("train", "qwerty", "--epochs", "3", "--gamma", "0.1", "--step-size", "1", "--out", str(fresh))[0] == 0
+    resumed, uninterrupted = (json.loads((d / "history.json").read_text()) for d in (old, fresh))
+    assert resumed == uninterrupted
+    assert json.loads((old / "config.json").read_text())["schedule"] == {"kind": "step", "step_size": "1ep",
+                                                                          "gamma": 0.1}
