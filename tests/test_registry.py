@@ -188,6 +188,8 @@ def test_every_parameter_has_a_flag_in_every_command_that_takes_schedules():
             assert (param.flag in commands[command]._option_string_actions) == bool(closed), (command, name)
     for command in ("explain", "plot", "train", "compare"):
         assert {"--warmup", "--warmup-start-factor"} <= set(commands[command]._option_string_actions)
+    assert compared(by_default=True) == ("none", "step")
+    assert commands["compare"].get_default("schedules") == list(compared(by_default=True))
 
 
 def test_every_kind_has_help_for_its_parameters_and_compare_says_its_fair_default():

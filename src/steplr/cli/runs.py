@@ -82,7 +82,7 @@ def _add_overrides(parser: argparse.ArgumentParser, compare: bool) -> None:
                             help="continue the run in --out (from its checkpoint, or from the start if it has none); "
                                  "with a larger --epochs, extend a finished run")
     else:
-        parser.add_argument("--schedules", type=name_list, default=["none", "step"],
+        parser.add_argument("--schedules", type=name_list, default=list(compared(by_default=True)),
                             help=f"schedules to compare ({', '.join(compared())}); none (constant LR) is always "
                                  "trained as the baseline; each is given fair settings where the recipe and the flags "
                                  f"set none ({_fair_defaults()})".replace("%", "%%"))

@@ -104,6 +104,7 @@ class Kind:
     check: Callable[[Mapping[str, Any]], None] | None = None
     aliases: tuple[str, ...] = ()
     fair_help: str = ""  # the fair default in words, for compare's help
+    compared_by_default: bool = False  # in compare's list when --schedules is not given
 
     @property
     def reactive(self) -> bool:
@@ -139,12 +140,12 @@ def _check_plateau(params: Mapping[str, Any]) -> None:
 
 
 KINDS: tuple[Kind, ...] = (
-    Kind("none", "constant LR (no decay)", schedule=Constant, aliases=("constant",)),
+    Kind("none", "constant LR (no decay)", schedule=Constant, aliases=("constant",), compared_by_default=True),
     Kind("step", "decay by gamma every step_size", (
         Param("step_size", "duration", "time between decays, e.g. 5 (epochs), 5ep or 115it", vary=True,
               label="step", example="10ep"),
         _GAMMA,
-    ), schedule=StepDecay),
+    ), schedule=StepDecay, compared_by_default=True),
     Kind("multistep", "decay by gamma at each milestone", (
         Param("milestones", "durations", "times in the run at which to decay, e.g. 30,60,80 (epochs) or "
               "2300it,4600it", in_run=True),
@@ -178,9 +179,10 @@ def names(*, aliases: bool = True, reactive: bool = True) -> tuple[str, ...]:
                  for n in ((kind.name, *kind.aliases) if aliases else (kind.name,)))
 
 
-def compared() -> tuple[str, ...]:
-    """The kinds ``compare`` can train (one name each, the constant-LR baseline first)."""
-    return names(aliases=False)
+def compared(*, by_default: bool = False) -> tuple[str, ...]:
+    """The kinds ``compare`` can train (one name each, the constant-LR baseline first); ``by_default``: only those
+    it trains when not told which."""
+    return tuple(n for n in names(aliases=False) if not by_default or lookup(n).compared_by_default)
 
 
 def lookup(name: str, *, reactive: bool = True) -> Kind:
