@@ -1,8 +1,10 @@
-"""Shared fixtures: a throwaway PostgreSQL 15 server on the loopback interface, for the Optuna storage tests."""
+"""Shared fixtures: a throwaway PostgreSQL 15 server on the loopback interface, for the Optuna storage tests; and
+the one place that marks integration tests (``make test-fast`` runs the rest: ``-m "not integration"``)."""
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 import os
 import shutil
@@ -183,3 +185,54 @@ def new_postgres_database(postgres_url: str) -> Callable[[], str]:
         return f"{server}/{name}"
 
     return create
+
+
+# ------------------------------------------------------------------------------------------ integration marker
+
+# A test is an integration test when it uses a PostgreSQL server, lives in a module of them, starts a process or
+# sends a signal in its own body, or is named below (a helper does that for it, or it runs a command for long).
+_SERVER_FIXTURES = {"postgres_url", "make_pg_cluster", "pg_cluster", "new_postgres_database"}
+_INTEGRATION_MODULES = {"test_lightning.py"}
+_PROCESS_CALLS = ("subprocess.", "os.kill(", ".send_signal(")
+_INTEGRATION_TESTS = {
+    "test_cli_optuna.py": {  # helper processes
+        "test_two_local_workers_share_the_study_with_the_flags_as_typed",
+        "test_helpers_end_with_the_main_process",
+    },
+    "test_cli_runs.py": {  # the real Fashion-MNIST; the longest train and compare runs
+        "test_the_real_fashion_mnist_protocol",
+        "test_compare_takes_every_override_and_shows_the_plans",
+        "test_resume_starts_over_without_a_checkpoint_and_extends_a_finished_run",
+        "test_train_overrides_are_saved_and_a_full_folder_is_refused",
+        "test_plan_warnings_print_before_training_and_the_report_repeats_them",
+        "test_bare_durations_are_epochs_and_plan_warnings_go_to_stderr",
+        "test_train_resume_completes_a_run",
+        "test_bad_config_leaves_no_trace_and_force_keeps_a_good_run",
+    },
+    "test_hostile.py": {  # a process through _closed_pipe(); the largest seed's run
+        "test_explain_into_a_closed_pipe_exits_quietly",
+        "test_train_into_a_closed_pipe_stops_in_one_line_and_can_resume",
+        "test_the_largest_seed_trains",
+    },
+    "test_tune.py": {"test_a_trial_started_after_the_budget_is_taken_ends_as_surplus"},  # waits on a thread
+}
+
+
+def _is_integration(item: pytest.Item) -> bool:
+    module = item.path.name
+    function = getattr(item, "function", None)
+    if module in _INTEGRATION_MODULES or _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    if getattr(item, "originalname", item.name) in _INTEGRATION_TESTS.get(module, ()):
+        return True
+    try:
+        body = inspect.getsource(function) if function is not None else ""
+    except (OSError, TypeError):
+        body = ""
+    return any(call in body for call in _PROCESS_CALLS)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _is_integration(item):
+            item.add_marker(pytest.mark.integration)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from steplr.errors import SteplrError
 
-__all__ = ["EXTRA_OF_MODULE", "MissingExtraError", "missing_extra"]
+__all__ = ["DISTRIBUTION_OF_MODULE", "EXTRA_OF_MODULE", "MissingExtraError", "missing_extra"]
 
-# Top-level module -> the smallest extra that installs it (keep in step with pyproject.toml).
+# Top-level module -> the smallest extra that installs it (tests/test_install.py checks it against pyproject.toml).
 EXTRA_OF_MODULE = {
     "matplotlib": "plot",
     "sklearn": "experiments",
@@ -31,6 +31,9 @@ EXTRA_OF_MODULE = {
     "optuna": "tune",
     "psycopg": "tune",
 }
+
+# Top-level module -> the distribution to name to users (pip's name for it).
+DISTRIBUTION_OF_MODULE = {"sklearn": "scikit-learn"}
 
 # What each extra installs, itself included: naming a larger extra is right when it covers the missing module.
 _COVERS = {
@@ -47,9 +50,11 @@ class MissingExtraError(SteplrError, ImportError):
     """An optional dependency is not installed; the message names the extra that brings it."""
 
     def __init__(self, module: str, extra: str, command: str | None = None) -> None:
-        missing = f"steplr {command} needs {module}, which is not installed" if command else f"{module} is not installed"
+        missing = (
+            f"steplr {command} needs {module}, which is not installed" if command else f"{module} is not installed"
+        )
         super().__init__(f"{missing}: pip install 'steplr[{extra}]'", name=module)
-        self.module, self.extra = module, extra
+        self.module, self.extra = module, extra  # module: as pip names it (scikit-learn, not sklearn)
 
 
 def missing_extra(error: ModuleNotFoundError, command: str | None = None) -> MissingExtraError | None:
@@ -68,4 +73,4 @@ def missing_extra(error: ModuleNotFoundError, command: str | None = None) -> Mis
     wanted = _EXTRA_OF_COMMAND.get(command or "")
     if wanted is not None and extra in _COVERS[wanted]:
         extra = wanted
-    return MissingExtraError(module, extra, command)
+    return MissingExtraError(DISTRIBUTION_OF_MODULE.get(module, module), extra, command)
