@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from steplr._files import atomic_write_text
+from steplr.errors import SteplrValueError
 from steplr.experiments.paired import NO_TEST
 from steplr.experiments.results import (
     COMPARE_COLUMNS,
@@ -376,10 +377,17 @@ def compare_lines(rows: Sequence[PairedResult], notes: Sequence[str]) -> list[st
 # --------------------------------------------------------------------------------------------- grid sweep
 
 
-def _step(row: PairedResult) -> StepDecay:
+def _swept(row: PairedResult) -> tuple[StepDecay, float]:
+    """The StepLR schedule and base LR of a grid or Optuna row.
+
+    Raises:
+        SteplrValueError: for a row without a step size, gamma or lr (a compare row).
+    """
     from steplr.schedules.kinds import StepDecay
 
-    return StepDecay(row.step_size, row.gamma)
+    if row.step_size is None or row.gamma is None or row.lr is None:
+        raise SteplrValueError(f"{row.schedule!r} row has no step_size, gamma and lr to draw or explain")
+    return StepDecay(row.step_size, row.gamma), row.lr
 
 
 def _grid_figures(
@@ -395,7 +403,7 @@ def _grid_figures(
         words = np.full(values.shape, "no detectable difference", dtype=object)
         baseline: float | None = None
         for s in summaries:
-            if s.lr == lr:
+            if s.lr == lr and s.gamma is not None:
                 cell = result.step_sizes.index(s.step_size), result.gammas.index(s.gamma)
                 values[cell], words[cell], baseline = s.test_acc_mean, s.verdict, s.baseline_test_acc_mean
         panels.append(HeatmapPanel(lr, values, words, np.nan if baseline is None else baseline))
@@ -408,7 +416,7 @@ def _grid_figures(
             f"{result.recipe}: step_size x gamma, {len(result.seeds)} seeds",
         ),
         "Learning rate of the five best on validation": plot_schedules(
-            [Curve(f"step {s.step_size}, gamma {s.gamma:g}, lr {s.lr:g}", _step(s), s.lr) for s in summaries[:5]],
+            [Curve(f"step {s.step_size}, gamma {s.gamma:g}, lr {s.lr:g}", *_swept(s)) for s in summaries[:5]],
             result.base.epochs,
             folder / "best_lr.png",
             steps_per_epoch,
@@ -449,7 +457,7 @@ def _grid_plan(result: GridResult, best: PairedResult, steps_per_epoch: int) -> 
 
     return format_plan(
         f"chosen on validation: step {best.step_size}, gamma {best.gamma:g}, lr {best.lr:g}",
-        explain(_step(best), best.lr, result.base.epochs, steps_per_epoch),
+        explain(*_swept(best), result.base.epochs, steps_per_epoch),
     )
 
 
@@ -609,7 +617,7 @@ def optuna_plan(result: Confirmation) -> list[str]:
     from steplr.schedules.explain import explain, format_plan
 
     best = result.rows[0]
-    plan = explain(_step(best), best.lr, result.base.epochs, result.base.steps_per_epoch(result.batches))
+    plan = explain(*_swept(best), result.base.epochs, result.base.steps_per_epoch(result.batches))
     return format_plan(f"chosen on validation: trial {best.trial} (highest trial val acc)", plan)
 
 
@@ -665,7 +673,7 @@ def write_optuna_outputs(
         "the constant LR's mean test accuracy on the same seeds."
     )
     figure = plot_schedules(
-        [Curve(_trial_label(row), _step(row), row.lr) for row in result.rows],
+        [Curve(_trial_label(row), *_swept(row)) for row in result.rows],
         result.base.epochs,
         out / "best_lr.png",
         result.base.steps_per_epoch(result.batches),

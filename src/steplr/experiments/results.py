@@ -108,7 +108,9 @@ class SeedRun:
         return cls(float(last.val_acc), float(last.test_acc), float(last.test_loss), history.diverged_at)
 
     def accuracy(self, name: str) -> float:
-        """The final ``val_acc`` or ``test_acc``: 0 when the run diverged (it classifies nothing right)."""
+        """The final ``val_acc`` or ``test_acc``: 0 when the run diverged (it classifies nothing right), or for a
+        test accuracy that is not a number; a validation accuracy that is not a number (no split held out) stays
+        NaN."""
         value = float(getattr(self, name))
         return 0.0 if self.diverged_at is not None or (name == "test_acc" and math.isnan(value)) else value
 
@@ -126,9 +128,9 @@ class PairedResult:
     """
 
     schedule: str
-    step_size: Any = None
-    gamma: Any = None
-    lr: Any = None
+    step_size: int | str | None = None
+    gamma: float | None = None
+    lr: float | None = None
     trial: int | None = None
     trial_val_acc: float | None = None
     seeds: int
