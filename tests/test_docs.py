@@ -7,7 +7,13 @@ import importlib
 
 import pytest
 
-MODULES = ["steplr.schedules.durations", "steplr.schedules._exact", "steplr.schedules.kinds", "steplr.schedules.explain", "steplr.lr_scheduler"]
+MODULES = [
+    "steplr.schedules.durations",
+    "steplr.schedules._exact",
+    "steplr.schedules.kinds",
+    "steplr.schedules.explain",
+    "steplr.lr_scheduler",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -17,7 +23,16 @@ def test_docstring_examples(name):
     assert result.failed == 0
 
 
-@pytest.mark.parametrize("name", MODULES + ["steplr.cli.main", "steplr.experiments.plots"])
+PINNED = [
+    *MODULES,
+    "steplr.cli.main",
+    "steplr.experiments.plots",
+    "steplr.experiments.results",
+    "steplr.experiments.report",
+]
+
+
+@pytest.mark.parametrize("name", PINNED)
 def test_every_module_pins_its_public_names(name):
     module = importlib.import_module(name)
     assert module.__all__, name
