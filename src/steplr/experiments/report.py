@@ -647,14 +647,24 @@ def _write_study_files(
     return summary_path, atomic_write_text(out / "trials.csv", buffer.getvalue())
 
 
+def _optuna_figure(out: Path, result: Confirmation) -> Path:
+    from steplr.experiments.plots import Curve, plot_schedules
+
+    return plot_schedules(
+        [Curve(_trial_label(row), *_swept(row)) for row in result.rows],
+        result.base.epochs,
+        out / "best_lr.png",
+        result.base.steps_per_epoch(result.batches),
+        title="Learning rate of the best configs (ranked on trial val acc)",
+    )
+
+
 def write_optuna_outputs(
     out: Path, study: StudyInfo, result: Confirmation, plan: Sequence[str], warnings: Sequence[str], seeds_line: str
 ) -> list[str]:
     """Write the Optuna search's summary.json, trials.csv, best_lr.png and report.html into ``out`` for the
     confirmed best configs; returns the lines to print. ``plan``: :func:`optuna_plan`, whose ``warnings`` were
     already printed; ``seeds_line``: where the number of seeds came from (or "")."""
-    from steplr.experiments.plots import Curve, plot_schedules
-
     seeds = len(result.seeds)
     chosen = (
         f"best {len(result.rows)} config{'s' if len(result.rows) != 1 else ''} chosen on validation: ranked by "
@@ -672,13 +682,6 @@ def write_optuna_outputs(
         f"val acc and test acc ({seeds_phrase(seeds)}): means over the retrained runs; constant LR test acc: "
         "the constant LR's mean test accuracy on the same seeds."
     )
-    figure = plot_schedules(
-        [Curve(_trial_label(row), *_swept(row)) for row in result.rows],
-        result.base.epochs,
-        out / "best_lr.png",
-        result.base.steps_per_epoch(result.batches),
-        title="Learning rate of the best configs (ranked on trial val acc)",
-    )
     settings = {"recipe": result.base.as_dict(), "study": study.name, "search": study.attrs, "seeds": result.seeds}
     intro = [f"{study}.", f"{chosen[0].upper()}{chosen[1:]}.", *([f"{seeds_line}."] if seeds_line else [])]
     report = write_page(
@@ -692,7 +695,7 @@ def write_optuna_outputs(
             sentences,
             [*notes, *warnings],
             _sweep_explanation(columns, TRIAL_TEST_INFO),
-            {"Learning rate of the best configs": figure},
+            {"Learning rate of the best configs": _optuna_figure(out, result)},
             [_plan("The plan of the config chosen on validation", plan), _settings("Settings", settings)],
         ),
     )
