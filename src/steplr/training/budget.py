@@ -24,11 +24,11 @@ __all__ = ["BudgetError", "Work", "MAX_RUN_STEPS", "MAX_MODELS", "parse_size", "
            "default_budget", "estimate", "check", "format_size", "SMALL_DATA_BYTES"]
 
 MAX_RUN_STEPS = 20_000_000  # iterations of one run (explain tabulates plans up to this many steps)
-MAX_MODELS = 200_000  # models in one command (seeds x configs); about 94,000 Qwerty models fit in 4 GiB
+MAX_MODELS = 200_000  # models in one command (seeds x configs); what fits in memory: benchmarks/RESULTS.md, "sweep"
 BUDGET_SHARE = 0.5  # of the available memory, by default
 # Bytes per (model, iteration): the recorded LR (an 8-byte list slot and a 24-byte float), the LR table it comes
-# from, and the arrays the figures and summaries build from it. Measured: `compare qwerty --seeds 50` grows its
-# peak RSS by ~84 bytes per model-iteration (316 MB at 2,000 epochs, 3.2 GB at 20,000); 96 keeps a margin.
+# from, and the arrays the figures and summaries build from it. Set a little above what `compare qwerty --seeds 50`
+# was measured to add to its peak memory per model-iteration at 2,000 and 20,000 epochs (issue 9's note).
 _HISTORY_ENTRY = 96
 _TABLE_ENTRY = 12  # bytes per (model, step) of an LR table: float64 and its float32 copy
 _STATE_COPIES = 4  # weights, gradients and two optimizer moments (Adam; SGD keeps fewer)

@@ -223,7 +223,7 @@ def load_qwerty() -> Dataset:
         y[rows] = label
     # The notes split with train_test_split(test_size=0.2, shuffle=True, random_state=42): a permutation from
     # RandomState(42), its first 20% (rounded up) for test and the rest for training. Done here directly so the
-    # Qwerty path does not import scikit-learn (~0.7 s of start-up); a test checks it against scikit-learn.
+    # Qwerty path does not import scikit-learn (a noticeable share of start-up); a test checks it against scikit-learn.
     order = np.random.RandomState(42).permutation(len(y))
     n_test = -(-len(y) * 2 // 10)
     test, train = order[:n_test], order[n_test:]
