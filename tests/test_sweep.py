@@ -82,6 +82,26 @@ def test_a_diverging_model_does_not_spoil_the_others():
     assert histories[0].as_dict() == train_batched([base], load_qwerty())[0].as_dict()
 
 
+def test_on_epoch_sees_every_models_record_of_each_epoch_and_may_stop_the_training():
+    base = recipe_config("qwerty", epochs=3, schedule="none")
+    configs = [base, dataclasses.replace(base, lr=1e6), dataclasses.replace(base, seed=1)]
+    seen: list[list] = []
+    histories = train_batched(configs, load_qwerty(), on_epoch=lambda records: seen.append(list(records)))
+    assert [[r.epoch for r in records] for records in seen] == [[1, 1, 1], [2, 2, 2], [3, 3, 3]]
+    for i, history in enumerate(histories):
+        assert [records[i] for records in seen] == history.epochs  # NaN fields compare by identity: same objects
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(records):
+        if records[0].epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_batched(configs, load_qwerty(), on_epoch=stop_after_two)
+
+
 def test_grid_sweep_rows_and_baseline():
     result = grid_sweep("qwerty", load_qwerty(), ["2ep", "10ep"], [0.5, 0.9], [0, 1], overrides={"epochs": 6})
     assert len(result.rows) == 2 * 2 * 2 + 2

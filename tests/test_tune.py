@@ -416,8 +416,10 @@ def test_a_list_is_a_categorical_choice_and_one_value_is_fixed(tmp_path):
 
 def test_trials_choose_on_validation_and_keep_the_test_set_for_information(tmp_path):
     """The study's value is the final validation accuracy and the pruner sees the negated validation loss of
-    every epoch: both recomputed here by training the same config with train()."""
+    every epoch: both recomputed here by training the same config alone in the batched engine (which trials train
+    in: exactly equal), and with the sequential train() (equal up to float32 rounding)."""
     from steplr.experiments.compare import recipe_config
+    from steplr.training.batched import train_batched
     from steplr.training.train import train
 
     study = run_small(tmp_path, trials=12, epochs=6)
@@ -429,7 +431,7 @@ def test_trials_choose_on_validation_and_keep_the_test_set_for_information(tmp_p
     trial = complete[0]
     config = recipe_config("qwerty", step_size=trial.user_attrs["step_size"], gamma=trial.user_attrs["gamma"],
                            lr=trial.user_attrs["lr"], seed=0, validation=1 / 6, epochs=6)
-    history = train(config, load_qwerty())
+    (history,) = train_batched([config], load_qwerty())
     assert [trial.intermediate_values[e.epoch] for e in history.epochs] == [-e.val_loss for e in history.epochs]
     final = history.epochs[-1]
     assert trial.value == final.val_acc
@@ -438,6 +440,11 @@ def test_trials_choose_on_validation_and_keep_the_test_set_for_information(tmp_p
     # The test accuracy is listed under a name that says it chose nothing; the value is the trial's.
     (row,) = [r for r in study_rows(study) if r["number"] == trial.number]
     assert "test_acc" not in row and (row["val_acc"], row["test_acc_info"]) == (final.val_acc, final.test_acc)
+    sequential = train(config, load_qwerty())
+    assert len(sequential.epochs) == len(history.epochs) == 6
+    for ours, reference in zip(history.epochs, sequential.epochs):
+        for name in ("val_loss", "val_acc", "test_loss", "test_acc"):
+            assert getattr(ours, name) == pytest.approx(getattr(reference, name), rel=0, abs=1e-6), name
 
 
 def test_the_confirmation_seeds_are_recorded_and_the_latest_kept(tmp_path):
@@ -476,6 +483,24 @@ def test_a_diverged_trial_is_pruned_and_counted_as_diverged(tmp_path):
     assert count_trials(study) == TrialCounts(complete=0, pruned=0, diverged=2, failed=0, surplus=0, unfinished=0)
     rows = study_rows(study)
     assert [(row["state"], row["note"], row["lr"]) for row in rows] == [("PRUNED", "diverged", 1e30)] * 2
+
+
+def test_a_trial_diverges_in_the_epoch_the_sequential_trainer_does_and_reports_the_epochs_before(tmp_path):
+    """At a constant lr 10 qwerty's loss becomes infinite in epoch 2 (train() stops there); the trial reports
+    epoch 1's validation loss only, and its note names the epoch and the epoch's mean training loss."""
+    from steplr.errors import DivergedError
+    from steplr.experiments.compare import recipe_config
+    from steplr.training.train import train
+
+    config = recipe_config("qwerty", step_size="5ep", gamma=1.0, lr=10.0, seed=0, validation=1 / 6, epochs=3)
+    with pytest.raises(DivergedError) as stopped:
+        train(config, load_qwerty())
+    assert stopped.value.epoch == 2
+    study = run_small(tmp_path, trials=1, lr="10", gamma="1", step_size="5ep", epochs=3)
+    (trial,) = study.trials
+    assert trial.state.name == "PRUNED" and count_trials(study).diverged == 1
+    assert list(trial.intermediate_values) == [1]
+    assert trial.user_attrs["diverged"] == "loss became nan at epoch 2: stopped"
 
 
 # --------------------------------------------------------------------------------------------- confirming

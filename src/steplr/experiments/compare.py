@@ -103,9 +103,9 @@ def compare(
     schedule_settings = {k: v for k, v in overrides.items() if k in SETTINGS}
     base = recipe_config(recipe, **{k: v for k, v in overrides.items() if k not in SETTINGS})
     if not schedules:
-        raise ValueError("schedules must name at least one schedule")
+        raise SteplrValueError("schedules must name at least one schedule")
     if not seeds:
-        raise ValueError("seeds must name at least one seed")
+        raise SteplrValueError("seeds must name at least one seed")
     names = [BASELINE, *[s for s in schedules if s != BASELINE]]
     result = Comparison(recipe, base, list(seeds))
     from steplr.training.data import split_validation
@@ -118,7 +118,8 @@ def compare(
     size = max_batch or len(configs)
     histories: list[History] = []
     for start in range(0, len(configs), size):
-        histories += train_batched(configs[start : start + size], data, on_epoch=on_epoch)
+        histories += train_batched(configs[start : start + size], data,
+                                   on_epoch=None if on_epoch is None else lambda records: on_epoch(records[0].epoch))
     for index, name in enumerate(names):
         result.runs[name] = histories[index * len(seeds) : (index + 1) * len(seeds)]
     return result

@@ -62,7 +62,7 @@ from steplr.experiments.tune_storage import (
 if TYPE_CHECKING:
     import optuna
 
-    from steplr.training.config import EpochRecord
+    from steplr.training.config import EpochRecord, History, TrainConfig
     from steplr.training.data import TrainData
 
 __all__ = [
@@ -159,7 +159,7 @@ def _float_range(text: str, kind: str) -> tuple[float, float]:
         raise SweepError(f"bad {kind} range {text!r}: both ends must be finite numbers")
     if low > high:
         raise SweepError(f"bad {kind} range {text!r}: LOW is greater than HIGH")
-    if kind == "gamma" and not (0 < low and high <= 1):
+    if kind == "gamma" and not (low > 0 and high <= 1):
         raise SweepError(f"bad gamma range {text!r}: gamma must lie in (0, 1] (0 would zero the LR)")
     if kind == "lr" and not low > 0:
         raise SweepError(f"bad lr range {text!r}: learning rates must be > 0")
@@ -566,50 +566,30 @@ def _older_study(study: optuna.Study) -> str:
             f"test set), not {STUDY_FORMAT}; use another study name")
 
 
-def run_optuna(
-    recipe: str,
-    *,
-    step_size: str = DEFAULT_STEP_SIZE,
-    gamma: str = DEFAULT_GAMMA,
-    lr: str | None = None,
-    trials: int,
-    storage: str | None,
-    study_name: str,
-    run_dir: Path,
-    seed: int = 0,
-    validation: float | None = None,
-    epochs: int | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
-    download: bool = True,
-    on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
-    on_epoch: Callable[[optuna.Trial, EpochRecord], None] | None = None,
-    confirm_seeds: int | None = None,
-    grace_period: float | None = None,
-    db_timeout: float | None = None,
-) -> optuna.Study:
+def run_optuna(recipe: str, *, step_size: str = DEFAULT_STEP_SIZE, gamma: str = DEFAULT_GAMMA, lr: str | None = None,
+               trials: int, storage: str | None, study_name: str, run_dir: Path, seed: int = 0,
+               validation: float | None = None, epochs: int | None = None,
+               data_dir: str | os.PathLike[str] | None = None, download: bool = True,
+               on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+               on_epoch: Callable[[optuna.Trial, EpochRecord], None] | None = None, confirm_seeds: int | None = None,
+               grace_period: float | None = None, db_timeout: float | None = None) -> optuna.Study:
     """Run trials of the study ``study_name`` until it holds ``trials`` finished trials, counting all workers.
 
-    Start the same call in several processes or machines (same storage and study name) and they share the
-    work: the study ends with exactly ``trials`` complete or pruned trials. Running it again on a finished
-    study does nothing; with a larger ``trials`` it continues (also after :class:`StorageLost`). A worker whose
-    remaining budget is held by other workers' running trials waits for them (and takes over the trials of
-    workers that died: at once for a dead process of this machine; on PostgreSQL after ``grace_period`` seconds
-    without a heartbeat; a journal trial whose worker died on *another* machine stays RUNNING and keeps its share
-    of the budget, so such a worker waits). A worker that finds its own trial taken over (it was paused for
-    longer than the grace period) logs one line and goes on with the next trial.
+    Workers started with the same arguments share the work (see the module docstring) and the study ends with
+    exactly ``trials`` complete or pruned trials. Running it again on a finished study does nothing; with a larger
+    ``trials`` it continues (also after :class:`StorageLost`). A worker whose remaining budget is held by other
+    workers' running trials waits for them (a journal trial whose worker died on *another* machine stays RUNNING
+    and keeps its share, so such a worker waits). Several workers on one machine each use torch's default thread
+    count: set ``torch.set_num_threads`` (or ``OMP_NUM_THREADS``) so that workers times threads fits the cores.
 
-    Several workers on one machine each use torch's default thread count: set ``torch.set_num_threads`` (or
-    ``OMP_NUM_THREADS``) so that workers times threads does not exceed the cores.
-
-    ``step_size``, ``gamma`` and ``lr`` say what to try (:func:`parse_space`: a range, a list or one value;
-    ``lr=None``: the recipe's). Each trial trains ``recipe_config(recipe, step_size=..., gamma=..., lr=...,
-    seed=seed, validation=validation, epochs=epochs)`` and returns its final *validation* accuracy, which the
-    study maximises; the median pruner sees the negated validation loss of every epoch. A run whose loss
-    diverges counts as pruned (user attribute ``diverged``).
-
-    Trial user attributes: ``host`` and ``pid`` of the worker; ``step_size``, ``gamma``, ``lr`` (the values
-    trained); final ``val_acc``, ``val_loss``, and, for information only, ``test_acc`` and ``test_loss``. A
-    trial started when the budget was already taken ends FAIL with ``surplus=True`` and no parameters.
+    ``step_size``, ``gamma`` and ``lr`` say what to try (:func:`parse_space`; ``lr=None``: the recipe's). Each
+    trial trains ``recipe_config(recipe, step_size=..., gamma=..., lr=..., seed=seed, validation=validation,
+    epochs=epochs)`` in the batched engine (one model) and returns its final *validation* accuracy, which the
+    study maximises; the median pruner sees the negated validation loss of every epoch. A run whose loss diverges
+    counts as pruned (user attribute ``diverged``). Trial user attributes: ``host`` and ``pid`` of the worker;
+    ``step_size``, ``gamma``, ``lr`` (the values trained); final ``val_acc``, ``val_loss``, and, for information
+    only, ``test_acc`` and ``test_loss``. A trial started when the budget was already taken ends FAIL with
+    ``surplus=True`` and no parameters.
 
     Args:
         validation: the share of the training set held out for choosing, in (0, 1) (None:
@@ -617,34 +597,73 @@ def run_optuna(
         epochs: the length of every trial (None: the recipe's).
         on_trial: called with ``(study, frozen_trial)`` after each trial this worker finishes.
         on_epoch: called with ``(trial, record)`` after each epoch of this worker's trials, once the epoch is
-            reported; it may raise ``optuna.TrialPruned``. For progress display (the tests also use it to slow
-            trials down).
-        confirm_seeds: how many seeds the caller will confirm the best configs on (:func:`confirm_best`), a
-            positive integer recorded in the study as :data:`CONFIRM_SEEDS` (read back by :func:`recorded_seeds`).
-            Not a search setting: a continued search may change it, and the latest value is kept. None records
-            nothing (a helper worker that only searches).
+            reported; it may raise ``optuna.TrialPruned``. For progress display (and the tests' slow trials).
+        confirm_seeds: how many seeds the caller will confirm the best configs on (:func:`confirm_best`), recorded
+            in the study as :data:`CONFIRM_SEEDS` (:func:`recorded_seeds`). Not a search setting: the latest value
+            is kept. None records nothing (a helper worker that only searches).
         grace_period: PostgreSQL: seconds a running trial may go without a heartbeat before another worker fails
             and retries it (None: :data:`GRACE_PERIOD`); give every worker of a study the same value.
-        db_timeout: PostgreSQL: seconds the server may take to answer one request (None: :data:`DB_TIMEOUT`); a
-            server that stops answering ends the search within about that time.
+        db_timeout: PostgreSQL: seconds the server may take to answer one request (None: :data:`DB_TIMEOUT`).
 
     Raises:
         SweepError: for bad spaces, trials, recipe, validation, epochs, timeouts or storage, data that cannot be
-            loaded, a damaged journal file, or a study created with other settings (recipe, seed, validation, epochs,
-            spaces).
+            loaded, a damaged journal file, or a study created with other settings (recipe, seed, validation,
+            epochs, spaces).
         StorageLost: the storage failed while searching (server gone, frozen or unreachable; a journal file that
             cannot be written): one line naming it; running the same call again continues the study.
     """
-    import optuna
-    from optuna.trial import TrialState
+    search = _checked_search(recipe, (step_size, gamma, lr), trials, seed, validation, epochs, confirm_seeds,
+                             data_dir, download)
+    study, handle = _open_study(recipe, study_name, storage, Path(run_dir), True, grace_period, db_timeout)
+    objective = _Objective(study, search, on_epoch)
+    with handle.errors(searching=True):
+        _check_settings(study, search.settings)
+        if confirm_seeds is not None and study.user_attrs.get(CONFIRM_SEEDS) != confirm_seeds:
+            study.set_user_attr(CONFIRM_SEEDS, confirm_seeds)
+        while _trial_to_run(study, trials, journal=storage is None):
+            _run_trial(study, objective, handle, on_trial)
+    return study
 
-    from steplr.errors import DivergedError
+
+@dataclass(frozen=True)
+class _Search:
+    """What this worker's trials train, checked before the storage is touched: the spaces, the base config (the
+    recipe at the search's seed, validation split and epochs), the data, the budget and the settings the study
+    records."""
+
+    spaces: list[Space]
+    base: TrainConfig
+    data: TrainData
+    trials: int
+    settings: dict[str, Any]
+
+
+def _checked_search(recipe: str, spaces: tuple[str, str, str | None], trials: int, seed: int,
+                    validation: float | None, epochs: int | None, confirm_seeds: int | None,
+                    data_dir: str | os.PathLike[str] | None, download: bool) -> _Search:
+    """:func:`run_optuna`'s inputs checked (in the order of its arguments) and its data loaded."""
     from steplr.experiments.compare import DEFAULT_VALIDATION, recipe_config
     from steplr.training.data import load_dataset, split_validation
-    from steplr.training.train import train
 
     validation = DEFAULT_VALIDATION if validation is None else validation
-    spaces = [parse_space(step_size, "step_size"), parse_space(gamma, "gamma")]
+    step_size, gamma, lr = spaces
+    searched = [parse_space(step_size, "step_size"), parse_space(gamma, "gamma")]
+    _check_counts(trials, seed, confirm_seeds, validation)
+    try:
+        base = recipe_config(recipe, schedule="step", seed=seed, validation=validation, epochs=epochs)
+        searched.append(parse_space(lr, "lr") if lr is not None else Space("lr", "fixed", (base.lr,)))
+        data = load_dataset(base.dataset, data_dir=data_dir, download=download)
+        split_validation(data, validation)  # a fraction this training set cannot split fails here, before storage
+    except SweepError:
+        raise
+    except ValueError as error:
+        raise SweepError(str(error)) from None
+    settings = {"seed": seed, "validation": validation, "epochs": base.epochs, **{s.name: str(s) for s in searched}}
+    return _Search(searched, base, data, trials, settings)
+
+
+def _check_counts(trials: object, seed: object, confirm_seeds: object, validation: object) -> None:
+    """The numbers of :func:`run_optuna`, each refused in one line naming it."""
     if isinstance(trials, bool) or not isinstance(trials, int) or trials <= 0:
         raise SweepError(f"bad number of trials {trials!r}: expected a positive integer")
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -656,77 +675,87 @@ def run_optuna(
     if isinstance(validation, bool) or not isinstance(validation, (int, float)) or not 0 < validation < 1:
         raise SweepError(f"bad validation {validation!r}: trials are chosen on a validation split, so it must be "
                          "a fraction in (0, 1)")
-    try:
-        base = recipe_config(recipe, schedule="step", seed=seed, validation=validation, epochs=epochs)
-        spaces.append(parse_space(lr, "lr") if lr is not None else Space("lr", "fixed", (base.lr,)))
-        data = load_dataset(base.dataset, data_dir=data_dir, download=download)
-        split_validation(data, validation)  # a fraction this training set cannot split fails here, before storage
-    except SweepError:
-        raise
-    except ValueError as error:
-        raise SweepError(str(error)) from None
 
-    study, handle = _open_study(recipe, study_name, storage, Path(run_dir), True, grace_period, db_timeout)
-    host, pid, machine = socket.gethostname(), os.getpid(), _machine()
 
-    def objective(trial: optuna.Trial) -> float:
-        trial.set_user_attr(_HOST_ATTR, host)
-        trial.set_user_attr(_PID_ATTR, pid)
-        if machine is not None:
-            trial.set_user_attr(_MACHINE_ATTR, machine)
-        if _is_surplus(study, trial.number, trials):
-            trial.set_user_attr(_SURPLUS_ATTR, True)
-            _log.info("trial %d not run: the study's %d trials are taken by other workers", trial.number, trials)
-            raise _SurplusTrial(f"trial {trial.number} not run: the study's {trials} trials are already taken")
-        values = {space.name: space.suggest(trial) for space in spaces}
+def _trial_to_run(study: optuna.Study, trials: int, journal: bool) -> bool:
+    """Whether this worker should start a trial: False once the study holds ``trials`` finished trials. While the
+    rest of the budget is in other workers' hands (their trials running, none queued) it waits and looks again;
+    each look first fails (and queues again) the trials of dead workers."""
+    from optuna.trial import TrialState
+
+    finished_states = _finished_states()
+    while True:
+        _fail_dead_trials(study, journal=journal)
+        all_trials = study.get_trials(deepcopy=False)
+        finished = sum(t.state in finished_states for t in all_trials)
+        if finished >= trials:
+            return False
+        running = sum(t.state == TrialState.RUNNING for t in all_trials)
+        queued = any(t.state == TrialState.WAITING for t in all_trials)
+        if queued or finished + running < trials:
+            return True
+        time.sleep(_POLL_SECONDS)
+
+
+class _Objective:
+    """One trial of this worker: claim it (or refuse it as surplus), draw its settings, train it with a report to
+    the pruner after every epoch, and record its result."""
+
+    def __init__(self, study: optuna.Study, search: _Search,
+                 on_epoch: Callable[[optuna.Trial, EpochRecord], None] | None) -> None:
+        self.study, self.search, self.on_epoch = study, search, on_epoch
+        self.host, self.pid, self.machine = socket.gethostname(), os.getpid(), _machine()
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        self._claim(trial)
+        values = {space.name: space.suggest(trial) for space in self.search.spaces}
         for name, value in values.items():
             trial.set_user_attr(name, value)
-        config = base.with_settings(**values)
+        final = self._train(trial, self.search.base.with_settings(**values)).epochs[-1]
+        for name in ("val_acc", "val_loss", "test_acc", "test_loss"):
+            trial.set_user_attr(name, float(getattr(final, name)))
+        return float(final.val_acc)
 
-        def after_epoch(record: EpochRecord) -> None:
+    def _claim(self, trial: optuna.Trial) -> None:
+        """Name this worker in the trial (the liveness check); refuse a trial past the budget."""
+        trial.set_user_attr(_HOST_ATTR, self.host)
+        trial.set_user_attr(_PID_ATTR, self.pid)
+        if self.machine is not None:
+            trial.set_user_attr(_MACHINE_ATTR, self.machine)
+        total = self.search.trials
+        if _is_surplus(self.study, trial.number, total):
+            trial.set_user_attr(_SURPLUS_ATTR, True)
+            _log.info("trial %d not run: the study's %d trials are taken by other workers", trial.number, total)
+            raise _SurplusTrial(f"trial {trial.number} not run: the study's {total} trials are already taken")
+
+    def _train(self, trial: optuna.Trial, config: TrainConfig) -> History:
+        """Train ``config`` alone in the batched engine (faster than the sequential trainer even for one model),
+        reporting to the pruner after every epoch."""
+        import optuna
+
+        from steplr.training.batched import train_batched
+
+        def after_epoch(records: list[EpochRecord]) -> None:
+            (record,) = records
+            if not math.isfinite(record.train_loss):
+                # The epoch's mean training loss: NaN or infinite as soon as one of its batches was. Nothing of
+                # this epoch is reported, as the sequential trainer stopped before reporting it.
+                message = f"loss became {record.train_loss} at epoch {record.epoch}: stopped"
+                trial.set_user_attr(_DIVERGED_ATTR, message)
+                raise optuna.TrialPruned(f"diverged: {message}")
             # The pruner compares intermediate values in the study's direction, and this study maximises
             # accuracy: report the *negated* validation loss, so that a lower loss counts as better when
             # MedianPruner ranks this trial against the median of the others at the same epoch.
             trial.report(-record.val_loss, record.epoch)
-            if on_epoch is not None:
-                on_epoch(trial, record)
+            if self.on_epoch is not None:
+                self.on_epoch(trial, record)
             # Not on the last epoch: the run is over, pruning would only throw its result away.
             if record.epoch < config.epochs and trial.should_prune():
                 raise optuna.TrialPruned(
                     f"epoch {record.epoch}: validation loss {record.val_loss:.4g} above the median"
                 )
 
-        try:
-            history = train(config, data, on_epoch=after_epoch)
-        except DivergedError as error:
-            trial.set_user_attr(_DIVERGED_ATTR, str(error))
-            raise optuna.TrialPruned(f"diverged: {error}") from None
-        final = history.epochs[-1]
-        for name in ("val_acc", "val_loss", "test_acc", "test_loss"):
-            trial.set_user_attr(name, float(getattr(final, name)))
-        return float(final.val_acc)
-
-    finished_states = _finished_states()
-    with handle.errors(searching=True):
-        _check_settings(
-            study,
-            {"seed": seed, "validation": validation, "epochs": base.epochs, **{s.name: str(s) for s in spaces}},
-        )
-        if confirm_seeds is not None and study.user_attrs.get(CONFIRM_SEEDS) != confirm_seeds:
-            study.set_user_attr(CONFIRM_SEEDS, confirm_seeds)
-        while True:
-            _fail_dead_trials(study, journal=storage is None)
-            all_trials = study.get_trials(deepcopy=False)
-            finished = sum(t.state in finished_states for t in all_trials)
-            if finished >= trials:
-                break
-            running = sum(t.state == TrialState.RUNNING for t in all_trials)
-            queued = any(t.state == TrialState.WAITING for t in all_trials)
-            if not queued and finished + running >= trials:
-                time.sleep(_POLL_SECONDS)  # the rest of the budget is in other workers' hands: wait and look again
-                continue
-            _run_trial(study, objective, handle, on_trial)
-    return study
+        return train_batched([config], self.search.data, on_epoch=after_epoch)[0]
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -880,7 +909,8 @@ def confirm_best(
                for step_size, gamma, lr in map(_trained, chosen) for seed in seeds]
     lrs = list(dict.fromkeys(float(_trained(t)[2]) for t in chosen))
     configs += [base.with_settings(schedule="none", lr=lr, seed=seed) for lr in lrs for seed in seeds]
-    histories = train_batched(configs, data, on_epoch=on_epoch)
+    histories = train_batched(configs, data,
+                              on_epoch=None if on_epoch is None else lambda records: on_epoch(records[0].epoch))
     n = len(seeds)
     runs = [histories[i * n : (i + 1) * n] for i in range(len(chosen))]
     baselines = {lr: histories[(len(chosen) + j) * n : (len(chosen) + j + 1) * n] for j, lr in enumerate(lrs)}

@@ -27,11 +27,12 @@ __all__ = ["train_batched"]
 def train_batched(
     configs: Sequence[TrainConfig],
     data: TrainData,
-    on_epoch: Callable[[int], None] | None = None,
+    on_epoch: Callable[[list[EpochRecord]], None] | None = None,
     models_out: list[StackedModels] | None = None,
 ) -> list[History]:
-    """Train every config at once; return one History per config, in order. ``models_out``: the trained models
-    are appended to it.
+    """Train every config at once; return one History per config, in order. ``on_epoch``: called after every
+    epoch with each model's record of it, in the order of ``configs`` (an exception it raises stops the training).
+    ``models_out``: the trained models are appended to it.
 
     A model whose loss becomes NaN or infinite keeps NaN metrics from that epoch on; the others are unaffected.
 
@@ -66,7 +67,7 @@ def train_batched(
             history.epochs.append(record)
         lrs.end_epoch(records)
         if on_epoch is not None:
-            on_epoch(epoch + 1)
+            on_epoch(records)
     for history, row in zip(histories, lrs.per_iteration()):
         history.iteration_lrs = row  # the LR each model used at each iteration
     return histories
