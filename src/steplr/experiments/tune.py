@@ -888,7 +888,8 @@ def confirm_best(
 
     Every config and, for each of their base LRs, a constant LR (schedule ``"none"``) train on every seed in
     one batch (:func:`steplr.training.batched.train_batched`), with the study's recipe, epochs and validation split. The
-    study chose the configs on validation accuracy; the comparison uses the test set only.
+    study chose the configs on validation accuracy; the comparison uses the test set only. ``on_epoch``: called
+    with the epoch's number (1-based) after every epoch, for progress.
 
     Raises:
         SweepError: for a study without complete trials or made by another version of steplr.
@@ -897,6 +898,7 @@ def confirm_best(
     from steplr.experiments.paired import still_falling
     from steplr.experiments.results import SeedRun, pair_runs
     from steplr.training.batched import train_batched
+    from steplr.training.data import split_validation
 
     settings = _settings(study)
     chosen = best_trials(study, limit)
@@ -922,7 +924,5 @@ def confirm_best(
         candidates.append((identity, [SeedRun.of(h) for h in run], [SeedRun.of(h) for h in baselines[float(lr)]]))
     rows = pair_runs(candidates)
     falling = {lr: still_falling([h.column("val_loss") for h in runs_]) for lr, runs_ in baselines.items()}
-    from steplr.training.data import split_validation
-
     batches = -(-split_validation(data, base.validation).x_train.shape[0] // base.batch_size)
     return Confirmation(rows, list(seeds), base, batches, {lr: f for lr, f in falling.items() if f is not None})
