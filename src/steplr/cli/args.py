@@ -10,8 +10,14 @@ Conventions every command follows (imports argparse and the NumPy-only schedule 
   the text the user typed.
 * **No abbreviations**: ``--seed`` is never read as ``--seeds``. :class:`Parser` sets ``allow_abbrev=False`` and is
   handed down to every subcommand, so commands added with ``commands.add_parser(...)`` get it too.
+* **A negative number is a value, never an option**: ``--lr -3``, ``--step-size -3``, ``--validation -3`` reach the
+  flag's type (no steplr option looks like a number), which refuses them the same way in every command: a duration,
+  a list or a range item by item with :func:`duration`, a fraction with :func:`fraction`, a count with
+  :func:`positive_int`, a learning rate with :func:`check_lrs`.
 * **Mistakes are one line and exit code 2**: :class:`Parser` raises :class:`UsageError` instead of printing usage and
   exiting; ``steplr.cli.main`` prints it.
+* **Options every training command shares** (recipe, ``--out``, ``--force``, data, seeds, validation, memory budget)
+  are added by the ``add_*`` functions below, so train, compare and sweep spell and check them alike.
 * ``--help`` shows each option's default. Defaults that are ``None`` or ``False`` are not shown: an option whose
   unset value means something should say it in its help text, e.g. "(default: the recipe's value)".
 
@@ -28,6 +34,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
+from steplr.errors import SteplrError
 from steplr.schedules.durations import MAX_STEPS, parse_duration
 from steplr.schedules.registry import Param, lookup, params_by_name
 
@@ -40,16 +47,31 @@ __all__ = [
     "number_list",
     "name_list",
     "positive_int",
+    "fraction",
+    "unit_fraction",
+    "duration_space",
+    "number_space",
+    "memory_size",
+    "check_lrs",
     "format_lr",
     "add_schedule_flags",
     "schedule_values",
     "refuse_unread",
+    "add_recipe_argument",
+    "add_out_option",
+    "add_force_option",
+    "add_data_options",
+    "add_seeds_option",
+    "add_validation_option",
+    "add_budget_option",
+    "add_warmup_options",
+    "DURATIONS",
 ]
 
 T = TypeVar("T")
 
 
-class UsageError(Exception):
+class UsageError(SteplrError):
     """A mistake on the command line: ``main`` prints it as one line on stderr and exits with code 2."""
 
 
@@ -105,7 +127,7 @@ def duration(text: str) -> str:
     """
     try:
         parsed = parse_duration(text, "duration")
-    except (TypeError, ValueError) as error:
+    except SteplrError as error:
         raise argparse.ArgumentTypeError(f"{error} (a bare number counts epochs)") from None
     if isinstance(parsed, int):
         return f"{parsed}ep"
@@ -169,6 +191,76 @@ def positive_int(text: str) -> int:
     return value
 
 
+def fraction(text: str) -> float:
+    """A fraction of the training set, from 0 up to (not including) 1: ``"0.2"`` -> ``0.2``.
+
+    Raises:
+        argparse.ArgumentTypeError: for words, negatives and anything from 1 up.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.2, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
+def unit_fraction(text: str) -> float:
+    """A factor from 0 to 1, both included (the warm-up's start factor): ``"0.1"`` -> ``0.1``."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
+    return value
+
+
+def _space(parse: Callable[[str], Any], text: str, what: str) -> str:
+    """``text`` as typed, once every item of a list (``a,b``) or both ends of a range (``LOW:HIGH``) parse; what
+    is neither (a list and a range at once, a missing end) is left to the engine to name."""
+    if ":" not in text:
+        _list_of(parse, text, what)
+        return text
+    ends = text.split(":")
+    if len(ends) == 2 and all(end.strip() and "," not in end for end in ends):
+        for end in ends:
+            try:
+                parse(end.strip())
+            except argparse.ArgumentTypeError as error:
+                raise argparse.ArgumentTypeError(f"in {text!r}: {error}") from None
+    return text
+
+
+def duration_space(text: str) -> str:
+    """A list of durations (``1,2,5``) or a range (``1ep:20ep``), checked item by item as :func:`duration` does and
+    returned as typed (the sweep engines read it)."""
+    return _space(duration, text, "durations")
+
+
+def number_space(text: str) -> str:
+    """A list of numbers (``0.1,0.5``) or a range (``0.05:0.99``), checked item by item and returned as typed."""
+    return _space(_number, text, "numbers")
+
+
+def memory_size(text: str) -> int:
+    """``--max-memory``: a size such as 4G or 512M, in bytes."""
+    from steplr.training.budget import parse_size
+
+    try:
+        return parse_size(text)
+    except SteplrError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def check_lrs(values: list[float] | None) -> None:
+    """Refuse a base learning rate that is not a finite number > 0 (``--lr`` of every command but Optuna's ranges)."""
+    for lr in values or []:
+        if not lr > 0 or lr == float("inf"):
+            raise UsageError(f"--lr must be a finite number > 0, got {lr!r}")
+
+
 def format_lr(lr: float) -> str:
     """The ``LR:`` field of the per-epoch log: six decimals, or scientific notation when they would show zero.
 
@@ -226,3 +318,49 @@ def refuse_unread(args: argparse.Namespace, kinds: list[str], *, closed_forms: b
             continue
         users = [k for k in readers if not (closed_forms and lookup(k).reactive)]
         raise UsageError(f"{param.flag} applies to {', '.join(users)}; not to {', '.join(kinds)}")
+
+
+# --------------------------------------------------------------------------- options the training commands share
+
+RECIPES_HELP = "qwerty, digits, mnist or fashion-mnist"
+DURATIONS = "durations count epochs: 5 or 5ep is 5 epochs, 115it is 115 iterations (scheduler steps)"
+
+
+def add_recipe_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help=RECIPES_HELP)
+
+
+def add_out_option(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--out``: the command's folder; ``default`` says which one it is when not given."""
+    parser.add_argument("--out", default=None, help=f"run folder (default: {default})")
+
+
+def add_force_option(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--force", action="store_true", help=help)
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """Where the MNIST-like data lives, and whether it may be downloaded."""
+    parser.add_argument("--data-dir", default=None, help="folder with (or for) the MNIST/Fashion-MNIST IDX files")
+    parser.add_argument("--no-download", action="store_true", help="never download data")
+
+
+def add_seeds_option(parser: argparse.ArgumentParser, default: int | None, help: str) -> None:
+    parser.add_argument("--seeds", type=positive_int, default=default, help=help)
+
+
+def add_validation_option(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--validation", type=fraction, default=None, help=help)
+
+
+def add_budget_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-memory", type=memory_size, default=None,
+                        help="refuse work whose estimated peak memory is above this, e.g. 4G (default: half of the "
+                             "memory available when the command starts)")
+
+
+def add_warmup_options(parser: argparse.ArgumentParser, help: str, factor_default: float | None,
+                       factor_help: str) -> None:
+    """``--warmup`` (a duration) and ``--warmup-start-factor`` (in [0, 1])."""
+    parser.add_argument("--warmup", type=duration, default=None, help=help)
+    parser.add_argument("--warmup-start-factor", type=unit_fraction, default=factor_default, help=factor_help)

@@ -1,8 +1,10 @@
-"""The ``steplr`` command: the top-level parser, ``explain`` and ``plot``, printing and exit codes, nothing else.
+"""The ``steplr`` command: the top-level parser, one subcommand per module, and :func:`main`, the one place where
+errors become exit codes.
 
-Values are read by :mod:`steplr.cli.args` (a bare duration is epochs there); train, compare and sweep live in their
-own ``cli_*`` modules. Every error a user can cause is one line on stderr and exit code 2; no tracebacks, and no
-library's warnings. SIGTERM stops a command as Ctrl-C does.
+Values are read by :mod:`steplr.cli.args` (a bare duration is epochs there). Every error steplr raises on purpose
+(:class:`steplr.errors.SteplrError`) is one line on stderr and exit code 2 (1 for a diverged run, 3 for a study
+storage lost while searching); a module of a missing extra says which extra to install (exit 2); Ctrl-C and SIGTERM
+exit 130; anything else is a bug and is shown as one: a traceback and exit code 1. Library warnings are hidden.
 """
 
 from __future__ import annotations
@@ -12,69 +14,43 @@ import argparse
 import contextlib
 import gc
 import io
-import itertools
-import json
 import os
 import signal
 import sys
 import threading
+import traceback
 import warnings
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 from steplr import __version__
-from steplr.cli.args import (
-    Parser,
-    UsageError,
-    add_schedule_flags,
-    duration,
-    name_list,
-    number_list,
-    positive_int,
-    refuse_unread,
-    schedule_values,
-)
-from steplr.cli.runs import RunUsageError, add_run_commands, cmd_compare, cmd_train
+from steplr._extras import missing_extra
+from steplr.cli.args import DURATIONS, Parser
+from steplr.cli.compare import add_compare_command, cmd_compare
+from steplr.cli.explain import add_explain_command, cmd_explain
+from steplr.cli.plot import add_plot_command, cmd_plot
 from steplr.cli.sweep import add_sweep_command, cmd_sweep
-from steplr.errors import DivergedError, Interrupted, TrainError
-from steplr.schedules.explain import explain, format_plan
-from steplr.schedules.kinds import Schedule
-from steplr.schedules.registry import Kind, Param, lookup, names
-from steplr.schedules.spec import ScheduleSpec
+from steplr.cli.train import add_train_command, cmd_train
+from steplr.errors import DivergedError, Interrupted, SteplrError
 
 __all__ = ["main", "entrypoint", "build_parser"]
 
-_DURATIONS = "durations count epochs: 5 or 5ep is 5 epochs, 115it is 115 iterations (scheduler steps)"
-
-
-def _explain_default(param: Param, readers: list[str]) -> str:
-    """What an unset flag means in explain and plot."""
-    if param.run_length:
-        return "(default: the whole run after any warm-up)"
-    value = param.example if param.example is not None else param.default
-    return "" if value is None else f"(default: {value:g})" if isinstance(value, float) else f"(default: {value})"
-
-
-def _add_schedule_arguments(parser: argparse.ArgumentParser, lists: bool) -> None:
-    many = " (comma-separated values draw one curve each)" if lists else ""
-    parser.add_argument("--schedule", type=name_list, default=["step"],
-                        help=f"one of {', '.join(names(reactive=False))}{many}")
-    parser.add_argument("--lr", type=number_list, default=[0.1], help=f"initial learning rate{many}")
-    add_schedule_flags(parser, closed_forms=True, lists=lists, default_note=_explain_default)
-    parser.add_argument("--warmup", type=duration, default=None,
-                        help="linear warm-up first, e.g. 2 (epochs) or 500it (default: no warm-up)")
-    parser.add_argument("--warmup-start-factor", type=float, default=0.1, help="warm-up starts at this x lr")
-    parser.add_argument("--epochs", type=positive_int, required=True, help="length of the run in epochs (required)")
-    parser.add_argument("--steps-per-epoch", type=positive_int, default=1,
-                        help="scheduler steps per epoch: batches per epoch when stepping per iteration, "
-                             "1 when stepping per epoch")
+Command = Callable[[argparse.Namespace, TextIO, TextIO], int]
+# Each subcommand's function: (arguments, standard output, standard error) -> exit code. Looked up by name when a
+# command runs, so that a test can put another function in its place.
+COMMANDS: dict[str, Command] = {
+    "explain": cmd_explain,
+    "plot": cmd_plot,
+    "train": cmd_train,
+    "compare": cmd_compare,
+    "sweep": cmd_sweep,
+}
 
 
 def build_parser() -> Parser:
-    """The whole ``steplr`` command line: explain and plot here, train/compare/sweep from their modules."""
+    """The whole ``steplr`` command line, each subcommand's options from its module."""
     parser = Parser(prog="steplr", description="Exact learning-rate schedules: see the plan before you train.",
-                    epilog=f"In every command, {_DURATIONS}. Run 'steplr COMMAND --help' for a command's options. "
+                    epilog=f"In every command, {DURATIONS}. Run 'steplr COMMAND --help' for a command's options. "
                            "Exit codes: 0 done; 1 the loss diverged (train); 2 bad input or an unusable file; 3 the "
                            "Optuna study's storage failed while searching (rerun the same command to continue); "
                            "130 interrupted (Ctrl-C, SIGTERM).")
@@ -82,136 +58,59 @@ def build_parser() -> Parser:
                         help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser,
                                      help="one of the commands below")
-    ex = commands.add_parser("explain", help="print the plan: constant intervals, decays, final LR, warnings",
-                             description=f"Print the plan of a schedule. {_DURATIONS[0].upper()}{_DURATIONS[1:]}.")
-    _add_schedule_arguments(ex, lists=False)
-    ex.add_argument("--json", action="store_true",
-                    help="print the plan as JSON (a plan of more than 1000 intervals lists the first and last 500; "
-                         "interval_count and intervals_omitted say so)")
-    pl = commands.add_parser("plot", help="draw one or more schedules on one figure",
-                             description=f"Draw schedules on one figure. {_DURATIONS[0].upper()}{_DURATIONS[1:]}.")
-    _add_schedule_arguments(pl, lists=True)
-    pl.add_argument("-o", "--output", default="lr.png", help="image file to write (PNG, SVG or PDF)")
-    pl.add_argument("--force", action="store_true", help="overwrite --output if it exists")
-    pl.add_argument("--log", action="store_true",
-                    help="logarithmic LR axis (default: chosen when the LR spans 100x or more)")
-    pl.add_argument("--title", default=None,
-                    help="figure title, drawn as plain text: $ is a dollar sign (default: none)")
-    add_run_commands(commands)
-    add_sweep_command(commands)
+    for add in (add_explain_command, add_plot_command, add_train_command, add_compare_command, add_sweep_command):
+        add(commands)
     return parser
 
 
-def _typed_form(value: str) -> str:
-    """A canonical duration the way the CLI reads it: epochs bare ("10ep" -> "10"), iterations with "it"."""
-    return value.removesuffix("ep")
+def _run(parser: Parser, argv: Sequence[str] | None, out: TextIO, err: TextIO, running: list[str]) -> int:
+    """Parse and run one command (its name appended to ``running`` once known)."""
+    with contextlib.redirect_stdout(out):  # --help and --version print to sys.stdout
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.command is None:
+        err.write(parser.format_help())
+        return 2
+    running.append(args.command)
+    return COMMANDS[args.command](args, out, err)  # train, compare and sweep print plan warnings on err
 
 
-def _kind_values(kind: Kind, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every combination of the kind's parameter values the arguments give (a list flag gives one per value)."""
-    given = schedule_values(args, kind.name)
-    combos: list[dict[str, Any]] = [{}]
-    for param in kind.params:
-        value = given.get(param.name, param.example if param.example is not None else None)
-        if value is None and param.required:
-            raise UsageError(f"--schedule {kind.name} needs {param.flag} ({param.help})")
-        choices = value if param.vary and isinstance(value, list) else [value]
-        combos = [{**c, param.name: v} for c in combos for v in choices]
-    return combos
+def _storage_lost(error: SteplrError) -> bool:
+    """A study storage lost mid-search (exit code 3: rerunning continues it). Only the search imports its module."""
+    storage = sys.modules.get("steplr.experiments.tune_storage")
+    return storage is not None and isinstance(error, storage.StorageLost)
 
 
-def _label(kind: str, entry: Kind, values: dict[str, Any], lr: float) -> str:
-    parts = [kind]
-    for param in entry.params:
-        value = values[param.name]
-        if param.vary and value is not None:
-            shown = f"{value:g}" if isinstance(value, float) else _typed_form(value)
-            parts.append(f"{param.label} {shown}")
-    return ", ".join([*parts, f"lr {lr:g}"])
-
-
-def _combinations(args: argparse.Namespace) -> list[tuple[str, Schedule, float]]:
-    """Every (label, schedule, lr) the arguments ask for, validated."""
-    entries = [lookup(kind, reactive=False) for kind in args.schedule]
-    refuse_unread(args, args.schedule, closed_forms=True)
-    for lr in args.lr:
-        if not lr > 0 or lr == float("inf"):
-            raise UsageError(f"--lr must be a finite number > 0, got {lr!r}")
-    found = []
-    for kind, entry in zip(args.schedule, entries):
-        for values, lr in itertools.product(_kind_values(entry, args), args.lr):
-            spec = ScheduleSpec(kind, values, args.warmup, args.warmup_start_factor)
-            schedule = spec.build(args.epochs, args.steps_per_epoch, flags=True)
-            found.append((_label(kind, entry, values, lr), schedule, lr))
-    return found
-
-
-def _cmd_explain(args: argparse.Namespace, out: TextIO) -> int:
-    plans = [(label, explain(s, lr, args.epochs, args.steps_per_epoch)) for label, s, lr in _combinations(args)]
-    if args.json:
-        data = [plan.as_dict() for _, plan in plans]
-        json.dump(data[0] if len(data) == 1 else data, out, indent=2)
-        out.write("\n")
-        return 0
-    blocks = ["\n".join(format_plan(label, plan)) for label, plan in plans]
-    out.write("\n\n".join(blocks) + "\n")
-    return 0
-
-
-def _cmd_plot(args: argparse.Namespace, out: TextIO) -> int:
-    target = Path(args.output)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError(f"cannot write {args.output}: folder {str(folder)!r} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise UsageError(f"cannot write {args.output}: folder {str(folder)!r} is not writable")
-    if target.suffix.lower() not in (".png", ".svg", ".pdf"):
-        raise UsageError(f"--output must end in .png, .svg or .pdf, got {args.output!r}")
-    if (target.exists() or target.is_symlink()) and not args.force:
-        raise UsageError(f"{args.output} already exists: pass --force to overwrite it")
-    combos = _combinations(args)
-    from steplr.experiments.plots import Curve, plot_schedules
-
-    curves = [Curve(label, schedule, lr) for label, schedule, lr in combos]
-    path = plot_schedules(curves, args.epochs, target, args.steps_per_epoch, args.log or None, args.title)
-    out.write(f"wrote {path} ({len(curves)} schedule{'s' if len(curves) != 1 else ''})\n")
-    return 0
+def _bug(err: TextIO) -> int:
+    """An error steplr did not raise on purpose: shown whole, so it can be reported and fixed."""
+    err.write(traceback.format_exc())
+    return 1
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Run the command line; return the exit code (0 success, 1 diverged, 2 bad input, 130 Ctrl-C or SIGTERM, 141
-    the reader of a run's output left)."""
+    """Run the command line; return the exit code (0 success, 1 diverged or a bug (with a traceback), 2 bad input
+    or a missing extra, 3 a study storage lost, 130 Ctrl-C or SIGTERM, 141 the reader of a run's output left)."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else (sys.stderr or io.StringIO())  # stderr closed too: nowhere to say anything
     if out is None:  # started with standard output closed (`steplr explain >&-`): Python gives no sys.stdout
         err.write("steplr: error: standard output is closed; redirect it to a file or /dev/null instead\n")
         return 2
     parser = build_parser()
-    command = None
+    running: list[str] = []
     try:
         with _third_party_warnings_hidden(), _sigterm_interrupts():
-            with contextlib.redirect_stdout(out):  # --help and --version print to sys.stdout
-                args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-            command = args.command
-            if command is None:
-                err.write(parser.format_help())
-                return 2
-            if command in ("explain", "plot"):
-                return (_cmd_explain if command == "explain" else _cmd_plot)(args, out)
-            runs = {"train": cmd_train, "compare": cmd_compare, "sweep": cmd_sweep}
-            return runs[command](args, out, err)  # these print plan warnings on err
+            return _run(parser, argv, out, err, running)
     except DivergedError as error:
         err.write(f"steplr: {error}\n")
         return 1
-    except (UsageError, RunUsageError, TrainError) as error:
+    except SteplrError as error:
         err.write(f"steplr: error: {error}\n")
+        return 3 if _storage_lost(error) else 2
+    except ModuleNotFoundError as error:
+        missing = missing_extra(error, running[0] if running else None)
+        if missing is None:  # a module of steplr's own or of the core: a broken install or a bug
+            return _bug(err)
+        err.write(f"steplr: error: {missing}\n")
         return 2
-    except (ValueError, TypeError) as error:
-        err.write(f"steplr: error: {error}\n")
-        # A study storage lost mid-search (steplr.experiments.tune.StorageLost) has its own code: rerunning
-        # continues it.
-        tune = sys.modules.get("steplr.experiments.tune")  # it can only be that error if the search module was imported
-        return 3 if tune is not None and isinstance(error, tune.StorageLost) else 2
     except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: what the command had claimed was removed on the way out
         _forget_the_interrupt()
         where = f": {stop}" if isinstance(stop, Interrupted) and str(stop) else ""
@@ -219,15 +118,17 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         return 130
     except BrokenPipeError:  # `steplr ... | head`: the reader left
         _discard_stdout()
-        if command in ("explain", "plot"):
+        if running[:1] in (["explain"], ["plot"]):
             return 0  # it has read all it wanted
-        err.write(f"steplr: {command} stopped: its standard output was closed by the reader\n")
+        err.write(f"steplr: {running[0] if running else None} stopped: its standard output was closed by the reader\n")
         return 141  # 128 + SIGPIPE, as for a program the broken pipe ended
     except OSError as error:
         err.write(f"steplr: error: {error.strerror or error}: {error.filename or ''}\n")
         return 2
     except SystemExit as stop:  # --help
         return int(stop.code or 0)
+    except Exception:
+        return _bug(err)
 
 
 @contextlib.contextmanager

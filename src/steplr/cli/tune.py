@@ -1,12 +1,12 @@
 """``steplr sweep --engine optuna``: flags, worker processes, the console summary and the report.
 
-The search and the statistics are in :mod:`steplr.experiments.tune`. The command runs the search (here and in ``--workers - 1``
-helper processes sharing the study), then retrains the study's best configs on ``--seeds`` seeds beside a constant
-LR (:func:`steplr.experiments.tune.confirm_best`) and writes ``summary.json``, ``trials.csv``, ``best_lr.png`` and
-``report.html``. Configs are ranked on each search trial's own validation accuracy (the "trial val acc" column);
-every reported comparison is on the test set. The seeds count is recorded in the study, so ``--report`` retrains
-on the same seeds and rebuilds the same numbers. A study whose trials all diverged (or were pruned or failed) is a
-result, not an error: the files say that nothing could be chosen.
+The search and the statistics are in :mod:`steplr.experiments.tune`. The command runs the search (here and in
+``--workers - 1`` helper processes sharing the study), then retrains the study's best configs on ``--seeds`` seeds
+beside a constant LR (:func:`steplr.experiments.tune.confirm_best`) and writes ``summary.json``, ``trials.csv``,
+``best_lr.png`` and ``report.html``. Configs are ranked on each search trial's own validation accuracy (the "trial
+val acc" column); every reported comparison is on the test set. The seeds count is recorded in the study, so
+``--report`` retrains on the same seeds and rebuilds the same numbers. A study whose trials all diverged (or were
+pruned or failed) is a result, not an error: the files say that nothing could be chosen.
 
 On the command line a bare step size counts epochs (``--step-size 1:20`` is ``1ep:20ep``), as everywhere in
 steplr's CLI. Helpers are started as ``python -m steplr.cli.tune sweep RECIPE --engine optuna ...`` with the
@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from steplr.cli.args import UsageError, duration
-from steplr.cli.runs import _progress, print_warnings
-from steplr.errors import Interrupted
+from steplr.cli.runs import batches, check_work, load_data, print_warnings, progress
+from steplr.errors import Interrupted, SteplrError
 
 if TYPE_CHECKING:
     import optuna
@@ -124,32 +124,30 @@ def _log_to(stream: TextIO) -> Iterator[None]:
 def _check_size(search: _Search, budget: int | None) -> None:
     """Refuse a search whose trials (one run each) or whose confirmation (up to five configs and their constant
     LRs, times the seeds, trained together) would be past steplr's caps or the memory budget."""
-    from steplr.cli.runs import _batches, _load_data, check_work
     from steplr.experiments.compare import recipe_config
 
     base = recipe_config(search.recipe, epochs=search.epochs, validation=search.validation)
-    data = _load_data(base.dataset, argparse.Namespace(data_dir=search.data_dir, no_download=not search.download))
-    batches = _batches(data, base)
-    check_work(f"sweep {search.recipe} (a trial)", 1, base, data, batches, budget)
-    check_work(f"sweep {search.recipe} (the confirmation)", 10 * (search.seeds or 3), base, data, batches, budget)
+    data = load_data(base.dataset, argparse.Namespace(data_dir=search.data_dir, no_download=not search.download))
+    per_epoch = batches(data, base)
+    check_work(f"sweep {search.recipe} (a trial)", 1, base, data, per_epoch, budget)
+    check_work(f"sweep {search.recipe} (the confirmation)", 10 * (search.seeds or 3), base, data, per_epoch, budget)
 
 
 def _warn_about_plans(search: _Search, err_stream: TextIO) -> None:
     """Before searching, explain's warnings for every (step_size, gamma) a search of lists or fixed values can try
     (the warnings do not depend on the base LR; a range has too many plans to list, and the plan of the config
     chosen on validation is printed after the search)."""
-    from steplr.cli.runs import _batches, _load_data
-    from steplr.schedules.explain import explain, format_plan
     from steplr.experiments.compare import recipe_config
-    from steplr.schedules.kinds import StepDecay
     from steplr.experiments.tune import parse_space
+    from steplr.schedules.explain import explain, format_plan
+    from steplr.schedules.kinds import StepDecay
 
     spaces = [parse_space(search.spaces[kind] or "", kind) for kind in ("step_size", "gamma")]
     if any(space.kind == "range" for space in spaces):
         return
     base = recipe_config(search.recipe, epochs=search.epochs, validation=search.validation)
-    data = _load_data(base.dataset, argparse.Namespace(data_dir=search.data_dir, no_download=not search.download))
-    spe = base.steps_per_epoch(_batches(data, base))
+    data = load_data(base.dataset, argparse.Namespace(data_dir=search.data_dir, no_download=not search.download))
+    spe = base.steps_per_epoch(batches(data, base))
     for step_size in spaces[0].values:
         for gamma in spaces[1].values:
             plan = explain(StepDecay(step_size, gamma), base.lr, base.epochs, spe)
@@ -161,8 +159,7 @@ def _warn_about_plans(search: _Search, err_stream: TextIO) -> None:
 
 def _settings(args: argparse.Namespace) -> _Search:
     """Check every flag (nothing on disk is touched); raise UsageError naming the first bad one."""
-    from steplr.experiments.compare import recipe_config
-    from steplr.experiments.compare import DEFAULT_VALIDATION
+    from steplr.experiments.compare import DEFAULT_VALIDATION, recipe_config
     from steplr.experiments.tune import DEFAULT_GAMMA, DEFAULT_STEP_SIZE, SweepError, parse_space
     from steplr.experiments.tune_storage import check_seconds, shown, storage_problem
 
@@ -178,7 +175,7 @@ def _settings(args: argparse.Namespace) -> _Search:
     epochs = args.epochs
     try:
         recipe_config(args.recipe, epochs=epochs)
-    except ValueError as error:
+    except SteplrError as error:
         raise UsageError(str(error)) from None
     spaces: dict[str, str | None] = {"step_size": DEFAULT_STEP_SIZE, "gamma": DEFAULT_GAMMA, "lr": None}
     for kind, flag in _FLAGS.items():
@@ -255,7 +252,7 @@ def _search_with_helpers(args: argparse.Namespace, search: _Search, err_stream: 
     to their process groups, SIGKILL after :data:`_HELPER_STOP_SECONDS`) and waited for before the error goes on.
     """
     helpers: list[subprocess.Popen[bytes]] = []
-    bar = _progress(search.trials)
+    bar = progress(search.trials)
     stopped: list[str] = []  # the signals received: an error raised while stopping is still a stop
     try:
         with _signals_interrupt(received=stopped):
@@ -287,8 +284,8 @@ def _search_with_helpers(args: argparse.Namespace, search: _Search, err_stream: 
 def _signals_interrupt(parent: int | None = None, received: list[str] | None = None) -> Iterator[None]:
     """While the block runs, SIGTERM and SIGHUP raise KeyboardInterrupt in this thread, as Ctrl-C (SIGINT) does, so
     that every way of stopping a search runs the same cleanup; or, in a helper whose ``parent`` is gone,
-    :class:`steplr.experiments.tune.Abandon` (see :func:`_end_with_parent`). Each signal's name is appended to ``received``.
-    Only the main thread can handle signals: elsewhere the block runs as it is."""
+    :class:`steplr.experiments.tune.Abandon` (see :func:`_end_with_parent`). Each signal's name is appended to
+    ``received``. Only the main thread can handle signals: elsewhere the block runs as it is."""
     from steplr.experiments.tune import Abandon
 
     if threading.current_thread() is not threading.main_thread():
@@ -420,7 +417,7 @@ def _helper(argv: Sequence[str], stdin: TextIO) -> int:
     import optuna
     import torch
 
-    from steplr.experiments.tune import Abandon, StorageLost, SweepError
+    from steplr.experiments.tune import Abandon, StorageLost
 
     torch.set_num_threads(1)  # one small model per worker: threads cost more than they save
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -436,7 +433,7 @@ def _helper(argv: Sequence[str], stdin: TextIO) -> int:
             _run(search, on_trial=None, confirm_seeds=None, on_epoch=parent_alive)  # search only
     except StorageLost:
         return 3
-    except (UsageError, SweepError):
+    except SteplrError:  # bad settings, a missing extra...: the main process says it
         return 2
     except (KeyboardInterrupt, Abandon):
         return 130

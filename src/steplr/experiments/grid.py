@@ -1,53 +1,150 @@
-"""Grid sweeps over step_size x gamma (x base LR) x seeds, trained in batches, against a constant-LR baseline."""
+"""Grid sweeps over a closed-form schedule's parameters (x base LR) x seeds, trained in batches, against a
+constant-LR baseline.
+
+Which parameters a grid may sweep, and how they are checked, comes from the schedule registry
+(:mod:`steplr.schedules.registry`): any parameter of any closed-form kind. The default grid is StepLR's
+step_size x gamma.
+"""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from steplr.errors import SteplrTypeError, SteplrValueError
 from steplr.experiments.compare import DEFAULT_VALIDATION, recipe_config
-from steplr.experiments.results import GridResult, SeedRun
+from steplr.experiments.results import BASELINE, GridResult, SeedRun, grid_config, point_label
+from steplr.schedules.registry import KINDS, Param, lookup
+from steplr.training.config import History, TrainConfig
 from steplr.training.train import TrainData
 
-__all__ = ["GridResult", "grid_sweep", "MAX_BATCH"]
+__all__ = ["GridResult", "grid_sweep", "grid_params", "check_grid", "grid_points", "point_label", "MAX_BATCH",
+           "DEFAULT_KIND"]
 
 MAX_BATCH = 256  # models trained together; bounds memory (benchmarks/RESULTS.md: 256 qwerty models ~ MBs)
+DEFAULT_KIND = "step"
 
 
-def _check_list(values: Sequence[Any], name: str) -> None:
+def grid_params(kind: str) -> tuple[Param, ...]:
+    """The parameters a grid of ``kind`` may sweep (all of its parameters, in the registry's order).
+
+    Raises:
+        SteplrValueError: for an unknown kind, a kind that reacts to the loss (no closed form to plan, draw or
+            explain per config), or one without parameters.
+    """
+    entry = lookup(kind, reactive=False)
+    if not entry.params:
+        swept = ", ".join(k.name for k in KINDS if k.params and not k.reactive)
+        raise SteplrValueError(f"schedule {kind!r} has no parameter to sweep; expected one of {swept}")
+    return entry.params
+
+
+def _plural(name: str) -> str:
+    return name.replace("_", " ") + "s"
+
+
+def _check_list(values: Any, name: str) -> list[Any]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise SteplrTypeError(f"{name} must be a list of values, got {values!r}")
     if not values:
-        raise ValueError(f"{name} must list at least one value")
+        raise SteplrValueError(f"{name} must list at least one value")
     if len(set(map(str, values))) != len(values):
-        raise ValueError(f"{name} lists a value twice: {list(values)}")
+        raise SteplrValueError(f"{name} lists a value twice: {list(values)}")
+    return list(values)
+
+
+def check_grid(kind: str, grid: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+    """The grid of ``kind``: each swept parameter (registry order) with its values, a list of one value or more.
+
+    Values themselves are checked when the configs are made (:func:`grid_sweep`), each error naming the value.
+
+    Raises:
+        SteplrValueError: for a kind :func:`grid_params` refuses, a parameter the kind does not read, no parameter,
+            or an empty or repeated list (named).
+    """
+    params = grid_params(kind)
+    if not isinstance(grid, Mapping):
+        raise SteplrTypeError(f"the grid must map parameter names to lists of values, got {grid!r}")
+    names = [p.name for p in params]
+    for name in grid:
+        if name not in names:
+            raise SteplrValueError(f"schedule {kind!r} has no parameter {name!r} to sweep (it reads "
+                                   f"{', '.join(names)})")
+    if not grid:
+        raise SteplrValueError(f"the grid of schedule {kind!r} names no parameter (it reads {', '.join(names)})")
+    return {name: _check_list(grid[name], _plural(name)) for name in names if name in grid}
+
+
+def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, as parameter dicts (the last parameter varying fastest)."""
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+
+def _grid_configs(
+    base: TrainConfig, kind: str, grid: Mapping[str, Sequence[Any]], lrs: Sequence[float], seeds: Sequence[int]
+) -> list[TrainConfig]:
+    """Every (point, lr, seed) of the grid, then the constant LR per (lr, seed); each checked when made."""
+    configs = [
+        grid_config(base, kind, point, lr=lr, seed=seed)
+        for point, lr, seed in itertools.product(grid_points(grid), lrs, seeds)
+    ]
+    return configs + [base.with_settings(schedule=BASELINE, lr=lr, seed=seed) for lr, seed in itertools.product(lrs,
+                                                                                                              seeds)]
+
+
+def _row(config: TrainConfig, kind: str, swept: Sequence[str], history: History) -> dict[str, Any]:
+    last = history.epochs[-1]
+    params = config.schedule.params if config.schedule.kind == kind else {}
+    return {
+        "schedule": config.schedule.kind,
+        **{name: params.get(name, "") for name in swept},
+        "lr": config.lr,
+        "seed": config.seed,
+        "val_acc": last.val_acc,
+        "val_loss": last.val_loss,
+        "test_acc": last.test_acc,
+        "test_loss": last.test_loss,
+        "train_loss": last.train_loss,
+        "train_acc": last.train_acc,
+    }
 
 
 def grid_sweep(
     recipe: str,
     data: TrainData,
-    step_sizes: Sequence[Any],
-    gammas: Sequence[float],
-    seeds: Sequence[int],
+    *lists: Any,
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    seeds: Sequence[int] | None = None,
     lrs: Sequence[float] | None = None,
-    overrides: dict[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
     on_progress: Callable[[int], None] | None = None,
     max_batch: int = MAX_BATCH,
+    schedule: str = DEFAULT_KIND,
 ) -> GridResult:
-    """Train every (step_size, gamma, lr) on every seed with StepLR, plus a constant LR per (lr, seed), holding out
+    """Train every point of ``grid`` (a parameter of ``schedule`` -> its values) at every base LR of ``lrs``
+    (default: the recipe's) on every seed, plus a constant LR per (lr, seed), holding out
     :data:`~steplr.experiments.DEFAULT_VALIDATION` of the training set unless ``overrides`` set ``validation``.
+    Parameters the grid leaves out keep the recipe's (when it runs ``schedule``) or the kind's defaults.
+
+    ``grid_sweep(recipe, data, step_sizes, gammas, seeds, lrs, overrides)``, the positional form of earlier
+    releases, still reads as the default kind's parameters in the registry's order, then seeds, lrs, overrides.
+
+    >>> grid_sweep("qwerty", data, grid={"power": [1.0, 2.0]}, seeds=[0, 1], schedule="polynomial")  # doctest: +SKIP
 
     Raises:
-        ValueError: for an empty or repeated grid value, or a bad step size / gamma (named).
+        SteplrValueError: for a kind :func:`grid_params` refuses, a parameter it does not read, an empty or
+            repeated list, or a bad value (named) -- all before any training.
     """
+    if lists:
+        grid, seeds, lrs, overrides = _positional(schedule, lists, grid, seeds, lrs, overrides)
+    kind = lookup(schedule).name
+    grid = check_grid(kind, {} if grid is None else grid)
     overrides = {"validation": DEFAULT_VALIDATION, **{k: v for k, v in (overrides or {}).items() if v is not None}}
     base = recipe_config(recipe, **overrides)
-    lrs = list(lrs) if lrs else [base.lr]
-    for values, name in ((step_sizes, "step sizes"), (gammas, "gammas"), (lrs, "learning rates"), (seeds, "seeds")):
-        _check_list(values, name)
-    configs = [
-        base.with_settings(schedule="step", step_size=s, gamma=g, lr=lr, seed=seed)  # checked here, naming a bad value
-        for s, g, lr, seed in itertools.product(step_sizes, gammas, lrs, seeds)
-    ] + [base.with_settings(schedule="none", lr=lr, seed=seed) for lr, seed in itertools.product(lrs, seeds)]
+    lrs = _check_list(lrs, "learning rates") if lrs else [base.lr]
+    seeds = _check_list([] if seeds is None else seeds, "seeds")
+    configs = _grid_configs(base, kind, grid, lrs, seeds)
     from steplr.training.batched import train_batched
 
     rows: list[dict[str, Any]] = []
@@ -57,24 +154,24 @@ def grid_sweep(
         chunk = configs[start : start + max_batch]
         histories = train_batched(chunk, data)
         for config, history in zip(chunk, histories):
-            last = history.epochs[-1]
-            rows.append({
-                "schedule": config.schedule.kind,
-                "step_size": config.schedule.params.get("step_size", ""),
-                "gamma": config.schedule.params["gamma"] if config.schedule.kind == "step" else "",
-                "lr": config.lr,
-                "seed": config.seed,
-                "val_acc": last.val_acc,
-                "val_loss": last.val_loss,
-                "test_acc": last.test_acc,
-                "test_loss": last.test_loss,
-                "train_loss": last.train_loss,
-                "train_acc": last.train_acc,
-            })
+            rows.append(_row(config, kind, list(grid), history))
             finals.append(SeedRun.of(history))
-            if config.schedule.kind == "none":
+            if config.schedule.kind == BASELINE:
                 baseline_val_losses.setdefault(config.lr, []).append(history.column("val_loss"))
         if on_progress is not None:
             on_progress(len(chunk))
-    return GridResult(recipe, base, list(step_sizes), list(gammas), lrs, list(seeds), rows, baseline_val_losses,
-                      finals)
+    return GridResult(recipe, base, kind, grid, lrs, seeds, rows, baseline_val_losses, finals)
+
+
+def _positional(
+    schedule: str, lists: tuple[Any, ...], grid: Any, seeds: Any, lrs: Any, overrides: Any
+) -> tuple[dict[str, Any], Any, Any, Any]:
+    """The positional form: one list per parameter of ``schedule`` (registry order), seeds, then lrs, overrides."""
+    names = [p.name for p in grid_params(schedule)]
+    rest = lists[len(names):]
+    if grid is not None or seeds is not None or len(lists) <= len(names) or len(rest) > 3:
+        raise SteplrTypeError(f"grid_sweep takes one list per parameter of {schedule!r} ({', '.join(names)}), seeds, "
+                              "then lrs and overrides; or grid= and seeds= by keyword")
+    lrs = rest[1] if len(rest) > 1 else lrs
+    overrides = rest[2] if len(rest) > 2 else overrides
+    return dict(zip(names, lists)), rest[0], lrs, overrides

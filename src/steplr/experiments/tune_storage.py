@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
+from steplr.errors import SteplrValueError
+
 if TYPE_CHECKING:
     import optuna
 
@@ -74,7 +76,7 @@ _URL_HELP = "postgresql://user@host:port/db URL (the password in PGPASSWORD or ~
 _RERUN = "rerun the same command to continue"
 
 
-class SweepError(ValueError):
+class SweepError(SteplrValueError):
     """A problem with a sweep's input or storage, worded for the user (storage strings in it are redacted)."""
 
 

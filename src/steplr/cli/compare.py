@@ -1,0 +1,136 @@
+"""``steplr compare``: train several schedules on the same seeds against a constant LR, choose on validation,
+report on test with paired statistics. Flags, printing and files only: the work is
+:func:`steplr.experiments.compare.compare`, the files :mod:`steplr.experiments.report`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, TextIO
+
+from steplr.cli.args import (
+    UsageError,
+    add_budget_option,
+    add_seeds_option,
+    add_validation_option,
+    check_lrs,
+    name_list,
+    refuse_unread,
+)
+from steplr.cli.runs import (
+    add_run_options,
+    batches,
+    check_out,
+    check_work,
+    claim_out,
+    figures,
+    given_settings,
+    load_data,
+    out_path,
+    plan_lines,
+    print_warnings,
+    progress,
+    recipe_default,
+)
+from steplr.schedules.registry import KINDS, Param, RunShape, compared, lookup
+from steplr.schedules.spec import SETTINGS
+
+__all__ = ["add_compare_command", "cmd_compare"]
+
+
+def _compare_default(param: Param, readers: list[str]) -> str:
+    """What an unset schedule flag of compare means: a schedule with a fair setting for it gets that."""
+    fair = [kind.name for kind in KINDS if kind.name in readers and param.name in kind.fair(RunShape(2, 2))]
+    if not fair:
+        return recipe_default(param, readers)
+    return f"(default: the recipe's value; for {', '.join(fair)} the fair setting, see --schedules)"
+
+
+def _fair_defaults() -> str:
+    """The fair defaults of compare, in the words of the registry's entries."""
+    return "; ".join(f"{kind.name}: {kind.fair_help}" for kind in KINDS if kind.fair_help)
+
+
+def add_compare_command(commands: Any) -> None:
+    parser = commands.add_parser("compare", help="train several schedules on several seeds and report",
+                                 description="Train schedules on the same seeds against a constant LR; choose on "
+                                             "validation, report on test with paired statistics.")
+    add_run_options(parser, "runs/RECIPE-compare",
+                    "replace a non-empty --out folder (the old run stays until the new one replaces it)",
+                    _compare_default)
+    parser.add_argument("--schedules", type=name_list, default=list(compared(by_default=True)),
+                        help=f"schedules to compare ({', '.join(compared())}); none (constant LR) is always "
+                             "trained as the baseline; each is given fair settings where the recipe and the flags "
+                             f"set none ({_fair_defaults()})".replace("%", "%%"))
+    add_seeds_option(parser, 5, "seeds 0..N-1, the same for every schedule")
+    add_validation_option(parser, "fraction of the training set held out to choose on (default: 1/6)")
+    add_budget_option(parser)
+
+
+def _schedules(args: argparse.Namespace, baseline: str) -> list[str]:
+    """The baseline and the compared schedules, in order; an unknown, repeated or unread choice refused."""
+    schedules = args.schedules
+    unknown = [s for s in schedules if s not in compared()]
+    if unknown:
+        raise UsageError(f"--schedules must name some of {', '.join(compared())}, got {','.join(schedules)!r}")
+    if len(set(schedules)) != len(schedules):
+        raise UsageError(f"--schedules names a schedule twice: {','.join(schedules)!r}")
+    check_lrs(None if args.lr is None else [args.lr])
+    return [baseline, *[s for s in schedules if s != baseline]]
+
+
+def _check_settings(args: argparse.Namespace, schedules: list[str]) -> None:
+    """Refuse a setting that no compared schedule reads (it would be recorded and silently ignored), and a warm-up
+    that a reactive schedule in the comparison would lack."""
+    refuse_unread(args, schedules, closed_forms=False)
+    reactive = [s for s in schedules if lookup(s).reactive]
+    if (args.warmup is not None or args.warmup_start_factor is not None) and reactive:
+        raise UsageError(f"--warmup does not apply to {reactive[0]}, so a comparison would give the other schedules "
+                         f"a warm-up that {reactive[0]} lacks: drop {reactive[0]} or --warmup")
+
+
+def _print_plans(args: argparse.Namespace, base: Any, plans: dict[str, list[str]], out_stream: TextIO) -> None:
+    out_stream.write(f"{args.recipe}: {len(plans)} schedules x {args.seeds} seeds, validation "
+                     f"{base.validation:.3g} of the training set\n")
+    for plan in plans.values():
+        totals = [line for line in plan if " decay" in line and "; final lr " in line]
+        out_stream.write(f"  plan {plan[0]}" + "".join(f"; {line}" for line in totals) + "\n")
+
+
+def cmd_compare(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> int:
+    import torch
+
+    from steplr.experiments.compare import BASELINE, DEFAULT_VALIDATION, compare, compare_config, recipe_config
+    from steplr.experiments.grid import MAX_BATCH
+    from steplr.experiments.report import compare_lines, write_compare_outputs
+    from steplr.training.train import replace_folder
+
+    torch.set_num_threads(1)
+    names = _schedules(args, BASELINE)
+    out = out_path(args, f"runs/{args.recipe}-compare")
+    check_out(out, args.force)
+    _check_settings(args, names)
+    given = {"validation": DEFAULT_VALIDATION, **given_settings(args)}
+    chosen = {k: v for k, v in given.items() if k in SETTINGS}  # win over each schedule's fair default
+    base = recipe_config(args.recipe, **{k: v for k, v in given.items() if k not in SETTINGS})
+    data = load_data(base.dataset, args)
+    per_epoch = batches(data, base)
+    check_work(f"compare {args.recipe}", len(names) * args.seeds, base, data, per_epoch, args.max_memory)
+    configs = {name: compare_config(base, name, chosen, per_epoch) for name in names}
+    plans = {name: plan_lines(config, per_epoch) for name, config in configs.items()}  # validates every schedule
+    plan_warnings = [w for name in names for w in print_warnings(name, plans[name], err)]
+    with claim_out(out, force=args.force) as claim:
+        folder = claim.folder
+        _print_plans(args, base, plans, out_stream)
+        bar = progress(base.epochs)
+        result = compare(args.recipe, data, names, list(range(args.seeds)), given,
+                         on_epoch=(lambda _: bar.update()) if bar is not None else None, max_batch=MAX_BATCH)
+        if bar is not None:
+            bar.close()
+        notes = plan_warnings + result.notes()
+        rows = write_compare_outputs(folder, result, figures(folder, result.runs), plans, notes)
+    if folder != out:
+        replace_folder(folder, out)
+    # The plan warnings went to stderr before training.
+    out_stream.write("\n".join(compare_lines(rows, notes[len(plan_warnings):])) + "\n")
+    out_stream.write(f"report: {out / 'report.html'}\n")
+    return 0
