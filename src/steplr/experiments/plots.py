@@ -84,12 +84,12 @@ class Curve:
 
 @dataclass(frozen=True)
 class HeatmapPanel:
-    """One base LR's grid of a step_size x gamma sweep.
+    """One base LR's grid of a sweep over two schedule parameters (StepLR's step_size x gamma by default).
 
     Args:
         lr: the base learning rate of every cell of the panel.
-        values: mean final test accuracy as fractions in [0, 1], rows = step_size, columns = gamma; NaN for a
-            cell without a result.
+        values: mean final test accuracy as fractions in [0, 1], rows = the first parameter's values (one row when
+            a single parameter is swept), columns = the second's; NaN for a cell without a result.
         verdicts: the same shape, each one of :data:`steplr.experiments.paired.VERDICTS` (the cell against the
             constant LR).
         baseline: the constant LR's mean final test accuracy at ``lr``, as a fraction (NaN if unknown).
@@ -108,7 +108,7 @@ class HeatmapPanel:
         values = np.asarray(self.values, dtype=float)
         verdicts = np.asarray(self.verdicts, dtype=object)
         if values.ndim != 2:
-            raise ValueError(f"values must be a 2-D array (step_size x gamma), got shape {values.shape}")
+            raise ValueError(f"values must be a 2-D array (rows x columns), got shape {values.shape}")
         if verdicts.shape != values.shape:
             raise ValueError(f"verdicts must have the shape of values {values.shape}, got {verdicts.shape}")
         unknown = sorted({str(v) for v in verdicts.flat} - set(VERDICTS))
@@ -168,8 +168,11 @@ def plot_heatmap(
     column_labels: Sequence[str],
     path: str | os.PathLike[str],
     title: str,
+    axis_names: tuple[str, str] = ("step_size", "gamma"),
 ) -> Path:
-    """Mean final test accuracy per (step_size row, gamma column), one panel per base LR on one colour scale.
+    """Mean final test accuracy per (row, column) of two swept parameters, named by ``axis_names`` (rows first;
+    an empty name leaves its axis unlabelled, as for the one row of a single swept parameter), one panel per base
+    LR on one colour scale.
 
     A cell is outlined exactly when its verdict is ``better``; each panel's constant-LR baseline is in its title
     and marked on the colour bar, whose range always includes it.
@@ -177,7 +180,7 @@ def plot_heatmap(
     Raises:
         ValueError: if there is no panel, or the labels do not match the panels' shape.
     """
-    return save_figure(_heatmap_figure(panels, row_labels, column_labels, title), path)
+    return save_figure(_heatmap_figure(panels, row_labels, column_labels, title, axis_names), path)
 
 
 # Builders: each returns the Figure, so tests can inspect axes, scales and outlines before anything is saved.
@@ -498,7 +501,11 @@ def _metric_figure(runs: Mapping[str, Sequence[History]], metric: str) -> Figure
 
 
 def _heatmap_figure(
-    panels: Sequence[HeatmapPanel], row_labels: Sequence[str], column_labels: Sequence[str], title: str
+    panels: Sequence[HeatmapPanel],
+    row_labels: Sequence[str],
+    column_labels: Sequence[str],
+    title: str,
+    axis_names: tuple[str, str] = ("step_size", "gamma"),
 ) -> Figure:
     if not panels:
         raise ValueError("plot_heatmap needs at least one panel")
@@ -525,10 +532,10 @@ def _heatmap_figure(
         ax.set_gid("heatmap-panel")
         ax.set_xticks(range(shape[1]), list(column_labels))
         ax.set_yticks(range(shape[0]), list(row_labels))
-        ax.set_xlabel("gamma")
+        ax.set_xlabel(axis_names[1])
         baseline = "n/a" if np.isnan(panel.baseline) else f"{panel.baseline * 100:.1f}%"
         ax.set_title(f"lr {panel.lr:g}\nconstant LR: {baseline}", fontsize=9)
-    axes[0].set_ylabel("step_size")
+    axes[0].set_ylabel(axis_names[0])
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), fraction=0.08, aspect=12)
     bar.ax.yaxis.set_ticks_position("left")
     bar.ax.yaxis.set_label_position("left")

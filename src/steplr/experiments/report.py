@@ -28,7 +28,6 @@ from steplr.errors import SteplrValueError
 from steplr.experiments.paired import NO_TEST
 from steplr.experiments.results import (
     COMPARE_COLUMNS,
-    GRID_COLUMNS,
     OPTUNA_COLUMNS,
     Comparison,
     Confirmation,
@@ -36,11 +35,12 @@ from steplr.experiments.results import (
     PairedResult,
     as_row,
     jsonable,
+    point_label,
 )
 
 if TYPE_CHECKING:
     from steplr.experiments.tune import TrialCounts
-    from steplr.schedules.kinds import StepDecay
+    from steplr.schedules.kinds import Schedule, StepDecay
 
 __all__ = [
     "summary_table",
@@ -69,9 +69,7 @@ __all__ = [
 ]
 
 _COLUMNS = ("schedule", "val acc", "test acc", "vs constant LR (95% CI)", "p (Holm)", "verdict", "diverged")
-_GRID_HEADER = (
-    "step_size",
-    "gamma",
+_GRID_HEADER = (  # after the swept parameters' names
     "lr",
     "val acc",
     "test acc",
@@ -390,39 +388,85 @@ def _swept(row: PairedResult) -> tuple[StepDecay, float]:
     return StepDecay(row.step_size, row.gamma), row.lr
 
 
-def _grid_figures(
-    folder: Path, result: GridResult, summaries: Sequence[PairedResult], steps_per_epoch: int
-) -> dict[str, Path]:
+def _shown(value: Any) -> str:
+    """A swept parameter's value as the tables and axes show it: numbers by ``:g``, lists joined by commas."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _kind_words(kind: str) -> str:
+    return "StepLR" if kind == "step" else kind  # the default grid's kind by torch's name, as reports always said
+
+
+def _heatmap_axes(grid: Mapping[str, Sequence[Any]]) -> tuple[list[str], dict[str, Any]] | None:
+    """The parameters a heatmap maps (rows, then columns; one: a single row) and those it holds at one value; None
+    when more than two vary: a map of two would show one cell per config of the others, with no way to tell them
+    apart, so such a grid is reported as a table only."""
+    names = list(grid)
+    if len(names) <= 2:
+        return names, {}
+    varying = [name for name in names if len(grid[name]) > 1]
+    if len(varying) > 2:
+        return None
+    axes = varying or names[:1]
+    return axes, {name: grid[name][0] for name in names if name not in axes}
+
+
+def _heatmap(folder: Path, result: GridResult, summaries: Sequence[PairedResult]) -> dict[str, Path]:
+    """heatmap.png of mean final test accuracy, one panel per base LR (see :func:`_heatmap_axes`), if drawn."""
     import numpy as np
 
-    from steplr.experiments.plots import Curve, HeatmapPanel, plot_heatmap, plot_schedules
+    from steplr.experiments.plots import HeatmapPanel, plot_heatmap
 
+    found = _heatmap_axes(result.grid)
+    if found is None:
+        return {}
+    axes, fixed = found
+    labels = [[_shown(v) for v in result.grid[name]] for name in axes]
+    if len(axes) == 1:
+        labels.insert(0, [""])
     panels = []
     for lr in result.lrs:
-        values = np.full((len(result.step_sizes), len(result.gammas)), np.nan)
+        values = np.full((len(labels[0]), len(labels[1])), np.nan)
         words = np.full(values.shape, "no detectable difference", dtype=object)
         baseline: float | None = None
         for s in summaries:
-            if s.lr == lr and s.gamma is not None:
-                cell = result.step_sizes.index(s.step_size), result.gammas.index(s.gamma)
+            if s.lr == lr:
+                cell = tuple(result.grid[name].index(s.params[name]) for name in axes)
+                cell = (0, *cell) if len(cell) == 1 else cell
                 values[cell], words[cell], baseline = s.test_acc_mean, s.verdict, s.baseline_test_acc_mean
         panels.append(HeatmapPanel(lr, values, words, np.nan if baseline is None else baseline))
+    at = "".join(f" at {name} {_shown(value)}" for name, value in fixed.items())
+    names = ("", axes[0]) if len(axes) == 1 else (axes[0], axes[1])
+    title = f"{result.recipe}: {' x '.join(axes)}{at}, {len(result.seeds)} seeds"
+    return {"Mean final test accuracy": plot_heatmap(panels, labels[0], labels[1], folder / "heatmap.png", title,
+                                                     axis_names=names)}
+
+
+def _grid_figures(
+    folder: Path, result: GridResult, summaries: Sequence[PairedResult], steps_per_epoch: int
+) -> dict[str, Path]:
+    from steplr.experiments.plots import Curve, plot_schedules
+
+    curves = [Curve(point_label(result.schedule, s.params, s.lr or 0.0), *_grid_schedule(result, s, steps_per_epoch))
+              for s in summaries[:5]]
     return {
-        "Mean final test accuracy": plot_heatmap(
-            panels,
-            [str(s) for s in result.step_sizes],
-            [f"{g:g}" for g in result.gammas],
-            folder / "heatmap.png",
-            f"{result.recipe}: step_size x gamma, {len(result.seeds)} seeds",
-        ),
+        **_heatmap(folder, result, summaries),
         "Learning rate of the five best on validation": plot_schedules(
-            [Curve(f"step {s.step_size}, gamma {s.gamma:g}, lr {s.lr:g}", *_swept(s)) for s in summaries[:5]],
+            curves,
             result.base.epochs,
             folder / "best_lr.png",
             steps_per_epoch,
             title="Learning rate of the five best configs (validation)",
         ),
     }
+
+
+def _grid_schedule(result: GridResult, row: PairedResult, steps_per_epoch: int) -> tuple[Schedule, float]:
+    """The schedule of a grid row, resolved for the sweep's runs, and its base LR."""
+    config = result.config(row)
+    return config.schedule.build(config.epochs, steps_per_epoch), config.lr
 
 
 def _grid_sentences(result: GridResult, summaries: Sequence[PairedResult]) -> list[str]:
@@ -435,18 +479,21 @@ def _grid_sentences(result: GridResult, summaries: Sequence[PairedResult]) -> li
         else f"{NO_TEST} for any of them"
     )
     return [
-        f"{len(summaries)} StepLR configs against a constant LR at the same base LR and seeds: {tally}.",
-        _sentence(
-            f"chosen on validation (step {best.step_size}, gamma {best.gamma:g}, lr {best.lr:g})", best, len(summaries)
-        ),
+        f"{len(summaries)} {_kind_words(result.schedule)} configs against a constant LR at the same base LR and "
+        f"seeds: {tally}.",
+        _sentence(f"chosen on validation ({point_label(result.schedule, best.params, best.lr or 0.0)})", best,
+                  len(summaries)),
     ]
 
 
 def _grid_settings(result: GridResult) -> dict[str, Any]:
+    """config.json: the recipe, the swept kind when the recipe runs another, each swept parameter's values (its
+    name plus s: ``step_sizes``, ``gammas``), the base LRs and seeds."""
+    kind = {} if result.base.schedule.kind == result.schedule else {"schedule": result.schedule}
     return {
         "recipe": result.base.as_dict(),
-        "step_sizes": result.step_sizes,
-        "gammas": result.gammas,
+        **kind,
+        **{f"{name}s": values for name, values in result.grid.items()},
         "lrs": result.lrs,
         "seeds": result.seeds,
     }
@@ -456,8 +503,8 @@ def _grid_plan(result: GridResult, best: PairedResult, steps_per_epoch: int) -> 
     from steplr.schedules.explain import explain, format_plan
 
     return format_plan(
-        f"chosen on validation: step {best.step_size}, gamma {best.gamma:g}, lr {best.lr:g}",
-        explain(*_swept(best), result.base.epochs, steps_per_epoch),
+        f"chosen on validation: {point_label(result.schedule, best.params, best.lr or 0.0)}",
+        explain(*_grid_schedule(result, best, steps_per_epoch), result.base.epochs, steps_per_epoch),
     )
 
 
@@ -470,7 +517,7 @@ def _write_grid_files(
     writer.writeheader()
     writer.writerows(result.rows)
     atomic_write_text(folder / "results.csv", buffer.getvalue())
-    rows = [jsonable(as_row(s, GRID_COLUMNS)) for s in summaries]
+    rows = [jsonable(as_row(s, result.columns)) for s in summaries]
     atomic_write_text(
         folder / "summary.json",
         json.dumps({"rows": rows, "notes": list(notes), "chosen_on": "validation accuracy"}, indent=1),
@@ -487,20 +534,24 @@ def write_grid_outputs(
     notes = [*warnings, *result.notes()]
     _write_grid_files(folder, result, summaries, notes)
     figures = _grid_figures(folder, result, summaries, steps_per_epoch)
-    rows = [(str(s.step_size), f"{s.gamma:g}", f"{s.lr:g}", *_cells(s)[1:]) for s in summaries]
+    header = (*result.grid, *_GRID_HEADER)
+    rows = [(*(_shown(s.params[name]) for name in result.grid), f"{s.lr:g}", *_cells(s)[1:]) for s in summaries]
     plan = _grid_plan(result, summaries[0], steps_per_epoch)
     sentences = _grid_sentences(result, summaries)
-    intro = (
-        f"{len(summaries)} StepLR configs x {len(result.seeds)} seeds, trained in batches with a constant LR on "
-        f"the same seeds; validation split {result.base.validation:.3g} of the training set."
-    )
+    intro = [
+        f"{len(summaries)} {_kind_words(result.schedule)} configs x {len(result.seeds)} seeds, trained in batches "
+        f"with a constant LR on the same seeds; validation split {result.base.validation:.3g} of the training set."
+    ]
+    if "Mean final test accuracy" not in figures:
+        intro.append(f"{len(result.grid)} parameters vary ({', '.join(result.grid)}), so there is no heatmap (one of "
+                     "two would hide the others): the table lists every config.")
     write_page(
         folder / "report.html",
         Page(
             f"steplr sweep: {result.recipe}",
-            [intro],
+            intro,
             None,
-            _GRID_HEADER,
+            header,
             rows,
             sentences,
             notes,
@@ -511,7 +562,7 @@ def write_grid_outputs(
     )
     return [
         f"{result.recipe}: {len(summaries)} configs x {len(result.seeds)} seeds (best five on validation)",
-        text_table(_GRID_HEADER, rows[:5]),
+        text_table(header, rows[:5]),
         *(f"- {line}" for line in sentences),
         *(f"note: {note}" for note in notes[len(warnings) :]),
         *plan,

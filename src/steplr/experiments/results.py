@@ -12,7 +12,7 @@ a metric that was never measured (no validation split) is NaN; means and sds lea
 sd with nothing to average (or an sd of one seed) is NaN.
 
 Imports no torch, directly or through another module: only the standard library, :mod:`steplr.errors`,
-:mod:`steplr.experiments.paired` and :mod:`steplr.training.config`.
+:mod:`steplr.experiments.paired`, :mod:`steplr.training.config` and the schedule registry and spec.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from typing import Any, ClassVar
 
 from steplr.errors import SteplrValueError
 from steplr.experiments.paired import NO_TEST, against_baseline, baseline_notes
+from steplr.schedules.registry import lookup
+from steplr.schedules.spec import WARMUP_SETTINGS, ScheduleSpec
 from steplr.training.config import History, TrainConfig
 
 __all__ = [
@@ -42,6 +44,9 @@ __all__ = [
     "COMPARE_COLUMNS",
     "GRID_COLUMNS",
     "OPTUNA_COLUMNS",
+    "grid_columns",
+    "grid_config",
+    "point_label",
 ]
 
 BASELINE = "none"  # the constant LR every schedule is compared with
@@ -63,9 +68,7 @@ COMPARE_COLUMNS = (
     "diverged",
     "diverged_at",
 )
-GRID_COLUMNS = (
-    "step_size",
-    "gamma",
+_GRID_TAIL = (
     "lr",
     "val_acc_mean",
     "test_acc_mean",
@@ -76,6 +79,14 @@ GRID_COLUMNS = (
     *_STATISTICS,
     "diverged",
 )
+
+
+def grid_columns(swept: Sequence[str]) -> tuple[str, ...]:
+    """The grid sweep's columns: the swept parameters (in the registry's order), then lr and the statistics."""
+    return (*swept, *_GRID_TAIL)
+
+
+GRID_COLUMNS = grid_columns(("step_size", "gamma"))  # those of the default grid, StepLR's step_size x gamma
 OPTUNA_COLUMNS = (
     "trial",
     "step_size",
@@ -120,11 +131,12 @@ class PairedResult:
     """One candidate over its seeds, paired against the constant LR on the same seeds.
 
     Identity: ``schedule`` (its kind; ``"none"`` is the constant LR), and where a sweep set them ``step_size``,
-    ``gamma`` and ``lr``; an Optuna row also has its ``trial`` number and ``trial_val_acc``, the search trial's own
-    final validation accuracy that ranked it (one run). Accuracies are fractions in [0, 1]; ``diff_*`` are points
-    of test accuracy (candidate minus constant LR), ``p_adjusted`` Holm-adjusted over every candidate paired
-    together. The constant LR's own row has no difference, test, baseline or wins (None) and the verdict
-    ``"baseline"``.
+    ``gamma`` and ``lr``; a grid row holds every parameter it swept in ``params`` (name -> value; a swept
+    ``step_size`` or ``gamma`` also fills its own field); an Optuna row also has its ``trial`` number and
+    ``trial_val_acc``, the search trial's own final validation accuracy that ranked it (one run). Accuracies are
+    fractions in [0, 1]; ``diff_*`` are points of test accuracy (candidate minus constant LR), ``p_adjusted``
+    Holm-adjusted over every candidate paired together. The constant LR's own row has no difference, test, baseline
+    or wins (None) and the verdict ``"baseline"``.
     """
 
     schedule: str
@@ -152,6 +164,10 @@ class PairedResult:
     diverged: int  # seeds whose loss became NaN or infinite
     diverged_at: list[int] = field(default_factory=list)  # the epoch each diverged seed did
     baseline_diverged: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # a grid row's swept schedule parameters
+
+
+_OWN_FIELDS = ("step_size", "gamma")  # schedule parameters with a field of their own (Optuna tunes StepLR's)
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -229,8 +245,41 @@ def pair_runs(
 
 
 def as_row(result: PairedResult, columns: Sequence[str]) -> dict[str, Any]:
-    """The named ``columns`` of ``result``, in that order (lists copied)."""
-    return {name: (list(v) if isinstance(v := getattr(result, name), list) else v) for name in columns}
+    """The named ``columns`` of ``result``, in that order: its fields, or a swept parameter of ``params`` (lists
+    and tuples as new lists)."""
+    found = {}
+    for name in columns:
+        value = result.params[name] if name in result.params else getattr(result, name)
+        found[name] = list(value) if isinstance(value, (list, tuple)) else value
+    return found
+
+
+def point_label(kind: str, point: Mapping[str, Any], lr: float) -> str:
+    """A config in words, its parameters by their short labels: ``step 2ep, gamma 0.5, lr 0.1``."""
+    entry = lookup(kind)
+    parts = []
+    for name, value in point.items():
+        param = entry.param(name)
+        label = param.label if param is not None and param.label else name
+        if isinstance(value, (list, tuple)):
+            value = ",".join(map(str, value))
+        parts.append(f"{label} {value:g}" if isinstance(value, float) else f"{label} {value}")
+    return ", ".join([*parts, f"lr {lr:g}"])
+
+
+def grid_config(base: TrainConfig, kind: str, values: Mapping[str, Any], **settings: Any) -> TrainConfig:
+    """``base`` running schedule ``kind`` with the parameters ``values``, and other ``settings`` (``lr``, ``seed``).
+
+    A parameter not in ``values`` keeps the base's own when the base already runs ``kind`` (a recipe's step_size
+    when only gamma is swept), else takes the kind's default; the base's warm-up is kept.
+
+    Raises:
+        SteplrValueError: for a parameter ``kind`` does not read, or a bad value (each named).
+    """
+    spec = base.schedule
+    kept = spec.settings() if spec.entry is lookup(kind) else {k: spec.settings()[k] for k in WARMUP_SETTINGS}
+    return base.with_settings(schedule=ScheduleSpec.from_settings(kind, {**kept, **values}, strict=set(values)),
+                              **settings)
 
 
 def jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -289,37 +338,44 @@ class Comparison:
 @dataclass
 class GridResult:
     """The grid sweep's result: one row per (config, seed), baselines included (schedule ``"none"``), with the
-    final metrics the statistics read (``finals``, in the order of ``rows``)."""
-
-    columns: ClassVar[tuple[str, ...]] = GRID_COLUMNS
+    final metrics the statistics read (``finals``, in the order of ``rows``). ``grid`` maps each swept parameter
+    of ``schedule`` to its values, in the registry's order; a row names its config by those parameters and lr."""
 
     recipe: str
     base: TrainConfig
-    step_sizes: list[Any]
-    gammas: list[float]
+    schedule: str  # the swept kind
+    grid: dict[str, list[Any]]
     lrs: list[float]
     seeds: list[int]
     rows: list[dict[str, Any]]  # results.csv
     baseline_val_losses: dict[float, list[list[float]]] = field(default_factory=dict)  # lr -> per seed, per epoch
     finals: list[SeedRun] = field(default_factory=list)
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """summary.json's columns: the swept parameters, lr, then the statistics."""
+        return grid_columns(list(self.grid))
+
+    def config(self, row: PairedResult) -> TrainConfig:
+        """The config a summary row stands for (seed 0)."""
+        return grid_config(self.base, self.schedule, row.params, lr=row.lr)
+
     def summaries(self) -> list[PairedResult]:
-        """Per (step_size, gamma, lr), over seeds; best validation accuracy first (that is the choice; the test
+        """Per (swept parameters, lr), over seeds; best validation accuracy first (that is the choice; the test
         columns are reported, never ranked on). Diverged seeds count as accuracy 0."""
         baseline: dict[float, list[SeedRun]] = {}
-        groups: dict[tuple[Any, float, float], list[SeedRun]] = {}
+        groups: dict[tuple[tuple[Any, ...], float], list[SeedRun]] = {}
         for row, final in zip(self.rows, self.finals, strict=True):
             if row["schedule"] == BASELINE:
                 baseline.setdefault(row["lr"], []).append(final)
             else:
-                groups.setdefault((row["step_size"], row["gamma"], row["lr"]), []).append(final)
-        found = pair_runs(
-            [
-                ({"schedule": "step", "step_size": s, "gamma": g, "lr": lr}, runs, baseline[lr])
-                for (s, g, lr), runs in groups.items()
-            ]
-        )
-        return sorted(found, key=lambda s: s.val_acc_mean, reverse=True)
+                groups.setdefault((tuple(row[name] for name in self.grid), row["lr"]), []).append(final)
+        candidates = []
+        for (values, lr), runs in groups.items():
+            params = dict(zip(self.grid, values))
+            own = {name: value for name, value in params.items() if name in _OWN_FIELDS}
+            candidates.append(({"schedule": self.schedule, **own, "lr": lr, "params": params}, runs, baseline[lr]))
+        return sorted(pair_runs(candidates), key=lambda s: s.val_acc_mean, reverse=True)
 
     def notes(self) -> list[str]:
         """Baselines still improving at the end (the run may be too short for decay to pay off); diverged runs."""
