@@ -366,6 +366,16 @@ def test_duration_text(text, canonical):
         (cli_args.positive_int, "-2", "must be a positive integer, got '-2'"),
         (cli_args.positive_int, "2.5", "must be a positive integer, got '2.5'"),
         (cli_args.positive_int, "five", "must be a positive integer, got 'five'"),
+        (cli_args.duration_space, "1,-3", "in '1,-3': duration must be a positive integer"),
+        (cli_args.duration_space, "1:-3", "in '1:-3': duration must be a positive integer"),
+        (cli_args.duration_space, "", "expected a comma-separated list of durations, got ''"),
+        (cli_args.number_space, "0.1:x", "in '0.1:x': expected a number, got 'x'"),
+        (cli_args.number_space, "0.1,,0.5", "expected a comma-separated list of numbers, got '0.1,,0.5'"),
+        (cli_args.fraction, "-3", "expected a fraction in [0, 1), got '-3'"),
+        (cli_args.fraction, "1", "expected a fraction in [0, 1), got '1'"),
+        (cli_args.fraction, "a fifth", "expected a fraction such as 0.2, got 'a fifth'"),
+        (cli_args.unit_fraction, "-3", "must be a number in [0, 1], got '-3'"),
+        (cli_args.unit_fraction, "nan", "must be a number in [0, 1], got 'nan'"),
     ],
 )
 def test_bad_values_name_the_text(function, text, message):
@@ -379,6 +389,14 @@ def test_lists_and_integers():
     assert cli_args.number_list("0.1,1e-3, 2") == [0.1, 0.001, 2.0]
     assert cli_args.name_list(" step , cosine") == ["step", "cosine"]
     assert cli_args.positive_int("7") == 7
+    assert cli_args.fraction("0") == 0.0 and cli_args.unit_fraction("1") == 1.0
+
+
+@pytest.mark.parametrize("text", ["1,2,5", "1ep:20ep", "100it:900", "1ep:5ep,8ep", "1:", "1:2:3"])
+def test_a_space_is_returned_as_typed_for_the_engine_to_read(text):
+    # Lists and ranges whose items parse come back unchanged; what is neither (both at once, a missing end) is left
+    # for the engine, which names the problem with the whole text.
+    assert cli_args.duration_space(text) == text
 
 
 def test_parser_raises_instead_of_exiting():
