@@ -30,8 +30,9 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from steplr.schedules.kinds import Cosine, Exponential, MultiStep, Schedule, StepDecay, schedule_from_params
+from steplr.errors import SteplrTypeError, SteplrValueError
 from steplr.schedules.durations import check_positive_int
+from steplr.schedules.kinds import Cosine, Exponential, MultiStep, Schedule, StepDecay, schedule_from_params
 
 __all__ = ["ScheduleLR", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "STATE_FORMAT"]
 
@@ -64,13 +65,13 @@ class ScheduleLR(LRScheduler):
     ) -> None:
         # LRScheduler.__init__ is not called on purpose: it wraps optimizer.step and takes one extra step.
         if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+            raise SteplrTypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if not isinstance(schedule, Schedule):
-            raise TypeError(f"schedule must be a steplr Schedule, got {schedule!r}")
+            raise SteplrTypeError(f"schedule must be a steplr Schedule, got {schedule!r}")
         if not schedule.is_scalar:
-            raise ValueError(f"schedule parameters must be scalars for a torch scheduler, got {schedule!r}")
+            raise SteplrValueError(f"schedule parameters must be scalars for a torch scheduler, got {schedule!r}")
         if isinstance(last_epoch, bool) or not isinstance(last_epoch, numbers.Integral) or last_epoch < -1:
-            raise ValueError(f"last_epoch must be an integer >= -1, got {last_epoch!r}")
+            raise SteplrValueError(f"last_epoch must be an integer >= -1, got {last_epoch!r}")
         if steps_per_epoch is not None:
             steps_per_epoch = check_positive_int(steps_per_epoch, "steps_per_epoch")
         self.optimizer = optimizer
@@ -84,7 +85,7 @@ class ScheduleLR(LRScheduler):
         else:
             for i, group in enumerate(optimizer.param_groups):
                 if "initial_lr" not in group:
-                    raise ValueError(
+                    raise SteplrValueError(
                         f"last_epoch={last_epoch} resumes a run, but param_groups[{i}] has no 'initial_lr': "
                         "load the optimizer's state_dict first, or start with last_epoch=-1"
                     )
@@ -105,7 +106,7 @@ class ScheduleLR(LRScheduler):
             self.last_epoch += 1
         else:
             if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
-                raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+                raise SteplrValueError(f"epoch must be a non-negative integer, got {epoch!r}")
             self.last_epoch = int(epoch)
         self._step_count += 1
         self._apply(self.last_epoch)
@@ -165,30 +166,32 @@ class ScheduleLR(LRScheduler):
                 format is unknown, or the number of groups differs.
         """
         if not isinstance(state_dict, dict):
-            raise ValueError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+            raise SteplrValueError(f"state_dict must be a dict, got {type(state_dict).__name__}")
         missing = [key for key in _STATE_KEYS if key not in state_dict]
         if missing:
             hint = " (this looks like a torch scheduler's state_dict)" if "_step_count" in state_dict else ""
-            raise ValueError(f"scheduler state_dict is missing {missing}{hint}")
+            raise SteplrValueError(f"scheduler state_dict is missing {missing}{hint}")
         if state_dict["format"] != STATE_FORMAT:
-            raise ValueError(f"unknown scheduler state format {state_dict['format']!r}; expected {STATE_FORMAT!r}")
+            raise SteplrValueError(
+                f"unknown scheduler state format {state_dict['format']!r}; expected {STATE_FORMAT!r}"
+            )
         if not isinstance(state_dict["base_lrs"], (list, tuple)):
-            raise ValueError(f"checkpoint base_lrs must be a list of numbers, got {state_dict['base_lrs']!r}")
+            raise SteplrValueError(f"checkpoint base_lrs must be a list of numbers, got {state_dict['base_lrs']!r}")
         base_lrs = [_as_float(b, f"base_lrs[{i}]") for i, b in enumerate(state_dict["base_lrs"])]
         if len(base_lrs) != len(self.optimizer.param_groups):
-            raise ValueError(
+            raise SteplrValueError(
                 f"checkpoint has {len(base_lrs)} base_lrs but the optimizer has "
                 f"{len(self.optimizer.param_groups)} param groups"
             )
         last_epoch = state_dict["last_epoch"]
         if isinstance(last_epoch, bool) or not isinstance(last_epoch, numbers.Integral) or last_epoch < 0:
-            raise ValueError(f"checkpoint last_epoch must be a non-negative integer, got {last_epoch!r}")
+            raise SteplrValueError(f"checkpoint last_epoch must be a non-negative integer, got {last_epoch!r}")
         steps_per_epoch = state_dict["steps_per_epoch"]
         if steps_per_epoch is not None:  # as the constructor checks it (a ValueError here, like every key's)
             try:
                 steps_per_epoch = check_positive_int(steps_per_epoch, "checkpoint steps_per_epoch")
             except TypeError as error:
-                raise ValueError(str(error)) from None
+                raise SteplrValueError(str(error)) from None
         schedule = schedule_from_params(state_dict["schedule"])
         differences = _differences(self.schedule.params(), schedule.params())
         if differences:
@@ -209,10 +212,10 @@ class ScheduleLR(LRScheduler):
 def _as_float(value: object, name: str) -> float:
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError(f"{name} must be a scalar learning rate, got a tensor of shape {tuple(value.shape)}")
+            raise SteplrValueError(f"{name} must be a scalar learning rate, got a tensor of shape {tuple(value.shape)}")
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise SteplrValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from steplr.errors import SteplrValueError
 from steplr.schedules.spec import ScheduleSpec
 
 __all__ = ["lr_table"]
@@ -33,7 +34,7 @@ def lr_table(specs: Sequence[ScheduleSpec], base_lrs: Sequence[float], epochs: i
            [ nan,  nan,  nan]])
     """
     if len(specs) != len(base_lrs):
-        raise ValueError(f"one base lr per spec: {len(specs)} specs, {len(base_lrs)} base lrs")
+        raise SteplrValueError(f"one base lr per spec: {len(specs)} specs, {len(base_lrs)} base lrs")
     steps = np.arange(epochs * steps_per_epoch, dtype=np.int64)
     lrs = np.asarray(base_lrs, dtype=np.float64)
     table = np.full((len(specs), steps.size), np.nan)
