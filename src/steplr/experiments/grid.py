@@ -15,12 +15,23 @@ from typing import Any
 from steplr.errors import SteplrTypeError, SteplrValueError
 from steplr.experiments.compare import DEFAULT_VALIDATION, recipe_config
 from steplr.experiments.results import BASELINE, GridResult, SeedRun, grid_config, point_label
+from steplr.schedules.explain import Plan, explain
 from steplr.schedules.registry import KINDS, Param, lookup
 from steplr.training.config import History, TrainConfig
 from steplr.training.train import TrainData
 
-__all__ = ["GridResult", "grid_sweep", "grid_params", "check_grid", "grid_points", "point_label", "MAX_BATCH",
-           "DEFAULT_KIND"]
+__all__ = [
+    "GridResult",
+    "grid_sweep",
+    "grid_params",
+    "check_grid",
+    "grid_from_flags",
+    "grid_points",
+    "grid_plans",
+    "point_label",
+    "MAX_BATCH",
+    "DEFAULT_KIND",
+]
 
 MAX_BATCH = 256  # models trained together; bounds memory (benchmarks/RESULTS.md: 256 qwerty models ~ MBs)
 DEFAULT_KIND = "step"
@@ -44,20 +55,23 @@ def _plural(name: str) -> str:
     return name.replace("_", " ") + "s"
 
 
-def _check_list(values: Any, name: str) -> list[Any]:
+def _check_list(values: Any, name: str, flag: str = "") -> list[Any]:
+    """``values`` as a list, refused when empty or repeating a value; errors say ``name`` (or ``flag``)."""
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise SteplrTypeError(f"{name} must be a list of values, got {values!r}")
+        raise SteplrTypeError(f"{flag or name} must be a list of values, got {values!r}")
     if not values:
-        raise SteplrValueError(f"{name} must list at least one value")
+        raise SteplrValueError(f"{flag or name} must list at least one value")
     if len(set(map(str, values))) != len(values):
-        raise SteplrValueError(f"{name} lists a value twice: {list(values)}")
+        shown = ",".join(map(str, values)) if flag else list(values)
+        raise SteplrValueError(f"{flag or name} lists a value twice: {shown}")
     return list(values)
 
 
-def check_grid(kind: str, grid: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
+def check_grid(kind: str, grid: Mapping[str, Sequence[Any]], *, flags: bool = False) -> dict[str, list[Any]]:
     """The grid of ``kind``: each swept parameter (registry order) with its values, a list of one value or more.
 
     Values themselves are checked when the configs are made (:func:`grid_sweep`), each error naming the value.
+    ``flags``: errors name the CLI's flags (``--gamma lists a value twice: 0.5,0.5``).
 
     Raises:
         SteplrValueError: for a kind :func:`grid_params` refuses, a parameter the kind does not read, no parameter,
@@ -66,14 +80,42 @@ def check_grid(kind: str, grid: Mapping[str, Sequence[Any]]) -> dict[str, list[A
     params = grid_params(kind)
     if not isinstance(grid, Mapping):
         raise SteplrTypeError(f"the grid must map parameter names to lists of values, got {grid!r}")
-    names = [p.name for p in params]
+    names = [p.flag if flags else p.name for p in params]
     for name in grid:
-        if name not in names:
-            raise SteplrValueError(f"schedule {kind!r} has no parameter {name!r} to sweep (it reads "
-                                   f"{', '.join(names)})")
+        if lookup(kind).param(name) is None:
+            raise SteplrValueError(
+                f"schedule {kind!r} has no parameter {name!r} to sweep (it reads {', '.join(names)})"
+            )
     if not grid:
-        raise SteplrValueError(f"the grid of schedule {kind!r} names no parameter (it reads {', '.join(names)})")
-    return {name: _check_list(grid[name], _plural(name)) for name in names if name in grid}
+        what = f"give one or more of {', '.join(names)}" if flags else f"it reads {', '.join(names)}"
+        raise SteplrValueError(f"the grid of schedule {kind!r} names no parameter to sweep ({what})")
+    return {
+        p.name: _check_list(grid[p.name], _plural(p.name), p.flag if flags else "") for p in params if p.name in grid
+    }
+
+
+def grid_from_flags(kind: str, given: Mapping[str, Sequence[Any] | None]) -> dict[str, list[Any]]:
+    """The grid of ``kind`` from the command line: ``given`` maps each parameter name to the list its flag read
+    (None: not given). A parameter that is itself a list of times (multistep's milestones) is one value; every
+    other flag's list is the values to sweep. Errors name the flags.
+
+    Raises:
+        SteplrValueError: as :func:`check_grid` (with flags), or for a flag of a parameter ``kind`` does not read.
+    """
+    entry = lookup(kind, reactive=False)
+    grid: dict[str, list[Any]] = {}
+    for name, values in given.items():
+        if values is None:
+            continue
+        param = entry.param(name)
+        if param is None:
+            flag = "--" + name.replace("_", "-")
+            raise SteplrValueError(
+                f"{flag} does not apply to schedule {kind!r} (it reads "
+                f"{', '.join(p.flag for p in entry.params) or 'none'})"
+            )
+        grid[name] = [tuple(values)] if param.type == "durations" else list(values)
+    return check_grid(kind, grid, flags=True)
 
 
 def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -89,8 +131,27 @@ def _grid_configs(
         grid_config(base, kind, point, lr=lr, seed=seed)
         for point, lr, seed in itertools.product(grid_points(grid), lrs, seeds)
     ]
-    return configs + [base.with_settings(schedule=BASELINE, lr=lr, seed=seed) for lr, seed in itertools.product(lrs,
-                                                                                                              seeds)]
+    return configs + [
+        base.with_settings(schedule=BASELINE, lr=lr, seed=seed) for lr, seed in itertools.product(lrs, seeds)
+    ]
+
+
+def grid_plans(
+    base: TrainConfig,
+    kind: str,
+    grid: Mapping[str, Sequence[Any]],
+    lrs: Sequence[float],
+    steps_per_epoch: int,
+) -> list[tuple[str, Plan]]:
+    """Every (point, lr) of the grid in words (:func:`point_label`) with its plan over ``base``'s run, in the order
+    the sweep trains them: what a command shows warnings of before training. Names a bad value as
+    :func:`grid_sweep` does."""
+    plans = []
+    for point, lr in itertools.product(grid_points(check_grid(kind, grid)), lrs):
+        config = grid_config(base, kind, point, lr=lr)
+        schedule = config.schedule.build(config.epochs, steps_per_epoch)
+        plans.append((point_label(kind, point, lr), explain(schedule, lr, config.epochs, steps_per_epoch)))
+    return plans
 
 
 def _row(config: TrainConfig, kind: str, swept: Sequence[str], history: History) -> dict[str, Any]:
@@ -168,10 +229,12 @@ def _positional(
 ) -> tuple[dict[str, Any], Any, Any, Any]:
     """The positional form: one list per parameter of ``schedule`` (registry order), seeds, then lrs, overrides."""
     names = [p.name for p in grid_params(schedule)]
-    rest = lists[len(names):]
+    rest = lists[len(names) :]
     if grid is not None or seeds is not None or len(lists) <= len(names) or len(rest) > 3:
-        raise SteplrTypeError(f"grid_sweep takes one list per parameter of {schedule!r} ({', '.join(names)}), seeds, "
-                              "then lrs and overrides; or grid= and seeds= by keyword")
+        raise SteplrTypeError(
+            f"grid_sweep takes one list per parameter of {schedule!r} ({', '.join(names)}), seeds, "
+            "then lrs and overrides; or grid= and seeds= by keyword"
+        )
     lrs = rest[1] if len(rest) > 1 else lrs
     overrides = rest[2] if len(rest) > 2 else overrides
     return dict(zip(names, lists)), rest[0], lrs, overrides

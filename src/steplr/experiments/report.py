@@ -440,8 +440,11 @@ def _heatmap(folder: Path, result: GridResult, summaries: Sequence[PairedResult]
     at = "".join(f" at {name} {_shown(value)}" for name, value in fixed.items())
     names = ("", axes[0]) if len(axes) == 1 else (axes[0], axes[1])
     title = f"{result.recipe}: {' x '.join(axes)}{at}, {len(result.seeds)} seeds"
-    return {"Mean final test accuracy": plot_heatmap(panels, labels[0], labels[1], folder / "heatmap.png", title,
-                                                     axis_names=names)}
+    return {
+        "Mean final test accuracy": plot_heatmap(
+            panels, labels[0], labels[1], folder / "heatmap.png", title, axis_names=names
+        )
+    }
 
 
 def _grid_figures(
@@ -449,8 +452,10 @@ def _grid_figures(
 ) -> dict[str, Path]:
     from steplr.experiments.plots import Curve, plot_schedules
 
-    curves = [Curve(point_label(result.schedule, s.params, s.lr or 0.0), *_grid_schedule(result, s, steps_per_epoch))
-              for s in summaries[:5]]
+    curves = [
+        Curve(point_label(result.schedule, s.params, s.lr or 0.0), *_grid_schedule(result, s, steps_per_epoch))
+        for s in summaries[:5]
+    ]
     return {
         **_heatmap(folder, result, summaries),
         "Learning rate of the five best on validation": plot_schedules(
@@ -481,8 +486,9 @@ def _grid_sentences(result: GridResult, summaries: Sequence[PairedResult]) -> li
     return [
         f"{len(summaries)} {_kind_words(result.schedule)} configs against a constant LR at the same base LR and "
         f"seeds: {tally}.",
-        _sentence(f"chosen on validation ({point_label(result.schedule, best.params, best.lr or 0.0)})", best,
-                  len(summaries)),
+        _sentence(
+            f"chosen on validation ({point_label(result.schedule, best.params, best.lr or 0.0)})", best, len(summaries)
+        ),
     ]
 
 
@@ -543,8 +549,10 @@ def write_grid_outputs(
         f"with a constant LR on the same seeds; validation split {result.base.validation:.3g} of the training set."
     ]
     if "Mean final test accuracy" not in figures:
-        intro.append(f"{len(result.grid)} parameters vary ({', '.join(result.grid)}), so there is no heatmap (one of "
-                     "two would hide the others): the table lists every config.")
+        intro.append(
+            f"{len(result.grid)} parameters vary ({', '.join(result.grid)}), so there is no heatmap (one of "
+            "two would hide the others): the table lists every config."
+        )
     write_page(
         folder / "report.html",
         Page(

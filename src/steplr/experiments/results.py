@@ -278,8 +278,9 @@ def grid_config(base: TrainConfig, kind: str, values: Mapping[str, Any], **setti
     """
     spec = base.schedule
     kept = spec.settings() if spec.entry is lookup(kind) else {k: spec.settings()[k] for k in WARMUP_SETTINGS}
-    return base.with_settings(schedule=ScheduleSpec.from_settings(kind, {**kept, **values}, strict=set(values)),
-                              **settings)
+    return base.with_settings(
+        schedule=ScheduleSpec.from_settings(kind, {**kept, **values}, strict=set(values)), **settings
+    )
 
 
 def jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
