@@ -341,6 +341,22 @@ def test_small_heatmaps_lay_out_without_cutting_text(tmp_path, capfd, shape, cou
     assert all(ax.get_xlabel() == "gamma" for ax in panels_of(fig))
 
 
+def test_heatmap_axes_are_named_by_the_swept_parameters(tmp_path, capfd):
+    # Two parameters of another kind name both axes; one parameter is a single unlabelled row.
+    given = [panel(0.01, (2, 2), 0.9, ((1, 0),))]
+    check_png(
+        plot_heatmap(given, ["1ep", "2ep"], ["1", "2"], tmp_path / "h.png", "t", axis_names=("total", "power")), capfd
+    )
+    (ax,) = panels_of(plots._heatmap_figure(given, ["1ep", "2ep"], ["1", "2"], "t", ("total", "power")))
+    assert (ax.get_ylabel(), ax.get_xlabel()) == ("total", "power")
+    row = [panel(0.01, (1, 3), 0.9, ((0, 2),))]
+    fig = plots._heatmap_figure(row, [""], ["0.9", "0.95", "0.99"], "t", ("", "gamma"))
+    (ax,) = panels_of(fig)
+    assert (ax.get_ylabel(), ax.get_xlabel()) == ("", "gamma") and outlines(ax) == 1
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.9", "0.95", "0.99"]
+    assert texts_outside(fig) == []
+
+
 def test_heatmap_colour_range_always_includes_the_baselines():
     far_below = panel(0.01, (2, 2), 0.40)  # values 85-95%, constant LR 40%
     far_above = panel(0.1, (2, 2), 0.999, seed=1)

@@ -154,21 +154,28 @@ def grid_plans(
     return plans
 
 
-def _row(config: TrainConfig, kind: str, swept: Sequence[str], history: History) -> dict[str, Any]:
+def _record(result: GridResult, config: TrainConfig, history: History) -> None:
+    """Add one finished run to ``result``: its row (results.csv), final metrics and, for a constant LR, its
+    validation losses."""
     last = history.epochs[-1]
-    params = config.schedule.params if config.schedule.kind == kind else {}
-    return {
-        "schedule": config.schedule.kind,
-        **{name: params.get(name, "") for name in swept},
-        "lr": config.lr,
-        "seed": config.seed,
-        "val_acc": last.val_acc,
-        "val_loss": last.val_loss,
-        "test_acc": last.test_acc,
-        "test_loss": last.test_loss,
-        "train_loss": last.train_loss,
-        "train_acc": last.train_acc,
-    }
+    params = config.schedule.params if config.schedule.kind == result.schedule else {}
+    result.rows.append(
+        {
+            "schedule": config.schedule.kind,
+            **{name: params.get(name, "") for name in result.grid},
+            "lr": config.lr,
+            "seed": config.seed,
+            "val_acc": last.val_acc,
+            "val_loss": last.val_loss,
+            "test_acc": last.test_acc,
+            "test_loss": last.test_loss,
+            "train_loss": last.train_loss,
+            "train_acc": last.train_acc,
+        }
+    )
+    result.finals.append(SeedRun.of(history))
+    if config.schedule.kind == BASELINE:
+        result.baseline_val_losses.setdefault(config.lr, []).append(history.column("val_loss"))
 
 
 def grid_sweep(
@@ -206,22 +213,17 @@ def grid_sweep(
     lrs = _check_list(lrs, "learning rates") if lrs else [base.lr]
     seeds = _check_list([] if seeds is None else seeds, "seeds")
     configs = _grid_configs(base, kind, grid, lrs, seeds)
+    result = GridResult(recipe, base, kind, grid, lrs, seeds, [])
     from steplr.training.batched import train_batched
 
-    rows: list[dict[str, Any]] = []
-    finals: list[SeedRun] = []
-    baseline_val_losses: dict[float, list[list[float]]] = {}
     for start in range(0, len(configs), max_batch):
         chunk = configs[start : start + max_batch]
         histories = train_batched(chunk, data)
         for config, history in zip(chunk, histories):
-            rows.append(_row(config, kind, list(grid), history))
-            finals.append(SeedRun.of(history))
-            if config.schedule.kind == BASELINE:
-                baseline_val_losses.setdefault(config.lr, []).append(history.column("val_loss"))
+            _record(result, config, history)
         if on_progress is not None:
             on_progress(len(chunk))
-    return GridResult(recipe, base, kind, grid, lrs, seeds, rows, baseline_val_losses, finals)
+    return result
 
 
 def _positional(
