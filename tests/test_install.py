@@ -229,7 +229,6 @@ def test_explain_runs_on_the_core_and_prints_what_the_full_install_prints(core_v
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(strict=True, reason="steplr.cli.main.main does not call steplr._extras.missing_extra yet")
 @pytest.mark.parametrize(
     ("argv", "extra"),
     [
