@@ -166,6 +166,25 @@ def test_a_two_lr_sweep_and_flags_of_the_other_engine(tmp_path):
     assert code == 2 and "a range LOW:HIGH is for --engine optuna" in err
 
 
+def test_the_sweep_command_tunes_any_registered_closed_form_kind(tmp_path):
+    """`--schedule KIND` and that kind's flags as comma lists, from the registry: here polynomial decay's power."""
+    out = tmp_path / "poly"
+    code, text, err = run("sweep", "qwerty", "--schedule", "polynomial", "--power", "1,2", "--seeds", "2",
+                          "--epochs", "3", "--out", str(out))
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert [list(row)[:2] for row in summary["rows"]] == [["power", "lr"]] * 2
+    assert sorted(row["power"] for row in summary["rows"]) == [1.0, 2.0]
+    assert "chosen on validation: power" in text and "step_size" not in text
+    with open(out / "results.csv", newline="") as handle:
+        assert {r["schedule"] for r in csv.DictReader(handle)} == {"polynomial", "none"}
+    for argv, message in ((["--step-size", "2"], "--step-size"), (["--engine", "optuna"], "optuna tunes step only"),
+                          (["--schedule", "plateau"], "plateau")):
+        code, _, err = run("sweep", "qwerty", "--schedule", "polynomial", *argv, "--out", str(tmp_path / "n"))
+        assert code == 2 and message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "n").exists()
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

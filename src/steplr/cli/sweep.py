@@ -1,5 +1,6 @@
-"""``steplr sweep``: tune StepLR's step_size and gamma. The grid engine (every combination, trained as one batch)
-is here; ``--engine optuna`` is dispatched to :mod:`steplr.cli.tune`. Flags, printing and files only.
+"""``steplr sweep``: tune a schedule's parameters (StepLR's step_size and gamma unless ``--schedule`` names another
+closed-form kind; Optuna tunes StepLR only). The grid engine (every combination, trained as one batch) is here;
+``--engine optuna`` is dispatched to :mod:`steplr.cli.tune`. Flags, printing and files only.
 
 Both engines choose on the validation split and report the test set; every config reported against the constant
 LR goes through :mod:`steplr.experiments.paired`. A flag that belongs to the other engine is an error, never ignored.
@@ -25,6 +26,7 @@ from steplr.cli.args import (
     number_list,
     number_space,
     positive_int,
+    refuse_unread,
 )
 from steplr.cli.runs import (
     batches,
@@ -36,14 +38,17 @@ from steplr.cli.runs import (
     print_warnings,
     progress,
 )
-from steplr.schedules.explain import explain, format_plan
-from steplr.schedules.kinds import StepDecay
+from steplr.schedules.explain import format_plan
+from steplr.schedules.registry import lookup, names, params_by_name
 
 __all__ = ["add_sweep_command", "cmd_sweep", "GRID_DEFAULTS"]
 
 _GRID_ONLY: tuple[str, ...] = ()
 _OPTUNA_ONLY = ("trials", "storage", "study", "workers", "report", "grace", "db_timeout")
-GRID_DEFAULTS = {"step_size": "1ep,2ep,5ep,10ep", "gamma": "0.1,0.3,0.5,0.7,0.9"}
+GRID_DEFAULTS = {"step_size": "1ep,2ep,5ep,10ep", "gamma": "0.1,0.3,0.5,0.7,0.9"}  # of --schedule step only
+_DEFAULT_KIND = "step"  # what both engines tune unless told; Optuna tunes nothing else
+_SPACES = {"step_size": duration_list, "gamma": number_list}  # flags that also take Optuna's ranges (read as typed)
+_GRID_READERS = {"duration": duration_list, "durations": duration_list, "number": number_list}
 
 
 def _add_spaces(sweep: argparse.ArgumentParser) -> None:
@@ -56,6 +61,20 @@ def _add_spaces(sweep: argparse.ArgumentParser) -> None:
                             f"{GRID_DEFAULTS['gamma']}; optuna 0.05:0.99)")
     sweep.add_argument("--lr", type=number_space, default=None,
                        help="comma-separated base LRs; optuna also takes a range 1e-4:1e-1 (default: the recipe's)")
+
+
+def _add_schedule_options(sweep: argparse.ArgumentParser) -> None:
+    """``--schedule`` and a comma-list flag per parameter of the other closed-form kinds, from the registry."""
+    swept = [n for n in names(aliases=False, reactive=False) if lookup(n).params]
+    sweep.add_argument("--schedule", choices=swept, default=_DEFAULT_KIND,
+                       help="grid: the closed-form kind whose parameters are swept (optuna: step only)")
+    for name, (param, kinds) in params_by_name().items():
+        readers = [k for k in kinds if not lookup(k).reactive]
+        if name in _SPACES or not readers:
+            continue
+        many = "one list of times" if param.type == "durations" else "comma-separated values"
+        sweep.add_argument(param.flag, dest=name, type=_GRID_READERS[param.type], default=None,
+                           help=f"grid, {', '.join(readers)}: {param.help} ({many}; default: the kind's)")
 
 
 def _add_optuna_options(sweep: argparse.ArgumentParser) -> None:
@@ -84,6 +103,7 @@ def add_sweep_command(commands: Any) -> None:
     sweep.add_argument("--engine", choices=("grid", "optuna"), default="grid",
                        help="grid: every combination, trained as one batch; optuna: a TPE search")
     _add_spaces(sweep)
+    _add_schedule_options(sweep)
     add_seeds_option(sweep, None, "seeds 0..N-1 of every config and of the constant LR (optuna: of its best configs) "
                                   "(default: 3; optuna --report: as the search)")
     sweep.add_argument("--epochs", type=positive_int, default=None, help="length of each run (default: the recipe's)")
@@ -97,6 +117,9 @@ def add_sweep_command(commands: Any) -> None:
 
 
 def _check_engine_flags(args: argparse.Namespace) -> None:
+    if args.engine == "optuna" and args.schedule != _DEFAULT_KIND:
+        raise UsageError(f"--schedule {args.schedule} applies to --engine grid; optuna tunes step only")
+    refuse_unread(args, [args.schedule], closed_forms=True)
     other = _OPTUNA_ONLY if args.engine == "grid" else _GRID_ONLY
     given = [name for name in other if getattr(args, name) not in (None, False)]
     if given:
@@ -112,26 +135,32 @@ def _grid_list(read: Any, text: str, flag: str) -> Any:
     return read(text)
 
 
-def _grid_values(args: argparse.Namespace) -> tuple[list[str], list[float], list[float] | None]:
-    step_sizes = _grid_list(duration_list, args.step_size or GRID_DEFAULTS["step_size"], "--step-size")
-    gammas = _grid_list(number_list, args.gamma or GRID_DEFAULTS["gamma"], "--gamma")
+def _grid_values(args: argparse.Namespace) -> tuple[dict[str, list[Any]], list[float] | None]:
+    """The grid of ``--schedule`` (its parameters' flags; step's defaults for step) and the base LRs."""
+    from steplr.experiments.grid import grid_from_flags, grid_params
+
+    given: dict[str, Any] = {}
+    for param in grid_params(args.schedule):
+        value = getattr(args, param.name)
+        if param.name in _SPACES:  # typed as a list or an Optuna range: read as a grid's list here
+            text = value or (GRID_DEFAULTS.get(param.name) if args.schedule == _DEFAULT_KIND else None)
+            value = None if text is None else _grid_list(_SPACES[param.name], text, param.flag)
+        given[param.name] = value
     lrs = _grid_list(number_list, args.lr, "--lr") if args.lr is not None else None
     check_lrs(lrs)
-    for flag, values in (("--step-size", step_sizes), ("--gamma", gammas), ("--lr", lrs or [])):
-        if len(set(values)) != len(values):
-            raise UsageError(f"{flag} lists a value twice: {','.join(map(str, values))}")
-    return step_sizes, gammas, lrs
+    if lrs is not None and len(set(lrs)) != len(lrs):
+        raise UsageError(f"--lr lists a value twice: {','.join(map(str, lrs))}")
+    return grid_from_flags(args.schedule, given), lrs
 
 
-def _plan_warnings(step_sizes: list[str], gammas: list[float], lrs: list[float], epochs: int, spe: int,
+def _plan_warnings(base: Any, kind: str, grid: dict[str, list[Any]], lrs: list[float], spe: int,
                    err: TextIO) -> list[str]:
-    """Every grid config's explain warnings, printed on ``err`` (also names a bad step size or gamma)."""
+    """Every grid config's explain warnings, printed on ``err`` (also names a bad value)."""
+    from steplr.experiments.grid import grid_plans
+
     warnings = []
-    for s in step_sizes:
-        for g in gammas:
-            for lr in lrs:
-                plan = explain(StepDecay(s, g), lr, epochs, spe)
-                warnings += print_warnings(f"step {s}, gamma {g:g}, lr {lr:g}", format_plan("", plan), err)
+    for label, plan in grid_plans(base, kind, grid, lrs, spe):
+        warnings += print_warnings(label, format_plan("", plan), err)
     return warnings
 
 
@@ -151,11 +180,11 @@ def cmd_sweep(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> int:
 
 def _cmd_grid(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> int:
     from steplr.experiments.compare import DEFAULT_VALIDATION, recipe_config
-    from steplr.experiments.grid import grid_sweep
+    from steplr.experiments.grid import grid_points, grid_sweep
     from steplr.experiments.report import write_grid_outputs
     from steplr.training.train import replace_folder
 
-    step_sizes, gammas, lrs = _grid_values(args)
+    grid, lrs = _grid_values(args)
     out = out_path(args, f"runs/{args.recipe}-sweep")
     check_out(out, args.force)
     validation = DEFAULT_VALIDATION if args.validation is None else args.validation
@@ -166,17 +195,17 @@ def _cmd_grid(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> int:
         recipe_config(args.recipe, lr=lr)  # names a bad lr before any work
     data = load_data(base.dataset, args)
     seeds = args.seeds or 3
-    models = (len(step_sizes) * len(gammas) + 1) * len(lrs or [base.lr]) * seeds
+    models = (len(grid_points(grid)) + 1) * len(lrs or [base.lr]) * seeds
     per_epoch = batches(data, base)
     check_work(f"sweep {args.recipe}", models, base, data, per_epoch, args.max_memory)
     spe = int(base.steps_per_epoch(per_epoch))
-    warnings = _plan_warnings(step_sizes, gammas, lrs or [base.lr], base.epochs, spe, err)
+    warnings = _plan_warnings(base, args.schedule, grid, lrs or [base.lr], spe, err)
     with claim_out(out, force=args.force) as claim:
         folder = claim.folder
         bar = progress(models)
-        result = grid_sweep(args.recipe, data, step_sizes, gammas, list(range(seeds)), lrs,
-                            {"epochs": args.epochs, "validation": validation},
-                            on_progress=bar.update if bar is not None else None)
+        result = grid_sweep(args.recipe, data, grid=grid, seeds=list(range(seeds)), lrs=lrs,
+                            overrides={"epochs": args.epochs, "validation": validation},
+                            on_progress=bar.update if bar is not None else None, schedule=args.schedule)
         if bar is not None:
             bar.close()
         lines = write_grid_outputs(folder, out, result, spe, warnings)
