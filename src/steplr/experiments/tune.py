@@ -38,7 +38,9 @@ import contextlib
 import logging
 import math
 import os
+import signal
 import socket
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -492,6 +494,38 @@ def _fail_dead_trials(study: optuna.Study, journal: bool) -> None:
         _requeue(study, trial)
 
 
+_HELD_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP while the storage records that a trial starts or ends, then deliver them.
+
+    A signal landing inside ``study.ask()`` would leave a trial the storage created but this worker never learnt
+    of, RUNNING for good; inside ``study.tell()`` it would leave one whose end was never recorded. Held, it is
+    raised right after the call, where the trial is known and is failed. (A storage that stops answering delays
+    Ctrl-C until the database timeout ends the call.) Only the main thread handles signals: elsewhere, nothing is
+    held.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        caught.append(signum)
+
+    numbers = [getattr(signal, name) for name in _HELD_SIGNALS if hasattr(signal, name)]
+    previous = {number: signal.signal(number, hold) for number in numbers}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if caught:
+            signal.raise_signal(caught[0])  # to the handler the command installed: Interrupted, exit 130
+
+
 def _run_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float], handle: StudyStorage,
                on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None) -> None:
     """Ask for a trial, run ``objective`` on it with heartbeats, and tell the study how it ended.
@@ -505,13 +539,14 @@ def _run_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
     import optuna
     from optuna.trial import TrialState
 
-    with warnings.catch_warnings():
-        # Optuna warns that heartbeats go with Study.optimize, which starts its own heartbeat thread; this loop
-        # replaces optimize (to tell a trial taken over from a failure) and beats with handle.heartbeat below.
-        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used", UserWarning)
-        trial = study.ask()
+    trial: optuna.Trial | None = None
     value: float | None = None
     try:
+        with warnings.catch_warnings(), _signals_held():
+            # Optuna warns that heartbeats go with Study.optimize, which starts its own heartbeat thread; this loop
+            # replaces optimize (to tell a trial taken over from a failure) and beats with handle.heartbeat below.
+            warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used", UserWarning)
+            trial = study.ask()
         with handle.heartbeat(trial._trial_id):
             try:
                 value, state = objective(trial), TrialState.COMPLETE
@@ -519,6 +554,8 @@ def _run_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
                 state = TrialState.PRUNED
             except _SurplusTrial:
                 state = TrialState.FAIL
+        with _signals_held():
+            frozen: optuna.trial.FrozenTrial | None = study.tell(trial, value, state=state, skip_if_finished=True)
     except optuna.exceptions.UpdateFinishedTrialError:
         # Another worker failed this trial (and queued its retry) while this one was silent for longer than the
         # grace period: paused (Ctrl-Z, a suspended laptop or VM) or cut off. Normal: the retry carries on.
@@ -526,14 +563,13 @@ def _run_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
     except Abandon:
         raise
     except BaseException as error:
-        if handle.translate(error, searching=True) is None:
-            with contextlib.suppress(Exception):
+        if trial is not None and handle.translate(error, searching=True) is None:
+            with contextlib.suppress(Exception), _signals_held():
                 study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         raise
-    else:
-        frozen = study.tell(trial, value, state=state, skip_if_finished=True)
-        if frozen.state != state:
-            frozen = None
+    assert trial is not None  # every way here passed study.ask()
+    if frozen is not None and frozen.state != state:
+        frozen = None
     if frozen is None:
         _log.warning("trial %d was taken over by another worker: this one was silent for longer than the grace "
                      "period (%g s; paused or cut off); going on with the next trial", trial.number, handle.grace)
@@ -707,13 +743,17 @@ class _Objective:
         self.host, self.pid, self.machine = socket.gethostname(), os.getpid(), _machine()
 
     def __call__(self, trial: optuna.Trial) -> float:
-        self._claim(trial)
-        values = {space.name: space.suggest(trial) for space in self.search.spaces}
-        for name, value in values.items():
-            trial.set_user_attr(name, value)
+        # Every write to the storage holds signals (a record cut in half would leave the trial's end untold);
+        # the training between them stays interruptible.
+        with _signals_held():
+            self._claim(trial)
+            values = {space.name: space.suggest(trial) for space in self.search.spaces}
+            for name, value in values.items():
+                trial.set_user_attr(name, value)
         final = self._train(trial, self.search.base.with_settings(**values)).epochs[-1]
-        for name in ("val_acc", "val_loss", "test_acc", "test_loss"):
-            trial.set_user_attr(name, float(getattr(final, name)))
+        with _signals_held():
+            for name in ("val_acc", "val_loss", "test_acc", "test_loss"):
+                trial.set_user_attr(name, float(getattr(final, name)))
         return float(final.val_acc)
 
     def _claim(self, trial: optuna.Trial) -> None:
@@ -741,16 +781,20 @@ class _Objective:
                 # The epoch's mean training loss: NaN or infinite as soon as one of its batches was. Nothing of
                 # this epoch is reported, as the sequential trainer stopped before reporting it.
                 message = f"loss became {record.train_loss} at epoch {record.epoch}: stopped"
-                trial.set_user_attr(_DIVERGED_ATTR, message)
+                with _signals_held():
+                    trial.set_user_attr(_DIVERGED_ATTR, message)
                 raise optuna.TrialPruned(f"diverged: {message}")
             # The pruner compares intermediate values in the study's direction, and this study maximises
             # accuracy: report the *negated* validation loss, so that a lower loss counts as better when
             # MedianPruner ranks this trial against the median of the others at the same epoch.
-            trial.report(-record.val_loss, record.epoch)
+            with _signals_held():
+                trial.report(-record.val_loss, record.epoch)
             if self.on_epoch is not None:
                 self.on_epoch(trial, record)
             # Not on the last epoch: the run is over, pruning would only throw its result away.
-            if record.epoch < config.epochs and trial.should_prune():
+            with _signals_held():
+                prune = record.epoch < config.epochs and trial.should_prune()
+            if prune:
                 raise optuna.TrialPruned(
                     f"epoch {record.epoch}: validation loss {record.val_loss:.4g} above the median"
                 )
