@@ -78,7 +78,7 @@ def alternate(rounds: int, sides: dict[str, Callable[[], float]]) -> dict[str, l
         sides[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             times[name].append(sides[name]())
     return times
 
@@ -89,8 +89,14 @@ def measure_command(rounds: int, scratch: Path) -> dict[str, list[float]]:
     def run_steplr() -> float:
         return wall(steplr_command(scratch / f"run-{next(count)}"))  # a fresh folder every time
 
-    return alternate(rounds, {"floor": lambda: wall([sys.executable, "-c", FLOOR]), "steplr": run_steplr,
-                              "floor, gc.freeze exit": lambda: wall([sys.executable, "-c", FLOOR_FROZEN])})
+    return alternate(
+        rounds,
+        {
+            "floor": lambda: wall([sys.executable, "-c", FLOOR]),
+            "steplr": run_steplr,
+            "floor, gc.freeze exit": lambda: wall([sys.executable, "-c", FLOOR_FROZEN]),
+        },
+    )
 
 
 # --- 2. one instrumented run -----------------------------------------------------------------------------------
@@ -129,6 +135,7 @@ def probe(out: Path, plain_exit: bool) -> None:
     timings["import steplr.cli.main"] = time.perf_counter() - start
     start = time.perf_counter()
     import torch  # noqa: F401  (imported here so that its cost is a step of its own)
+
     import steplr.training.data as data
     import steplr.training.train as train
 
@@ -171,6 +178,7 @@ def measure_probes(rounds: int, scratch: Path) -> dict[str, list[dict[str, Any]]
             result["process"] = total
             results[name].append(result)
             return total
+
         return run
 
     alternate(rounds, {name: side(name) for name in results})
@@ -179,6 +187,7 @@ def measure_probes(rounds: int, scratch: Path) -> dict[str, list[dict[str, Any]]
 
 def breakdown_rows(runs: list[dict[str, Any]], empty_python: float) -> list[tuple[str, float]]:
     """Seconds of each step from interpreter start to process end: per run, then the median over the runs."""
+
     def row(r: dict[str, Any]) -> list[float]:
         t = r["timings"]
         get = lambda name: float(t.get(name, 0.0))  # noqa: E731
@@ -186,7 +195,10 @@ def breakdown_rows(runs: list[dict[str, Any]], empty_python: float) -> list[tupl
         rest = get("main()") - get("data") - get("train") - get("figures")
         return [
             empty_python,
-            inside - get("main()") - get("import steplr.cli.main") - get("import torch, steplr.training.train, steplr.training.data"),
+            inside
+            - get("main()")
+            - get("import steplr.cli.main")
+            - get("import torch, steplr.training.train, steplr.training.data"),
             get("import steplr.cli.main"),
             get("import torch, steplr.training.train, steplr.training.data"),
             get("data"),
@@ -246,8 +258,9 @@ def top_level_imports(found: list[tuple[int, float, float, str]], count: int) ->
     for depth, self_ms, cumulative, module in found:  # importtime lists children before their parent
         children[package(module)] = children.get(package(module), 0.0) + self_ms
         if depth == 0:
-            pulled = ", ".join(f"{name} {ms:.0f}" for name, ms in sorted(children.items(), key=lambda kv: -kv[1])
-                               if ms >= 5)
+            pulled = ", ".join(
+                f"{name} {ms:.0f}" for name, ms in sorted(children.items(), key=lambda kv: -kv[1]) if ms >= 5
+            )
             rows.append((module, cumulative, pulled))
             children = {}
     return sorted(rows, key=lambda row: -row[1])[:count]
@@ -270,8 +283,8 @@ IMPORTS = {
 
 def figures_probe(which: str, source: str, history_dir: str, out: str) -> None:
     """With torch imported first (untimed, as in a run): import the plotting module (``source``: a file, or
-    "steplr.experiments.plots"), or only matplotlib's entry point (``source`` "import-only"), then draw the three run figures
-    of the history in ``history_dir`` into ``out``; print the times as JSON."""
+    "steplr.experiments.plots"), or only matplotlib's entry point (``source`` "import-only"), then draw the three run
+    figures of the history in ``history_dir`` into ``out``; print the times as JSON."""
     import importlib
     import importlib.util
 
@@ -308,10 +321,12 @@ def pyplot_plots_source(scratch: Path) -> tuple[str, Path] | None:
         removed = subprocess.run(PYPLOT_REMOVED, capture_output=True, text=True, cwd=ROOT, check=True).stdout.strip()
         if not removed:
             return None
-        before = subprocess.run(("git", "rev-parse", f"{removed}^"), capture_output=True, text=True, cwd=ROOT,
-                                check=True).stdout.strip()
-        text = subprocess.run(("git", "show", f"{before}:src/steplr/plots.py"), capture_output=True, text=True,
-                              cwd=ROOT, check=True).stdout
+        before = subprocess.run(
+            ("git", "rev-parse", f"{removed}^"), capture_output=True, text=True, cwd=ROOT, check=True
+        ).stdout.strip()
+        text = subprocess.run(
+            ("git", "show", f"{before}:src/steplr/plots.py"), capture_output=True, text=True, cwd=ROOT, check=True
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
     if "matplotlib.pyplot" not in text:
@@ -325,8 +340,11 @@ def measure_figures(rounds: int, scratch: Path, history_dir: Path) -> tuple[str,
     """Fresh processes, alternating: the old and the new module drawing the three figures, and matplotlib's two
     entry points imported alone."""
     found = pyplot_plots_source(scratch)
-    sources = {"pyplot import only": "import-only", "Figure + Agg import only": "import-only",
-               "Figure + Agg (now)": "steplr.experiments.plots"}
+    sources = {
+        "pyplot import only": "import-only",
+        "Figure + Agg import only": "import-only",
+        "Figure + Agg (now)": "steplr.experiments.plots",
+    }
     commit = "unknown"
     if found is not None:
         commit, old = found
@@ -336,14 +354,22 @@ def measure_figures(rounds: int, scratch: Path, history_dir: Path) -> tuple[str,
     def side(name: str) -> Callable[[], float]:
         def run() -> float:
             which = "pyplot" if name.startswith("pyplot") else "Figure + Agg"
-            argv = [sys.executable, str(Path(__file__).resolve()), "--figures-probe", which, sources[name],
-                    str(history_dir), str(scratch)]
+            argv = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--figures-probe",
+                which,
+                sources[name],
+                str(history_dir),
+                str(scratch),
+            ]
             done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
             if done.returncode != 0 or done.stderr:
                 raise SystemExit(f"figure probe ({name}) failed or warned:\n{done.stderr}")
             result = json.loads(done.stdout.strip().splitlines()[-1])
             results[name].append(result)
             return float(result["import"] + result["draw"])
+
         return run
 
     alternate(rounds, {name: side(name) for name in sources})
@@ -353,9 +379,15 @@ def measure_figures(rounds: int, scratch: Path, history_dir: Path) -> tuple[str,
 # --- report ----------------------------------------------------------------------------------------------------
 
 
-def report(rounds: int, command: dict[str, list[float]], probes: dict[str, list[dict[str, Any]]],
-           empty_python: float, imports: list[tuple[int, float, float, str]],
-           figures: tuple[str, dict[str, list[dict[str, float]]]], seconds: float) -> str:
+def report(
+    rounds: int,
+    command: dict[str, list[float]],
+    probes: dict[str, list[dict[str, Any]]],
+    empty_python: float,
+    imports: list[tuple[int, float, float, str]],
+    figures: tuple[str, dict[str, list[dict[str, float]]]],
+    seconds: float,
+) -> str:
     import torch
 
     floor, ours = statistics.median(command["floor"]), statistics.median(command["steplr"])
@@ -374,7 +406,7 @@ def report(rounds: int, command: dict[str, list[float]], probes: dict[str, list[
         "",
         "| command | median (s) | min (s) |",
         "| --- | ---: | ---: |",
-        f"| floor: `python -c \"{FLOOR}\"` | {floor:.3f} | {min(command['floor']):.3f} |",
+        f'| floor: `python -c "{FLOOR}"` | {floor:.3f} | {min(command["floor"]):.3f} |',
         f"| `steplr train qwerty --out DIR` (fresh DIR) | {ours:.3f} | {min(command['steplr']):.3f} |",
         f"| **ratio steplr / floor (medians)** | **{ratio:.2f}x** | target <= {TARGET:.2f}x: "
         f"{'met' if ratio <= TARGET else 'not met'} |",
@@ -417,7 +449,7 @@ def report(rounds: int, command: dict[str, list[float]], probes: dict[str, list[
     missing = [name for name in PACKAGES if name not in totals]
     if missing:
         lines += ["", f"Not imported at all: {', '.join(missing)}."]
-    commit, results = figures
+    _commit, results = figures
     lines += [
         "",
         f"## The three run figures, with and without pyplot ({rounds} alternating fresh processes with torch "
@@ -435,9 +467,12 @@ def report(rounds: int, command: dict[str, list[float]], probes: dict[str, list[
         lines.append(f"| {name} | {imp:.3f} | {draw:.3f} | {total:.3f} |")
     before = next((v for k, v in totals_by_name.items() if k.startswith("pyplot (")), None)
     if before is not None:
-        lines += ["", f"Saved per run by the current module: {before - totals_by_name['Figure + Agg (now)']:.3f} s. "
-                  "The old module imported pyplot inside its first figure, so its import column is near zero; the "
-                  "two import-only rows separate pyplot's own share from matplotlib's."]
+        lines += [
+            "",
+            f"Saved per run by the current module: {before - totals_by_name['Figure + Agg (now)']:.3f} s. "
+            "The old module imported pyplot inside its first figure, so its import column is near zero; the "
+            "two import-only rows separate pyplot's own share from matplotlib's.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -451,8 +486,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 rounds, print only")
     parser.add_argument("--probe", metavar="OUT", help=argparse.SUPPRESS)
     parser.add_argument("--plain-exit", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--figures-probe", nargs=4, metavar=("WHICH", "SOURCE", "HISTORY", "OUT"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--figures-probe", nargs=4, metavar=("WHICH", "SOURCE", "HISTORY", "OUT"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.probe:
         probe(Path(args.probe), args.plain_exit)

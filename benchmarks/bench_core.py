@@ -18,11 +18,10 @@ import time
 import warnings
 
 import torch
+from _results import write_section  # benchmarks/ is sys.path[0] when run as a script
 from torch.optim import lr_scheduler as torch_sched
 
 import steplr
-
-from _results import write_section  # benchmarks/ is sys.path[0] when run as a script
 
 ROUNDS = 15
 CALLS = 4000
@@ -80,8 +79,14 @@ def bench_step() -> list[tuple[str, float, float, float]]:
             samples["torch"].append(theirs)
             ratios.append(ours / theirs)
         label = f"{groups} group{'s' if groups > 1 else ''}, {'tensor' if tensor_lr else 'float'} lr"
-        rows.append((label, statistics.median(samples["steplr"]), statistics.median(samples["torch"]),
-                     statistics.median(ratios)))
+        rows.append(
+            (
+                label,
+                statistics.median(samples["steplr"]),
+                statistics.median(samples["torch"]),
+                statistics.median(ratios),
+            )
+        )
     return rows
 
 
@@ -94,8 +99,18 @@ def wall(argv: list[str]) -> float:
 def bench_startup() -> list[tuple[str, float, float]]:
     commands = {
         "steplr explain --lr 0.1 --step-size 10 --gamma 0.5 --epochs 40": [
-            sys.executable, "-m", "steplr", "explain", "--lr", "0.1", "--step-size", "10", "--gamma", "0.5",
-            "--epochs", "40",
+            sys.executable,
+            "-m",
+            "steplr",
+            "explain",
+            "--lr",
+            "0.1",
+            "--step-size",
+            "10",
+            "--gamma",
+            "0.5",
+            "--epochs",
+            "40",
         ],
         'python -c "import steplr.schedules.kinds"': [sys.executable, "-c", "import steplr.schedules.kinds"],
         'python -c "import torch"': [sys.executable, "-c", "import torch"],
@@ -124,7 +139,10 @@ def main() -> None:
         "",
         "| case | steplr (us/call) | torch (us/call) | steplr / torch |",
         "| --- | ---: | ---: | ---: |",
-        *[f"| {label} | {ours / 1000:.2f} | {theirs / 1000:.2f} | {ratio:.3f} |" for label, ours, theirs, ratio in step_rows],
+        *[
+            f"| {label} | {ours / 1000:.2f} | {theirs / 1000:.2f} | {ratio:.3f} |"
+            for label, ours, theirs, ratio in step_rows
+        ],
         "",
         f"## Start-up wall time (median and minimum of {STARTUP_RUNS} interleaved runs)",
         "",

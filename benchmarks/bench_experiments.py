@@ -3,7 +3,8 @@
 What is measured, in one run, with ``torch.set_num_threads(1)`` on both sides:
 
 1. Qwerty (2-8-3 MLP, SGD, 20 epochs, StepLR per iteration): wall time of a whole run, the notes' DataLoader loop
-   against ``steplr.training.train.train``, in alternating pairs after a warm-up run of each; final test accuracy of both.
+   against ``steplr.training.train.train``, in alternating pairs after a warm-up run of each; final test accuracy of
+   both.
    Then a "same results" check: both loops started from the same initial weights and fed the same batch order,
    comparing per-epoch losses and accuracies and the final weights bit for bit.
 2. Fashion-MNIST (linear 784->10, Adam, 5 epochs, StepLR per epoch): the notes' per-sample Dataset/DataLoader
@@ -41,21 +42,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 import torch
 import torch.nn.functional as F
+from _results import write_section  # benchmarks/ is sys.path[0] when run as a script
+from PIL import Image
 from torch import nn
 from torch.optim.lr_scheduler import StepLR
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 from torch.utils.data import Dataset as TorchDataset
 
-from steplr.training.data import FASHION_MNIST_SYSTEM_DIR, Dataset, load_mnist, load_qwerty, read_idx
 from steplr.experiments.compare import recipe_config
-from steplr.training.models import build_model
 from steplr.training.config import History
+from steplr.training.data import FASHION_MNIST_SYSTEM_DIR, Dataset, load_mnist, load_qwerty, read_idx
+from steplr.training.models import build_model
 from steplr.training.train import CHECKPOINT, load_checkpoint, train
-
-from _results import write_section  # benchmarks/ is sys.path[0] when run as a script
 
 QWERTY_PAIRS = 7
 FASHION_PAIRS = 5  # a notes run takes seconds here, not minutes, so more than the planned 2 pairs fit
@@ -65,8 +65,12 @@ NOTES_EPOCH_LIMIT = 20.0  # seconds: above this, the notes' Fashion-MNIST pipeli
 SEED = 0
 TIME_BIN = Path("/usr/bin/time")
 MODES = ("idle", "qwerty-notes", "qwerty-ours", "fashion-notes", "fashion-ours")
-FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+FASHION_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 
 
 def clock() -> float:
@@ -130,8 +134,9 @@ def notes_qwerty(data: Dataset, seed: int, same_as_steplr: bool = False, epochs:
     else:
         torch.manual_seed(seed)
         model = NotesQwertyNet()
-    train_loader = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=32,
-                              shuffle=sampler is None, sampler=sampler)
+    train_loader = DataLoader(
+        TensorDataset(data.x_train, data.y_train), batch_size=32, shuffle=sampler is None, sampler=sampler
+    )
     test_loader = DataLoader(TensorDataset(data.x_test, data.y_test), batch_size=32)
     criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -259,7 +264,7 @@ def bench_qwerty(pairs: int) -> dict[str, Any]:
     ours_acc: list[float] = []
     for pair in range(pairs):
         seed = pair  # both sides use the same seed in a pair; accuracies are averaged over the pairs' seeds
-        for side in (("notes", "ours") if pair % 2 == 0 else ("ours", "notes")):
+        for side in ("notes", "ours") if pair % 2 == 0 else ("ours", "notes"):
             start = clock()
             if side == "notes":
                 acc = notes_qwerty(data, seed).test_acc[-1]
@@ -320,7 +325,7 @@ def bench_fashion(pairs: int, profile_rounds: int) -> dict[str, Any]:
     ours_acc: list[float] = []
     for pair in range(pairs):
         seed = pair
-        for side in (("notes", "ours") if pair % 2 == 0 else ("ours", "notes")):
+        for side in ("notes", "ours") if pair % 2 == 0 else ("ours", "notes"):
             start = clock()
             if side == "notes":
                 acc = notes_fashion(train_set, test_set, seed, epochs=notes_epochs).test_acc[-1]
@@ -460,8 +465,13 @@ def bench_compare(runs: int) -> dict[str, Any]:
             torch_s.append(wall(import_torch))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return {"runs": runs, "compare_s": median(compare_s), "compare_all": compare_s,
-            "torch_s": median(torch_s), "torch_all": torch_s}
+    return {
+        "runs": runs,
+        "compare_s": median(compare_s),
+        "compare_all": compare_s,
+        "torch_s": median(torch_s),
+        "torch_all": torch_s,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -516,7 +526,17 @@ def bench_memory() -> list[tuple[str, float | None, str]]:
     rows = []
     folder = Path(tempfile.mkdtemp(prefix="steplr-bench-"))
     programs["steplr compare qwerty --seeds 10"] = [
-        sys.executable, "-m", "steplr", "compare", "qwerty", "--seeds", "10", "--out", str(folder), "--force"]
+        sys.executable,
+        "-m",
+        "steplr",
+        "compare",
+        "qwerty",
+        "--seeds",
+        "10",
+        "--out",
+        str(folder),
+        "--force",
+    ]
     try:
         for name, argv in programs.items():
             mib, source = measure_memory(argv)
@@ -548,14 +568,20 @@ def profile_note(fashion: dict[str, Any]) -> str:
     cut_gather = p["gather"] - min(p["gather"], p["gather_once"])
     leanest = epoch - cut_autograd - cut_adam - cut_gather
     notes_epoch = fashion["notes_epoch_s"]
-    adam_text = (f"train() already uses `Adam(fused=True)`, {1000 * fused_saving:.0f} ms per epoch less than "
-                 f"Adam's default CPU step (a Python loop over the tensors)")
+    adam_text = (
+        f"train() already uses `Adam(fused=True)`, {1000 * fused_saving:.0f} ms per epoch less than "
+        f"Adam's default CPU step (a Python loop over the tensors)"
+    )
     if cut_gather > 0:
-        gather_text = (f"one shuffled copy of the training set per epoch, sliced into views, instead of a "
-                       f"fancy-indexed gather per batch about {1000 * cut_gather:.0f} ms")
+        gather_text = (
+            f"one shuffled copy of the training set per epoch, sliced into views, instead of a "
+            f"fancy-indexed gather per batch about {1000 * cut_gather:.0f} ms"
+        )
     else:
-        gather_text = (f"the per-batch gather stays: one shuffled copy of the whole training set per epoch is "
-                       f"slower ({1000 * p['gather_once']:.0f} ms against {1000 * p['gather']:.0f} ms)")
+        gather_text = (
+            f"the per-batch gather stays: one shuffled copy of the whole training set per epoch is "
+            f"slower ({1000 * p['gather_once']:.0f} ms against {1000 * p['gather']:.0f} ms)"
+        )
     return (
         f"What could be cut: the two matmuls of each batch are only {100 * p['matmul_floor'] / epoch:.0f}% of our "
         f"epoch; the rest is fixed cost per batch (938 batches of 64, so every microsecond per batch is about "
@@ -572,8 +598,9 @@ def profile_note(fashion: dict[str, Any]) -> str:
     )
 
 
-def report(q: dict[str, Any], f: dict[str, Any], c: dict[str, Any], memory: list[tuple[str, float | None, str]],
-           total_s: float) -> str:
+def report(
+    q: dict[str, Any], f: dict[str, Any], c: dict[str, Any], memory: list[tuple[str, float | None, str]], total_s: float
+) -> str:
     p = f["profile"]
     epoch = f["ours_epoch_s"]
     same = q["same_test_acc"] and q["same_weights"]
@@ -591,7 +618,7 @@ def report(q: dict[str, Any], f: dict[str, Any], c: dict[str, Any], memory: list
         "| pipeline | s per run | final test acc (mean over the pairs' seeds) |",
         "| --- | ---: | ---: |",
         f"| notes: TensorDataset + DataLoader, torch StepLR | {q['notes_s']:.3f} | {100 * q['notes_acc']:.2f}% |",
-        f"| steplr `train(recipe_config(\"qwerty\"))` | {q['ours_s']:.3f} | {100 * q['ours_acc']:.2f}% |",
+        f'| steplr `train(recipe_config("qwerty"))` | {q["ours_s"]:.3f} | {100 * q["ours_acc"]:.2f}% |',
         f"| **speed-up (notes / ours, median of pair ratios)** | **{q['speedup']:.2f}x** | |",
         "",
         f"Same results (seed {SEED}; the notes' loop given steplr's initial weights, drawn under "
@@ -608,7 +635,7 @@ def report(q: dict[str, Any], f: dict[str, Any], c: dict[str, Any], memory: list
         "| --- | ---: | ---: |",
         f"| notes: torchvision-style per-sample PIL image + ToTensor, DataLoader | {f['notes_epoch_s']:.3f} | "
         f"{100 * f['notes_acc']:.2f}% |",
-        f"| steplr `train(recipe_config(\"fashion-mnist\"))` | {epoch:.3f} | {100 * f['ours_acc']:.2f}% |",
+        f'| steplr `train(recipe_config("fashion-mnist"))` | {epoch:.3f} | {100 * f["ours_acc"]:.2f}% |',
         f"| **speed-up (notes / ours, median of pair ratios)** | **{f['speedup']:.2f}x** | |",
         "",
         f"Where our epoch goes (each piece timed alone over one epoch of 938 batches; median of "
@@ -632,7 +659,8 @@ def report(q: dict[str, Any], f: dict[str, Any], c: dict[str, Any], memory: list
             ]
         ],
         f"| rest: Python loop, history, scheduler, interactions (epoch minus {', '.join(IN_LOOP)}) | "
-        f"{1000 * (epoch - sum(p[k] for k in IN_LOOP)):.1f} | {100 * (epoch - sum(p[k] for k in IN_LOOP)) / epoch:.0f}% |",
+        f"{1000 * (epoch - sum(p[k] for k in IN_LOOP)):.1f} | "
+        f"{100 * (epoch - sum(p[k] for k in IN_LOOP)) / epoch:.0f}% |",
         "",
         profile_note(f),
         "",
@@ -642,7 +670,7 @@ def report(q: dict[str, Any], f: dict[str, Any], c: dict[str, Any], memory: list
         "| --- | ---: | ---: |",
         f"| `steplr compare qwerty --seeds 10` | {c['compare_s']:.2f} | "
         f"{', '.join(f'{s:.2f}' for s in c['compare_all'])} |",
-        f"| `python -c \"import torch\"` | {c['torch_s']:.2f} | {', '.join(f'{s:.2f}' for s in c['torch_all'])} |",
+        f'| `python -c "import torch"` | {c["torch_s"]:.2f} | {", ".join(f"{s:.2f}" for s in c["torch_all"])} |',
         "",
         "## Peak memory (max RSS of each program run alone in a child process)",
         "",

@@ -47,8 +47,16 @@ KINDS: dict[str, list[str]] = {
     "multistep 5M,10M,15M": ["--schedule", "multistep", "--milestones", "5000000,10000000,15000000"],
     "constant": ["--schedule", "constant"],
     "warm-up 1M + cosine": ["--schedule", "cosine", "--warmup", "1000000"],
-    "warm-up 20 + step 1, gamma 0.999999": ["--schedule", "step", "--step-size", "1", "--gamma", "0.999999",
-                                            "--warmup", "20"],
+    "warm-up 20 + step 1, gamma 0.999999": [
+        "--schedule",
+        "step",
+        "--step-size",
+        "1",
+        "--gamma",
+        "0.999999",
+        "--warmup",
+        "20",
+    ],
 }
 # The line that marks explain.py as evaluating every step.
 PER_STEP = "lrs = resolved.lr(base_lr, np.arange(total, dtype=np.int64))"
@@ -107,19 +115,27 @@ def commands(kind: list[str], image: Path) -> dict[str, list[str]]:
 
 def old_package(scratch: Path) -> tuple[Path, str]:
     """src/steplr with explain.py and plots.py from the last commit that evaluated every step; its folder and commit."""
-    def show(commit: str, name: str) -> str:
-        return subprocess.run(["git", "show", f"{commit}:src/steplr/{name}"], capture_output=True, text=True,
-                              cwd=ROOT, check=True).stdout
 
-    history = subprocess.run(["git", "log", "--format=%h", "--", "src/steplr/explain.py"], capture_output=True,
-                             text=True, cwd=ROOT, check=True).stdout.split()
+    def show(commit: str, name: str) -> str:
+        return subprocess.run(
+            ["git", "show", f"{commit}:src/steplr/{name}"], capture_output=True, text=True, cwd=ROOT, check=True
+        ).stdout
+
+    history = subprocess.run(
+        ["git", "log", "--format=%h", "--", "src/steplr/explain.py"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    ).stdout.split()
     newest = next((i for i, c in enumerate(history) if PER_STEP in show(c, "explain.py")), None)
     if newest is None:
         raise SystemExit("no commit of src/steplr/explain.py holds the per-step code")
     # Just before the commit that removed the per-step code (both files as they were then), or HEAD if none did.
     commit = "HEAD" if newest == 0 else f"{history[newest - 1]}^"
-    commit = subprocess.run(["git", "rev-parse", "--short", commit], capture_output=True, text=True, cwd=ROOT,
-                            check=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", commit], capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout.strip()
     package = scratch / "before" / "steplr"
     shutil.copytree(ROOT / "src" / "steplr", package, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("explain.py", "plots.py"):
@@ -128,8 +144,13 @@ def old_package(scratch: Path) -> tuple[Path, str]:
 
 
 def check_package(env: dict[str, str], expected: Path) -> None:
-    where = subprocess.run([sys.executable, "-c", "import steplr; print(steplr.__file__)"], env=env,
-                           capture_output=True, text=True, check=True).stdout.strip()
+    where = subprocess.run(
+        [sys.executable, "-c", "import steplr; print(steplr.__file__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     if Path(where).resolve().parent != expected.resolve():
         raise SystemExit(f"expected steplr from {expected}, got {where}")
 
@@ -142,8 +163,15 @@ def cell(run: Run | None) -> tuple[str, str]:
     return f"{run.seconds:.2f}", f"{run.peak_mb:,.0f}"
 
 
-def report(after: dict[tuple[str, str], list[Run]], before: dict[tuple[str, str], Run], commit: str | None,
-           rounds: int, timeout: float, cap_gib: float, elapsed: float) -> str:
+def report(
+    after: dict[tuple[str, str], list[Run]],
+    before: dict[tuple[str, str], Run],
+    commit: str | None,
+    rounds: int,
+    timeout: float,
+    cap_gib: float,
+    elapsed: float,
+) -> str:
     lines = [
         f"# explain and plot at the cap (`--epochs {EPOCHS}`)",
         "",
@@ -151,8 +179,12 @@ def report(after: dict[tuple[str, str], list[Run]], before: dict[tuple[str, str]
         f"{platform.machine()}, {os.cpu_count()} CPUs; {elapsed:.0f} s in all. Each command is a fresh process: wall "
         "time around it, peak RSS = its own `ru_maxrss` (`os.wait4`). After: the working tree, median of "
         f"{rounds} runs (peak: the largest)."
-        + (f" Before: `explain.py` and `plots.py` of {commit} (every step evaluated), one run each, stopped after "
-           f"{timeout:g} s and held under {cap_gib:g} GiB." if commit else ""),
+        + (
+            f" Before: `explain.py` and `plots.py` of {commit} (every step evaluated), one run each, stopped after "
+            f"{timeout:g} s and held under {cap_gib:g} GiB."
+            if commit
+            else ""
+        ),
         "",
         "| schedule | command | after: time (s) | after: peak RSS (MB) |"
         + (" before: time (s) | before: peak RSS (MB) |" if commit else ""),

@@ -1,9 +1,10 @@
 """Batched training against sequential runs of the fast trainer, on the Qwerty recipe.
 
-Measures, in one run, the time per config of ``steplr.training.batched.train_batched`` with K = 1, 16, 64, 256 models against
-``steplr.training.train.train`` run once per config (alternating the two, medians of the rounds), and the peak memory of
-batched runs at several K (each in its own child process, max RSS read by the child at exit), from which the
-largest K that fits in 4 GiB is extrapolated linearly. Writes the section "sweep" of benchmarks/RESULTS.md.
+Measures, in one run, the time per config of ``steplr.training.batched.train_batched`` with K = 1, 16, 64, 256
+models against ``steplr.training.train.train`` run once per config (alternating the two, medians of the rounds),
+and the peak memory of batched runs at several K (each in its own child process, max RSS read by the child at
+exit), from which the largest K that fits in 4 GiB is extrapolated linearly. Writes the section "sweep" of
+benchmarks/RESULTS.md.
 
 Run: ``.venv/bin/python benchmarks/bench_sweep.py`` (about two minutes). ``--memory K`` runs one child by hand.
 """
@@ -19,13 +20,12 @@ import sys
 import time
 
 import torch
+from _results import write_section  # benchmarks/ is sys.path[0] when run as a script
 
-from steplr.training.data import load_qwerty
 from steplr.experiments.compare import recipe_config
 from steplr.training.batched import train_batched
+from steplr.training.data import load_qwerty
 from steplr.training.train import train
-
-from _results import write_section  # benchmarks/ is sys.path[0] when run as a script
 
 SIZES = (1, 16, 64, 256)
 ROUNDS = 3
@@ -37,8 +37,7 @@ CORES = os.cpu_count() or 1
 
 def configs(k: int) -> list:
     base = recipe_config("qwerty")
-    return [base.with_settings(seed=i, gamma=0.1 + 0.8 * (i % 9) / 8, step_size=f"{1 + i % 10}ep")
-            for i in range(k)]
+    return [base.with_settings(seed=i, gamma=0.1 + 0.8 * (i % 9) / 8, step_size=f"{1 + i % 10}ep") for i in range(k)]
 
 
 def time_sequential(data, runs: int, offset: int) -> float:
@@ -81,14 +80,25 @@ def main() -> None:
             batched.append(b)
             ratios.append(s / b)
             ratios_all_cores.append(s / b_all)
-        rows.append((k, statistics.median(sequential), statistics.median(batched), statistics.median(ratios),
-                     statistics.median(ratios_all_cores)))
-        print(f"K={k}: sequential {rows[-1][1] * 1000:.1f} ms/config, batched {rows[-1][2] * 1000:.2f} ms/config, "
-              f"{rows[-1][3]:.1f}x ({rows[-1][4]:.1f}x on {CORES} threads)", flush=True)
+        rows.append(
+            (
+                k,
+                statistics.median(sequential),
+                statistics.median(batched),
+                statistics.median(ratios),
+                statistics.median(ratios_all_cores),
+            )
+        )
+        print(
+            f"K={k}: sequential {rows[-1][1] * 1000:.1f} ms/config, batched {rows[-1][2] * 1000:.2f} ms/config, "
+            f"{rows[-1][3]:.1f}x ({rows[-1][4]:.1f}x on {CORES} threads)",
+            flush=True,
+        )
     memory = []
     for k in MEMORY_SIZES:
-        out = subprocess.run([sys.executable, __file__, "--memory", str(k)], capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory", str(k)], capture_output=True, text=True, check=True
+        ).stdout
         memory.append(json.loads(out.strip().splitlines()[-1]))
         print(f"memory K={k}: {memory[-1]['max_rss_mib']:.0f} MiB", flush=True)
     (k0, m0), (k1, m1) = (memory[-2]["k"], memory[-2]["max_rss_mib"]), (memory[-1]["k"], memory[-1]["max_rss_mib"])
@@ -108,8 +118,11 @@ def main() -> None:
         f"| K | sequential (ms/config) | batched (ms/config) | speed-up | target | speed-up, batched on {CORES} "
         "threads |",
         "| ---: | ---: | ---: | ---: | ---: | ---: |",
-        *[f"| {k} | {s * 1000:.1f} | {b * 1000:.2f} | {r:.1f}x | {targets.get(k, '-')}"
-          f"{'x' if k in targets else ''} | {r_all:.1f}x |" for k, s, b, r, r_all in rows],
+        *[
+            f"| {k} | {s * 1000:.1f} | {b * 1000:.2f} | {r:.1f}x | {targets.get(k, '-')}"
+            f"{'x' if k in targets else ''} | {r_all:.1f}x |"
+            for k, s, b, r, r_all in rows
+        ],
         "",
         "## Peak memory of a batched run (max RSS of a child process training K models, 20 epochs)",
         "",
@@ -118,7 +131,9 @@ def main() -> None:
         *[f"| {m['k']} | {m['max_rss_mib']:.0f} |" for m in memory],
         "",
         f"Per extra model: {per_model * 1024:.1f} KiB; the largest K that fits in {LIMIT_MIB} MiB, extrapolated "
-        f"linearly from K={k0} and K={k1}: about {largest:,} models." if largest else "",
+        f"linearly from K={k0} and K={k1}: about {largest:,} models."
+        if largest
+        else "",
         "",
     ]
     text = "\n".join(lines)

@@ -71,8 +71,9 @@ class Cluster:
         self.start()
         import psycopg
 
-        with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
-                             password=password, autocommit=True) as connection:
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", password=password, autocommit=True
+        ) as connection:
             connection.execute("CREATE DATABASE steplr_test")
 
     def url(self, database: str = "steplr_test") -> str:
@@ -80,8 +81,10 @@ class Cluster:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> None:
-        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
         _run([str(self.pg_ctl), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "30", "start"])
         self.running = True
 
@@ -129,8 +132,11 @@ class Cluster:
     def remove(self) -> None:
         self.thaw()
         if self.running:
-            subprocess.run(_as_cluster_owner([str(self.pg_ctl), "-D", str(self.data), "-m", "immediate", "-w",
-                                              "stop"]), capture_output=True, timeout=60)
+            subprocess.run(
+                _as_cluster_owner([str(self.pg_ctl), "-D", str(self.data), "-m", "immediate", "-w", "stop"]),
+                capture_output=True,
+                timeout=60,
+            )
             self.running = False
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -19,8 +19,10 @@ def run(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-@pytest.mark.parametrize(("text", "size"), [("4G", 4 * 2**30), ("512M", 512 * 2**20), ("1.5GB", int(1.5 * 2**30)),
-                                            ("800000", 800000), ("64k", 65536)])
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("4G", 4 * 2**30), ("512M", 512 * 2**20), ("1.5GB", int(1.5 * 2**30)), ("800000", 800000), ("64k", 65536)],
+)
 def test_parse_size(text, size):
     assert parse_size(text) == size
 
@@ -42,18 +44,21 @@ def test_estimate_grows_with_models_and_iterations():
         check(Work(1, MAX_RUN_STEPS + 1, 1, 1, 51, 0), None, "x")
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["compare", "qwerty", "--epochs", "100000000"], "1,900,000,000 iterations per run, more than steplr runs"),
-    (["compare", "qwerty", "--seeds", "99999999999"], "models, more than steplr trains in one command"),
-    (["sweep", "qwerty", "--epochs", "100000000"], "iterations per run, more than steplr runs"),
-    (["sweep", "qwerty", "--seeds", "99999999999"], "lower --seeds"),
-    (["train", "qwerty", "--epochs", "100000000"], "lower --epochs"),
-    (
-        ["compare", "qwerty", "--epochs", "2000", "--seeds", "50", "--max-memory", "100M"],
-        "more than --max-memory 100.0 MiB",
-    ),
-    (["compare", "qwerty", "--max-memory", "4X"], "argument --max-memory: expected a size"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["compare", "qwerty", "--epochs", "100000000"], "1,900,000,000 iterations per run, more than steplr runs"),
+        (["compare", "qwerty", "--seeds", "99999999999"], "models, more than steplr trains in one command"),
+        (["sweep", "qwerty", "--epochs", "100000000"], "iterations per run, more than steplr runs"),
+        (["sweep", "qwerty", "--seeds", "99999999999"], "lower --seeds"),
+        (["train", "qwerty", "--epochs", "100000000"], "lower --epochs"),
+        (
+            ["compare", "qwerty", "--epochs", "2000", "--seeds", "50", "--max-memory", "100M"],
+            "more than --max-memory 100.0 MiB",
+        ),
+        (["compare", "qwerty", "--max-memory", "4X"], "argument --max-memory: expected a size"),
+    ],
+)
 def test_oversized_work_is_refused_before_anything_is_allocated(tmp_path, argv, message):
     code, out, err = run(*argv, "--out", str(tmp_path / "x"))
     assert code == 2 and out == "" and message in err and err.count("\n") == 1
@@ -62,11 +67,18 @@ def test_oversized_work_is_refused_before_anything_is_allocated(tmp_path, argv, 
 
 def test_a_refused_request_is_refused_fast_and_small(tmp_path):
     # What used to allocate a 17.8 GB LR table: the check comes first, so the process stays near its start-up size.
-    script = ("import resource, sys; from steplr.cli.main import main; "
-              f"code = main(['compare', 'qwerty', '--epochs', '100000000', '--out', {str(tmp_path / 'x')!r}]); "
-              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    script = (
+        "import resource, sys; from steplr.cli.main import main; "
+        f"code = main(['compare', 'qwerty', '--epochs', '100000000', '--out', {str(tmp_path / 'x')!r}]); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     assert done.returncode == 2
     assert int(done.stdout.strip()) < 1_000_000  # KiB: under 1 GB, torch included
 
@@ -84,7 +96,19 @@ def test_a_recipe_name_that_is_a_path_creates_nothing(tmp_path, monkeypatch):
 def test_an_optuna_search_is_sized_before_it_starts(tmp_path):
     code, _, err = run("sweep", "qwerty", "--engine", "optuna", "--epochs", "100000000", "--out", str(tmp_path / "o"))
     assert code == 2 and "(a trial) asks for 1,900,000,000 iterations per run" in err
-    code, _, err = run("sweep", "qwerty", "--engine", "optuna", "--epochs", "2000", "--seeds", "500",
-                       "--max-memory", "50M", "--out", str(tmp_path / "o"))
+    code, _, err = run(
+        "sweep",
+        "qwerty",
+        "--engine",
+        "optuna",
+        "--epochs",
+        "2000",
+        "--seeds",
+        "500",
+        "--max-memory",
+        "50M",
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert code == 2 and "(the confirmation) needs about" in err
     assert not (tmp_path / "o").exists()

@@ -61,7 +61,10 @@ def test_iteration_step_size_shows_iterations_and_epochs():
         "explain", "--lr", "0.01", "--step-size", "115it", "--gamma", "0.5", "--epochs", "20", "--steps-per-epoch", "23"
     )
     assert code == 0
-    assert out.splitlines()[1:3] == ["  iterations 0-114 (epochs 0-4): lr 0.01", "  iterations 115-229 (epochs 5-9): lr 0.005"]
+    assert out.splitlines()[1:3] == [
+        "  iterations 0-114 (epochs 0-4): lr 0.01",
+        "  iterations 115-229 (epochs 5-9): lr 0.005",
+    ]
     _, uneven, _ = run("explain", "--step-size", "100it", "--epochs", "20", "--steps-per-epoch", "23")
     assert "  iterations 0-99 (epochs 0.00 to 4.35): lr 0.1" in uneven.splitlines()
     _, in_epochs, _ = run("explain", "--step-size", "5ep", "--epochs", "20", "--steps-per-epoch", "23")
@@ -80,7 +83,11 @@ def test_explain_json_is_the_same_plan_as_data():
 
 def test_other_schedules_are_reachable():
     code, out, _ = run("explain", "--schedule", "multistep", "--milestones", "3,7", "--gamma", "0.1", "--epochs", "10")
-    assert code == 0 and out.splitlines()[1:4] == ["  epochs 0-2: lr 0.1", "  epochs 3-6: lr 0.01", "  epochs 7-9: lr 0.001"]
+    assert code == 0 and out.splitlines()[1:4] == [
+        "  epochs 0-2: lr 0.1",
+        "  epochs 3-6: lr 0.01",
+        "  epochs 7-9: lr 0.001",
+    ]
     code, out, _ = run("explain", "--schedule", "exponential", "--gamma", "0.5", "--epochs", "3")
     assert out.splitlines()[1:4] == ["  epoch 0: lr 0.1", "  epoch 1: lr 0.05", "  epoch 2: lr 0.025"]
     code, out, _ = run("explain", "--schedule", "cosine", "--epochs", "4", "--warmup", "1")
@@ -115,17 +122,25 @@ def test_plot_writes_an_image_with_several_schedules(tmp_path):
         (["explain", "--epochs", "40", "--lr", "abc"], "'abc'"),
         (["explain", "--epochs", "forty"], "'forty'"),
         (["explain", "--epochs", "40", "--step-size", "0"], "argument --step-size: duration must be positive, got '0'"),
-        (["explain", "--epochs", "40", "--step-size", "5,,10"], "expected a comma-separated list of durations, got '5,,10'"),
+        (
+            ["explain", "--epochs", "40", "--step-size", "5,,10"],
+            "expected a comma-separated list of durations, got '5,,10'",
+        ),
         (["explain", "--epochs", "40", "--step-size", "5,2.5"], "in '5,2.5': duration must be a positive integer"),
         (["explain", "--epochs", "40", "--gamma", "0.5,x"], "in '0.5,x': expected a number, got 'x'"),
         (["explain", "--epochs", "40", "--gamma", "-1"], "gamma must be a finite number > 0, got -1.0"),
         (["explain", "--epochs", "40", "--gamma", "nan"], "gamma must be a finite number > 0, got nan"),
         (["explain", "--epochs", "40", "--lr", "-0.1"], "--lr must be a finite number > 0, got -0.1"),
-        (["explain", "--epochs", "5", "--schedule", "cosine", "--eta-min", "-1"],
-         "eta_min must be a finite number >= 0, got -1.0"),
+        (
+            ["explain", "--epochs", "5", "--schedule", "cosine", "--eta-min", "-1"],
+            "eta_min must be a finite number >= 0, got -1.0",
+        ),
         (["explain", "--epochs", "0"], "argument --epochs: must be a positive integer, got '0'"),
         (["explain", "--epochs", "4", "--step-size", "2.5"], "'2.5'"),
-        (["explain", "--epochs", "4", "--step-size", "5ep", "--steps-per-epoch", "0"], "argument --steps-per-epoch: must be"),
+        (
+            ["explain", "--epochs", "4", "--step-size", "5ep", "--steps-per-epoch", "0"],
+            "argument --steps-per-epoch: must be",
+        ),
         (["explain", "--epochs", "4", "--schedule", "linear"], "unknown schedule 'linear'"),
         (["explain", "--epochs", "4", "--schedule", "multistep"], "needs --milestones"),
         (["explain"], "the following arguments are required: --epochs"),
@@ -170,14 +185,20 @@ def test_warm_up_is_not_mistaken_for_a_collapse_and_keeps_its_checks():
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["--t-max", "3", "--epochs", "5", "--steps-per-epoch", "2"],
-         "warning: the learning rate reaches 0 at epoch 3 (the 4th epoch) and rises again: 10% of the run "
-         "(1 of 10 iterations = 0.5 of 5 epochs) trains at or below 1/100 of its start"),
-        (["--t-max", "2", "--epochs", "5"],
-         "warning: the learning rate reaches 0 at epoch 2 (the 3rd epoch) and rises again: 20% of the run "
-         "(1 of 5 epochs) trains at or below 1/100 of its start"),
-        (["--t-max", "4", "--epochs", "5"],
-         "warning: the learning rate reaches 0 at epoch 4 (the 5th epoch): the rest of the run does not train"),
+        (
+            ["--t-max", "3", "--epochs", "5", "--steps-per-epoch", "2"],
+            "warning: the learning rate reaches 0 at epoch 3 (the 4th epoch) and rises again: 10% of the run "
+            "(1 of 10 iterations = 0.5 of 5 epochs) trains at or below 1/100 of its start",
+        ),
+        (
+            ["--t-max", "2", "--epochs", "5"],
+            "warning: the learning rate reaches 0 at epoch 2 (the 3rd epoch) and rises again: 20% of the run "
+            "(1 of 5 epochs) trains at or below 1/100 of its start",
+        ),
+        (
+            ["--t-max", "4", "--epochs", "5"],
+            "warning: the learning rate reaches 0 at epoch 4 (the 5th epoch): the rest of the run does not train",
+        ),
     ],
 )
 def test_a_cosine_that_climbs_back_is_not_said_to_stop_training(argv, expected):
@@ -214,11 +235,16 @@ def test_warm_up_shortens_the_default_cosine_and_keeps_milestones_absolute():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["explain", "--lr", "1e308", "--gamma", "10", "--step-size", "1", "--epochs", "3"], "overflows to inf at step 1"),
+        (
+            ["explain", "--lr", "1e308", "--gamma", "10", "--step-size", "1", "--epochs", "3"],
+            "overflows to inf at step 1",
+        ),
         (["explain", "--epochs", "10", "--step-size", "99999999999999999999"], "duration must be at most 2**62"),
         (["explain", "--epochs", "10", "--warmup", "10"], "--warmup 10 covers the whole run"),
-        (["explain", "--epochs", "10", "--schedule", "multistep", "--milestones", "1,6", "--warmup", "2"],
-         "--milestones must come after the warm-up"),
+        (
+            ["explain", "--epochs", "10", "--schedule", "multistep", "--milestones", "1,6", "--warmup", "2"],
+            "--milestones must come after the warm-up",
+        ),
     ],
 )
 def test_more_bad_input_is_one_line(argv, message):
@@ -234,7 +260,10 @@ def test_bare_durations_are_epochs_and_it_marks_iterations():
     _, bare, _ = run("explain", "--step-size", "5", *spe)
     _, epochs, _ = run("explain", "--step-size", "5ep", *spe)
     _, iterations, _ = run("explain", "--step-size", "115it", *spe)
-    assert bare.splitlines()[1:3] == ["  iterations 0-114 (epochs 0-4): lr 0.01", "  iterations 115-229 (epochs 5-9): lr 0.005"]
+    assert bare.splitlines()[1:3] == [
+        "  iterations 0-114 (epochs 0-4): lr 0.01",
+        "  iterations 115-229 (epochs 5-9): lr 0.005",
+    ]
     assert bare.splitlines()[1:] == epochs.splitlines()[1:] == iterations.splitlines()[1:]
     assert bare.splitlines()[0].startswith("step, step 5, gamma 0.5")  # the label reads as typed: 5 = 5 epochs
     assert iterations.splitlines()[0].startswith("step, step 115it, gamma 0.5")
@@ -243,11 +272,33 @@ def test_bare_durations_are_epochs_and_it_marks_iterations():
 
 
 def test_milestones_warm_up_and_t_max_count_epochs_too():
-    _, out, _ = run("explain", "--schedule", "multistep", "--milestones", "3,70it", "--epochs", "10",
-                    "--steps-per-epoch", "10", "--json")
+    _, out, _ = run(
+        "explain",
+        "--schedule",
+        "multistep",
+        "--milestones",
+        "3,70it",
+        "--epochs",
+        "10",
+        "--steps-per-epoch",
+        "10",
+        "--json",
+    )
     assert [i["first_step"] for i in json.loads(out)["intervals"]] == [0, 30, 70]
-    _, out, _ = run("explain", "--schedule", "cosine", "--t-max", "2", "--warmup", "1", "--epochs", "4",
-                    "--steps-per-epoch", "5", "--json")
+    _, out, _ = run(
+        "explain",
+        "--schedule",
+        "cosine",
+        "--t-max",
+        "2",
+        "--warmup",
+        "1",
+        "--epochs",
+        "4",
+        "--steps-per-epoch",
+        "5",
+        "--json",
+    )
     warmup, cosine = json.loads(out)["schedule"]["schedules"]
     assert warmup["warmup_steps"] == 5 and cosine["t_max"] == 10
 
@@ -266,8 +317,8 @@ def test_abbreviated_flags_are_refused_not_guessed():
 
 
 def test_every_subcommand_gets_the_strict_parser():
-    from steplr.cli.main import build_parser
     from steplr.cli.args import HelpFormatter, Parser
+    from steplr.cli.main import build_parser
 
     parser = build_parser()
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
@@ -294,13 +345,28 @@ def test_version():
 @pytest.mark.parametrize(
     ("command", "shown"),
     [
-        ("explain", ["--gamma GAMMA decay factor (default: 0.1)", "(default: 10ep)", "(default: step)",
-                     "5 or 5ep is 5 epochs"]),
-        ("plot", ["(default: lr.png)", "(comma-separated values draw one curve each) (default: 0.1)",
-                  "--force overwrite --output if it exists"]),
+        (
+            "explain",
+            ["--gamma GAMMA decay factor (default: 0.1)", "(default: 10ep)", "(default: step)", "5 or 5ep is 5 epochs"],
+        ),
+        (
+            "plot",
+            [
+                "(default: lr.png)",
+                "(comma-separated values draw one curve each) (default: 0.1)",
+                "--force overwrite --output if it exists",
+            ],
+        ),
         ("train", ["(default: "]),
         ("compare", ["(default: none,step)", "(default: 5)"]),
-        ("sweep", ["(default: grid 1ep,2ep,5ep,10ep; optuna 1ep:20ep)", "(default: 30)", "(default: 3; optuna --report: as the search)"]),
+        (
+            "sweep",
+            [
+                "(default: grid 1ep,2ep,5ep,10ep; optuna 1ep:20ep)",
+                "(default: 30)",
+                "(default: 3; optuna --report: as the search)",
+            ],
+        ),
     ],
 )
 def test_help_shows_defaults(command, shown):
@@ -411,8 +477,14 @@ def test_parser_raises_instead_of_exiting():
 
 @pytest.mark.parametrize(
     ("lr", "shown"),
-    [(0.1, "0.100000"), (0.001, "0.001000"), (1e-6, "0.000001"), (0.0, "0.000000"), (1e-3 * 0.1**4, "1.000000e-07"),
-     (3.2e-12, "3.200000e-12")],
+    [
+        (0.1, "0.100000"),
+        (0.001, "0.001000"),
+        (1e-6, "0.000001"),
+        (0.0, "0.000000"),
+        (1e-3 * 0.1**4, "1.000000e-07"),
+        (3.2e-12, "3.200000e-12"),
+    ],
 )
 def test_format_lr(lr, shown):
     assert cli_args.format_lr(lr) == shown
@@ -455,12 +527,17 @@ def test_plot_title_is_plain_text_even_when_it_is_broken_mathtext(tmp_path):
     assert matplotlib.image.imread(target).std() > 0
 
 
-
-@pytest.mark.parametrize(("argv", "message"), [
-    (["explain", "--epochs", "20", "--t-max", "5"], "--t-max applies to cosine; not to step"),
-    (["explain", "--epochs", "20", "--eta-min", "0.01"], "--eta-min applies to cosine; not to step"),
-    (["plot", "--epochs", "20", "--schedule", "step,cosine", "--milestones", "5"], "--milestones applies to multistep"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["explain", "--epochs", "20", "--t-max", "5"], "--t-max applies to cosine; not to step"),
+        (["explain", "--epochs", "20", "--eta-min", "0.01"], "--eta-min applies to cosine; not to step"),
+        (
+            ["plot", "--epochs", "20", "--schedule", "step,cosine", "--milestones", "5"],
+            "--milestones applies to multistep",
+        ),
+    ],
+)
 def test_a_setting_no_chosen_schedule_reads_is_refused(argv, message):
     code, out, err = run(*argv)
     assert code == 2 and out == "" and message in err and err.count("\n") == 1
@@ -473,14 +550,27 @@ def test_explain_and_plot_take_a_polynomial_decay(tmp_path):
     assert lines[0] == "polynomial, power 2, lr 0.1, 10 epochs"
     expected = [0.1 * (1 - epoch / 10) ** 2 for epoch in range(10)]  # torch's PolynomialLR(total_iters=10, power=2)
     assert [float(line.split("lr ")[1]) for line in lines[1:11]] == pytest.approx(expected, rel=1e-5)
-    code, out, err = run("explain", "--schedule", "polynomial", "--power", "1", "--end-lr", "0.01", "--total", "4",
-                         "--epochs", "6", "--json")
+    code, out, err = run(
+        "explain",
+        "--schedule",
+        "polynomial",
+        "--power",
+        "1",
+        "--end-lr",
+        "0.01",
+        "--total",
+        "4",
+        "--epochs",
+        "6",
+        "--json",
+    )
     assert code == 0 and json.loads(out)["final_lr"] == pytest.approx(0.01)
     code, _, err = run("explain", "--schedule", "polynomial", "--power", "0", "--epochs", "10")
     assert code == 2 and "power must be a finite number > 0, got 0.0" in err
     code, _, err = run("explain", "--epochs", "10", "--power", "2")
     assert code == 2 and "--power applies to polynomial; not to step" in err
     target = tmp_path / "poly.png"
-    code, out, err = run("plot", "--schedule", "polynomial,cosine", "--power", "0.5,2", "--epochs", "10", "-o",
-                         str(target))
+    code, out, err = run(
+        "plot", "--schedule", "polynomial,cosine", "--power", "0.5,2", "--epochs", "10", "-o", str(target)
+    )
     assert code == 0 and out == f"wrote {target} (3 schedules)\n" and matplotlib.image.imread(target).std() > 0

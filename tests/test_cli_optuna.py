@@ -1,17 +1,17 @@
-"""``steplr sweep RECIPE --engine optuna`` end to end through ``steplr.cli.main.main``: what you ask is what runs, trials
-chosen on validation and reported on test, verdicts against a constant LR, one way of counting trials.
+"""``steplr sweep RECIPE --engine optuna`` end to end through ``steplr.cli.main.main``: what you ask is what runs,
+trials chosen on validation and reported on test, verdicts against a constant LR, one way of counting trials.
 
 Small settings (Qwerty, a few trials of a few epochs) keep each command to a few seconds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import html
 import io
 import json
-import os
 import re
 import shutil
 import signal
@@ -27,12 +27,29 @@ from steplr.cli.main import main
 from steplr.experiments.paired import VERDICTS
 from steplr.experiments.report import percent
 
-TRIAL_TEST_INFO = ("The test accuracy of each trial (trials.csv, column test_acc_info) is shown for information; "
-                   "nothing was chosen or pruned on it.")
+TRIAL_TEST_INFO = (
+    "The test accuracy of each trial (trials.csv, column test_acc_info) is shown for information; "
+    "nothing was chosen or pruned on it."
+)
 
-ROW_FIELDS = {"trial", "step_size", "gamma", "lr", "trial_val_acc", "val_acc_mean", "test_acc_mean", "test_acc_sd",
-              "baseline_test_acc_mean", "diff_mean", "diff_ci_low", "diff_ci_high", "p", "p_adjusted", "verdict",
-              "diverged"}
+ROW_FIELDS = {
+    "trial",
+    "step_size",
+    "gamma",
+    "lr",
+    "trial_val_acc",
+    "val_acc_mean",
+    "test_acc_mean",
+    "test_acc_sd",
+    "baseline_test_acc_mean",
+    "diff_mean",
+    "diff_ci_low",
+    "diff_ci_high",
+    "p",
+    "p_adjusted",
+    "verdict",
+    "diverged",
+}
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -66,8 +83,10 @@ def report_table(out: Path) -> tuple[list[str], list[list[str]]]:
     table = re.search(r'<table id="summary">(.*?)</table>', (out / "report.html").read_text(), flags=re.S)
     assert table is not None
     head = [html.unescape(c) for c in re.findall(r"<th>(.*?)</th>", table.group(1))]
-    rows = [[html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", row)]
-            for row in re.findall(r"<tr>(.*?)</tr>", table.group(1).partition("</thead>")[2])]
+    rows = [
+        [html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", row)]
+        for row in re.findall(r"<tr>(.*?)</tr>", table.group(1).partition("</thead>")[2])
+    ]
     return head, rows
 
 
@@ -85,8 +104,9 @@ def searched(tmp_path_factory):
     """One small search with lists for step_size and gamma (a bare 1 and 2 are epochs on the command line), its
     best configs retrained on 2 seeds (not the default 3: --report must find that out from the study)."""
     out = tmp_path_factory.mktemp("optuna") / "run"
-    code, text, err = optuna_sweep(out, "--trials", "10", "--step-size", "1,2", "--gamma", "0.3,0.9", "--epochs",
-                                   "4", "--seeds", "2")
+    code, text, err = optuna_sweep(
+        out, "--trials", "10", "--step-size", "1,2", "--gamma", "0.3,0.9", "--epochs", "4", "--seeds", "2"
+    )
     assert code == 0, err
     return out, text, err
 
@@ -108,11 +128,12 @@ def test_lists_are_categorical_choices(searched):
 def test_a_resumed_study_with_another_space_is_refused(searched, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(searched[0], out)
-    code, text, err = optuna_sweep(out, "--trials", "12", "--step-size", "1:5", "--gamma", "0.3,0.9", "--epochs",
-                                   "4")
+    code, text, err = optuna_sweep(out, "--trials", "12", "--step-size", "1:5", "--gamma", "0.3,0.9", "--epochs", "4")
     assert code == 2 and text == ""
-    assert err == ("steplr: error: study 'steplr-qwerty' was created with step size '1ep,2ep', not '1ep:5ep'; use "
-                   "the same settings to continue it, or another study name\n")
+    assert err == (
+        "steplr: error: study 'steplr-qwerty' was created with step size '1ep,2ep', not '1ep:5ep'; use "
+        "the same settings to continue it, or another study name\n"
+    )
     assert len(trials(out)) == 10
 
 
@@ -138,7 +159,7 @@ def test_summary_has_a_row_per_config_chosen_on_validation(searched):
     complete_by_number = {int(t["number"]): float(t["val_acc"]) for t in complete}
     for row in rows:
         assert row["trial_val_acc"] == complete_by_number[row["trial"]]
-        assert ROW_FIELDS <= set(row)
+        assert set(row) >= ROW_FIELDS
         assert list(row).index("trial_val_acc") < min(list(row).index(k) for k in ("val_acc_mean", "test_acc_mean"))
         for name in ("val_acc_mean", "test_acc_mean", "baseline_test_acc_mean"):
             assert 0 <= row[name] <= 1
@@ -151,9 +172,11 @@ def test_summary_has_a_row_per_config_chosen_on_validation(searched):
 def test_report_says_what_chose_and_what_reports_and_gives_the_verdict_words(searched):
     out, *_ = searched
     text = report_text(out)
-    assert ("chosen on validation: ranked by each search trial's own final validation accuracy (trial val acc, one "
-            "run), then retrained on 2 seeds beside a constant LR at the same lr on the same seeds and reported on the "
-            "test set") in text
+    assert (
+        "chosen on validation: ranked by each search trial's own final validation accuracy (trial val acc, one "
+        "run), then retrained on 2 seeds beside a constant LR at the same lr on the same seeds and reported on the "
+        "test set"
+    ) in text
     for row in summary(out)["rows"]:
         assert re.search(rf"\b{row['trial']}\s+{row['step_size']}\s.*?{re.escape(row['verdict'])}\s+0/2", text)
     assert "beat" not in text.lower() and "winner" not in text.lower()
@@ -172,8 +195,11 @@ def test_console_shows_the_columns_and_the_best_configs_verdict(searched):
     word = {"better": "better than", "worse": "worse than"}.get(best["verdict"], best["verdict"])
     assert word in sentence and "beat" not in text and "winner" not in text.lower()
     assert f"chosen on validation: trial {best['trial']} (highest trial val acc), 4 epochs" in text  # its plan
-    assert lines[-3:] == [f"trials: {out / 'trials.csv'} (test_acc_info: for information; nothing was chosen or "
-                          "pruned on it)", f"summary: {out / 'summary.json'}", f"report: {out / 'report.html'}"]
+    assert lines[-3:] == [
+        f"trials: {out / 'trials.csv'} (test_acc_info: for information; nothing was chosen or pruned on it)",
+        f"summary: {out / 'summary.json'}",
+        f"report: {out / 'report.html'}",
+    ]
 
 
 @pytest.mark.parametrize("where", ["console", "report"])
@@ -183,9 +209,21 @@ def test_the_table_shows_the_trial_val_acc_the_configs_were_ranked_on(searched, 
     under their own names."""
     out, text, _ = searched
     head, rows = console_table(text) if where == "console" else report_table(out)
-    assert head == ["trial", "step_size", "gamma", "lr", "trial val acc", "val acc (2 seeds)", "test acc (2 seeds)",
-                    "constant LR test acc (2 seeds)", "vs constant LR (95% CI)", "p", "p (Holm)", "verdict",
-                    "diverged"]
+    assert head == [
+        "trial",
+        "step_size",
+        "gamma",
+        "lr",
+        "trial val acc",
+        "val acc (2 seeds)",
+        "test acc (2 seeds)",
+        "constant LR test acc (2 seeds)",
+        "vs constant LR (95% CI)",
+        "p",
+        "p (Holm)",
+        "verdict",
+        "diverged",
+    ]
     data = summary(out)["rows"]
     assert [row[0] for row in rows] == [str(r["trial"]) for r in data]
     column = head.index("trial val acc")
@@ -205,10 +243,19 @@ def test_console_and_report_count_trials_the_same_way(searched):
     diverged = sum(r["note"] == "diverged" for r in rows)
     pruned = sum(r["state"] == "PRUNED" for r in rows) - diverged
     failed = sum(r["state"] == "FAIL" and r["note"] != "surplus" for r in rows)
-    assert first.endswith(f": {complete + pruned + diverged} finished trials ({complete} complete, {pruned} pruned, "
-                          f"{diverged} diverged), {failed} failed")
-    assert summary(out)["trials"] == {"complete": complete, "pruned": pruned, "diverged": diverged,
-                                      "failed": failed, "surplus": 0, "unfinished": 0, "finished": 10}
+    assert first.endswith(
+        f": {complete + pruned + diverged} finished trials ({complete} complete, {pruned} pruned, "
+        f"{diverged} diverged), {failed} failed"
+    )
+    assert summary(out)["trials"] == {
+        "complete": complete,
+        "pruned": pruned,
+        "diverged": diverged,
+        "failed": failed,
+        "surplus": 0,
+        "unfinished": 0,
+        "finished": 10,
+    }
 
 
 def test_one_seed_has_no_test(tmp_path):
@@ -231,8 +278,9 @@ def test_one_seed_has_no_test(tmp_path):
 def test_a_diverged_constant_lr_is_part_of_the_verdict(tmp_path):
     """At lr 10 the constant LR diverges on every seed; a x0.01 step after one epoch does not."""
     out = tmp_path / "o"
-    code, text, err = optuna_sweep(out, "--trials", "1", "--lr", "10", "--step-size", "1", "--gamma", "0.01",
-                                   "--epochs", "4", "--seeds", "3")
+    code, text, err = optuna_sweep(
+        out, "--trials", "1", "--lr", "10", "--step-size", "1", "--gamma", "0.01", "--epochs", "4", "--seeds", "3"
+    )
     assert code == 0, err
     (row,) = summary(out)["rows"]
     assert (row["diverged"], row["baseline_diverged"], row["baseline_test_acc_mean"]) == (0, 3, 0.0)
@@ -246,8 +294,9 @@ def test_a_diverged_constant_lr_is_part_of_the_verdict(tmp_path):
 
 def test_two_local_workers_share_the_study_with_the_flags_as_typed(tmp_path, capfd):
     out = tmp_path / "o"
-    code, text, err = optuna_sweep(out, "--trials", "8", "--workers", "2", "--step-size", "1,3", "--epochs", "3",
-                                   "--seeds", "2")
+    code, _text, err = optuna_sweep(
+        out, "--trials", "8", "--workers", "2", "--step-size", "1,3", "--epochs", "3", "--seeds", "2"
+    )
     assert code == 0, err
     helper_said = err + capfd.readouterr().err  # the helper's stderr, and the warning if a helper fails
     assert "worker process" not in helper_said and "Traceback" not in helper_said, helper_said
@@ -272,8 +321,21 @@ def test_helpers_are_started_with_the_same_search(flags, tmp_path):
     from steplr.cli.tune import _helper_command, _helper_input, _helper_settings, _settings
 
     storage = "postgresql://me:hunter2@127.0.0.1:5432/db"
-    argv = ["sweep", "qwerty", "--engine", "optuna", "--trials", "7", "--workers", "3", "--out", str(tmp_path),
-            "--storage", storage, *flags]
+    argv = [
+        "sweep",
+        "qwerty",
+        "--engine",
+        "optuna",
+        "--trials",
+        "7",
+        "--workers",
+        "3",
+        "--out",
+        str(tmp_path),
+        "--storage",
+        storage,
+        *flags,
+    ]
     args = build_parser().parse_args(argv)
     command = _helper_command(args, _settings(args))
     assert command[1:3] == ["-m", "steplr.cli.tune"]
@@ -302,8 +364,10 @@ def test_report_rebuilds_from_the_study_alone(searched, tmp_path):
     assert text.splitlines()[2:-3] == searched[1].splitlines()[1:-3]  # the console says what the search said
     code, text, err = optuna_sweep(out, "--report", "--seeds", "3")
     assert code == 0, err
-    said = ("retraining on 3 seeds, as --seeds asks: the search retrained on 2 seeds, so these numbers may differ "
-            "from its report")
+    said = (
+        "retraining on 3 seeds, as --seeds asks: the search retrained on 2 seeds, so these numbers may differ "
+        "from its report"
+    )
     assert text.splitlines()[1] == said and said in report_text(out)
     assert summary(out)["seeds"] == [0, 1, 2] and "test acc (3 seeds)" in text
     code, text, err = optuna_sweep(out, "--report")  # the study still records the search's seeds
@@ -321,7 +385,10 @@ def test_report_rebuilds_from_the_study_alone(searched, tmp_path):
     ("flags", "message"),
     [
         (["--step-size", "1,1"], "--step-size '1,1': a value is repeated"),
-        (["--step-size", "1ep:5ep,8ep"], "--step-size '1ep:5ep,8ep': write a list (a,b) or a range (LOW:HIGH), not both"),
+        (
+            ["--step-size", "1ep:5ep,8ep"],
+            "--step-size '1ep:5ep,8ep': write a list (a,b) or a range (LOW:HIGH), not both",
+        ),
         (["--step-size", "100it:900"], "--step-size '100it:900': both ends must use the same unit"),
         (["--gamma", "0:0.9"], "--gamma '0:0.9': gamma must lie in (0, 1] (0 would zero the LR)"),
         (["--lr", "0.1,-1"], "--lr '0.1,-1': learning rates must be > 0, got '-1'"),
@@ -335,8 +402,9 @@ def test_bad_flags_are_one_line_and_touch_nothing(flags, message, tmp_path):
 
 
 def test_storage_errors_are_one_line_and_hide_passwords(tmp_path):
-    code, text, err = optuna_sweep(tmp_path / "o", "--trials", "2", "--storage",
-                                   "postgresql://me:hunter2@127.0.0.1:1/db")
+    code, text, err = optuna_sweep(
+        tmp_path / "o", "--trials", "2", "--storage", "postgresql://me:hunter2@127.0.0.1:1/db"
+    )
     assert code == 2 and text == "" and err.count("\n") == 1
     assert "hunter2" not in err and "postgresql://me:***@127.0.0.1:1/db" in err
     assert not (tmp_path / "o").exists()
@@ -348,8 +416,10 @@ def test_an_out_folder_of_something_else_needs_force(tmp_path):
     (out / "notes.txt").write_text("mine")
     code, text, err = optuna_sweep(out, "--trials", "1", "--epochs", "2", "--seeds", "1")
     assert (code, text) == (2, "")
-    assert err == (f"steplr: error: --out {out} holds files this command did not write (notes.txt): pass --force "
-                   "to write into it, or choose another folder\n")
+    assert err == (
+        f"steplr: error: --out {out} holds files this command did not write (notes.txt): pass --force "
+        "to write into it, or choose another folder\n"
+    )
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     code, _, err = optuna_sweep(out, "--trials", "1", "--epochs", "2", "--seeds", "1", "--force")
     assert code == 0, err
@@ -358,8 +428,9 @@ def test_an_out_folder_of_something_else_needs_force(tmp_path):
 
 def test_the_chosen_configs_plan_warnings_go_to_stderr_and_into_the_report(tmp_path, capfd):
     out = tmp_path / "o"
-    code, text, err = optuna_sweep(out, "--trials", "2", "--step-size", "1it", "--gamma", "0.1", "--epochs", "3",
-                                   "--seeds", "1")
+    code, text, err = optuna_sweep(
+        out, "--trials", "2", "--step-size", "1it", "--gamma", "0.1", "--epochs", "3", "--seeds", "1"
+    )
     assert code == 0
     said = err + capfd.readouterr().err  # main's err, or the process's stderr
     warned = [line for line in said.splitlines() if line.startswith("steplr: warning: chosen on validation: trial ")]
@@ -370,8 +441,24 @@ def test_the_chosen_configs_plan_warnings_go_to_stderr_and_into_the_report(tmp_p
 
 
 def test_plans_of_a_listed_search_are_warned_about_before_it_starts(tmp_path):
-    code, text, err = run("sweep", "qwerty", "--engine", "optuna", "--step-size", "1,50", "--gamma", "0.5",
-                          "--trials", "2", "--epochs", "2", "--seeds", "1", "--out", str(tmp_path / "w"))
+    code, _text, err = run(
+        "sweep",
+        "qwerty",
+        "--engine",
+        "optuna",
+        "--step-size",
+        "1,50",
+        "--gamma",
+        "0.5",
+        "--trials",
+        "2",
+        "--epochs",
+        "2",
+        "--seeds",
+        "1",
+        "--out",
+        str(tmp_path / "w"),
+    )
     assert code == 0, err
     first = err.splitlines()[0]
     assert first.startswith("steplr: warning: step 50ep, gamma 0.5: the learning rate never changes within the run")
@@ -386,17 +473,22 @@ def test_a_search_whose_trials_all_diverged_says_nothing_can_be_chosen(tmp_path)
     out = tmp_path / "d"
     code, text, err = optuna_sweep(out, "--trials", "3", "--epochs", "2", "--seeds", "2", "--lr", "1000:10000")
     assert code == 0, err
-    nothing = ("no trial completed (3 diverged, 0 pruned, 0 failed): nothing can be chosen, and nothing was compared "
-               "with a constant LR")
+    nothing = (
+        "no trial completed (3 diverged, 0 pruned, 0 failed): nothing can be chosen, and nothing was compared "
+        "with a constant LR"
+    )
     assert text.splitlines() == [
         f"study 'steplr-qwerty' on {out / 'optuna-journal.log'}: 3 finished trials (0 complete, 0 pruned, 3 "
         "diverged), 0 failed",
         nothing,
         "note: a diverged trial's loss became NaN or infinite: a smaller --lr (or lr range) may help",
-        f"trials: {out / 'trials.csv'}", f"summary: {out / 'summary.json'}", f"report: {out / 'report.html'}",
+        f"trials: {out / 'trials.csv'}",
+        f"summary: {out / 'summary.json'}",
+        f"report: {out / 'report.html'}",
     ]
     assert [(r["state"], r["note"], r["val_acc"], r["test_acc_info"]) for r in trials(out)] == [
-        ("PRUNED", "diverged", "", "")] * 3
+        ("PRUNED", "diverged", "", "")
+    ] * 3
     data = summary(out)
     assert (data["rows"], data["note"], data["seeds"]) == ([], nothing, [])
     assert data["trials"]["diverged"] == 3 and data["trials"]["finished"] == 3
@@ -414,8 +506,7 @@ def test_a_study_without_trials_cannot_be_reported(tmp_path):
     open_study("qwerty", "steplr-qwerty", None, tmp_path)
     code, text, err = optuna_sweep(tmp_path, "--report")
     assert (code, text) == (2, "")
-    assert err == ("steplr: error: study 'steplr-qwerty' has no trials yet: run the search (without --report) "
-                   "first\n")
+    assert err == ("steplr: error: study 'steplr-qwerty' has no trials yet: run the search (without --report) first\n")
 
 
 def test_the_test_accuracy_of_the_trials_is_labelled_as_information(searched):
@@ -437,13 +528,16 @@ def test_no_storage_string_shows_its_password(text, secrets, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize(("port", "storage"), [("abc", "postgresql://u@127.0.0.1:abc/db"),
-                                              ("99999", "postgresql://u:pw@db-host:99999/db")])
+@pytest.mark.parametrize(
+    ("port", "storage"), [("abc", "postgresql://u@127.0.0.1:abc/db"), ("99999", "postgresql://u:pw@db-host:99999/db")]
+)
 def test_a_malformed_port_names_the_flag_and_the_port(port, storage, tmp_path):
     code, out, err = optuna_sweep(tmp_path / "o", "--storage", storage)
     assert (code, out) == (2, "")
-    assert err == (f"steplr: error: --storage '{storage.replace(':pw@', ':***@')}': the port '{port}' is not a whole "
-                   "number in 1-65535\n")
+    assert err == (
+        f"steplr: error: --storage '{storage.replace(':pw@', ':***@')}': the port '{port}' is not a whole "
+        "number in 1-65535\n"
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -459,7 +553,8 @@ def test_a_torn_journal_is_repaired_and_said_in_one_line(tmp_path):
     assert [line for line in err.splitlines() if "journal" in line] == [
         f"steplr: warning: the journal file {journal} ended in a torn record ({len(torn)} bytes, from a write cut "
         "short by a "
-        f"power loss or a full disk): removed it (the file as found is {journal}.bak)"]
+        f"power loss or a full disk): removed it (the file as found is {journal}.bak)"
+    ]
     assert len([r for r in trials(out) if r["state"] in ("COMPLETE", "PRUNED")]) == 3
 
 
@@ -469,8 +564,12 @@ class Command:
     def __init__(self, folder: Path, name: str, *flags: str) -> None:
         self.out, self.err = folder / f"{name}.out", folder / f"{name}.err"
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.process = subprocess.Popen([sys.executable, "-m", "steplr", "sweep", "qwerty", "--engine", "optuna",
-                                             *flags], stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "steplr", "sweep", "qwerty", "--engine", "optuna", *flags],
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+            )
 
     def log(self) -> str:
         return self.out.read_text() + self.err.read_text()
@@ -480,8 +579,11 @@ class Command:
         found = []
         for entry in Path("/proc").iterdir():
             try:
-                if (entry.name.isdigit() and parent_of(int(entry.name)) == self.process.pid
-                        and b"steplr.cli.tune" in (entry / "cmdline").read_bytes()):
+                if (
+                    entry.name.isdigit()
+                    and parent_of(int(entry.name)) == self.process.pid
+                    and b"steplr.cli.tune" in (entry / "cmdline").read_bytes()
+                ):
                     found.append(int(entry.name))
             except (OSError, IndexError):
                 continue
@@ -498,13 +600,12 @@ class Command:
             if len(helpers) == count and study_dir is None:
                 return helpers
             if len(helpers) == count and study is None:
-                try:
+                with contextlib.suppress(SweepError):
                     study = open_study(None, "steplr-qwerty", None, study_dir, create=False)
-                except SweepError:
-                    pass
             if study is not None:
-                running = {t.user_attrs.get("pid") for t in study.get_trials(deepcopy=False)
-                           if t.state.name == "RUNNING"}
+                running = {
+                    t.user_attrs.get("pid") for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"
+                }
                 if set(helpers) <= running:
                     return helpers
             time.sleep(0.1)
@@ -550,8 +651,21 @@ def test_helpers_get_the_storage_url_on_stdin_never_on_their_command_line(tmp_pa
     password is not on it (nor in its environment)."""
     storage = new_postgres_database().replace("postgres@", "postgres:hunter2@")  # trust: the password is unchecked
     out = tmp_path / "o"
-    main = command("main", "--trials", "8", "--workers", "2", "--epochs", "10", "--seeds", "1", "--storage", storage,
-                   "--out", str(out))
+    main = command(
+        "main",
+        "--trials",
+        "8",
+        "--workers",
+        "2",
+        "--epochs",
+        "10",
+        "--seeds",
+        "1",
+        "--storage",
+        storage,
+        "--out",
+        str(out),
+    )
     (helper,) = main.wait_for_helpers(1)
     seen = Path(f"/proc/{helper}/cmdline").read_bytes() + Path(f"/proc/{helper}/environ").read_bytes()
     assert b"steplr.cli.tune" in seen and b"hunter2" not in seen and b"--storage" not in seen
@@ -581,7 +695,8 @@ def test_helpers_end_with_the_main_process(how, tmp_path, command):
         assert code == 130
         assert main.err.read_text().splitlines()[-1] == (
             "steplr: interrupted: the search stopped (its finished trials are kept in the study); rerun the same "
-            "command to continue")
+            "command to continue"
+        )
         study = open_study(None, "steplr-qwerty", None, out, create=False)
         assert not [t.number for t in study.trials if t.state.name == "RUNNING"]
 
@@ -597,10 +712,8 @@ def test_a_server_stopped_under_the_command_is_one_line_and_the_same_command_con
     while True:
         assert time.monotonic() < deadline and first.process.poll() is None, first.log()
         if study is None:
-            try:
+            with contextlib.suppress(ValueError):
                 study = open_study(None, "steplr-qwerty", storage, out, create=False)
-            except ValueError:
-                pass
         if study is not None and any(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials):
             break
         time.sleep(0.1)

@@ -79,8 +79,10 @@ def _raising(error: BaseException):
     return command
 
 
-@pytest.mark.parametrize("error", [RuntimeError("a bug in explain"), ValueError("a bug: bare ValueError"),
-                                   TypeError("a bug: bare TypeError")])
+@pytest.mark.parametrize(
+    "error",
+    [RuntimeError("a bug in explain"), ValueError("a bug: bare ValueError"), TypeError("a bug: bare TypeError")],
+)
 def test_an_unexpected_exception_keeps_its_traceback_and_exits_1(monkeypatch, error):
     # A command function that fails the way a bug would: the boundary must not disguise it as bad input.
     monkeypatch.setitem(cli_main.COMMANDS, "explain", _raising(error))
@@ -126,17 +128,31 @@ sys.exit(main({argv!r}))
 @pytest.mark.parametrize(
     ("module", "argv", "message"),
     [
-        ("matplotlib", ["plot", "--epochs", "4", "-o", "x.png"],
-         "steplr: error: steplr plot needs matplotlib, which is not installed: pip install 'steplr[plot]'\n"),
-        ("scipy", ["compare", "qwerty", "--seeds", "2", "--out", "runs"],
-         "steplr: error: steplr compare needs scipy, which is not installed: pip install 'steplr[experiments]'\n"),
-        ("optuna", ["sweep", "qwerty", "--engine", "optuna", "--out", "runs"],
-         "steplr: error: steplr sweep needs optuna, which is not installed: pip install 'steplr[tune]'\n"),
+        (
+            "matplotlib",
+            ["plot", "--epochs", "4", "-o", "x.png"],
+            "steplr: error: steplr plot needs matplotlib, which is not installed: pip install 'steplr[plot]'\n",
+        ),
+        (
+            "scipy",
+            ["compare", "qwerty", "--seeds", "2", "--out", "runs"],
+            "steplr: error: steplr compare needs scipy, which is not installed: pip install 'steplr[experiments]'\n",
+        ),
+        (
+            "optuna",
+            ["sweep", "qwerty", "--engine", "optuna", "--out", "runs"],
+            "steplr: error: steplr sweep needs optuna, which is not installed: pip install 'steplr[tune]'\n",
+        ),
     ],
 )
 def test_a_missing_extra_is_named_in_one_line_and_nothing_is_written(tmp_path, module, argv, message):
-    done = subprocess.run([sys.executable, "-c", _BLOCKED.format(module=module, argv=argv)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", _BLOCKED.format(module=module, argv=argv)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert (done.returncode, done.stdout, done.stderr) == (2, "", message)
     assert list(tmp_path.iterdir()) == []
 
@@ -151,8 +167,10 @@ _COMMANDS = {
     "sweep": ["sweep", "qwerty", "--out", "{tmp}/out"],
     "optuna": ["sweep", "qwerty", "--engine", "optuna", "--out", "{tmp}/out"],
 }
-_STEP_SIZE = ("argument --step-size: duration must be a positive integer or a duration such as '5ep' or '230it', "
-              "got '-3' (a bare number counts epochs)")
+_STEP_SIZE = (
+    "argument --step-size: duration must be a positive integer or a duration such as '5ep' or '230it', "
+    "got '-3' (a bare number counts epochs)"
+)
 
 
 def _negative(tmp_path: Path, command: str, flag: str) -> tuple[int, str, str]:

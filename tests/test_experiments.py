@@ -7,8 +7,8 @@ import statistics
 import pytest
 from scipy import stats
 
-from steplr.training.data import load_qwerty
 from steplr.experiments.compare import compare, recipe_config, schedule_config
+from steplr.training.data import load_qwerty
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,10 @@ def test_recipes_carry_the_notes_settings():
     qwerty = recipe_config("qwerty")
     assert (qwerty.optimizer, qwerty.lr, qwerty.batch_size, qwerty.epochs) == ("sgd", 0.01, 32, 20)
     assert (qwerty.schedule.kind, dict(qwerty.schedule.params), qwerty.interval) == (
-        "step", {"step_size": "5ep", "gamma": 0.5}, "iteration")
+        "step",
+        {"step_size": "5ep", "gamma": 0.5},
+        "iteration",
+    )
     mnist = recipe_config("mnist")
     assert (mnist.model, mnist.optimizer, mnist.lr, mnist.batch_size, mnist.epochs) == ("linear", "adam", 1e-3, 64, 5)
     assert (dict(mnist.schedule.params), mnist.interval) == ({"step_size": "2ep", "gamma": 0.1}, "epoch")

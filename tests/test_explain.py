@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -75,7 +76,7 @@ def test_a_periodic_cosine_warning_counts_the_low_epochs_from_the_definition(t_m
     assert "does not train" not in warning
     assert f"({len(low)} of {epochs} epochs)" in warning
     assert ("rises again" in warning) == (low != list(range(first, epochs)))
-    assert (f"in {len(low) - sum(b == a + 1 for a, b in zip(low, low[1:]))} stretches" in warning) == (
+    assert (f"in {len(low) - sum(b == a + 1 for a, b in itertools.pairwise(low))} stretches" in warning) == (
         "stretches" in warning
     )
 
@@ -101,8 +102,20 @@ def test_a_decay_that_stays_low_keeps_its_wording_and_names_the_logged_epoch():
 
 @pytest.mark.parametrize(
     ("epoch", "logged"),
-    [(1, "2nd"), (2, "3rd"), (3, "4th"), (10, "11th"), (11, "12th"), (12, "13th"), (20, "21st"), (21, "22nd"),
-     (22, "23rd"), (110, "111th"), (111, "112th"), (120, "121st")],
+    [
+        (1, "2nd"),
+        (2, "3rd"),
+        (3, "4th"),
+        (10, "11th"),
+        (11, "12th"),
+        (12, "13th"),
+        (20, "21st"),
+        (21, "22nd"),
+        (22, "23rd"),
+        (110, "111th"),
+        (111, "112th"),
+        (120, "121st"),
+    ],
 )
 def test_warnings_name_the_epoch_as_the_training_log_counts_it(epoch, logged):
     warning = _low_warning(explain(StepDecay(epoch, 0.01), 1.0, epoch + 2))
@@ -238,7 +251,7 @@ def test_the_profile_keeps_exact_change_points_and_each_stretch_s_range(schedule
     assert all(firsts[s] == v for s, v in zip(starts.tolist(), values.tolist()))  # every point is a change point
     assert values[-1] == lrs[-1]
     edges = np.unique(np.linspace(0, epochs, buckets + 1).round().astype(int))
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         # what the figure shows over steps [lo, hi): the rate held on entry, and every point drawn inside
         shown = set(values[(starts >= lo) & (starts < hi)].tolist()) | set(values[starts < lo][-1:].tolist())
         assert lrs[lo:hi].min() in shown and lrs[lo:hi].max() in shown  # the whole range of rates
@@ -254,9 +267,15 @@ def test_a_profile_of_few_intervals_is_every_interval():
 
 @pytest.mark.parametrize(
     "schedule",
-    [Cosine(MAX_STEPS), Cosine(100), StepDecay(1, 0.999999), Exponential(0.999999),
-     MultiStep([10**6, 5 * 10**6, 15 * 10**6]), join([LinearWarmup(10**6), Cosine(MAX_STEPS - 10**6)], [10**6]),
-     join([LinearWarmup(20), StepDecay(1, 0.999999)], [20])],
+    [
+        Cosine(MAX_STEPS),
+        Cosine(100),
+        StepDecay(1, 0.999999),
+        Exponential(0.999999),
+        MultiStep([10**6, 5 * 10**6, 15 * 10**6]),
+        join([LinearWarmup(10**6), Cosine(MAX_STEPS - 10**6)], [10**6]),
+        join([LinearWarmup(20), StepDecay(1, 0.999999)], [20]),
+    ],
     ids=["cosine", "periodic-cosine", "step-1", "exponential", "multistep", "warmup-cosine", "warmup-step-1"],
 )
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads VmHWM from /proc")

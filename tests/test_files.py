@@ -52,7 +52,7 @@ def test_the_temporary_file_has_its_final_mode_before_the_rename(tmp_path, umask
         Path(tmp).write_text("new")
 
     atomic_write(tmp_path / "summary.json", write, ".json")
-    (folder, name, tmp_mode), = seen
+    ((folder, name, tmp_mode),) = seen
     assert folder == tmp_path and name.startswith(".summary.json.") and name.endswith(".json")
     assert tmp_mode == 0o644  # no chmod after the fact: the final name never shows another mode
     assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
@@ -91,8 +91,12 @@ def test_a_failing_first_write_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-_OURS = [".checkpoint.pt.0123456789ab", ".history.json.abcdef012345", ".lr.png.00ff00ff00ff.png",
-         ".lr.png.00ff00ff00fe"]
+_OURS = [
+    ".checkpoint.pt.0123456789ab",
+    ".history.json.abcdef012345",
+    ".lr.png.00ff00ff00ff.png",
+    ".lr.png.00ff00ff00fe",
+]
 _NOT_OURS = [
     ".checkpoint.pt.0123456789AB",  # upper case: token_hex never writes it
     ".checkpoint.pt.0123456789a",  # one digit short
@@ -110,7 +114,7 @@ def test_remove_stale_temps_removes_exactly_the_temporary_names_of_the_given_fil
     (tmp_path / ".history.csv.abcdefabcdef").mkdir()  # a folder is never a temporary file of ours
     removed = remove_stale_temps(tmp_path, ["checkpoint.pt", "history.json", "lr.png"])
     assert sorted(p.name for p in removed) == sorted(_OURS)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(_NOT_OURS + [".history.csv.abcdefabcdef"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*_NOT_OURS, ".history.csv.abcdefabcdef"])
     assert remove_stale_temps(tmp_path / "nowhere", ["checkpoint.pt"]) == []
 
 
@@ -143,8 +147,9 @@ atomic_write(sys.argv[1], write)
 
 def test_a_file_being_written_by_a_live_process_is_kept_and_a_killed_writers_file_removed(tmp_path):
     target = tmp_path / "history.json"
-    writer = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(target)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_WRITER, str(target)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         live = writer.stdout.readline().strip()
         assert (tmp_path / live).is_file()

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from steplr.cli.main import main
-from steplr.training.data import load_qwerty
 from steplr.experiments.compare import recipe_config
+from steplr.training.data import load_qwerty
 from steplr.training.train import CHECKPOINT, train
 
 STEPLR = [sys.executable, "-m", "steplr"]
@@ -48,15 +48,18 @@ def errors(err: str) -> list[str]:
 # --------------------------------------------------------------------------------------------- values
 
 
-@pytest.mark.parametrize(("flags", "message"), [
-    (["--schedule", "plateau", "--gamma", "-1"], "gamma must be a finite number > 0, got -1.0"),
-    (["--schedule", "plateau", "--gamma", "nan"], "gamma must be a finite number > 0, got nan"),
-    (["--schedule", "plateau", "--gamma", "2"], "gamma of plateau must be a number in (0, 1), got 2.0"),
-    (["--schedule", "plateau", "--plateau-patience", "-1"], "plateau_patience must be an integer >= 0, got -1"),
-    (["--gamma", "nan"], "gamma must be a finite number > 0, got nan"),
-    (["--seed", "99999999999999999999"], "seed must be an integer in [0, 2**63 - 1], got 99999999999999999999"),
-    (["--seed", "-1"], "seed must be an integer in [0, 2**63 - 1], got -1"),
-])
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--schedule", "plateau", "--gamma", "-1"], "gamma must be a finite number > 0, got -1.0"),
+        (["--schedule", "plateau", "--gamma", "nan"], "gamma must be a finite number > 0, got nan"),
+        (["--schedule", "plateau", "--gamma", "2"], "gamma of plateau must be a number in (0, 1), got 2.0"),
+        (["--schedule", "plateau", "--plateau-patience", "-1"], "plateau_patience must be an integer >= 0, got -1"),
+        (["--gamma", "nan"], "gamma must be a finite number > 0, got nan"),
+        (["--seed", "99999999999999999999"], "seed must be an integer in [0, 2**63 - 1], got 99999999999999999999"),
+        (["--seed", "-1"], "seed must be an integer in [0, 2**63 - 1], got -1"),
+    ],
+)
 def test_a_bad_gamma_patience_or_seed_is_one_line_naming_it_and_nothing_is_written(tmp_path, flags, message):
     out = tmp_path / "run"
     code, text, err = run("train", "qwerty", "--out", str(out), "--epochs", "2", *flags)
@@ -78,8 +81,10 @@ def test_resume_from_a_damaged_checkpoint_is_one_line_and_leaves_it(tmp_path):
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     code, text, err = run("train", "qwerty", "--out", str(out), "--resume")
     assert code == 2 and text == ""
-    assert errors(err) == [f"steplr: error: checkpoint {out / CHECKPOINT} is corrupt or unreadable (model weight "
-                           "fc1.weight has shape (8, 3), expected (8, 2)); it was left as is"]
+    assert errors(err) == [
+        f"steplr: error: checkpoint {out / CHECKPOINT} is corrupt or unreadable (model weight "
+        "fc1.weight has shape (8, 3), expected (8, 2)); it was left as is"
+    ]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
@@ -87,21 +92,36 @@ def test_resume_from_a_damaged_checkpoint_is_one_line_and_leaves_it(tmp_path):
 
 
 def test_explain_with_stdout_closed_says_so_in_one_line():
-    closed = subprocess.run([*STEPLR, "explain", "--epochs", "3"], preexec_fn=lambda: os.close(1),
-                            stderr=subprocess.PIPE, text=True, timeout=120)
+    closed = subprocess.run(
+        [*STEPLR, "explain", "--epochs", "3"],
+        preexec_fn=lambda: os.close(1),
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+    )
     assert closed.returncode == 2
     assert closed.stderr == "steplr: error: standard output is closed; redirect it to a file or /dev/null instead\n"
-    shell = subprocess.run(["sh", "-c", '"$@" >&-', "sh", *STEPLR, "explain", "--epochs", "3"],
-                           stderr=subprocess.PIPE, text=True, timeout=120)
+    shell = subprocess.run(
+        ["sh", "-c", '"$@" >&-', "sh", *STEPLR, "explain", "--epochs", "3"],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+    )
     assert (shell.returncode, shell.stderr) == (closed.returncode, closed.stderr)
 
 
 def test_train_with_stdout_closed_writes_nothing(tmp_path):
     out = tmp_path / "run"
-    closed = subprocess.run([*STEPLR, "train", "qwerty", "--epochs", "1", "--out", str(out)],
-                            preexec_fn=lambda: os.close(1), stderr=subprocess.PIPE, text=True, timeout=120)
+    closed = subprocess.run(
+        [*STEPLR, "train", "qwerty", "--epochs", "1", "--out", str(out)],
+        preexec_fn=lambda: os.close(1),
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+    )
     assert closed.returncode == 2 and errors(closed.stderr) == [
-        "steplr: error: standard output is closed; redirect it to a file or /dev/null instead"]
+        "steplr: error: standard output is closed; redirect it to a file or /dev/null instead"
+    ]
     assert not out.exists()
 
 
@@ -110,8 +130,14 @@ def _closed_pipe(argv: list[str], unbuffered: bool) -> subprocess.CompletedProce
     read, write = os.pipe()
     os.close(read)
     try:
-        return subprocess.run(argv, stdout=write, stderr=subprocess.PIPE, text=True, timeout=300,
-                              env=env(PYTHONUNBUFFERED="1" if unbuffered else None))
+        return subprocess.run(
+            argv,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+            env=env(PYTHONUNBUFFERED="1" if unbuffered else None),
+        )
     finally:
         os.close(write)
 
@@ -124,9 +150,24 @@ def test_explain_into_a_closed_pipe_exits_quietly(unbuffered):
 
 def test_explain_into_head_c1_exits_quietly():
     lrs = ",".join(f"{0.0001 * (i + 1):g}" for i in range(400))  # 400 plans, ~90 kB: more than a pipe buffer
-    done = subprocess.run(["bash", "-c", '"$@" | head -c1; exit "${PIPESTATUS[0]}"', "bash", *STEPLR, "explain",
-                           "--epochs", "10", "--lr", lrs], capture_output=True, text=True, timeout=120,
-                          env=env(PYTHONUNBUFFERED=None))
+    done = subprocess.run(
+        [
+            "bash",
+            "-c",
+            '"$@" | head -c1; exit "${PIPESTATUS[0]}"',
+            "bash",
+            *STEPLR,
+            "explain",
+            "--epochs",
+            "10",
+            "--lr",
+            lrs,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env(PYTHONUNBUFFERED=None),
+    )
     assert (done.returncode, done.stdout, done.stderr) == (0, "s", "")
 
 
@@ -143,8 +184,12 @@ def test_train_into_a_closed_pipe_stops_in_one_line_and_can_resume(tmp_path):
 
 def test_library_warnings_do_not_reach_users(tmp_path):
     argv = ["plot", "--epochs", "10", "--title", "学習率", "-o"]  # glyphs matplotlib's default font lacks
-    shown = subprocess.run([sys.executable, "-W", "default", "-m", "steplr", *argv, str(tmp_path / "a.png")],
-                           capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [sys.executable, "-W", "default", "-m", "steplr", *argv, str(tmp_path / "a.png")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if "UserWarning" not in shown.stderr:
         pytest.skip("matplotlib found a font with these glyphs here: no warning to hide")
     assert shown.returncode == 0 and "Glyph" in shown.stderr  # a user's own -W still decides
@@ -161,8 +206,12 @@ def test_library_warnings_do_not_reach_users(tmp_path):
 @pytest.mark.parametrize("when", ["before training", "after epoch 1", "after epoch 5"])
 def test_sigterm_during_train_is_one_line_exit_130_and_the_run_resumes_exactly(tmp_path, when):
     out, epochs = tmp_path / "run", 200
-    child = subprocess.Popen([*STEPLR, "train", "qwerty", "--epochs", str(epochs), "--out", str(out)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [*STEPLR, "train", "qwerty", "--epochs", str(epochs), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         if when == "before training":
             child.stderr.readline()  # the plan's warning: printed once the data is loaded, before --out is made
@@ -179,15 +228,18 @@ def test_sigterm_during_train_is_one_line_exit_130_and_the_run_resumes_exactly(t
     if line == "steplr: interrupted":  # stopped before training: no run, or one with nothing trained
         assert when == "before training"
         if out.is_dir() and not (out / "config.json").exists():  # seen: [] and ['.steplr-probe-u0qcbxfr']
-            pytest.xfail("cli_runs.claim_out leaves the --out it created (empty, or with its write probe) when "
-                         "interrupted before its try block")
+            pytest.xfail(
+                "cli_runs.claim_out leaves the --out it created (empty, or with its write probe) when "
+                "interrupted before its try block"
+            )
         if not out.exists():
             out.mkdir()
             (out / "config.json").write_text(json.dumps(recipe_config("qwerty", epochs=epochs).as_dict()))
     else:
         assert line.startswith("steplr: interrupted: in epoch ")
-        assert line.endswith(f" of {epochs}; `steplr train qwerty --out {out} --resume` continues from the last "
-                             "checkpoint")
+        assert line.endswith(
+            f" of {epochs}; `steplr train qwerty --out {out} --resume` continues from the last checkpoint"
+        )
     names = sorted(p.name for p in out.iterdir())
     assert names in (["config.json"], [CHECKPOINT, "config.json", "history.csv", "history.json"])  # no temp files
     code, _, resume_err = run("train", "qwerty", "--out", str(out), "--resume")
@@ -200,7 +252,6 @@ def test_main_puts_back_the_sigterm_handler_and_the_unraisable_hook():
     handler, hook = signal.getsignal(signal.SIGTERM), sys.unraisablehook
     assert run("explain", "--epochs", "3")[0] == 0
     assert signal.getsignal(signal.SIGTERM) is handler and sys.unraisablehook is hook
-
 
 
 class _SignalledInAFinalizer:

@@ -158,21 +158,24 @@ def test_constants_are_torch_defaults():
     assert parameters["min_lr"].default == 0
 
 
-losses = st.lists(st.one_of(st.floats(0.0, 4.0), st.sampled_from([1.0, 0.5, math.nan, math.inf])), min_size=1,
-                  max_size=12)
+losses = st.lists(
+    st.one_of(st.floats(0.0, 4.0), st.sampled_from([1.0, 0.5, math.nan, math.inf])), min_size=1, max_size=12
+)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.floats(1e-6, 10.0), st.floats(0.01, 0.99), st.integers(0, 3), losses), min_size=1,
-                max_size=4))
+@given(
+    st.lists(st.tuples(st.floats(1e-6, 10.0), st.floats(0.01, 0.99), st.integers(0, 3), losses), min_size=1, max_size=4)
+)
 def test_plateau_follows_reduce_lr_on_plateau_epoch_by_epoch(runs):
     """Each model's LR after every epoch is the one torch's ReduceLROnPlateau sets for the same losses."""
     controller = Plateau([lr for lr, *_ in runs], [f for _, f, _, _ in runs], [p for _, _, p, _ in runs])
     references = []
     for lr, factor, patience, _ in runs:
         optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
-        references.append((optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=factor,
-                                                                                  patience=patience)))
+        references.append(
+            (optimizer, torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=factor, patience=patience))
+        )
     for epoch in range(max(len(r[3]) for r in runs)):
         signal = [r[3][epoch % len(r[3])] for r in runs]
         controller.step(signal)

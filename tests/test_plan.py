@@ -25,8 +25,12 @@ def qwerty():
 
 def mixed(**overrides):
     base = recipe_config("qwerty", epochs=3, **overrides)
-    return [base.with_settings(step_size="1ep", gamma=0.5, seed=0), base.with_settings(schedule="cosine", seed=1),
-            base.with_settings(schedule="plateau", seed=2), base.with_settings(step_size=7, gamma=0.3, seed=3)]
+    return [
+        base.with_settings(step_size="1ep", gamma=0.5, seed=0),
+        base.with_settings(schedule="cosine", seed=1),
+        base.with_settings(schedule="plateau", seed=2),
+        base.with_settings(step_size=7, gamma=0.3, seed=3),
+    ]
 
 
 @pytest.mark.parametrize("interval", ["iteration", "epoch"])
@@ -37,7 +41,8 @@ def test_every_batch_has_its_step_index(qwerty, interval):
     assert [plan.step(e, b) for e in range(3) for b in range(23)] == expected
     assert plan.steps_per_epoch == (23 if interval == "iteration" else 1)
     assert [plan.steps_after_each_batch(i) for i in range(4)] == [interval == "iteration"] * 2 + [False] + [
-        interval == "iteration"]
+        interval == "iteration"
+    ]
 
 
 @pytest.mark.parametrize("interval", ["iteration", "epoch"])
@@ -95,8 +100,10 @@ def test_both_gathers_give_both_engines_the_same_batches(qwerty, copy):
     stacked = list(_Gather(plan).batches(torch.stack(orders)))
     assert len(stacked) == plan.batches == 15
     for i, order in enumerate(orders):
-        expected = [(plan.split.x_train[order[s]], plan.split.y_train[order[s]])
-                    for s in (plan.batch_rows(b) for b in range(plan.batches))]
+        expected = [
+            (plan.split.x_train[order[s]], plan.split.y_train[order[s]])
+            for s in (plan.batch_rows(b) for b in range(plan.batches))
+        ]
         assert expected[-1][1].shape == (20,)
         for (x, y), (xb, yb), (want_x, want_y) in zip(plan.batches_of(order), stacked, expected):
             assert torch.equal(x, want_x) and torch.equal(y, want_y)
@@ -128,8 +135,13 @@ def test_records_divide_by_batches_and_examples(qwerty):
     plan = RunPlan(mixed(), qwerty)
     record = plan.record(1, 46.0, 360, 0.01, (0.5, 0.75), (0.25, 0.8))
     assert (record.epoch, record.train_loss, record.train_acc) == (2, 2.0, 0.5)
-    assert (record.test_loss, record.test_acc, record.val_loss, record.val_acc, record.lr) == (0.5, 0.75, 0.25, 0.8,
-                                                                                              0.01)
+    assert (record.test_loss, record.test_acc, record.val_loss, record.val_acc, record.lr) == (
+        0.5,
+        0.75,
+        0.25,
+        0.8,
+        0.01,
+    )
 
 
 def test_scheduler_steps_after_some_epochs():

@@ -25,8 +25,15 @@ from steplr.training.config import EpochRecord, History
 PER_EPOCH = 23  # iterations per epoch, as in the qwerty recipe
 
 
-def history(epochs: int = 20, seed: int = 0, lr: float = 0.01, gamma: float = 1.0, step_epochs: int = 5,
-            val: bool = False, diverge_at: int | None = None) -> History:
+def history(
+    epochs: int = 20,
+    seed: int = 0,
+    lr: float = 0.01,
+    gamma: float = 1.0,
+    step_epochs: int = 5,
+    val: bool = False,
+    diverge_at: int | None = None,
+) -> History:
     """A made-up but plausible run: losses fall, accuracies rise, the LR steps by gamma every step_epochs."""
     rng = np.random.default_rng(seed)
     records = []
@@ -34,8 +41,9 @@ def history(epochs: int = 20, seed: int = 0, lr: float = 0.01, gamma: float = 1.
         loss = 1.2 * math.exp(-epoch / 8) + 0.05 * rng.random()
         acc = 1 - 0.7 * math.exp(-epoch / 4) - 0.02 * rng.random()
         lr_now = lr * gamma ** ((epoch - 1) // step_epochs)
-        record = EpochRecord(epoch, loss, acc, loss * 1.1, acc - 0.01, lr_now,
-                             *((loss * 1.05, acc - 0.02) if val else ()))
+        record = EpochRecord(
+            epoch, loss, acc, loss * 1.1, acc - 0.01, lr_now, *((loss * 1.05, acc - 0.02) if val else ())
+        )
         if diverge_at is not None and epoch >= diverge_at:
             bad = math.inf if epoch == diverge_at else math.nan
             record = EpochRecord(epoch, bad, 0.3, bad, 0.3, lr_now, *((bad, 0.3) if val else ()))
@@ -50,8 +58,10 @@ def compare_runs(seeds: int = 3, **kwargs: object) -> dict[str, list[History]]:
         "none": [history(seed=s, **kwargs) for s in range(seeds)],  # type: ignore[arg-type]
         "step": [history(seed=s, gamma=0.5, **kwargs) for s in range(seeds)],  # type: ignore[arg-type]
         "plateau": [history(seed=s, **kwargs) for s in range(seeds)],  # type: ignore[arg-type]
-        "exponential": [history(seed=s, gamma=0.8, step_epochs=1, **kwargs)  # type: ignore[arg-type]
-                        for s in range(seeds)],
+        "exponential": [
+            history(seed=s, gamma=0.8, step_epochs=1, **kwargs)  # type: ignore[arg-type]
+            for s in range(seeds)
+        ],
     }
 
 
@@ -254,8 +264,10 @@ def test_metric_loss_axis_turns_log_when_a_seed_blows_up():
 
 @pytest.mark.parametrize("runs", [{}, {"step": [history()], "none": []}])
 def test_run_figures_need_a_run_for_every_schedule(tmp_path, runs):
-    for draw in (lambda: plot_run_lrs(runs, tmp_path / "lr.png"),
-                 lambda: plot_run_metric(runs, "loss", tmp_path / "loss.png")):
+    for draw in (
+        lambda: plot_run_lrs(runs, tmp_path / "lr.png"),
+        lambda: plot_run_metric(runs, "loss", tmp_path / "loss.png"),
+    ):
         with pytest.raises(ValueError, match="runs must map each schedule to at least one History"):
             draw()
     assert list(tmp_path.iterdir()) == []
@@ -273,8 +285,11 @@ def test_run_figures_keep_every_text_inside_the_canvas():
     diverged = {"step": [history(val=True), history(seed=1, val=True, diverge_at=3)]}
     long_title = "Learning rate of the best five configs of a sweep over step_size, gamma and the base LR " * 2
     figures = [
-        plots._lrs_figure(tiny, None), plots._lrs_figure(compare_runs(), True),
-        plots._metric_figure(tiny, "loss"), plots._metric_figure(many, "acc"), plots._metric_figure(diverged, "loss"),
+        plots._lrs_figure(tiny, None),
+        plots._lrs_figure(compare_runs(), True),
+        plots._metric_figure(tiny, "loss"),
+        plots._metric_figure(many, "acc"),
+        plots._metric_figure(diverged, "loss"),
         plots._schedules_figure([Curve("step", StepDecay(2, 0.5), 3e-5)], 10, 1, None, long_title),
     ]
     for fig in figures:
@@ -288,8 +303,14 @@ def test_run_figures_keep_every_text_inside_the_canvas():
 ROWS, COLUMNS = ["1ep", "2ep", "5ep"], ["0.1", "0.5", "0.9", "0.95"]
 
 
-def panel(lr: float, shape: tuple[int, int], baseline: float, better: tuple[tuple[int, int], ...] = (),
-          words: str = "no detectable difference", seed: int = 0) -> HeatmapPanel:
+def panel(
+    lr: float,
+    shape: tuple[int, int],
+    baseline: float,
+    better: tuple[tuple[int, int], ...] = (),
+    words: str = "no detectable difference",
+    seed: int = 0,
+) -> HeatmapPanel:
     values = 0.85 + 0.1 * np.random.default_rng(seed).random(shape)
     verdicts = np.full(shape, words, dtype=object)
     for cell in better:
@@ -385,8 +406,7 @@ def test_single_seed_heatmap_says_there_is_no_test(tmp_path, capfd):
 
 def test_heatmap_with_missing_cells_and_baseline_draws_without_warnings(tmp_path, capfd):
     missing = HeatmapPanel(0.1, np.full((2, 2), np.nan), np.full((2, 2), "1 seed: no test"), math.nan)
-    check_png(plot_heatmap([missing], ROWS[:2], COLUMNS[:2], tmp_path / "h.png", "nothing ran"), capfd,
-              min_width=250)
+    check_png(plot_heatmap([missing], ROWS[:2], COLUMNS[:2], tmp_path / "h.png", "nothing ran"), capfd, min_width=250)
 
 
 @pytest.mark.parametrize(

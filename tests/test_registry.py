@@ -39,16 +39,19 @@ def test_names_come_from_the_entries_with_synonyms_and_the_reactive_kind():
         lookup("plateau", reactive=False)
 
 
-@pytest.mark.parametrize(("spec", "expected"), [
-    (ScheduleSpec("none"), Constant()),
-    (ScheduleSpec("constant"), Constant()),
-    (ScheduleSpec("step", {"step_size": "2ep", "gamma": 0.5}), StepDecay(6, 0.5)),
-    (ScheduleSpec("multistep", {"milestones": ["1ep", 7]}), MultiStep([3, 7], 0.1)),
-    (ScheduleSpec("exponential", {"gamma": 0.9}), Exponential(0.9)),
-    (ScheduleSpec("cosine", {"eta_min": 0.01}), Cosine(12, 0.01)),  # t_max: the whole run of 4 x 3 steps
-    (ScheduleSpec("cosine", {"t_max": "1ep"}), Cosine(3, 0.0)),
-    (ScheduleSpec("polynomial", {"power": 2.0}), PolynomialDecay(12, 2.0)),  # total: the whole run
-])
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (ScheduleSpec("none"), Constant()),
+        (ScheduleSpec("constant"), Constant()),
+        (ScheduleSpec("step", {"step_size": "2ep", "gamma": 0.5}), StepDecay(6, 0.5)),
+        (ScheduleSpec("multistep", {"milestones": ["1ep", 7]}), MultiStep([3, 7], 0.1)),
+        (ScheduleSpec("exponential", {"gamma": 0.9}), Exponential(0.9)),
+        (ScheduleSpec("cosine", {"eta_min": 0.01}), Cosine(12, 0.01)),  # t_max: the whole run of 4 x 3 steps
+        (ScheduleSpec("cosine", {"t_max": "1ep"}), Cosine(3, 0.0)),
+        (ScheduleSpec("polynomial", {"power": 2.0}), PolynomialDecay(12, 2.0)),  # total: the whole run
+    ],
+)
 def test_a_spec_builds_its_kind_resolved_in_steps(spec, expected):
     assert spec.build(epochs=4, steps_per_epoch=3) == expected
 
@@ -64,21 +67,24 @@ def test_a_warm_up_comes_first_and_the_kind_takes_the_rest_of_the_run():
         ScheduleSpec("multistep", {"milestones": ["1ep"]}, warmup="2ep").build(epochs=4, steps_per_epoch=3)
 
 
-@pytest.mark.parametrize(("kind", "params", "message"), [
-    ("linear", {}, "unknown schedule 'linear'; expected one of none, constant, step"),
-    ("step", {}, "schedule 'step' needs step_size"),
-    ("step", {"step_size": 2, "t_max": 3}, "schedule 'step' has no parameter 't_max' (it reads step_size, gamma)"),
-    ("step", {"step_size": 0}, "step_size must be a positive integer, got 0"),
-    ("step", {"step_size": 2, "gamma": True}, "gamma must be a finite number > 0, got True"),
-    ("step", {"step_size": 2, "gamma": -1}, "gamma must be a finite number > 0, got -1"),
-    ("multistep", {"milestones": [3, 2]}, "milestones must be strictly increasing, got [3, 2]"),
-    ("multistep", {"milestones": "3"}, "milestones must be a list of steps, got '3'"),
-    ("cosine", {"eta_min": -0.5}, "eta_min must be a finite number >= 0, got -0.5"),
-    ("cosine", {"t_max": "5x"}, "t_max"),
-    ("plateau", {"gamma": 1.0}, "gamma of plateau must be a number in (0, 1), got 1.0"),
-    ("plateau", {"plateau_patience": -1}, "plateau_patience must be an integer >= 0, got -1"),
-    ("none", {"gamma": 0.5}, "schedule 'none' has no parameter 'gamma' (it reads none)"),
-])
+@pytest.mark.parametrize(
+    ("kind", "params", "message"),
+    [
+        ("linear", {}, "unknown schedule 'linear'; expected one of none, constant, step"),
+        ("step", {}, "schedule 'step' needs step_size"),
+        ("step", {"step_size": 2, "t_max": 3}, "schedule 'step' has no parameter 't_max' (it reads step_size, gamma)"),
+        ("step", {"step_size": 0}, "step_size must be a positive integer, got 0"),
+        ("step", {"step_size": 2, "gamma": True}, "gamma must be a finite number > 0, got True"),
+        ("step", {"step_size": 2, "gamma": -1}, "gamma must be a finite number > 0, got -1"),
+        ("multistep", {"milestones": [3, 2]}, "milestones must be strictly increasing, got [3, 2]"),
+        ("multistep", {"milestones": "3"}, "milestones must be a list of steps, got '3'"),
+        ("cosine", {"eta_min": -0.5}, "eta_min must be a finite number >= 0, got -0.5"),
+        ("cosine", {"t_max": "5x"}, "t_max"),
+        ("plateau", {"gamma": 1.0}, "gamma of plateau must be a number in (0, 1), got 1.0"),
+        ("plateau", {"plateau_patience": -1}, "plateau_patience must be an integer >= 0, got -1"),
+        ("none", {"gamma": 0.5}, "schedule 'none' has no parameter 'gamma' (it reads none)"),
+    ],
+)
 def test_a_bad_spec_is_refused_when_made_naming_the_bad_value(kind, params, message):
     with pytest.raises(SteplrValueError) as info:
         ScheduleSpec(kind, params)
@@ -95,23 +101,40 @@ def test_warm_up_applies_to_closed_forms_only_and_is_checked():
 
 
 specs = st.one_of(
-    st.builds(lambda s, g: ScheduleSpec("step", {"step_size": s, "gamma": g}),
-              st.one_of(st.integers(1, 50), st.sampled_from(["1ep", "3ep", "7it"])), st.floats(0.01, 2.0)),
-    st.builds(lambda m, g: ScheduleSpec("multistep", {"milestones": sorted(m), "gamma": g}),
-              st.sets(st.integers(1, 60), min_size=1, max_size=4), st.floats(0.01, 1.0)),
+    st.builds(
+        lambda s, g: ScheduleSpec("step", {"step_size": s, "gamma": g}),
+        st.one_of(st.integers(1, 50), st.sampled_from(["1ep", "3ep", "7it"])),
+        st.floats(0.01, 2.0),
+    ),
+    st.builds(
+        lambda m, g: ScheduleSpec("multistep", {"milestones": sorted(m), "gamma": g}),
+        st.sets(st.integers(1, 60), min_size=1, max_size=4),
+        st.floats(0.01, 1.0),
+    ),
     st.builds(lambda g: ScheduleSpec("exponential", {"gamma": g}), st.floats(0.5, 1.0)),
-    st.builds(lambda t, e: ScheduleSpec("cosine", {"t_max": t, "eta_min": e}),
-              st.one_of(st.none(), st.integers(1, 40)), st.floats(0.0, 0.05)),
+    st.builds(
+        lambda t, e: ScheduleSpec("cosine", {"t_max": t, "eta_min": e}),
+        st.one_of(st.none(), st.integers(1, 40)),
+        st.floats(0.0, 0.05),
+    ),
     st.builds(lambda w: ScheduleSpec("cosine", warmup=w), st.integers(1, 2)),
-    st.builds(lambda t, p, e: ScheduleSpec("polynomial", {"total": t, "power": p, "end_lr": e}),
-              st.one_of(st.none(), st.integers(1, 40)), st.floats(0.1, 4.0), st.floats(0.0, 0.01)),
+    st.builds(
+        lambda t, p, e: ScheduleSpec("polynomial", {"total": t, "power": p, "end_lr": e}),
+        st.one_of(st.none(), st.integers(1, 40)),
+        st.floats(0.1, 4.0),
+        st.floats(0.0, 0.01),
+    ),
     st.builds(lambda: ScheduleSpec("none")),
     st.builds(lambda: ScheduleSpec("plateau")),
 )
 
 
-@given(specs=st.lists(specs, min_size=1, max_size=8), lrs=st.lists(st.floats(1e-4, 1.0), min_size=8, max_size=8),
-       epochs=st.integers(3, 12), spe=st.integers(1, 4))
+@given(
+    specs=st.lists(specs, min_size=1, max_size=8),
+    lrs=st.lists(st.floats(1e-4, 1.0), min_size=8, max_size=8),
+    epochs=st.integers(3, 12),
+    spe=st.integers(1, 4),
+)
 def test_a_table_row_is_the_spec_evaluated_alone(specs, lrs, epochs, spe):
     table = lr_table(specs, lrs[: len(specs)], epochs, spe)
     steps = np.arange(epochs * spe)
@@ -164,13 +187,31 @@ def test_a_config_holds_one_spec_checked_before_anything_runs():
 
 def test_an_old_flat_config_still_loads():
     """config.json and checkpoints written before the spec: the schedule's name with every kind's settings."""
-    old = {"recipe": "qwerty", "dataset": "qwerty", "model": "qwerty", "optimizer": "sgd", "lr": 0.01,
-           "batch_size": 32, "epochs": 20, "schedule": "multistep", "step_size": "5ep", "gamma": 0.5,
-           "milestones": ["10ep", "15ep"], "t_max": None, "eta_min": 0.0, "interval": "iteration",
-           "plateau_patience": 2, "seed": 0, "validation": 0.0, "warmup": "1ep", "warmup_start_factor": 0.2}
+    old = {
+        "recipe": "qwerty",
+        "dataset": "qwerty",
+        "model": "qwerty",
+        "optimizer": "sgd",
+        "lr": 0.01,
+        "batch_size": 32,
+        "epochs": 20,
+        "schedule": "multistep",
+        "step_size": "5ep",
+        "gamma": 0.5,
+        "milestones": ["10ep", "15ep"],
+        "t_max": None,
+        "eta_min": 0.0,
+        "interval": "iteration",
+        "plateau_patience": 2,
+        "seed": 0,
+        "validation": 0.0,
+        "warmup": "1ep",
+        "warmup_start_factor": 0.2,
+    }
     config = TrainConfig.from_dict(old)
-    assert config.schedule == ScheduleSpec("multistep", {"milestones": ("10ep", "15ep"), "gamma": 0.5},
-                                           warmup="1ep", warmup_start_factor=0.2)
+    assert config.schedule == ScheduleSpec(
+        "multistep", {"milestones": ("10ep", "15ep"), "gamma": 0.5}, warmup="1ep", warmup_start_factor=0.2
+    )
     plateau = TrainConfig.from_dict({**old, "schedule": "plateau", "warmup": None, "plateau_patience": 0})
     assert plateau.plateau() == (0.5, 0)
     with pytest.raises(SteplrValueError, match="unknown config keys"):

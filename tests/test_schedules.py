@@ -15,7 +15,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from steplr.schedules._exact import scaled_power
-from steplr.schedules.spec import ScheduleSpec
 from steplr.schedules.kinds import (
     Constant,
     Cosine,
@@ -28,6 +27,7 @@ from steplr.schedules.kinds import (
     join,
     schedule_from_params,
 )
+from steplr.schedules.spec import ScheduleSpec
 
 base_lrs = st.floats(min_value=1e-8, max_value=10.0, allow_nan=False, allow_infinity=False)
 gammas = st.floats(min_value=1e-3, max_value=1.0, exclude_min=False, allow_nan=False)
@@ -107,7 +107,14 @@ def test_step_decay_grows_to_infinity_instead_of_failing():
 def test_reference_worked_example():
     schedule = StepDecay(10, 0.5)
     assert [schedule.lr(0.1, t) for t in (0, 9, 10, 19, 20, 29, 30, 39)] == [
-        0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.0125, 0.0125
+        0.1,
+        0.1,
+        0.05,
+        0.05,
+        0.025,
+        0.025,
+        0.0125,
+        0.0125,
     ]
 
 
@@ -134,7 +141,6 @@ def test_parameter_arrays_broadcast_to_a_configs_by_steps_table():
     assert grid[1, 2, 0] == StepDecay(5, 0.5).lr(0.1, 7)
 
 
-
 @settings(max_examples=40, deadline=None)
 @given(rows=st.lists(st.tuples(base_lrs, any_gammas, step_sizes), min_size=1, max_size=12), repeat=st.booleans())
 def test_tables_of_many_configs_give_the_scalar_values(rows, repeat):
@@ -147,6 +153,7 @@ def test_tables_of_many_configs_give_the_scalar_values(rows, repeat):
     assert table.shape == (len(rows), ts.size)
     for i, (base, gamma, size) in enumerate(rows):
         assert table[i].tolist() == [StepDecay(size, gamma).lr(base, int(t)) for t in ts]
+
 
 # -- the other schedules -------------------------------------------------------------------------------------
 
@@ -229,8 +236,15 @@ def test_epoch_durations_resolve_with_steps_per_epoch():
 
 @pytest.mark.parametrize(
     "schedule",
-    [StepDecay(3, 0.5), MultiStep([2, 7], 0.3), Exponential(0.9), Cosine(10, 1e-4), Constant(),
-     LinearWarmup(5, 0.2), Sequence([LinearWarmup(2), StepDecay(4, 0.5)], [2])],
+    [
+        StepDecay(3, 0.5),
+        MultiStep([2, 7], 0.3),
+        Exponential(0.9),
+        Cosine(10, 1e-4),
+        Constant(),
+        LinearWarmup(5, 0.2),
+        Sequence([LinearWarmup(2), StepDecay(4, 0.5)], [2]),
+    ],
 )
 def test_params_round_trip(schedule):
     rebuilt = schedule_from_params(schedule.params())
@@ -244,9 +258,17 @@ def test_params_round_trip(schedule):
 
 @pytest.mark.parametrize(
     ("value", "error", "shown"),
-    [(0, ValueError, "0"), (-3, ValueError, "-3"), (2.5, TypeError, "2.5"), (True, TypeError, "True"),
-     (float("nan"), TypeError, "nan"), ("abc", ValueError, "'abc'"), (None, TypeError, "None"),
-     ("0ep", ValueError, "'0ep'"), (np.array([1, 0]), ValueError, "0")],
+    [
+        (0, ValueError, "0"),
+        (-3, ValueError, "-3"),
+        (2.5, TypeError, "2.5"),
+        (True, TypeError, "True"),
+        (float("nan"), TypeError, "nan"),
+        ("abc", ValueError, "'abc'"),
+        (None, TypeError, "None"),
+        ("0ep", ValueError, "'0ep'"),
+        (np.array([1, 0]), ValueError, "0"),
+    ],
 )
 def test_bad_step_size_is_refused_with_its_value(value, error, shown):
     with pytest.raises(error, match="step_size") as info:
@@ -256,9 +278,15 @@ def test_bad_step_size_is_refused_with_its_value(value, error, shown):
 
 @pytest.mark.parametrize(
     ("value", "error", "shown"),
-    [(0, ValueError, "0"), (-1, ValueError, "-1"), (float("nan"), ValueError, "nan"),
-     (float("inf"), ValueError, "inf"), (True, TypeError, "True"), ("0.5", TypeError, "'0.5'"),
-     (np.array([0.5, -0.1]), ValueError, "-0.1")],
+    [
+        (0, ValueError, "0"),
+        (-1, ValueError, "-1"),
+        (float("nan"), ValueError, "nan"),
+        (float("inf"), ValueError, "inf"),
+        (True, TypeError, "True"),
+        ("0.5", TypeError, "'0.5'"),
+        (np.array([0.5, -0.1]), ValueError, "-0.1"),
+    ],
 )
 def test_bad_gamma_is_refused_with_its_value(value, error, shown):
     with pytest.raises(error, match="gamma must be a finite number > 0") as info:
@@ -268,9 +296,15 @@ def test_bad_gamma_is_refused_with_its_value(value, error, shown):
 
 @pytest.mark.parametrize(
     ("value", "error", "shown"),
-    [(-1, ValueError, "-1.0"), (-1e-300, ValueError, "-1e-300"), (float("nan"), ValueError, "nan"),
-     (float("inf"), ValueError, "inf"), (True, TypeError, "True"), ("0", TypeError, "'0'"),
-     (np.array([0.0, -2.0]), ValueError, "-2.0 in")],
+    [
+        (-1, ValueError, "-1.0"),
+        (-1e-300, ValueError, "-1e-300"),
+        (float("nan"), ValueError, "nan"),
+        (float("inf"), ValueError, "inf"),
+        (True, TypeError, "True"),
+        ("0", TypeError, "'0'"),
+        (np.array([0.0, -2.0]), ValueError, "-2.0 in"),
+    ],
 )
 def test_bad_eta_min_is_refused_with_its_value(value, error, shown):
     with pytest.raises(error, match="eta_min must be a finite number >= 0") as info:
@@ -312,7 +346,10 @@ def test_other_bad_arguments_name_themselves():
 
 
 def test_schedules_import_no_torch():
-    code = "import sys, steplr, steplr.schedules.kinds, steplr.schedules.explain, steplr.cli.main; print('torch' in sys.modules)"
+    code = (
+        "import sys, steplr, steplr.schedules.kinds, steplr.schedules.explain, steplr.cli.main; "
+        "print('torch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
@@ -352,8 +389,7 @@ def test_malformed_saved_parameters_are_a_value_error():
 
 
 @settings(deadline=None)
-@given(lrs=st.lists(st.floats(1e-4, 10.0), min_size=1, max_size=3), total=st.integers(1, 60),
-       power=st.floats(0.1, 5.0))
+@given(lrs=st.lists(st.floats(1e-4, 10.0), min_size=1, max_size=3), total=st.integers(1, 60), power=st.floats(0.1, 5.0))
 def test_polynomial_decay_is_torchs_polynomial_lr(lrs, total, power):
     """Bit for bit torch's closed form, and within rounding of the rates its recursive steps set."""
     import torch
@@ -392,10 +428,12 @@ def test_polynomial_decay_reaches_end_lr_at_total_and_stays(base, total, power, 
 def test_polynomial_decay_checks_its_arguments_and_resolves_epochs():
     assert PolynomialDecay("2ep", 2.0).resolve(steps_per_epoch=3) == PolynomialDecay(6, 2.0)
     assert schedule_from_params(PolynomialDecay(6, 2.0, 0.01).params()) == PolynomialDecay(6, 2.0, 0.01)
-    for args, message in [((0,), "total must be a positive integer, got 0"),
-                          ((5, 0.0), "power must be a finite number > 0, got 0.0"),
-                          ((5, 1.0, -0.1), "end_lr must be a finite number >= 0, got -0.1"),
-                          ((5, 1.0, math.inf), "end_lr must be a finite number, got inf")]:
+    for args, message in [
+        ((0,), "total must be a positive integer, got 0"),
+        ((5, 0.0), "power must be a finite number > 0, got 0.0"),
+        ((5, 1.0, -0.1), "end_lr must be a finite number >= 0, got -0.1"),
+        ((5, 1.0, math.inf), "end_lr must be a finite number, got inf"),
+    ]:
         with pytest.raises(ValueError) as info:
             PolynomialDecay(*args)
         assert message in str(info.value)

@@ -50,7 +50,9 @@ def test_model_i_of_a_batch_is_the_sequential_run(recipe, validation, tmp_path):
         for ours, theirs in zip(batched[i].epochs, sequential.epochs):
             for field in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"):
                 assert getattr(ours, field) == pytest.approx(getattr(theirs, field), abs=1e-6, nan_ok=not validation), (
-                    config.schedule, field)
+                    config.schedule,
+                    field,
+                )
             assert ours.lr == theirs.lr
         weights = torch.load(folder / CHECKPOINT, weights_only=True)["model"]
         for name, value in models[0].state_dict(i).items():
@@ -126,11 +128,29 @@ def run(*argv: str) -> tuple[int, str, str]:
 
 def test_sweep_command_writes_results_heatmap_and_report(tmp_path):
     out = tmp_path / "sweep"
-    code, text, err = run("sweep", "qwerty", "--step-size", "1ep,5ep", "--gamma", "0.5,0.9", "--seeds", "2",
-                          "--epochs", "6", "--out", str(out))
+    code, text, err = run(
+        "sweep",
+        "qwerty",
+        "--step-size",
+        "1ep,5ep",
+        "--gamma",
+        "0.5,0.9",
+        "--seeds",
+        "2",
+        "--epochs",
+        "6",
+        "--out",
+        str(out),
+    )
     assert code == 0, err
-    assert {p.name for p in out.iterdir()} == {"results.csv", "summary.json", "heatmap.png", "best_lr.png",
-                                               "report.html", "config.json"}
+    assert {p.name for p in out.iterdir()} == {
+        "results.csv",
+        "summary.json",
+        "heatmap.png",
+        "best_lr.png",
+        "report.html",
+        "config.json",
+    }
     config = json.loads((out / "config.json").read_text())
     assert config["recipe"]["validation"] == pytest.approx(1 / 6) and config["seeds"] == [0, 1]
     with open(out / "results.csv", newline="") as handle:
@@ -139,8 +159,20 @@ def test_sweep_command_writes_results_heatmap_and_report(tmp_path):
     assert text.splitlines()[0] == "qwerty: 4 configs x 2 seeds (best five on validation)"
     assert "chosen on validation: step" in text and "pts" in text
     summary = json.loads((out / "summary.json").read_text())
-    fields = {"step_size", "gamma", "lr", "val_acc_mean", "test_acc_mean", "test_acc_sd", "diff_mean", "diff_ci_low",
-              "diff_ci_high", "p", "p_adjusted", "verdict"}
+    fields = {
+        "step_size",
+        "gamma",
+        "lr",
+        "val_acc_mean",
+        "test_acc_mean",
+        "test_acc_sd",
+        "diff_mean",
+        "diff_ci_low",
+        "diff_ci_high",
+        "p",
+        "p_adjusted",
+        "verdict",
+    }
     assert len(summary["rows"]) == 4 and all(fields <= set(row) for row in summary["rows"])
     assert all(row["verdict"] in ("better", "worse", "no detectable difference") for row in summary["rows"])
     page = (out / "report.html").read_text()
@@ -150,15 +182,35 @@ def test_sweep_command_writes_results_heatmap_and_report(tmp_path):
 
 def test_a_two_lr_sweep_and_flags_of_the_other_engine(tmp_path):
     out = tmp_path / "two"
-    code, _, err = run("sweep", "qwerty", "--step-size", "2,5", "--gamma", "0.5", "--lr", "0.01,0.05",
-                          "--seeds", "1", "--epochs", "3", "--out", str(out))
+    code, _, err = run(
+        "sweep",
+        "qwerty",
+        "--step-size",
+        "2,5",
+        "--gamma",
+        "0.5",
+        "--lr",
+        "0.01,0.05",
+        "--seeds",
+        "1",
+        "--epochs",
+        "3",
+        "--out",
+        str(out),
+    )
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
     assert {row["lr"] for row in summary["rows"]} == {0.01, 0.05}
     assert {row["step_size"] for row in summary["rows"]} == {"2ep", "5ep"}  # bare numbers are epochs
     assert all(row["verdict"] == "1 seed: no test" for row in summary["rows"])
-    for flag, value in (("--trials", "5"), ("--workers", "2"), ("--study", "s"), ("--storage", "x"), ("--grace", "5"),
-                        ("--db-timeout", "5")):
+    for flag, value in (
+        ("--trials", "5"),
+        ("--workers", "2"),
+        ("--study", "s"),
+        ("--storage", "x"),
+        ("--grace", "5"),
+        ("--db-timeout", "5"),
+    ):
         code, _, err = run("sweep", "qwerty", flag, value, "--out", str(tmp_path / "n"))
         assert code == 2 and f"{flag} applies to --engine optuna, not grid" in err
         assert not (tmp_path / "n").exists()
@@ -169,8 +221,20 @@ def test_a_two_lr_sweep_and_flags_of_the_other_engine(tmp_path):
 def test_the_sweep_command_tunes_any_registered_closed_form_kind(tmp_path):
     """`--schedule KIND` and that kind's flags as comma lists, from the registry: here polynomial decay's power."""
     out = tmp_path / "poly"
-    code, text, err = run("sweep", "qwerty", "--schedule", "polynomial", "--power", "1,2", "--seeds", "2",
-                          "--epochs", "3", "--out", str(out))
+    code, text, err = run(
+        "sweep",
+        "qwerty",
+        "--schedule",
+        "polynomial",
+        "--power",
+        "1,2",
+        "--seeds",
+        "2",
+        "--epochs",
+        "3",
+        "--out",
+        str(out),
+    )
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
     assert [list(row)[:2] for row in summary["rows"]] == [["power", "lr"]] * 2
@@ -178,8 +242,11 @@ def test_the_sweep_command_tunes_any_registered_closed_form_kind(tmp_path):
     assert "chosen on validation: power" in text and "step_size" not in text
     with open(out / "results.csv", newline="") as handle:
         assert {r["schedule"] for r in csv.DictReader(handle)} == {"polynomial", "none"}
-    for argv, message in ((["--step-size", "2"], "--step-size"), (["--engine", "optuna"], "optuna tunes step only"),
-                          (["--schedule", "plateau"], "plateau")):
+    for argv, message in (
+        (["--step-size", "2"], "--step-size"),
+        (["--engine", "optuna"], "optuna tunes step only"),
+        (["--schedule", "plateau"], "plateau"),
+    ):
         code, _, err = run("sweep", "qwerty", "--schedule", "polynomial", *argv, "--out", str(tmp_path / "n"))
         assert code == 2 and message in err and err.count("\n") == 1, err
         assert not (tmp_path / "n").exists()

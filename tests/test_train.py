@@ -135,16 +135,18 @@ def test_plateau_reacts_to_validation_then_training_loss_never_test():
     from steplr.training.config import EpochRecord
     from steplr.training.train import plateau_signal
 
-    with_split = EpochRecord(1, train_loss=1.0, train_acc=0.5, test_loss=0.1, test_acc=0.9, lr=0.1, val_loss=0.5,
-                             val_acc=0.7)
+    with_split = EpochRecord(
+        1, train_loss=1.0, train_acc=0.5, test_loss=0.1, test_acc=0.9, lr=0.1, val_loss=0.5, val_acc=0.7
+    )
     assert plateau_signal(with_split) == 0.5
     without = EpochRecord(1, train_loss=1.0, train_acc=0.5, test_loss=0.1, test_acc=0.9, lr=0.1)
     assert plateau_signal(without) == 1.0
 
 
 def test_plateau_in_train_cuts_on_the_validation_loss(qwerty):
-    config = recipe_config("qwerty", schedule="plateau", gamma=0.5, plateau_patience=0, epochs=6, validation=0.25,
-                           lr=0.5)
+    config = recipe_config(
+        "qwerty", schedule="plateau", gamma=0.5, plateau_patience=0, epochs=6, validation=0.25, lr=0.5
+    )
     history = train(config, qwerty)
     lrs = [e.lr for e in history.epochs]
     vals = [e.val_loss for e in history.epochs]
@@ -184,31 +186,54 @@ _DAMAGES = {
     "missing key": ({}, lambda s: s.pop("generator"), "missing generator"),
     "model weight shape": ({}, _fc1_wider, "model weight fc1.weight has shape (8, 3), expected (8, 2)"),
     "model weight missing": ({}, lambda s: s["model"].pop("fc2.bias"), "missing ['fc2.bias']"),
-    "model weight not a tensor": ({}, lambda s: s["model"].update({"fc1.bias": [0.0] * 8}),
-                                  "model weight fc1.bias is a list, not a tensor"),
-    "optimizer state shape": ({"optimizer": "adam"}, _adam_state_of_another_shape,
-                              "optimizer exp_avg of parameter 0 has shape (3,), expected (8, 2)"),
-    "optimizer state missing": ({"optimizer": "adam"}, lambda s: s["optimizer"]["state"][1].pop("exp_avg_sq"),
-                                "optimizer state of parameter 1 has keys ['exp_avg', 'step']"),
+    "model weight not a tensor": (
+        {},
+        lambda s: s["model"].update({"fc1.bias": [0.0] * 8}),
+        "model weight fc1.bias is a list, not a tensor",
+    ),
+    "optimizer state shape": (
+        {"optimizer": "adam"},
+        _adam_state_of_another_shape,
+        "optimizer exp_avg of parameter 0 has shape (3,), expected (8, 2)",
+    ),
+    "optimizer state missing": (
+        {"optimizer": "adam"},
+        lambda s: s["optimizer"]["state"][1].pop("exp_avg_sq"),
+        "optimizer state of parameter 1 has keys ['exp_avg', 'step']",
+    ),
     "optimizer param groups": ({}, _one_param_group_more, "optimizer has 2 param groups, expected 1"),
-    "optimizer lr": ({}, lambda s: s["optimizer"]["param_groups"][0].update(lr="fast"),
-                     "optimizer param_groups[0] lr is 'fast'"),
-    "generator content": ({}, lambda s: s.update(generator=torch.zeros(5056, dtype=torch.uint8)),
-                          "bad generator state: Invalid mt19937 state"),
-    "generator size": ({}, lambda s: s.update(generator=torch.zeros(10, dtype=torch.uint8)),
-                       "bad generator state"),
-    "history iteration LRs": ({}, _iteration_lr_missing,
-                              "history has 45 iteration LRs, expected 46 finite numbers >= 0 (2 epochs of 23 batches)"),
+    "optimizer lr": (
+        {},
+        lambda s: s["optimizer"]["param_groups"][0].update(lr="fast"),
+        "optimizer param_groups[0] lr is 'fast'",
+    ),
+    "generator content": (
+        {},
+        lambda s: s.update(generator=torch.zeros(5056, dtype=torch.uint8)),
+        "bad generator state: Invalid mt19937 state",
+    ),
+    "generator size": ({}, lambda s: s.update(generator=torch.zeros(10, dtype=torch.uint8)), "bad generator state"),
+    "history iteration LRs": (
+        {},
+        _iteration_lr_missing,
+        "history has 45 iteration LRs, expected 46 finite numbers >= 0 (2 epochs of 23 batches)",
+    ),
     "history epochs": ({}, lambda s: s["history"]["epochs"].pop(), "history has 1 epochs, expected 2"),
     "config type": ({}, lambda s: s["config"].update(lr="0.01"), "config: lr must be a finite number > 0, got '0.01'"),
     "config milestones type": ({}, lambda s: s["config"].update(milestones=5), "config: "),
     "config not a dict": ({}, lambda s: s.update(config=[1, 2]), "config is a list, not a dict"),
     "epoch type": ({}, lambda s: s.update(epoch="2"), "epoch is '2', expected an integer in [0, 2]"),
-    "scheduler steps_per_epoch": ({}, lambda s: s["scheduler"].update(steps_per_epoch="abc"),
-                                  "scheduler steps_per_epoch is 'abc', expected 23"),
+    "scheduler steps_per_epoch": (
+        {},
+        lambda s: s["scheduler"].update(steps_per_epoch="abc"),
+        "scheduler steps_per_epoch is 'abc', expected 23",
+    ),
     "plateau scheduler key": ({"schedule": "plateau"}, _scheduler_attribute_injected, "unknown ['step']"),
-    "plateau scheduler progress": ({"schedule": "plateau"}, lambda s: s["scheduler"].update(num_bad_epochs=-1),
-                                   "scheduler num_bad_epochs is -1, expected an integer >= 0"),
+    "plateau scheduler progress": (
+        {"schedule": "plateau"},
+        lambda s: s["scheduler"].update(num_bad_epochs=-1),
+        "scheduler num_bad_epochs is -1, expected an integer >= 0",
+    ),
 }
 
 
@@ -264,8 +289,12 @@ def test_a_run_removes_the_temporary_files_a_killed_run_left_and_nothing_else(tm
     config = recipe_config("qwerty", epochs=2)
     train(config, qwerty, tmp_path)
     ours = [f".{CHECKPOINT}.0123456789ab", ".history.json.abcdef012345", ".history.csv.00ff00ff00ff"]
-    others = [f".{CHECKPOINT}.0123456789ab.bak", f".{CHECKPOINT}.old", "notes.history.json.abcdef012345",
-              ".notes.txt.0123456789ab"]
+    others = [
+        f".{CHECKPOINT}.0123456789ab.bak",
+        f".{CHECKPOINT}.old",
+        "notes.history.json.abcdef012345",
+        ".notes.txt.0123456789ab",
+    ]
     for name in ours + others:
         (tmp_path / name).write_bytes(b"partial")
     train(dataclasses.replace(config, epochs=3), qwerty, tmp_path, resume=True)

@@ -89,8 +89,9 @@ class ScheduleLR(LRScheduler):
                         f"last_epoch={last_epoch} resumes a run, but param_groups[{i}] has no 'initial_lr': "
                         "load the optimizer's state_dict first, or start with last_epoch=-1"
                     )
-        self.base_lrs: list[float] = [_as_float(g["initial_lr"], f"param_groups[{i}]['initial_lr']")
-                                      for i, g in enumerate(optimizer.param_groups)]
+        self.base_lrs: list[float] = [
+            _as_float(g["initial_lr"], f"param_groups[{i}]['initial_lr']") for i, g in enumerate(optimizer.param_groups)
+        ]
         self.last_epoch = max(int(last_epoch), 0)
         self._step_count = 1
         self._get_lr_called_within_step = False
@@ -223,7 +224,9 @@ def _differences(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
     if ours.get("type") != theirs.get("type"):
         return [f"schedule: constructor {ours.get('type')}, checkpoint {theirs.get('type')}"]
     keys = sorted(set(ours) | set(theirs))
-    return [f"{k}: constructor {ours.get(k)!r}, checkpoint {theirs.get(k)!r}" for k in keys if ours.get(k) != theirs.get(k)]
+    return [
+        f"{k}: constructor {ours.get(k)!r}, checkpoint {theirs.get(k)!r}" for k in keys if ours.get(k) != theirs.get(k)
+    ]
 
 
 class _GammaMixin:
@@ -295,7 +298,7 @@ class CosineAnnealingLR(ScheduleLR):
     def __init__(
         self,
         optimizer: Optimizer,
-        T_max: int | str,  # noqa: N803 - torch's name
+        T_max: int | str,
         eta_min: float = 0.0,
         last_epoch: int = -1,
         steps_per_epoch: int | None = None,
@@ -303,7 +306,7 @@ class CosineAnnealingLR(ScheduleLR):
         super().__init__(optimizer, Cosine(T_max, eta_min), last_epoch, steps_per_epoch)
 
     @property
-    def T_max(self) -> int:  # noqa: N802 - torch's name
+    def T_max(self) -> int:
         return int(self.schedule.params()["t_max"])
 
     @property

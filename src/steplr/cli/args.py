@@ -276,13 +276,18 @@ def format_lr(lr: float) -> str:
 
 # --------------------------------------------------------------------------- schedule flags, from the registry
 
-_READERS: dict[str, Callable[[str], Any]] = {"duration": duration, "durations": duration_list, "number": float,
-                                             "count": int}
+_READERS: dict[str, Callable[[str], Any]] = {
+    "duration": duration,
+    "durations": duration_list,
+    "number": float,
+    "count": int,
+}
 _LISTS: dict[str, Callable[[str], Any]] = {"duration": duration_list, "number": number_list}
 
 
-def add_schedule_flags(parser: argparse.ArgumentParser, *, closed_forms: bool, lists: bool,
-                       default_note: Callable[[Param, list[str]], str]) -> None:
+def add_schedule_flags(
+    parser: argparse.ArgumentParser, *, closed_forms: bool, lists: bool, default_note: Callable[[Param, list[str]], str]
+) -> None:
     """One flag per schedule parameter of the registry (``--step-size``, ``--gamma``...), shared by the kinds that
     read it. Every flag's value is None when not given (so a command can tell, and refuse a flag no chosen kind
     reads); ``default_note(param, readers)`` says in the help what an unset flag means.
@@ -301,8 +306,13 @@ def add_schedule_flags(parser: argparse.ArgumentParser, *, closed_forms: bool, l
             text = param.help if closed_forms else f"{param.help} of {', '.join(readers)}"
         reader = _LISTS[param.type] if closed_forms and param.vary else _READERS[param.type]
         vary = many if param.vary else ""
-        parser.add_argument(param.flag, dest=name, type=reader, default=None,
-                            help=f"{text}{vary} {default_note(param, readers)}".rstrip().replace("%", "%%"))
+        parser.add_argument(
+            param.flag,
+            dest=name,
+            type=reader,
+            default=None,
+            help=f"{text}{vary} {default_note(param, readers)}".rstrip().replace("%", "%%"),
+        )
 
 
 def schedule_values(args: argparse.Namespace, kind: str) -> dict[str, Any]:
@@ -354,13 +364,18 @@ def add_validation_option(parser: argparse.ArgumentParser, help: str) -> None:
 
 
 def add_budget_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-memory", type=memory_size, default=None,
-                        help="refuse work whose estimated peak memory is above this, e.g. 4G (default: half of the "
-                             "memory available when the command starts)")
+    parser.add_argument(
+        "--max-memory",
+        type=memory_size,
+        default=None,
+        help="refuse work whose estimated peak memory is above this, e.g. 4G (default: half of the "
+        "memory available when the command starts)",
+    )
 
 
-def add_warmup_options(parser: argparse.ArgumentParser, help: str, factor_default: float | None,
-                       factor_help: str) -> None:
+def add_warmup_options(
+    parser: argparse.ArgumentParser, help: str, factor_default: float | None, factor_help: str
+) -> None:
     """``--warmup`` (a duration) and ``--warmup-start-factor`` (in [0, 1])."""
     parser.add_argument("--warmup", type=duration, default=None, help=help)
     parser.add_argument("--warmup-start-factor", type=unit_fraction, default=factor_default, help=factor_help)

@@ -51,16 +51,26 @@ def _fair_defaults() -> str:
 
 
 def add_compare_command(commands: Any) -> None:
-    parser = commands.add_parser("compare", help="train several schedules on several seeds and report",
-                                 description="Train schedules on the same seeds against a constant LR; choose on "
-                                             "validation, report on test with paired statistics.")
-    add_run_options(parser, "runs/RECIPE-compare",
-                    "replace a non-empty --out folder (the old run stays until the new one replaces it)",
-                    _compare_default)
-    parser.add_argument("--schedules", type=name_list, default=list(compared(by_default=True)),
-                        help=f"schedules to compare ({', '.join(compared())}); none (constant LR) is always "
-                             "trained as the baseline; each is given fair settings where the recipe and the flags "
-                             f"set none ({_fair_defaults()})".replace("%", "%%"))
+    parser = commands.add_parser(
+        "compare",
+        help="train several schedules on several seeds and report",
+        description="Train schedules on the same seeds against a constant LR; choose on "
+        "validation, report on test with paired statistics.",
+    )
+    add_run_options(
+        parser,
+        "runs/RECIPE-compare",
+        "replace a non-empty --out folder (the old run stays until the new one replaces it)",
+        _compare_default,
+    )
+    parser.add_argument(
+        "--schedules",
+        type=name_list,
+        default=list(compared(by_default=True)),
+        help=f"schedules to compare ({', '.join(compared())}); none (constant LR) is always "
+        "trained as the baseline; each is given fair settings where the recipe and the flags "
+        f"set none ({_fair_defaults()})".replace("%", "%%"),
+    )
     add_seeds_option(parser, 5, "seeds 0..N-1, the same for every schedule")
     add_validation_option(parser, "fraction of the training set held out to choose on (default: 1/6)")
     add_budget_option(parser)
@@ -84,13 +94,17 @@ def _check_settings(args: argparse.Namespace, schedules: list[str]) -> None:
     refuse_unread(args, schedules, closed_forms=False)
     reactive = [s for s in schedules if lookup(s).reactive]
     if (args.warmup is not None or args.warmup_start_factor is not None) and reactive:
-        raise UsageError(f"--warmup does not apply to {reactive[0]}, so a comparison would give the other schedules "
-                         f"a warm-up that {reactive[0]} lacks: drop {reactive[0]} or --warmup")
+        raise UsageError(
+            f"--warmup does not apply to {reactive[0]}, so a comparison would give the other schedules "
+            f"a warm-up that {reactive[0]} lacks: drop {reactive[0]} or --warmup"
+        )
 
 
 def _print_plans(args: argparse.Namespace, base: Any, plans: dict[str, list[str]], out_stream: TextIO) -> None:
-    out_stream.write(f"{args.recipe}: {len(plans)} schedules x {args.seeds} seeds, validation "
-                     f"{base.validation:.3g} of the training set\n")
+    out_stream.write(
+        f"{args.recipe}: {len(plans)} schedules x {args.seeds} seeds, validation "
+        f"{base.validation:.3g} of the training set\n"
+    )
     for plan in plans.values():
         totals = [line for line in plan if " decay" in line and "; final lr " in line]
         out_stream.write(f"  plan {plan[0]}" + "".join(f"; {line}" for line in totals) + "\n")
@@ -122,8 +136,15 @@ def cmd_compare(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> in
         folder = claim.folder
         _print_plans(args, base, plans, out_stream)
         bar = progress(base.epochs)
-        result = compare(args.recipe, data, names, list(range(args.seeds)), given,
-                         on_epoch=(lambda _: bar.update()) if bar is not None else None, max_batch=MAX_BATCH)
+        result = compare(
+            args.recipe,
+            data,
+            names,
+            list(range(args.seeds)),
+            given,
+            on_epoch=(lambda _: bar.update()) if bar is not None else None,
+            max_batch=MAX_BATCH,
+        )
         if bar is not None:
             bar.close()
         notes = plan_warnings + result.notes()
@@ -131,6 +152,6 @@ def cmd_compare(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> in
     if folder != out:
         replace_folder(folder, out)
     # The plan warnings went to stderr before training.
-    out_stream.write("\n".join(compare_lines(rows, notes[len(plan_warnings):])) + "\n")
+    out_stream.write("\n".join(compare_lines(rows, notes[len(plan_warnings) :])) + "\n")
     out_stream.write(f"report: {out / 'report.html'}\n")
     return 0

@@ -44,25 +44,39 @@ def _explain_default(param: Param, readers: list[str]) -> str:
 def add_schedule_arguments(parser: argparse.ArgumentParser, lists: bool) -> None:
     """The options of explain and plot: schedules, LRs, their parameters, warm-up and the run's length."""
     many = " (comma-separated values draw one curve each)" if lists else ""
-    parser.add_argument("--schedule", type=name_list, default=["step"],
-                        help=f"one of {', '.join(names(reactive=False))}{many}")
+    parser.add_argument(
+        "--schedule", type=name_list, default=["step"], help=f"one of {', '.join(names(reactive=False))}{many}"
+    )
     parser.add_argument("--lr", type=number_list, default=[0.1], help=f"initial learning rate{many}")
     add_schedule_flags(parser, closed_forms=True, lists=lists, default_note=_explain_default)
-    add_warmup_options(parser, "linear warm-up first, e.g. 2 (epochs) or 500it (default: no warm-up)", 0.1,
-                       "warm-up starts at this x lr")
+    add_warmup_options(
+        parser,
+        "linear warm-up first, e.g. 2 (epochs) or 500it (default: no warm-up)",
+        0.1,
+        "warm-up starts at this x lr",
+    )
     parser.add_argument("--epochs", type=positive_int, required=True, help="length of the run in epochs (required)")
-    parser.add_argument("--steps-per-epoch", type=positive_int, default=1,
-                        help="scheduler steps per epoch: batches per epoch when stepping per iteration, "
-                             "1 when stepping per epoch")
+    parser.add_argument(
+        "--steps-per-epoch",
+        type=positive_int,
+        default=1,
+        help="scheduler steps per epoch: batches per epoch when stepping per iteration, 1 when stepping per epoch",
+    )
 
 
 def add_explain_command(commands: Any) -> None:
-    parser = commands.add_parser("explain", help="print the plan: constant intervals, decays, final LR, warnings",
-                                 description=described("Print the plan of a schedule."))
+    parser = commands.add_parser(
+        "explain",
+        help="print the plan: constant intervals, decays, final LR, warnings",
+        description=described("Print the plan of a schedule."),
+    )
     add_schedule_arguments(parser, lists=False)
-    parser.add_argument("--json", action="store_true",
-                        help="print the plan as JSON (a plan of more than 1000 intervals lists the first and last "
-                             "500; interval_count and intervals_omitted say so)")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the plan as JSON (a plan of more than 1000 intervals lists the first and last "
+        "500; interval_count and intervals_omitted say so)",
+    )
 
 
 def _typed_form(value: str) -> str:

@@ -49,15 +49,20 @@ COMMANDS: dict[str, Command] = {
 
 def build_parser() -> Parser:
     """The whole ``steplr`` command line, each subcommand's options from its module."""
-    parser = Parser(prog="steplr", description="Exact learning-rate schedules: see the plan before you train.",
-                    epilog=f"In every command, {DURATIONS}. Run 'steplr COMMAND --help' for a command's options. "
-                           "Exit codes: 0 done; 1 the loss diverged (train); 2 bad input or an unusable file; 3 the "
-                           "Optuna study's storage failed while searching (rerun the same command to continue); "
-                           "130 interrupted (Ctrl-C, SIGTERM).")
-    parser.add_argument("--version", action="version", version=f"steplr {__version__}",
-                        help="print the version and exit")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser,
-                                     help="one of the commands below")
+    parser = Parser(
+        prog="steplr",
+        description="Exact learning-rate schedules: see the plan before you train.",
+        epilog=f"In every command, {DURATIONS}. Run 'steplr COMMAND --help' for a command's options. "
+        "Exit codes: 0 done; 1 the loss diverged (train); 2 bad input or an unusable file; 3 the "
+        "Optuna study's storage failed while searching (rerun the same command to continue); "
+        "130 interrupted (Ctrl-C, SIGTERM).",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"steplr {__version__}", help="print the version and exit"
+    )
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=Parser, help="one of the commands below"
+    )
     for add in (add_explain_command, add_plot_command, add_train_command, add_compare_command, add_sweep_command):
         add(commands)
     return parser

@@ -14,15 +14,18 @@ __all__ = ["add_plot_command", "cmd_plot"]
 
 
 def add_plot_command(commands: Any) -> None:
-    parser = commands.add_parser("plot", help="draw one or more schedules on one figure",
-                                 description=described("Draw schedules on one figure."))
+    parser = commands.add_parser(
+        "plot", help="draw one or more schedules on one figure", description=described("Draw schedules on one figure.")
+    )
     add_schedule_arguments(parser, lists=True)
     parser.add_argument("-o", "--output", default="lr.png", help="image file to write (PNG, SVG or PDF)")
     parser.add_argument("--force", action="store_true", help="overwrite --output if it exists")
-    parser.add_argument("--log", action="store_true",
-                        help="logarithmic LR axis (default: chosen when the LR spans 100x or more)")
-    parser.add_argument("--title", default=None,
-                        help="figure title, drawn as plain text: $ is a dollar sign (default: none)")
+    parser.add_argument(
+        "--log", action="store_true", help="logarithmic LR axis (default: chosen when the LR spans 100x or more)"
+    )
+    parser.add_argument(
+        "--title", default=None, help="figure title, drawn as plain text: $ is a dollar sign (default: none)"
+    )
 
 
 def _check_output(args: argparse.Namespace) -> Path:

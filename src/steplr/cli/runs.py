@@ -32,9 +32,27 @@ from steplr.schedules.explain import explain, format_plan
 from steplr.schedules.registry import Param
 from steplr.schedules.spec import SETTINGS
 
-__all__ = ["RunUsageError", "FIELDS", "RECIPE_DEFAULT", "add_run_options", "recipe_default", "given_settings",
-           "out_path", "check_out", "Claim", "claim_out", "existing", "load_data", "batches", "check_work",
-           "print_warnings", "plan_lines", "describe", "figures", "progress"]
+__all__ = [
+    "RunUsageError",
+    "FIELDS",
+    "RECIPE_DEFAULT",
+    "add_run_options",
+    "recipe_default",
+    "given_settings",
+    "out_path",
+    "check_out",
+    "Claim",
+    "claim_out",
+    "existing",
+    "load_data",
+    "batches",
+    "check_work",
+    "print_warnings",
+    "plan_lines",
+    "describe",
+    "figures",
+    "progress",
+]
 
 RunUsageError = UsageError  # the name other modules used before the CLI shared one error type
 
@@ -52,8 +70,9 @@ def recipe_default(param: Param, readers: list[str]) -> str:
     return f"(default: the recipe's value, else {shown})"
 
 
-def add_run_options(parser: argparse.ArgumentParser, out: str, force: str,
-                    default_note: Callable[[Param, list[str]], str]) -> None:
+def add_run_options(
+    parser: argparse.ArgumentParser, out: str, force: str, default_note: Callable[[Param, list[str]], str]
+) -> None:
     """The recipe, its folders, and every run setting train and compare can override (None when not given)."""
     add_recipe_argument(parser)
     add_out_option(parser, out)
@@ -63,11 +82,19 @@ def add_run_options(parser: argparse.ArgumentParser, out: str, force: str,
     parser.add_argument("--lr", type=float, default=None, help=f"initial learning rate {RECIPE_DEFAULT}")
     parser.add_argument("--batch-size", type=positive_int, default=None, help=f"examples per batch {RECIPE_DEFAULT}")
     parser.add_argument("--epochs", type=positive_int, default=None, help=f"length of the run {RECIPE_DEFAULT}")
-    parser.add_argument("--interval", choices=("iteration", "epoch"), default=None,
-                        help=f"step the scheduler per iteration or per epoch {RECIPE_DEFAULT}")
+    parser.add_argument(
+        "--interval",
+        choices=("iteration", "epoch"),
+        default=None,
+        help=f"step the scheduler per iteration or per epoch {RECIPE_DEFAULT}",
+    )
     add_schedule_flags(parser, closed_forms=False, lists=False, default_note=default_note)
-    add_warmup_options(parser, "linear warm-up in front of the schedule, e.g. 2 (epochs) or 50it (default: none)",
-                       None, "the warm-up starts at this x lr (default: 0.1)")
+    add_warmup_options(
+        parser,
+        "linear warm-up in front of the schedule, e.g. 2 (epochs) or 50it (default: none)",
+        None,
+        "the warm-up starts at this x lr (default: 0.1)",
+    )
 
 
 def given_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -195,9 +222,14 @@ def check_work(what: str, models: int, config: Any, data: Any, batches: int, bud
     in_features = int(data.x_train[0].numel())
     parameters = sum(p.numel() for p in build_model(config.model, in_features, data.num_classes).parameters())
     data_bytes = int(data.x_train.nelement()) * 4 if models > 1 else 0
-    work = limits.Work(models=models, iterations=config.epochs * batches,
-                       steps=config.epochs * config.steps_per_epoch(batches), together=min(models, MAX_BATCH),
-                       parameters=int(parameters), data_bytes=data_bytes)
+    work = limits.Work(
+        models=models,
+        iterations=config.epochs * batches,
+        steps=config.epochs * config.steps_per_epoch(batches),
+        together=min(models, MAX_BATCH),
+        parameters=int(parameters),
+        data_bytes=data_bytes,
+    )
     limits.check(work, budget if budget is not None else limits.default_budget(), what)
 
 
@@ -214,8 +246,9 @@ def plan_lines(config: Any, batches: int) -> list[str]:
     if config.schedule.reactive:
         factor, patience = config.plateau()
         watched = "validation" if config.validation else "training"
-        return [f"{describe(config)}, lr {config.lr:g}: x{factor:g} after {patience} epochs "
-                f"without a better {watched} loss"]
+        return [
+            f"{describe(config)}, lr {config.lr:g}: x{factor:g} after {patience} epochs without a better {watched} loss"
+        ]
     plan = explain(config.build_schedule(batches), config.lr, config.epochs, config.steps_per_epoch(batches))
     return format_plan(f"{describe(config)}, lr {config.lr:g}, per {config.interval}", plan)
 

@@ -53,64 +53,110 @@ _GRID_READERS = {"duration": duration_list, "durations": duration_list, "number"
 
 def _add_spaces(sweep: argparse.ArgumentParser) -> None:
     """What is searched: step sizes, gammas and base LRs, as lists (both engines) or ranges (Optuna)."""
-    sweep.add_argument("--step-size", type=duration_space, default=None,
-                       help="comma-separated durations (5 = 5ep, or Nit); optuna also takes a range 1ep:20ep "
-                            f"(default: grid {GRID_DEFAULTS['step_size']}; optuna 1ep:20ep)")
-    sweep.add_argument("--gamma", type=number_space, default=None,
-                       help=f"comma-separated factors; optuna also takes a range 0.05:0.99 (default: grid "
-                            f"{GRID_DEFAULTS['gamma']}; optuna 0.05:0.99)")
-    sweep.add_argument("--lr", type=number_space, default=None,
-                       help="comma-separated base LRs; optuna also takes a range 1e-4:1e-1 (default: the recipe's)")
+    sweep.add_argument(
+        "--step-size",
+        type=duration_space,
+        default=None,
+        help="comma-separated durations (5 = 5ep, or Nit); optuna also takes a range 1ep:20ep "
+        f"(default: grid {GRID_DEFAULTS['step_size']}; optuna 1ep:20ep)",
+    )
+    sweep.add_argument(
+        "--gamma",
+        type=number_space,
+        default=None,
+        help=f"comma-separated factors; optuna also takes a range 0.05:0.99 (default: grid "
+        f"{GRID_DEFAULTS['gamma']}; optuna 0.05:0.99)",
+    )
+    sweep.add_argument(
+        "--lr",
+        type=number_space,
+        default=None,
+        help="comma-separated base LRs; optuna also takes a range 1e-4:1e-1 (default: the recipe's)",
+    )
 
 
 def _add_schedule_options(sweep: argparse.ArgumentParser) -> None:
     """``--schedule`` and a comma-list flag per parameter of the other closed-form kinds, from the registry."""
     swept = [n for n in names(aliases=False, reactive=False) if lookup(n).params]
-    sweep.add_argument("--schedule", choices=swept, default=_DEFAULT_KIND,
-                       help="grid: the closed-form kind whose parameters are swept (optuna: step only)")
+    sweep.add_argument(
+        "--schedule",
+        choices=swept,
+        default=_DEFAULT_KIND,
+        help="grid: the closed-form kind whose parameters are swept (optuna: step only)",
+    )
     for name, (param, kinds) in params_by_name().items():
         readers = [k for k in kinds if not lookup(k).reactive]
         if name in _SPACES or not readers:
             continue
         many = "one list of times" if param.type == "durations" else "comma-separated values"
-        sweep.add_argument(param.flag, dest=name, type=_GRID_READERS[param.type], default=None,
-                           help=f"grid, {', '.join(readers)}: {param.help} ({many}; default: the kind's)")
+        sweep.add_argument(
+            param.flag,
+            dest=name,
+            type=_GRID_READERS[param.type],
+            default=None,
+            help=f"grid, {', '.join(readers)}: {param.help} ({many}; default: the kind's)",
+        )
 
 
 def _add_optuna_options(sweep: argparse.ArgumentParser) -> None:
-    sweep.add_argument("--trials", type=positive_int, default=None,
-                       help="optuna: finished trials wanted in the study (default: 30)")
-    sweep.add_argument("--storage", default=None,
-                       help="optuna: postgresql://user@host:port/db to share a study across machines "
-                            "(default: a journal file in --out)")
+    sweep.add_argument(
+        "--trials", type=positive_int, default=None, help="optuna: finished trials wanted in the study (default: 30)"
+    )
+    sweep.add_argument(
+        "--storage",
+        default=None,
+        help="optuna: postgresql://user@host:port/db to share a study across machines "
+        "(default: a journal file in --out)",
+    )
     sweep.add_argument("--study", default=None, help="optuna: study name (default: steplr-RECIPE)")
     sweep.add_argument("--workers", type=positive_int, default=None, help="optuna: local worker processes (default: 1)")
     sweep.add_argument("--report", action="store_true", help="optuna: rebuild the report from the storage only")
-    sweep.add_argument("--grace", type=float, default=None,
-                       help="optuna, PostgreSQL: seconds a running trial may go without a heartbeat before another "
-                            "worker takes it over (default: 60; give every worker the same)")
-    sweep.add_argument("--db-timeout", type=float, default=None,
-                       help="optuna, PostgreSQL: seconds the database may take to answer before the search stops "
-                            "with exit code 3 (default: 30)")
+    sweep.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        help="optuna, PostgreSQL: seconds a running trial may go without a heartbeat before another "
+        "worker takes it over (default: 60; give every worker the same)",
+    )
+    sweep.add_argument(
+        "--db-timeout",
+        type=float,
+        default=None,
+        help="optuna, PostgreSQL: seconds the database may take to answer before the search stops "
+        "with exit code 3 (default: 30)",
+    )
 
 
 def add_sweep_command(commands: Any) -> None:
     sweep = commands.add_parser(
-        "sweep", help="tune step_size and gamma: a batched grid, or Optuna",
+        "sweep",
+        help="tune step_size and gamma: a batched grid, or Optuna",
         description="Tune StepLR's step_size and gamma against a constant LR: choose on validation, report on test. "
-                    "Durations are in epochs unless written Nit.")
+        "Durations are in epochs unless written Nit.",
+    )
     add_recipe_argument(sweep)
-    sweep.add_argument("--engine", choices=("grid", "optuna"), default="grid",
-                       help="grid: every combination, trained as one batch; optuna: a TPE search")
+    sweep.add_argument(
+        "--engine",
+        choices=("grid", "optuna"),
+        default="grid",
+        help="grid: every combination, trained as one batch; optuna: a TPE search",
+    )
     _add_spaces(sweep)
     _add_schedule_options(sweep)
-    add_seeds_option(sweep, None, "seeds 0..N-1 of every config and of the constant LR (optuna: of its best configs) "
-                                  "(default: 3; optuna --report: as the search)")
+    add_seeds_option(
+        sweep,
+        None,
+        "seeds 0..N-1 of every config and of the constant LR (optuna: of its best configs) "
+        "(default: 3; optuna --report: as the search)",
+    )
     sweep.add_argument("--epochs", type=positive_int, default=None, help="length of each run (default: the recipe's)")
     add_validation_option(sweep, "fraction of the training set held out to choose on (default: 1/6)")
     add_out_option(sweep, "runs/RECIPE-sweep or runs/RECIPE-optuna")
-    add_force_option(sweep, "grid: replace a non-empty --out folder; optuna: write into a folder holding other "
-                            "files (a study's own folder is continued without it)")
+    add_force_option(
+        sweep,
+        "grid: replace a non-empty --out folder; optuna: write into a folder holding other "
+        "files (a study's own folder is continued without it)",
+    )
     add_data_options(sweep)
     _add_optuna_options(sweep)
     add_budget_option(sweep)
@@ -124,8 +170,9 @@ def _check_engine_flags(args: argparse.Namespace) -> None:
     given = [name for name in other if getattr(args, name) not in (None, False)]
     if given:
         flag = "--" + given[0].replace("_", "-")
-        raise UsageError(f"{flag} applies to --engine {'optuna' if args.engine == 'grid' else 'grid'}, "
-                         f"not {args.engine}")
+        raise UsageError(
+            f"{flag} applies to --engine {'optuna' if args.engine == 'grid' else 'grid'}, not {args.engine}"
+        )
 
 
 def _grid_list(read: Any, text: str, flag: str) -> Any:
@@ -153,8 +200,9 @@ def _grid_values(args: argparse.Namespace) -> tuple[dict[str, list[Any]], list[f
     return grid_from_flags(args.schedule, given), lrs
 
 
-def _plan_warnings(base: Any, kind: str, grid: dict[str, list[Any]], lrs: list[float], spe: int,
-                   err: TextIO) -> list[str]:
+def _plan_warnings(
+    base: Any, kind: str, grid: dict[str, list[Any]], lrs: list[float], spe: int, err: TextIO
+) -> list[str]:
     """Every grid config's explain warnings, printed on ``err`` (also names a bad value)."""
     from steplr.experiments.grid import grid_plans
 
@@ -203,9 +251,16 @@ def _cmd_grid(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> int:
     with claim_out(out, force=args.force) as claim:
         folder = claim.folder
         bar = progress(models)
-        result = grid_sweep(args.recipe, data, grid=grid, seeds=list(range(seeds)), lrs=lrs,
-                            overrides={"epochs": args.epochs, "validation": validation},
-                            on_progress=bar.update if bar is not None else None, schedule=args.schedule)
+        result = grid_sweep(
+            args.recipe,
+            data,
+            grid=grid,
+            seeds=list(range(seeds)),
+            lrs=lrs,
+            overrides={"epochs": args.epochs, "validation": validation},
+            on_progress=bar.update if bar is not None else None,
+            schedule=args.schedule,
+        )
         if bar is not None:
             bar.close()
         lines = write_grid_outputs(folder, out, result, spe, warnings)

@@ -44,20 +44,31 @@ __all__ = ["add_train_command", "cmd_train"]
 
 
 def add_train_command(commands: Any) -> None:
-    parser = commands.add_parser("train", help="train one recipe with one schedule, logging every epoch",
-                                 description="Train one recipe with one schedule. Durations are in epochs unless "
-                                             "written Nit (iterations).")
-    add_run_options(parser, "runs/RECIPE",
-                    "replace a non-empty --out folder (the old run stays until the new one replaces it)",
-                    recipe_default)
+    parser = commands.add_parser(
+        "train",
+        help="train one recipe with one schedule, logging every epoch",
+        description="Train one recipe with one schedule. Durations are in epochs unless written Nit (iterations).",
+    )
+    add_run_options(
+        parser,
+        "runs/RECIPE",
+        "replace a non-empty --out folder (the old run stays until the new one replaces it)",
+        recipe_default,
+    )
     kinds = names(aliases=False)
     parser.add_argument("--schedule", default=None, help=f"{', '.join(kinds[:-1])} or {kinds[-1]} {RECIPE_DEFAULT}")
     parser.add_argument("--seed", type=int, default=None, help="seed of the weights and batch order (default: 0)")
-    add_validation_option(parser, "hold out this fraction of the training set for validation (default: 0, the "
-                                  "notes' protocol: train on all of it, report test)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out (from its checkpoint, or from the start if it has none); "
-                             "with a larger --epochs, extend a finished run")
+    add_validation_option(
+        parser,
+        "hold out this fraction of the training set for validation (default: 0, the "
+        "notes' protocol: train on all of it, report test)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (from its checkpoint, or from the start if it has none); "
+        "with a larger --epochs, extend a finished run",
+    )
     add_budget_option(parser)
 
 
@@ -140,17 +151,26 @@ def cmd_train(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> int:
         atomic_write_text(folder / "config.json", json.dumps(config.as_dict(), indent=1))
         claim.keep = True  # from here on the folder is a run: --resume continues (or restarts) it
         try:
-            history = train(config, data, folder, resume=resume, on_epoch=_epoch_logger(config, out_stream, bar, done),
-                            on_iteration=bar.update if bar is not None else None,
-                            replace=out if folder != out else None)
+            history = train(
+                config,
+                data,
+                folder,
+                resume=resume,
+                on_epoch=_epoch_logger(config, out_stream, bar, done),
+                on_iteration=bar.update if bar is not None else None,
+                replace=out if folder != out else None,
+            )
         except KeyboardInterrupt:
             epoch = (done[-1] + 1) if done else "1"
-            raise Interrupted(f"in epoch {epoch} of {config.epochs}; `steplr train {args.recipe} --out {out} --resume` "
-                              "continues from the last checkpoint") from None
+            raise Interrupted(
+                f"in epoch {epoch} of {config.epochs}; `steplr train {args.recipe} --out {out} --resume` "
+                "continues from the last checkpoint"
+            ) from None
         finally:
             if bar is not None:
                 bar.close()
     figures(out, {config.schedule.kind: [history]})
-    out_stream.write(f"wrote {out}/: config.json, history.csv, history.json, lr.png, loss.png, accuracy.png, "
-                     f"{CHECKPOINT}\n")
+    out_stream.write(
+        f"wrote {out}/: config.json, history.csv, history.json, lr.png, loss.png, accuracy.png, {CHECKPOINT}\n"
+    )
     return 0

@@ -85,8 +85,9 @@ def cmd_optuna(args: argparse.Namespace, out_stream: TextIO, err_stream: TextIO 
     err_stream = err_stream or sys.stderr
     if args.report:
         typed = [flag for kind, flag in _FLAGS.items() if getattr(args, kind) is not None]
-        typed += [flag for flag, value in (("--epochs", args.epochs), ("--validation", args.validation))
-                  if value is not None]
+        typed += [
+            flag for flag, value in (("--epochs", args.epochs), ("--validation", args.validation)) if value is not None
+        ]
         if typed:
             raise UsageError(f"--report rebuilds the report from the study's own settings: drop {', '.join(typed)}")
     from steplr.experiments.tune import JOURNAL_FILE, storage_errors
@@ -204,9 +205,22 @@ def _settings(args: argparse.Namespace) -> _Search:
         except SweepError:
             flag = "--" + name.replace("_", "-")
             raise UsageError(f"{flag} must be a positive number of seconds, got {value!r}") from None
-    return _Search(args.recipe, study, args.storage, Path(args.out or f"runs/{args.recipe}-optuna"),
-                   counts["trials"], counts["workers"], counts["seeds"], float(validation), epochs, spaces,
-                   args.data_dir, not args.no_download, seconds["grace"], seconds["db_timeout"])
+    return _Search(
+        args.recipe,
+        study,
+        args.storage,
+        Path(args.out or f"runs/{args.recipe}-optuna"),
+        counts["trials"],
+        counts["workers"],
+        counts["seeds"],
+        float(validation),
+        epochs,
+        spaces,
+        args.data_dir,
+        not args.no_download,
+        seconds["grace"],
+        seconds["db_timeout"],
+    )
 
 
 def _epochs_when_bare(text: str) -> str:
@@ -232,9 +246,11 @@ def _check_out(out: Path, force: bool) -> None:
         ours = (*_OUTPUTS, JOURNAL_FILE)
         others = sorted(p.name for p in out.iterdir() if not p.name.lstrip(".").startswith(ours))
         if others:
-            raise UsageError(f"--out {out} holds files this command did not write ({', '.join(others[:3])}"
-                             f"{', ...' if len(others) > 3 else ''}): pass --force to write into it, or choose "
-                             "another folder")
+            raise UsageError(
+                f"--out {out} holds files this command did not write ({', '.join(others[:3])}"
+                f"{', ...' if len(others) > 3 else ''}): pass --force to write into it, or choose "
+                "another folder"
+            )
     existing = out
     while not existing.exists():
         existing = existing.parent
@@ -259,8 +275,11 @@ def _search_with_helpers(args: argparse.Namespace, search: _Search, err_stream: 
             for _ in range(search.workers - 1):
                 helpers.append(_start_helper(args, search))
             # Recorded in the study so that --report confirms on the same seeds as this search's report.
-            _run(search, on_trial=(lambda *_: bar.update()) if bar is not None else None,
-                 confirm_seeds=DEFAULT_SEEDS if search.seeds is None else search.seeds)
+            _run(
+                search,
+                on_trial=(lambda *_: bar.update()) if bar is not None else None,
+                confirm_seeds=DEFAULT_SEEDS if search.seeds is None else search.seeds,
+            )
             for helper in helpers:
                 helper.wait()  # they stop by themselves once the study holds its trials
     except KeyboardInterrupt:
@@ -276,8 +295,10 @@ def _search_with_helpers(args: argparse.Namespace, search: _Search, err_stream: 
             bar.close()
     for helper in helpers:
         if helper.returncode != 0:
-            err_stream.write(f"steplr: warning: worker process {helper.pid} exited with code {helper.returncode}; "
-                             "the other workers ran its share of the trials\n")
+            err_stream.write(
+                f"steplr: warning: worker process {helper.pid} exited with code {helper.returncode}; "
+                "the other workers ran its share of the trials\n"
+            )
 
 
 @contextlib.contextmanager
@@ -310,8 +331,9 @@ def _signals_interrupt(parent: int | None = None, received: list[str] | None = N
 def _start_helper(args: argparse.Namespace, search: _Search) -> subprocess.Popen[bytes]:
     """One helper worker in its own session and process group (the terminal's Ctrl-C reaches the main process only,
     which stops the helpers itself); the storage and the other settings go through its stdin, never its argv."""
-    helper = subprocess.Popen(_helper_command(args, search), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                              start_new_session=True)
+    helper = subprocess.Popen(
+        _helper_command(args, search), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True
+    )
     assert helper.stdin is not None
     with contextlib.suppress(BrokenPipeError):  # it died at once: its exit code says so later
         helper.stdin.write(_helper_input(search, os.getpid()).encode())
@@ -336,27 +358,62 @@ def _stop_helpers(helpers: list[subprocess.Popen[bytes]]) -> None:
             helper.wait()
 
 
-def _run(search: _Search, on_trial: Callable[..., None] | None, confirm_seeds: int | None,
-         on_epoch: Callable[..., None] | None = None) -> optuna.Study:
+def _run(
+    search: _Search,
+    on_trial: Callable[..., None] | None,
+    confirm_seeds: int | None,
+    on_epoch: Callable[..., None] | None = None,
+) -> optuna.Study:
     from steplr.experiments.tune import run_optuna
 
     return run_optuna(
-        search.recipe, step_size=search.spaces["step_size"] or "", gamma=search.spaces["gamma"] or "",
-        lr=search.spaces["lr"], trials=search.trials, storage=search.storage, study_name=search.study,
-        run_dir=search.out, validation=search.validation, epochs=search.epochs, data_dir=search.data_dir,
-        download=search.download, on_trial=on_trial, on_epoch=on_epoch, confirm_seeds=confirm_seeds,
-        grace_period=search.grace, db_timeout=search.db_timeout,
+        search.recipe,
+        step_size=search.spaces["step_size"] or "",
+        gamma=search.spaces["gamma"] or "",
+        lr=search.spaces["lr"],
+        trials=search.trials,
+        storage=search.storage,
+        study_name=search.study,
+        run_dir=search.out,
+        validation=search.validation,
+        epochs=search.epochs,
+        data_dir=search.data_dir,
+        download=search.download,
+        on_trial=on_trial,
+        on_epoch=on_epoch,
+        confirm_seeds=confirm_seeds,
+        grace_period=search.grace,
+        db_timeout=search.db_timeout,
     )
 
 
 def _helper_command(args: argparse.Namespace, search: _Search) -> list[str]:
     """The command line of a helper: the flags as the user typed them, search only, no storage URL (see
     :func:`_helper_input`)."""
-    command = [sys.executable, "-m", "steplr.cli.tune", "sweep", search.recipe, "--engine", "optuna",
-               "--trials", str(search.trials), "--study", search.study, "--out", str(search.out)]
-    typed = {"--step-size": args.step_size, "--gamma": args.gamma, "--lr": args.lr,
-             "--validation": args.validation, "--epochs": args.epochs, "--seeds": search.seeds,
-             "--data-dir": search.data_dir}
+    command = [
+        sys.executable,
+        "-m",
+        "steplr.cli.tune",
+        "sweep",
+        search.recipe,
+        "--engine",
+        "optuna",
+        "--trials",
+        str(search.trials),
+        "--study",
+        search.study,
+        "--out",
+        str(search.out),
+    ]
+    typed = {
+        "--step-size": args.step_size,
+        "--gamma": args.gamma,
+        "--lr": args.lr,
+        "--validation": args.validation,
+        "--epochs": args.epochs,
+        "--seeds": search.seeds,
+        "--data-dir": search.data_dir,
+    }
     for flag, value in typed.items():
         if value is not None:
             command += [flag, str(value)]
@@ -368,8 +425,12 @@ def _helper_command(args: argparse.Namespace, search: _Search) -> list[str]:
 def _helper_input(search: _Search, parent: int) -> str:
     """What a helper reads on its stdin: the storage URL (it may hold a password), the grace period and database
     timeout (settings no helper flag carries yet), and the process id of the main process it must end with."""
-    return json.dumps({"storage": search.storage, "grace": search.grace, "db_timeout": search.db_timeout,
-                       "parent": parent}) + "\n"
+    return (
+        json.dumps(
+            {"storage": search.storage, "grace": search.grace, "db_timeout": search.db_timeout, "parent": parent}
+        )
+        + "\n"
+    )
 
 
 def _helper_settings(argv: Sequence[str], text: str) -> tuple[_Search, int | None]:
@@ -459,13 +520,19 @@ def _report(search: _Search, out_stream: TextIO, err_stream: TextIO, rebuilding:
     from steplr.experiments.tune_storage import shown
     from steplr.training.data import load_dataset
 
-    study = open_study(search.recipe, search.study, search.storage, search.out, create=False,
-                       grace_period=search.grace, db_timeout=search.db_timeout)
+    study = open_study(
+        search.recipe,
+        search.study,
+        search.storage,
+        search.out,
+        create=False,
+        grace_period=search.grace,
+        db_timeout=search.db_timeout,
+    )
     if not study.get_trials(deepcopy=False):
         raise SweepError(f"study {search.study!r} has no trials yet: run the search (without --report) first")
     where = shown(search.storage) if search.storage else str(search.out / JOURNAL_FILE)
-    info = StudyInfo(search.recipe, search.study, where, dict(study.user_attrs), count_trials(study),
-                     study_rows(study))
+    info = StudyInfo(search.recipe, search.study, where, dict(study.user_attrs), count_trials(study), study_rows(study))
     out_stream.write(f"{info}\n")
     out_stream.flush()
     if not best_trials(study, 1):
@@ -497,12 +564,16 @@ def _seeds(search: _Search, study: optuna.Study, rebuilding: bool) -> tuple[int,
     if given is not None:
         if recorded is None or recorded == given:
             return given, f"retraining on {seeds_phrase(given)}, as --seeds asks"
-        return given, (f"retraining on {seeds_phrase(given)}, as --seeds asks: the search retrained on "
-                       f"{seeds_phrase(recorded)}, so these numbers may differ from its report")
+        return given, (
+            f"retraining on {seeds_phrase(given)}, as --seeds asks: the search retrained on "
+            f"{seeds_phrase(recorded)}, so these numbers may differ from its report"
+        )
     if recorded is not None:
         return recorded, f"retraining on {seeds_phrase(recorded)}, as the search did (recorded in the study)"
-    return DEFAULT_SEEDS, (f"retraining on {seeds_phrase(DEFAULT_SEEDS)} (the default): the study does not record "
-                           "how many seeds its search retrained on; pass --seeds to choose")
+    return DEFAULT_SEEDS, (
+        f"retraining on {seeds_phrase(DEFAULT_SEEDS)} (the default): the study does not record "
+        "how many seeds its search retrained on; pass --seeds to choose"
+    )
 
 
 if __name__ == "__main__":

@@ -31,17 +31,49 @@ DEFAULT_VALIDATION = 1 / 6  # compare and sweep hold out this share of the train
 
 RECIPES: dict[str, dict[str, Any]] = {
     # 2-8-3 MLP, SGD 0.01, batch 32, 20 epochs, StepLR per iteration every 5 epochs of batches, gamma 0.5.
-    "qwerty": dict(dataset="qwerty", model="qwerty", optimizer="sgd", lr=0.01, batch_size=32, epochs=20,
-                   schedule=ScheduleSpec("step", {"step_size": "5ep", "gamma": 0.5}), interval="iteration"),
+    "qwerty": {
+        "dataset": "qwerty",
+        "model": "qwerty",
+        "optimizer": "sgd",
+        "lr": 0.01,
+        "batch_size": 32,
+        "epochs": 20,
+        "schedule": ScheduleSpec("step", {"step_size": "5ep", "gamma": 0.5}),
+        "interval": "iteration",
+    },
     # The notes' MNIST protocol: linear model, Adam 1e-3, batch 64, 5 epochs, StepLR(2, 0.1) per epoch.
-    "mnist": dict(dataset="mnist", model="linear", optimizer="adam", lr=1e-3, batch_size=64, epochs=5,
-                  schedule=ScheduleSpec("step", {"step_size": "2ep", "gamma": 0.1}), interval="epoch"),
-    "fashion-mnist": dict(dataset="fashion-mnist", model="linear", optimizer="adam", lr=1e-3, batch_size=64,
-                          epochs=5, schedule=ScheduleSpec("step", {"step_size": "2ep", "gamma": 0.1}),
-                          interval="epoch"),
-    "digits": dict(dataset="digits", model="linear", optimizer="adam", lr=1e-3, batch_size=64, epochs=5,
-                   schedule=ScheduleSpec("step", {"step_size": "2ep", "gamma": 0.1}), interval="epoch"),
+    "mnist": {
+        "dataset": "mnist",
+        "model": "linear",
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "batch_size": 64,
+        "epochs": 5,
+        "schedule": ScheduleSpec("step", {"step_size": "2ep", "gamma": 0.1}),
+        "interval": "epoch",
+    },
+    "fashion-mnist": {
+        "dataset": "fashion-mnist",
+        "model": "linear",
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "batch_size": 64,
+        "epochs": 5,
+        "schedule": ScheduleSpec("step", {"step_size": "2ep", "gamma": 0.1}),
+        "interval": "epoch",
+    },
+    "digits": {
+        "dataset": "digits",
+        "model": "linear",
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "batch_size": 64,
+        "epochs": 5,
+        "schedule": ScheduleSpec("step", {"step_size": "2ep", "gamma": 0.1}),
+        "interval": "epoch",
+    },
 }
+
 
 def recipe_config(recipe: str, **overrides: Any) -> TrainConfig:
     """The recipe's settings with ``overrides`` applied by their flat names (None values are ignored): fields such
@@ -56,8 +88,9 @@ def recipe_config(recipe: str, **overrides: Any) -> TrainConfig:
     return TrainConfig(recipe=recipe, **RECIPES[recipe]).with_settings(**overrides)
 
 
-def schedule_config(base: TrainConfig, schedule: str, given: Mapping[str, Any] | Collection[str] = (),
-                    batches: int | None = None) -> TrainConfig:
+def schedule_config(
+    base: TrainConfig, schedule: str, given: Mapping[str, Any] | Collection[str] = (), batches: int | None = None
+) -> TrainConfig:
     """``base`` switched to ``schedule`` with defaults that make each schedule a fair contender.
 
     Parameters the new kind shares with ``base``'s schedule (the recipe's gamma) carry over; then the kind's fair
@@ -118,14 +151,18 @@ def compare(
     size = max_batch or len(configs)
     histories: list[History] = []
     for start in range(0, len(configs), size):
-        histories += train_batched(configs[start : start + size], data,
-                                   on_epoch=None if on_epoch is None else lambda records: on_epoch(records[0].epoch))
+        histories += train_batched(
+            configs[start : start + size],
+            data,
+            on_epoch=None if on_epoch is None else lambda records: on_epoch(records[0].epoch),
+        )
     for index, name in enumerate(names):
         result.runs[name] = histories[index * len(seeds) : (index + 1) * len(seeds)]
     return result
 
 
-def compare_config(base: TrainConfig, name: str, given: Mapping[str, Any] | Collection[str],
-                   batches: int) -> TrainConfig:
+def compare_config(
+    base: TrainConfig, name: str, given: Mapping[str, Any] | Collection[str], batches: int
+) -> TrainConfig:
     """The config ``compare`` trains for schedule ``name`` (fair defaults, the user's settings winning)."""
     return schedule_config(base, name, given, batches)

@@ -117,6 +117,7 @@ _log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------- ranges
 
+
 def parse_range(text: str, kind: str) -> tuple[int, int, str] | tuple[float, float]:
     """Parse a search range written ``LOW:HIGH`` for ``kind`` ``"step_size"``, ``"gamma"`` or ``"lr"``.
 
@@ -248,8 +249,10 @@ def parse_space(text: str, kind: str) -> Space:
     if kind not in _RANGE_KINDS:
         raise ValueError(f"unknown range kind {kind!r}; expected one of {', '.join(_RANGE_KINDS)}")
     if not isinstance(text, str) or not text.strip():
-        raise SweepError(f"bad {kind} {text!r}: expected one value, a list such as {_LIST_EXAMPLES[kind]!r} "
-                         f"or a range such as {_EXAMPLES[kind]!r}")
+        raise SweepError(
+            f"bad {kind} {text!r}: expected one value, a list such as {_LIST_EXAMPLES[kind]!r} "
+            f"or a range such as {_EXAMPLES[kind]!r}"
+        )
     if ":" in text:
         if "," in text:
             raise SweepError(f"bad {kind} {text!r}: write a list (a,b) or a range (LOW:HIGH), not both")
@@ -328,8 +331,15 @@ def storage_errors(storage: str | None, run_dir: Path) -> Iterator[None]:
         yield
 
 
-def _open_study(recipe: str | None, study_name: str, storage: str | None, run_dir: Path, create: bool,
-                grace_period: float | None, db_timeout: float | None) -> tuple[optuna.Study, StudyStorage]:
+def _open_study(
+    recipe: str | None,
+    study_name: str,
+    storage: str | None,
+    run_dir: Path,
+    create: bool,
+    grace_period: float | None,
+    db_timeout: float | None,
+) -> tuple[optuna.Study, StudyStorage]:
     """:func:`open_study`, with the storage that keeps its heartbeats and words its errors."""
     import optuna
 
@@ -342,8 +352,9 @@ def _open_study(recipe: str | None, study_name: str, storage: str | None, run_di
         raise SweepError(f"bad study name {study_name!r}: expected a non-empty name")
     handle = StudyStorage(storage, Path(run_dir), grace_period, db_timeout)
     if handle.journal is not None and not create and not handle.journal.is_file():
-        raise SweepError(f"no study named {study_name!r} in {Path(run_dir)}: the journal file {handle.journal} does "
-                         "not exist")
+        raise SweepError(
+            f"no study named {study_name!r} in {Path(run_dir)}: the journal file {handle.journal} does not exist"
+        )
     backend = handle.open()
     if handle.repaired:
         _log.warning("%s", handle.repaired)
@@ -353,8 +364,14 @@ def _open_study(recipe: str | None, study_name: str, storage: str | None, run_di
     with handle.errors(running=False):
         try:
             if create:
-                study = optuna.create_study(study_name=study_name, storage=backend, sampler=sampler, pruner=pruner,
-                                            direction="maximize", load_if_exists=True)
+                study = optuna.create_study(
+                    study_name=study_name,
+                    storage=backend,
+                    sampler=sampler,
+                    pruner=pruner,
+                    direction="maximize",
+                    load_if_exists=True,
+                )
             else:
                 study = optuna.load_study(study_name=study_name, storage=backend, sampler=sampler, pruner=pruner)
         except KeyError:
@@ -483,7 +500,8 @@ def _fail_dead_trials(study: optuna.Study, journal: bool) -> None:
         attrs = trial.user_attrs
         pid = attrs.get(_PID_ATTR)
         here = (machine is not None and attrs.get(_MACHINE_ATTR) == machine) or (
-            journal and attrs.get(_HOST_ATTR) == host)
+            journal and attrs.get(_HOST_ATTR) == host
+        )
         if not here or not isinstance(pid, int) or pid == me or _pid_alive(pid):
             continue
         try:
@@ -526,8 +544,12 @@ def _signals_held() -> Iterator[None]:
             signal.raise_signal(caught[0])  # to the handler the command installed: Interrupted, exit 130
 
 
-def _run_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float], handle: StudyStorage,
-               on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None) -> None:
+def _run_trial(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    handle: StudyStorage,
+    on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None,
+) -> None:
     """Ask for a trial, run ``objective`` on it with heartbeats, and tell the study how it ended.
 
     A trial taken over by another worker (this one was silent past the grace period) is logged in one line and
@@ -571,8 +593,12 @@ def _run_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
     if frozen is not None and frozen.state != state:
         frozen = None
     if frozen is None:
-        _log.warning("trial %d was taken over by another worker: this one was silent for longer than the grace "
-                     "period (%g s; paused or cut off); going on with the next trial", trial.number, handle.grace)
+        _log.warning(
+            "trial %d was taken over by another worker: this one was silent for longer than the grace "
+            "period (%g s; paused or cut off); going on with the next trial",
+            trial.number,
+            handle.grace,
+        )
     elif on_trial is not None and not frozen.user_attrs.get(_SURPLUS_ATTR):
         on_trial(study, frozen)
 
@@ -598,17 +624,33 @@ def _check_settings(study: optuna.Study, settings: dict[str, Any]) -> None:
 
 def _older_study(study: optuna.Study) -> str:
     made = study.user_attrs.get("format", "steplr.optuna/1")
-    return (f"study {study.study_name!r} was made by another version of steplr ({made}, which chose trials on the "
-            f"test set), not {STUDY_FORMAT}; use another study name")
+    return (
+        f"study {study.study_name!r} was made by another version of steplr ({made}, which chose trials on the "
+        f"test set), not {STUDY_FORMAT}; use another study name"
+    )
 
 
-def run_optuna(recipe: str, *, step_size: str = DEFAULT_STEP_SIZE, gamma: str = DEFAULT_GAMMA, lr: str | None = None,
-               trials: int, storage: str | None, study_name: str, run_dir: Path, seed: int = 0,
-               validation: float | None = None, epochs: int | None = None,
-               data_dir: str | os.PathLike[str] | None = None, download: bool = True,
-               on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
-               on_epoch: Callable[[optuna.Trial, EpochRecord], None] | None = None, confirm_seeds: int | None = None,
-               grace_period: float | None = None, db_timeout: float | None = None) -> optuna.Study:
+def run_optuna(
+    recipe: str,
+    *,
+    step_size: str = DEFAULT_STEP_SIZE,
+    gamma: str = DEFAULT_GAMMA,
+    lr: str | None = None,
+    trials: int,
+    storage: str | None,
+    study_name: str,
+    run_dir: Path,
+    seed: int = 0,
+    validation: float | None = None,
+    epochs: int | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+    on_epoch: Callable[[optuna.Trial, EpochRecord], None] | None = None,
+    confirm_seeds: int | None = None,
+    grace_period: float | None = None,
+    db_timeout: float | None = None,
+) -> optuna.Study:
     """Run trials of the study ``study_name`` until it holds ``trials`` finished trials, counting all workers.
 
     Workers started with the same arguments share the work (see the module docstring) and the study ends with
@@ -648,8 +690,9 @@ def run_optuna(recipe: str, *, step_size: str = DEFAULT_STEP_SIZE, gamma: str = 
         StorageLost: the storage failed while searching (server gone, frozen or unreachable; a journal file that
             cannot be written): one line naming it; running the same call again continues the study.
     """
-    search = _checked_search(recipe, (step_size, gamma, lr), trials, seed, validation, epochs, confirm_seeds,
-                             data_dir, download)
+    search = _checked_search(
+        recipe, (step_size, gamma, lr), trials, seed, validation, epochs, confirm_seeds, data_dir, download
+    )
     study, handle = _open_study(recipe, study_name, storage, Path(run_dir), True, grace_period, db_timeout)
     objective = _Objective(study, search, on_epoch)
     with handle.errors(searching=True):
@@ -674,9 +717,17 @@ class _Search:
     settings: dict[str, Any]
 
 
-def _checked_search(recipe: str, spaces: tuple[str, str, str | None], trials: int, seed: int,
-                    validation: float | None, epochs: int | None, confirm_seeds: int | None,
-                    data_dir: str | os.PathLike[str] | None, download: bool) -> _Search:
+def _checked_search(
+    recipe: str,
+    spaces: tuple[str, str, str | None],
+    trials: int,
+    seed: int,
+    validation: float | None,
+    epochs: int | None,
+    confirm_seeds: int | None,
+    data_dir: str | os.PathLike[str] | None,
+    download: bool,
+) -> _Search:
     """:func:`run_optuna`'s inputs checked (in the order of its arguments) and its data loaded."""
     from steplr.experiments.compare import DEFAULT_VALIDATION, recipe_config
     from steplr.training.data import load_dataset, split_validation
@@ -709,8 +760,10 @@ def _check_counts(trials: object, seed: object, confirm_seeds: object, validatio
     ):
         raise SweepError(f"bad number of confirmation seeds {confirm_seeds!r}: expected a positive integer")
     if isinstance(validation, bool) or not isinstance(validation, (int, float)) or not 0 < validation < 1:
-        raise SweepError(f"bad validation {validation!r}: trials are chosen on a validation split, so it must be "
-                         "a fraction in (0, 1)")
+        raise SweepError(
+            f"bad validation {validation!r}: trials are chosen on a validation split, so it must be "
+            "a fraction in (0, 1)"
+        )
 
 
 def _trial_to_run(study: optuna.Study, trials: int, journal: bool) -> bool:
@@ -737,8 +790,9 @@ class _Objective:
     """One trial of this worker: claim it (or refuse it as surplus), draw its settings, train it with a report to
     the pruner after every epoch, and record its result."""
 
-    def __init__(self, study: optuna.Study, search: _Search,
-                 on_epoch: Callable[[optuna.Trial, EpochRecord], None] | None) -> None:
+    def __init__(
+        self, study: optuna.Study, search: _Search, on_epoch: Callable[[optuna.Trial, EpochRecord], None] | None
+    ) -> None:
         self.study, self.search, self.on_epoch = study, search, on_epoch
         self.host, self.pid, self.machine = socket.gethostname(), os.getpid(), _machine()
 
@@ -862,8 +916,10 @@ class TrialCounts:
 
     def __str__(self) -> str:
         """One sentence, the same wherever a study is summed up (console, report)."""
-        text = (f"{self.finished} finished trials ({self.complete} complete, {self.pruned} pruned, "
-                f"{self.diverged} diverged), {self.failed} failed")
+        text = (
+            f"{self.finished} finished trials ({self.complete} complete, {self.pruned} pruned, "
+            f"{self.diverged} diverged), {self.failed} failed"
+        )
         if self.surplus:
             text += f", {self.surplus} surplus (not run: the budget was already taken)"
         if self.unfinished:
@@ -951,20 +1007,30 @@ def confirm_best(
     if not seeds:
         raise SweepError("confirming the best configs needs at least one seed")
     base = recipe_config(settings["recipe"], validation=settings["validation"], epochs=settings["epochs"])
-    configs = [base.with_settings(schedule="step", step_size=step_size, gamma=gamma, lr=lr, seed=seed)
-               for step_size, gamma, lr in map(_trained, chosen) for seed in seeds]
+    configs = [
+        base.with_settings(schedule="step", step_size=step_size, gamma=gamma, lr=lr, seed=seed)
+        for step_size, gamma, lr in map(_trained, chosen)
+        for seed in seeds
+    ]
     lrs = list(dict.fromkeys(float(_trained(t)[2]) for t in chosen))
     configs += [base.with_settings(schedule="none", lr=lr, seed=seed) for lr in lrs for seed in seeds]
-    histories = train_batched(configs, data,
-                              on_epoch=None if on_epoch is None else lambda records: on_epoch(records[0].epoch))
+    histories = train_batched(
+        configs, data, on_epoch=None if on_epoch is None else lambda records: on_epoch(records[0].epoch)
+    )
     n = len(seeds)
     runs = [histories[i * n : (i + 1) * n] for i in range(len(chosen))]
     baselines = {lr: histories[(len(chosen) + j) * n : (len(chosen) + j + 1) * n] for j, lr in enumerate(lrs)}
     candidates = []
     for trial, run in zip(chosen, runs):
         step_size, gamma, lr = _trained(trial)
-        identity = {"schedule": "step", "trial": trial.number, "step_size": step_size, "gamma": float(gamma),
-                    "lr": float(lr), "trial_val_acc": float(trial.value)}  # type: ignore[arg-type]
+        identity = {
+            "schedule": "step",
+            "trial": trial.number,
+            "step_size": step_size,
+            "gamma": float(gamma),
+            "lr": float(lr),
+            "trial_val_acc": float(trial.value),  # type: ignore[arg-type]
+        }
         candidates.append((identity, [SeedRun.of(h) for h in run], [SeedRun.of(h) for h in baselines[float(lr)]]))
     rows = pair_runs(candidates)
     falling = {lr: still_falling([h.column("val_loss") for h in runs_]) for lr, runs_ in baselines.items()}

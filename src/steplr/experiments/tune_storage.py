@@ -1,5 +1,5 @@
-"""Where an Optuna study lives, for :mod:`steplr.experiments.tune`: storage URLs and their secrets, PostgreSQL connections that
-fail in bounded time, journal files that survive a torn write, and one-line errors for all of it.
+"""Where an Optuna study lives, for :mod:`steplr.experiments.tune`: storage URLs and their secrets, PostgreSQL
+connections that fail in bounded time, journal files that survive a torn write, and one-line errors for all of it.
 
 * **Secrets.** :func:`redact` hides anything that looks like ``user:secret@`` or a ``password=`` item in any storage
   string, well-formed or not; every message built here shows storages through it. A password given in the URL
@@ -229,12 +229,14 @@ def parse_storage_url(text: object) -> StorageURL:
         SweepError: naming the storage (redacted) and what is wrong; a secret is never quoted.
     """
     if not isinstance(text, str) or "://" not in text:
-        raise _BadStorage(text, f"expected a {_URL_HELP}, or no storage for a journal file in the run folder",
-                          "unsupported")
+        raise _BadStorage(
+            text, f"expected a {_URL_HELP}, or no storage for a journal file in the run folder", "unsupported"
+        )
     scheme, _, rest = text.strip().partition("://")
     if scheme.lower() not in POSTGRES_SCHEMES:
-        named = f"scheme {scheme!r} is not supported" if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.\-]*", scheme) else \
-            "not a URL"
+        named = (
+            f"scheme {scheme!r} is not supported" if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.\-]*", scheme) else "not a URL"
+        )
         raise _BadStorage(text, f"{named}; use a {_URL_HELP}", "unsupported")
     userinfo, at, hostpart = rest.rpartition("@")
     hostpath, _, query_text = hostpart.partition("?")
@@ -263,8 +265,9 @@ def parse_storage_url(text: object) -> StorageURL:
             secret = value
         else:
             query.append((key, value))
-    return StorageURL(text, unquote(host) or None, port, unquote(user) or None, unquote(database) or None,
-                      tuple(query), secret)
+    return StorageURL(
+        text, unquote(host) or None, port, unquote(user) or None, unquote(database) or None, tuple(query), secret
+    )
 
 
 # --------------------------------------------------------------------------------------------- journal files
@@ -320,8 +323,10 @@ def _repair_locked(path: Path) -> str | None:
         os.fsync(stream.fileno())
     if whole:
         return f"the journal file {path} ended without its last newline: added it (the file as found is {backup})"
-    return (f"the journal file {path} ended in a torn record ({len(tail)} bytes, from a write cut short by a power "
-            f"loss or a full disk): removed it (the file as found is {backup})")
+    return (
+        f"the journal file {path} ended in a torn record ({len(tail)} bytes, from a write cut short by a power "
+        f"loss or a full disk): removed it (the file as found is {backup})"
+    )
 
 
 def _journal_backend(path: Path) -> Any:
@@ -543,8 +548,9 @@ class StudyStorage:
     server may take to answer one request.
     """
 
-    def __init__(self, storage: str | None, run_dir: Path, grace_period: float | None = None,
-                 db_timeout: float | None = None) -> None:
+    def __init__(
+        self, storage: str | None, run_dir: Path, grace_period: float | None = None, db_timeout: float | None = None
+    ) -> None:
         self.url = None if storage is None else parse_storage_url(storage)
         self.journal = Path(run_dir) / JOURNAL_FILE if storage is None else None
         self.where = f"the journal file {self.journal}" if self.journal is not None else shown(storage)
@@ -581,8 +587,9 @@ class StudyStorage:
         import optuna
         import sqlalchemy.engine
 
-        driver_url = sqlalchemy.engine.URL.create("postgresql+psycopg", username=url.user, host=url.host,
-                                                  port=url.port, database=url.database)
+        driver_url = sqlalchemy.engine.URL.create(
+            "postgresql+psycopg", username=url.user, host=url.host, port=url.port, database=url.database
+        )
         engine_kwargs = {"pool_pre_ping": True, "connect_args": _connect_args(url, self.db_timeout)}
         for attempt in range(1, _SETUP_ATTEMPTS + 1):
             try:
@@ -643,19 +650,23 @@ class StudyStorage:
         """The one-line error for a failure of this storage, or None if ``error`` is not one (see :meth:`errors`)."""
         if self.journal is not None:
             path = self.journal
-            if isinstance(error, UnicodeDecodeError) or isinstance(error, json.JSONDecodeError) or (
+            if isinstance(error, (UnicodeDecodeError, json.JSONDecodeError)) or (
                 type(error) is ValueError and str(error) == "Invalid log format."
             ):
-                return SweepError(f"the journal file {path} is damaged: {_journal_damage(path)}; steplr repairs "
-                                  "only a torn last record: restore a copy, or start a new study (another run "
-                                  "folder or study name)")
+                return SweepError(
+                    f"the journal file {path} is damaged: {_journal_damage(path)}; steplr repairs "
+                    "only a torn last record: restore a copy, or start a new study (another run "
+                    "folder or study name)"
+                )
             named = error.filename is not None if isinstance(error, OSError) else False
             if isinstance(error, OSError) and (
                 (named and str(error.filename).startswith(str(path))) or (searching and not named)
             ):
                 kind = StorageLost if running else SweepError
-                return kind(f"cannot use the journal file {path}: {error.strerror or error}"
-                            + (f"; {_RERUN}" if running else ""))
+                return kind(
+                    f"cannot use the journal file {path}: {error.strerror or error}"
+                    + (f"; {_RERUN}" if running else "")
+                )
             return None
         if not _is_db_error(error):
             return None

@@ -95,9 +95,7 @@ def scaled_power_array(base: ArrayLike, gamma: ArrayLike, k: ArrayLike) -> NDArr
     if pair_values.size == 1:  # one schedule over many steps: the exponents alone tell the values apart
         triples, inverse = np.arange(k_values.size), np.broadcast_to(k_codes, shape)
     else:
-        triples, inverse = np.unique(
-            np.broadcast_to(pair_codes * k_values.size + k_codes, shape), return_inverse=True
-        )
+        triples, inverse = np.unique(np.broadcast_to(pair_codes * k_values.size + k_codes, shape), return_inverse=True)
     pairs, ks = np.divmod(triples, k_values.size)
     bs, gs = np.divmod(pair_values[pairs], g_values.size)
     values = np.array(

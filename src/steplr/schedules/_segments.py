@@ -402,8 +402,13 @@ class _Periodic(_View):
             return _Low(None, 0, 0, False, False)
         first = copy * self.m + head.first if head.first is not None else (copy + 1) * self.m + int(whole.first or 0)
         joined = later * int(whole.starts_low and whole.ends_low)  # a stretch through the end of a copy goes on
-        return _Low(first, head.steps + later * whole.steps, head.stretches + later * whole.stretches - joined,
-                    head.starts_low, head.ends_low)
+        return _Low(
+            first,
+            head.steps + later * whole.steps,
+            head.stretches + later * whole.stretches - joined,
+            head.starts_low,
+            head.ends_low,
+        )
 
     def max_from(self, i: int) -> float:
         copy, k = divmod(i, self.m)
@@ -435,7 +440,7 @@ class _Periodic(_View):
                 runs = np.arange(first, last + 1)
                 values = self.period.values[runs % self.m]
                 found += [int(runs[np.argmin(values)]), int(runs[np.argmax(values)])]
-                found += runs[: 4].tolist() if len(runs) <= 4 else []
+                found += runs[:4].tolist() if len(runs) <= 4 else []
         return np.unique(np.asarray(found, dtype=np.int64))
 
 
@@ -628,5 +633,3 @@ class _Walk:
         low.steps += part.steps
         low.stretches += part.stretches - int(low.ends_low and part.starts_low)
         low.ends_low = part.ends_low
-
-

@@ -58,8 +58,6 @@ class Duration:
         return steps
 
 
-
-
 def check_positive_int(value: object, name: str, *, allow_zero: bool = False) -> int:
     """Return ``value`` as an ``int`` if it is a positive integer (bools and floats are refused)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

@@ -63,7 +63,6 @@ _MAX_LINES = 24  # longer plans show their head and tail
 _TOLERANCE = 1e-9  # relative slack for "at or below" comparisons of rounded LRs
 
 
-
 @dataclass(frozen=True)
 class Interval:
     """Steps ``first_step..last_step`` (inclusive) all use learning rate ``lr``."""
@@ -345,9 +344,8 @@ def _low_lr_warning(plan: Plan, low: _LowTally) -> str | None:
         # a periodic cosine sampled coarsely can climb a little within the floor: then "that rate" would be false
         rate = "that rate or lower" if low.max_after <= low.value else "1/100 of its start or lower"
         return f"the learning rate {lead} at {where}, and {amount} trains at {rate}: little learning happens there"
-    return (
-        f"the learning rate {lead} at {where} and rises again: {amount} trains at or below 1/100 of its start"
-        + (f", in {low.stretches} stretches" if low.stretches > 1 else "")
+    return f"the learning rate {lead} at {where} and rises again: {amount} trains at or below 1/100 of its start" + (
+        f", in {low.stretches} stretches" if low.stretches > 1 else ""
     )
 
 

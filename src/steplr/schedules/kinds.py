@@ -62,6 +62,7 @@ __all__ = [
     "schedule_from_params",
 ]
 
+
 class Schedule(ABC):
     """A learning rate as a pure function of the scheduler step."""
 
@@ -374,8 +375,12 @@ class PolynomialDecay(Schedule):
         return min(t, int(require_steps(self.total, "total")))
 
     def params(self) -> dict[str, Any]:
-        return {"type": "PolynomialDecay", "total": jsonable(self.total), "power": jsonable(self.power),
-                "end_lr": jsonable(self.end_lr)}
+        return {
+            "type": "PolynomialDecay",
+            "total": jsonable(self.total),
+            "power": jsonable(self.power),
+            "end_lr": jsonable(self.end_lr),
+        }
 
     def resolve(self, steps_per_epoch: int | None) -> PolynomialDecay:
         return PolynomialDecay(resolve_value(self.total, steps_per_epoch, "total"), self.power, self.end_lr)

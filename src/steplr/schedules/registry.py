@@ -141,33 +141,92 @@ def _check_plateau(params: Mapping[str, Any]) -> None:
 
 KINDS: tuple[Kind, ...] = (
     Kind("none", "constant LR (no decay)", schedule=Constant, aliases=("constant",), compared_by_default=True),
-    Kind("step", "decay by gamma every step_size", (
-        Param("step_size", "duration", "time between decays, e.g. 5 (epochs), 5ep or 115it", vary=True,
-              label="step", example="10ep"),
-        _GAMMA,
-    ), schedule=StepDecay, compared_by_default=True),
-    Kind("multistep", "decay by gamma at each milestone", (
-        Param("milestones", "durations", "times in the run at which to decay, e.g. 30,60,80 (epochs) or "
-              "2300it,4600it", in_run=True),
-        _GAMMA,
-    ), schedule=MultiStep, fair=_fair_multistep, fair_help="milestones at 50% and 75% of the run"),
-    Kind("exponential", "decay by gamma every step", (_GAMMA,), schedule=Exponential, fair=_fair_exponential,
-         fair_help="gamma for 100x down over the run"),
-    Kind("cosine", "cosine annealing to eta_min", (
-        Param("t_max", "duration", "half-period", run_length=True),
-        Param("eta_min", "number", "the lowest learning rate", default=0.0),
-    ), schedule=Cosine, fair_help="t_max the whole run"),
-    Kind("plateau", "decay by gamma when the validation loss stops improving (reacts to the loss)", (
-        _GAMMA,
-        Param("plateau_patience", "count", "epochs without a better validation loss before it cuts the LR",
-              default=2, shown="patience"),
-    ), check=_check_plateau, fair=_fair_plateau, fair_help="gamma 0.5, patience 2"),
-    Kind("polynomial", "decay to end_lr along a power of the steps left", (
-        Param("total", "duration", "the time at which end_lr is reached", run_length=True),
-        Param("power", "number", "the exponent of the decay (1: a straight line)", default=1.0, vary=True,
-              label="power"),
-        Param("end_lr", "number", "the learning rate from total on", default=0.0),
-    ), schedule=PolynomialDecay, fair_help="total the whole run"),
+    Kind(
+        "step",
+        "decay by gamma every step_size",
+        (
+            Param(
+                "step_size",
+                "duration",
+                "time between decays, e.g. 5 (epochs), 5ep or 115it",
+                vary=True,
+                label="step",
+                example="10ep",
+            ),
+            _GAMMA,
+        ),
+        schedule=StepDecay,
+        compared_by_default=True,
+    ),
+    Kind(
+        "multistep",
+        "decay by gamma at each milestone",
+        (
+            Param(
+                "milestones",
+                "durations",
+                "times in the run at which to decay, e.g. 30,60,80 (epochs) or 2300it,4600it",
+                in_run=True,
+            ),
+            _GAMMA,
+        ),
+        schedule=MultiStep,
+        fair=_fair_multistep,
+        fair_help="milestones at 50% and 75% of the run",
+    ),
+    Kind(
+        "exponential",
+        "decay by gamma every step",
+        (_GAMMA,),
+        schedule=Exponential,
+        fair=_fair_exponential,
+        fair_help="gamma for 100x down over the run",
+    ),
+    Kind(
+        "cosine",
+        "cosine annealing to eta_min",
+        (
+            Param("t_max", "duration", "half-period", run_length=True),
+            Param("eta_min", "number", "the lowest learning rate", default=0.0),
+        ),
+        schedule=Cosine,
+        fair_help="t_max the whole run",
+    ),
+    Kind(
+        "plateau",
+        "decay by gamma when the validation loss stops improving (reacts to the loss)",
+        (
+            _GAMMA,
+            Param(
+                "plateau_patience",
+                "count",
+                "epochs without a better validation loss before it cuts the LR",
+                default=2,
+                shown="patience",
+            ),
+        ),
+        check=_check_plateau,
+        fair=_fair_plateau,
+        fair_help="gamma 0.5, patience 2",
+    ),
+    Kind(
+        "polynomial",
+        "decay to end_lr along a power of the steps left",
+        (
+            Param("total", "duration", "the time at which end_lr is reached", run_length=True),
+            Param(
+                "power",
+                "number",
+                "the exponent of the decay (1: a straight line)",
+                default=1.0,
+                vary=True,
+                label="power",
+            ),
+            Param("end_lr", "number", "the learning rate from total on", default=0.0),
+        ),
+        schedule=PolynomialDecay,
+        fair_help="total the whole run",
+    ),
 )
 
 _BY_NAME: dict[str, Kind] = {name: kind for kind in KINDS for name in (kind.name, *kind.aliases)}
@@ -175,8 +234,12 @@ _BY_NAME: dict[str, Kind] = {name: kind for kind in KINDS for name in (kind.name
 
 def names(*, aliases: bool = True, reactive: bool = True) -> tuple[str, ...]:
     """Every kind's name in registry order (aliases right after their kind), e.g. for help texts."""
-    return tuple(n for kind in KINDS if reactive or not kind.reactive
-                 for n in ((kind.name, *kind.aliases) if aliases else (kind.name,)))
+    return tuple(
+        n
+        for kind in KINDS
+        if reactive or not kind.reactive
+        for n in ((kind.name, *kind.aliases) if aliases else (kind.name,))
+    )
 
 
 def compared(*, by_default: bool = False) -> tuple[str, ...]:
@@ -196,8 +259,10 @@ def lookup(name: str, *, reactive: bool = True) -> Kind:
     if kind is None:
         raise SteplrValueError(f"unknown schedule {name!r}; expected one of {', '.join(names(reactive=reactive))}")
     if kind.reactive and not reactive:
-        raise SteplrValueError(f"schedule {name!r} reacts to the loss and has no closed form; expected one of "
-                               f"{', '.join(names(reactive=False))}")
+        raise SteplrValueError(
+            f"schedule {name!r} reacts to the loss and has no closed form; expected one of "
+            f"{', '.join(names(reactive=False))}"
+        )
     return kind
 
 

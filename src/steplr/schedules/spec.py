@@ -93,8 +93,9 @@ class ScheduleSpec:
         if entry.reactive:
             raise SteplrValueError(f"warmup applies to closed-form schedules, not to {self.kind!r}")
         check_duration(self.warmup, "warmup")
-        object.__setattr__(self, "warmup_start_factor", float(check_fraction(self.warmup_start_factor,
-                                                                             "warmup_start_factor")))
+        object.__setattr__(
+            self, "warmup_start_factor", float(check_fraction(self.warmup_start_factor, "warmup_start_factor"))
+        )
 
     @property
     def entry(self) -> Kind:
@@ -123,8 +124,9 @@ class ScheduleSpec:
         total = epochs * steps_per_epoch
         warm = 0 if self.warmup is None else resolve_duration(self.warmup, "warmup", steps_per_epoch)
         if warm >= total:
-            raise SteplrValueError(f"{name('warmup')} {_typed(self.warmup, flags)} covers the whole run of {epochs} "
-                                   "epochs")
+            raise SteplrValueError(
+                f"{name('warmup')} {_typed(self.warmup, flags)} covers the whole run of {epochs} epochs"
+            )
         kwargs = dict(self.params)
         for param in entry.params:
             value = kwargs[param.name]
@@ -134,8 +136,9 @@ class ScheduleSpec:
                 moved = [resolve_duration(v, param.name, steps_per_epoch) - warm for v in value]
                 if any(m <= 0 for m in moved):
                     shown = ",".join(_typed(v, flags) for v in value) if flags else list(value)
-                    raise SteplrValueError(f"{name(param.name)} must come after the warm-up "
-                                           f"({_typed(self.warmup, flags)}), got {shown}")
+                    raise SteplrValueError(
+                        f"{name(param.name)} must come after the warm-up ({_typed(self.warmup, flags)}), got {shown}"
+                    )
                 kwargs[param.name] = moved
         main = entry.schedule(**kwargs).resolve(steps_per_epoch)
         if not warm:
@@ -187,8 +190,10 @@ class ScheduleSpec:
         taken = {p.name for p in entry.params}
         for name in strict:
             if name not in taken and name not in (*WARMUP_SETTINGS, "schedule"):
-                raise SteplrValueError(f"{name} does not apply to schedule {kind!r}"
-                                       + (f" (it reads {', '.join(sorted(taken))})" if taken else ""))
+                raise SteplrValueError(
+                    f"{name} does not apply to schedule {kind!r}"
+                    + (f" (it reads {', '.join(sorted(taken))})" if taken else "")
+                )
         params = {k: v for k, v in settings.items() if k in taken and v is not None}
         warmup = settings.get("warmup")
         factor = settings.get("warmup_start_factor")
@@ -196,8 +201,12 @@ class ScheduleSpec:
 
     def settings(self) -> dict[str, Any]:
         """The flat settings of this spec (inverse of :meth:`from_settings`)."""
-        return {"schedule": self.kind, **self.params, "warmup": self.warmup,
-                "warmup_start_factor": self.warmup_start_factor}
+        return {
+            "schedule": self.kind,
+            **self.params,
+            "warmup": self.warmup,
+            "warmup_start_factor": self.warmup_start_factor,
+        }
 
     def _key(self) -> tuple[Any, ...]:
         return (self.entry.name, tuple(self.params.items()), self.warmup, self.warmup_start_factor)
@@ -209,8 +218,9 @@ class ScheduleSpec:
         return hash(self._key())
 
     def __repr__(self) -> str:
-        warm = "" if self.warmup is None else \
-            f", warmup={self.warmup!r}, warmup_start_factor={self.warmup_start_factor!r}"
+        warm = (
+            "" if self.warmup is None else f", warmup={self.warmup!r}, warmup_start_factor={self.warmup_start_factor!r}"
+        )
         return f"ScheduleSpec({self.kind!r}, {dict(self.params)!r}{warm})"
 
 

@@ -19,8 +19,9 @@ from steplr.schedules.spec import ScheduleSpec
 __all__ = ["lr_table"]
 
 
-def lr_table(specs: Sequence[ScheduleSpec], base_lrs: Sequence[float], epochs: int,
-             steps_per_epoch: int) -> NDArray[np.float64]:
+def lr_table(
+    specs: Sequence[ScheduleSpec], base_lrs: Sequence[float], epochs: int, steps_per_epoch: int
+) -> NDArray[np.float64]:
     """The learning rate of every spec at every scheduler step of a run: shape ``(len(specs), steps)``.
 
     Row ``i`` is ``specs[i].build(epochs, steps_per_epoch).lr(base_lrs[i], t)`` for ``t`` in ``range(steps)``;
@@ -53,8 +54,9 @@ def _stackable(spec: ScheduleSpec) -> bool:
     return spec.warmup is None and all(p.type != "durations" for p in spec.entry.params)
 
 
-def _group(specs: list[ScheduleSpec], lrs: NDArray[np.float64], epochs: int, steps_per_epoch: int,
-           steps: NDArray[np.int64]) -> NDArray[np.float64]:
+def _group(
+    specs: list[ScheduleSpec], lrs: NDArray[np.float64], epochs: int, steps_per_epoch: int, steps: NDArray[np.int64]
+) -> NDArray[np.float64]:
     """One broadcast call for rows of one kind (or of one spec)."""
     built = [spec.build(epochs, steps_per_epoch) for spec in specs]
     if all(spec == specs[0] for spec in specs):

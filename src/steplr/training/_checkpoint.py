@@ -23,8 +23,16 @@ from steplr.training.config import EpochRecord, History, TrainConfig
 from steplr.training.data import TrainData
 from steplr.training.plan import RunPlan, is_reactive, schedule_name, scheduler_steps
 
-__all__ = ["CHECKPOINT", "RUN_FILES", "load_checkpoint", "check_resume", "checked_checkpoint", "save_checkpoint",
-           "write_history", "replace_folder"]
+__all__ = [
+    "CHECKPOINT",
+    "RUN_FILES",
+    "load_checkpoint",
+    "check_resume",
+    "checked_checkpoint",
+    "save_checkpoint",
+    "write_history",
+    "replace_folder",
+]
 
 CHECKPOINT = "checkpoint.pt"
 _CHECKPOINT_FORMAT = "steplr.run/1"
@@ -46,8 +54,16 @@ def check_resume(config: TrainConfig, data: TrainData, out_dir: str | os.PathLik
     checked_checkpoint(Path(out_dir) / CHECKPOINT, config, plan.batches, model, optimizer, plan.scheduler(optimizer))
 
 
-def save_checkpoint(folder: Path, epoch: int, config: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, generator: torch.Generator, history: History) -> None:
+def save_checkpoint(
+    folder: Path,
+    epoch: int,
+    config: TrainConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    generator: torch.Generator,
+    history: History,
+) -> None:
     """Write the run's state after ``epoch`` epochs atomically, then its history files."""
     state = {
         "format": _CHECKPOINT_FORMAT,
@@ -101,8 +117,14 @@ def _saved_config(state: dict[str, Any], path: Path) -> TrainConfig:
         raise _corrupt(path, f"config: {error}") from None
 
 
-def _check_state(state: dict[str, Any], saved: TrainConfig, batches: int, model: nn.Module,
-                 optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
+def _check_state(
+    state: dict[str, Any],
+    saved: TrainConfig,
+    batches: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+) -> None:
     """Refuse a loadable but damaged checkpoint before any of it is loaded: each part must fit the run it resumes
     (torch's own loaders would fail half-way with a traceback, or load a wrong shape's values silently)."""
     epoch = state["epoch"]
@@ -147,8 +169,11 @@ def _check_optimizer(saved: object, optimizer: torch.optim.Optimizer, name: str)
     """Param groups as the config builds them (hyperparameters of the same kinds, a finite LR), and a state
     tensor of each parameter's shape for every key the optimizer keeps."""
     fresh = optimizer.state_dict()
-    if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict) \
-            or not isinstance(saved.get("param_groups"), list):
+    if (
+        not isinstance(saved, dict)
+        or not isinstance(saved.get("state"), dict)
+        or not isinstance(saved.get("param_groups"), list)
+    ):
         raise _Damaged("optimizer state is not a dict of 'state' and 'param_groups'")
     groups = saved["param_groups"]
     if len(groups) != len(fresh["param_groups"]):
@@ -161,8 +186,9 @@ def _check_optimizer(saved: object, optimizer: torch.optim.Optimizer, name: str)
             raise _Damaged(f"optimizer param_groups[{i}] lr is {_shown(lr)}, expected a finite number >= 0")
         for key in want.keys() & group.keys():  # a key torch added or dropped between versions is its business
             if not _same_kind(group[key], want[key]):
-                raise _Damaged(f"optimizer param_groups[{i}] {key} is {_shown(group[key])}, expected one like "
-                               f"{_shown(want[key])}")
+                raise _Damaged(
+                    f"optimizer param_groups[{i}] {key} is {_shown(group[key])}, expected one like {_shown(want[key])}"
+                )
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     required, optional = _OPTIMIZER_STATE[name]
     for index, entry in saved["state"].items():
@@ -170,8 +196,10 @@ def _check_optimizer(saved: object, optimizer: torch.optim.Optimizer, name: str)
             raise _Damaged(f"optimizer state of parameter {_shown(index)}, which the model does not have")
         keys = entry.keys() if isinstance(entry, dict) else set()
         if not isinstance(entry, dict) or not set(required) <= keys <= {*required, *optional}:
-            raise _Damaged(f"optimizer state of parameter {index} has keys {sorted(map(str, keys))}, expected "
-                           f"{sorted(required) or sorted(optional)}")
+            raise _Damaged(
+                f"optimizer state of parameter {index} has keys {sorted(map(str, keys))}, expected "
+                f"{sorted(required) or sorted(optional)}"
+            )
         for key, value in entry.items():
             if not (key == "momentum_buffer" and value is None):
                 shape = () if key == "step" else tuple(parameters[index].shape)
@@ -229,8 +257,11 @@ def _check_scheduler(saved: object, scheduler: Any, last_epoch: int) -> None:
             if not _same(value, want):
                 raise _Damaged(f"scheduler {key} is {_shown(value)}, expected {_shown(want)} (from the run's config)")
         elif key == "_last_lr":
-            if not (isinstance(value, list) and len(value) == len(want)
-                    and all(_is_number(v) and 0 <= v < math.inf for v in value)):
+            if not (
+                isinstance(value, list)
+                and len(value) == len(want)
+                and all(_is_number(v) and 0 <= v < math.inf for v in value)
+            ):
                 raise _Damaged(f"scheduler _last_lr is {_shown(value)}, expected {len(want)} finite numbers >= 0")
         elif not _is_number(value) or (key != "best" and not (isinstance(value, int) and value >= 0)):
             kind = "a number" if key == "best" else "an integer >= 0"
@@ -239,8 +270,11 @@ def _check_scheduler(saved: object, scheduler: Any, last_epoch: int) -> None:
 
 def _check_history(saved: object, epoch: int, batches: int) -> None:
     """A record of each epoch trained (fields of :class:`EpochRecord`, numbers or null) and an LR per iteration."""
-    if not isinstance(saved, dict) or not isinstance(saved.get("epochs"), list) \
-            or not isinstance(saved.get("iteration_lrs"), list):
+    if (
+        not isinstance(saved, dict)
+        or not isinstance(saved.get("epochs"), list)
+        or not isinstance(saved.get("iteration_lrs"), list)
+    ):
         raise _Damaged("history is not a dict of 'epochs' and 'iteration_lrs' lists")
     records, lrs = saved["epochs"], saved["iteration_lrs"]
     if len(records) != epoch:
@@ -250,15 +284,19 @@ def _check_history(saved: object, epoch: int, batches: int) -> None:
     for number, record in enumerate(records, start=1):
         keys = record.keys() if isinstance(record, dict) else set()
         if not isinstance(record, dict) or not required <= keys <= {f.name for f in fields}:
-            raise _Damaged(f"history epoch {number} has fields {sorted(map(str, keys))}, expected "
-                           f"{[f.name for f in fields]}")
-        if not (_same(record["epoch"], number)
-                and all(v is None or _is_number(v) for k, v in record.items() if k != "epoch")):
+            raise _Damaged(
+                f"history epoch {number} has fields {sorted(map(str, keys))}, expected {[f.name for f in fields]}"
+            )
+        if not (
+            _same(record["epoch"], number)
+            and all(v is None or _is_number(v) for k, v in record.items() if k != "epoch")
+        ):
             raise _Damaged(f"history epoch {number} is not a record of epoch {number}: {_shown(record)}")
     if len(lrs) != epoch * batches or not all(_is_number(lr) and 0 <= lr < math.inf for lr in lrs):
-        raise _Damaged(f"history has {len(lrs)} iteration LRs, expected {epoch * batches} finite numbers >= 0 "
-                       f"({epoch} epochs of {batches} batches)")
-
+        raise _Damaged(
+            f"history has {len(lrs)} iteration LRs, expected {epoch * batches} finite numbers >= 0 "
+            f"({epoch} epochs of {batches} batches)"
+        )
 
 
 def replace_folder(new: Path, old: Path) -> None:
@@ -273,9 +311,9 @@ def replace_folder(new: Path, old: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-
-def checked_checkpoint(path: Path, config: TrainConfig, batches: int, model: nn.Module,
-                        optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
+def checked_checkpoint(
+    path: Path, config: TrainConfig, batches: int, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> dict[str, Any]:
     """The checkpoint at ``path``, checked to continue ``config`` into these objects (which it does not touch)."""
     state = load_checkpoint(path)
     saved = _saved_config(state, path)
@@ -285,7 +323,6 @@ def checked_checkpoint(path: Path, config: TrainConfig, batches: int, model: nn.
     except _Damaged as damage:
         raise _corrupt(path, str(damage)) from None
     return state
-
 
 
 def _check_resumable(saved: TrainConfig, config: TrainConfig, batches: int) -> None:
@@ -301,7 +338,6 @@ def _check_resumable(saved: TrainConfig, config: TrainConfig, batches: int) -> N
             f"extending to {config.epochs} epochs would change the {schedule_name(config)} schedule of the epochs "
             "already trained (it depends on the run length): start a new run instead"
         )
-
 
 
 def write_history(folder: Path, history: History) -> None:

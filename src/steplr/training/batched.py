@@ -102,8 +102,9 @@ class _Gather:
                 yield rows(self.x, index).transpose(1, 2), rows(y, index)
 
 
-def _records(plan: RunPlan, models: StackedModels, lrs: LearningRates, epoch: int, loss_sum: torch.Tensor,
-             correct: torch.Tensor) -> list[EpochRecord]:
+def _records(
+    plan: RunPlan, models: StackedModels, lrs: LearningRates, epoch: int, loss_sum: torch.Tensor, correct: torch.Tensor
+) -> list[EpochRecord]:
     """Each model's record of the epoch: the sums over its batches, then loss and accuracy on the validation split
     and the test set."""
     split = plan.split
@@ -113,7 +114,16 @@ def _records(plan: RunPlan, models: StackedModels, lrs: LearningRates, epoch: in
     else:
         val_losses = val_accs = torch.full((len(plan.configs),), float("nan"), dtype=torch.float64)
     last = lrs.table[:, plan.step(epoch, plan.batches - 1)]
-    columns = zip(loss_sum.tolist(), correct.tolist(), last.tolist(), test_losses.tolist(), test_accs.tolist(),
-                  val_losses.tolist(), val_accs.tolist())
-    return [plan.record(epoch, loss, right, lr, (test_loss, test_acc), (val_loss, val_acc))
-            for loss, right, lr, test_loss, test_acc, val_loss, val_acc in columns]
+    columns = zip(
+        loss_sum.tolist(),
+        correct.tolist(),
+        last.tolist(),
+        test_losses.tolist(),
+        test_accs.tolist(),
+        val_losses.tolist(),
+        val_accs.tolist(),
+    )
+    return [
+        plan.record(epoch, loss, right, lr, (test_loss, test_acc), (val_loss, val_acc))
+        for loss, right, lr, test_loss, test_acc, val_loss, val_acc in columns
+    ]

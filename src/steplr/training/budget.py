@@ -20,8 +20,19 @@ from dataclasses import dataclass
 
 from steplr.errors import SteplrValueError
 
-__all__ = ["BudgetError", "Work", "MAX_RUN_STEPS", "MAX_MODELS", "parse_size", "available_memory",
-           "default_budget", "estimate", "check", "format_size", "SMALL_DATA_BYTES"]
+__all__ = [
+    "BudgetError",
+    "Work",
+    "MAX_RUN_STEPS",
+    "MAX_MODELS",
+    "parse_size",
+    "available_memory",
+    "default_budget",
+    "estimate",
+    "check",
+    "format_size",
+    "SMALL_DATA_BYTES",
+]
 
 MAX_RUN_STEPS = 20_000_000  # iterations of one run (explain tabulates plans up to this many steps)
 MAX_MODELS = 200_000  # models in one command (seeds x configs); what fits in memory: benchmarks/RESULTS.md, "sweep"
@@ -35,8 +46,18 @@ _STATE_COPIES = 4  # weights, gradients and two optimizer moments (Adam; SGD kee
 # Both engines shuffle the training set with one gather per epoch (a copy per model) while all the copies together
 # take at most this many bytes, else they gather every batch on its own (steplr.training.plan.RunPlan).
 SMALL_DATA_BYTES = 64 * 2**20
-_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "m": 2**20, "mb": 2**20, "g": 2**30, "gb": 2**30, "t": 2**40,
-          "tb": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 2**10,
+    "kb": 2**10,
+    "m": 2**20,
+    "mb": 2**20,
+    "g": 2**30,
+    "gb": 2**30,
+    "t": 2**40,
+    "tb": 2**40,
+}
 
 
 class BudgetError(SteplrValueError):

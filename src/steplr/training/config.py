@@ -162,8 +162,9 @@ class History:
     @property
     def diverged_at(self) -> int | None:
         """The first epoch (1-based) whose training or test loss is not a finite number, or None."""
-        return next((e.epoch for e in self.epochs if not (math.isfinite(e.train_loss) and math.isfinite(e.test_loss))),
-                    None)
+        return next(
+            (e.epoch for e in self.epochs if not (math.isfinite(e.train_loss) and math.isfinite(e.test_loss))), None
+        )
 
     def column(self, name: str) -> list[float]:
         return [float(getattr(e, name)) for e in self.epochs]

@@ -203,8 +203,13 @@ def split_validation(data: TrainData, fraction: float) -> Split:
     # Sorted, so the training examples keep their order (each run's epoch shuffles draw from this order).
     keep_index, held_index = torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(held))
     return Split(
-        data.x_train[keep_index], data.y_train[keep_index], data.x_train[held_index], data.y_train[held_index],
-        data.x_test, data.y_test, data.num_classes,
+        data.x_train[keep_index],
+        data.y_train[keep_index],
+        data.x_train[held_index],
+        data.y_train[held_index],
+        data.x_test,
+        data.y_test,
+        data.num_classes,
     )
 
 
@@ -356,9 +361,7 @@ def _images_and_labels(
     if labels.ndim != 1:
         raise DataError(f"{label_path}: expected a 1-D array of labels, got shape {labels.shape}")
     if images.shape[0] != labels.shape[0]:
-        raise DataError(
-            f"{image_path} holds {images.shape[0]} images but {label_path} holds {labels.shape[0]} labels"
-        )
+        raise DataError(f"{image_path} holds {images.shape[0]} images but {label_path} holds {labels.shape[0]} labels")
     if images.shape[0] == 0:
         raise DataError(f"{image_path}: holds no images (shape {images.shape}), and {label_path} no labels")
     if labels.size and int(labels.max()) > 9:

@@ -19,8 +19,17 @@ from torch import nn
 from steplr.errors import SteplrValueError
 from steplr.training.models import stack_spec
 
-__all__ = ["StackedModels", "sgd_step", "Adam", "Plateau", "metrics", "ADAM_BETAS", "ADAM_EPS", "PLATEAU_THRESHOLD",
-           "PLATEAU_EPS"]
+__all__ = [
+    "StackedModels",
+    "sgd_step",
+    "Adam",
+    "Plateau",
+    "metrics",
+    "ADAM_BETAS",
+    "ADAM_EPS",
+    "PLATEAU_THRESHOLD",
+    "PLATEAU_EPS",
+]
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults; the sequential trainer passes them too
 PLATEAU_THRESHOLD, PLATEAU_EPS = 1e-4, 1e-8  # ReduceLROnPlateau's defaults (mode "min", relative threshold)

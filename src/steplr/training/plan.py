@@ -30,8 +30,18 @@ from steplr.training.data import Split, TrainData, split_validation
 from steplr.training.models import build_model
 from steplr.training.numerics import ADAM_BETAS, ADAM_EPS, Plateau
 
-__all__ = ["RunPlan", "LearningRates", "SHARED_FIELDS", "lr_table", "is_reactive", "schedule_name",
-           "scheduler_steps", "torch_scheduler", "plateau_signal", "rows"]
+__all__ = [
+    "RunPlan",
+    "LearningRates",
+    "SHARED_FIELDS",
+    "lr_table",
+    "is_reactive",
+    "schedule_name",
+    "scheduler_steps",
+    "torch_scheduler",
+    "plateau_signal",
+    "rows",
+]
 
 # Settings that fix the shape of the computation: configs trained together must agree on them.
 SHARED_FIELDS = ("dataset", "model", "optimizer", "batch_size", "epochs", "interval", "validation")
@@ -57,8 +67,9 @@ def _plateau(configs: Sequence[TrainConfig]) -> Plateau:
     return Plateau([c.lr for c in configs], [factor for factor, _ in settings], [patience for _, patience in settings])
 
 
-def torch_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer,
-                    batches: int) -> ScheduleLR | torch.optim.lr_scheduler.ReduceLROnPlateau:
+def torch_scheduler(
+    config: TrainConfig, optimizer: torch.optim.Optimizer, batches: int
+) -> ScheduleLR | torch.optim.lr_scheduler.ReduceLROnPlateau:
     """The sequential trainer's scheduler: torch's ReduceLROnPlateau for a reactive config, else a ScheduleLR of
     the config's closed form."""
     if is_reactive(config):
@@ -71,8 +82,9 @@ def lr_table(configs: Sequence[TrainConfig], batches: int) -> NDArray[np.float64
     """Learning rates, shape (K, scheduler steps), from the closed forms; NaN rows for reactive configs
     (:func:`steplr.schedules.table.lr_table`: one broadcast call per group of configs of one kind)."""
     first = configs[0]
-    return schedule_table([c.schedule for c in configs], [c.lr for c in configs], first.epochs,
-                          first.steps_per_epoch(batches))
+    return schedule_table(
+        [c.schedule for c in configs], [c.lr for c in configs], first.epochs, first.steps_per_epoch(batches)
+    )
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -174,8 +186,9 @@ class RunPlan:
             else:
                 yield rows(x, order[span]), rows(y, order[span])
 
-    def record(self, epoch: int, loss_sum: float, correct: int, lr: float, test: tuple[float, float],
-               val: tuple[float, float]) -> EpochRecord:
+    def record(
+        self, epoch: int, loss_sum: float, correct: int, lr: float, test: tuple[float, float], val: tuple[float, float]
+    ) -> EpochRecord:
         """Epoch ``epoch``'s (0-based) record from the sums over its batches and the evaluated (loss, accuracy)."""
         return EpochRecord(epoch + 1, loss_sum / self.batches, correct / self.examples, test[0], test[1], lr, *val)
 

@@ -122,8 +122,9 @@ class _RunFolder:
     """Where a run writes, if anywhere: checkpoints every ``seconds`` of wall-clock time and after the last epoch,
     the history files; a staging folder moved over ``replace`` once it holds the first checkpoint."""
 
-    def __init__(self, out_dir: str | os.PathLike[str] | None, replace: str | os.PathLike[str] | None,
-                 seconds: float) -> None:
+    def __init__(
+        self, out_dir: str | os.PathLike[str] | None, replace: str | os.PathLike[str] | None, seconds: float
+    ) -> None:
         self.path = Path(out_dir) if out_dir is not None else None
         self.replace = Path(replace) if replace is not None else None
         self.seconds = seconds
@@ -152,8 +153,14 @@ class _RunFolder:
             self.path, self.replace = self.replace, None
 
 
-def _resume(folder: Path | None, plan: RunPlan, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-            generator: torch.Generator) -> tuple[History, int]:
+def _resume(
+    folder: Path | None,
+    plan: RunPlan,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    generator: torch.Generator,
+) -> tuple[History, int]:
     """Load the folder's checkpoint (once checked) into the run's objects; its history and epochs trained."""
     if folder is None:
         raise TrainError("resume needs the run's folder")
@@ -177,8 +184,14 @@ def _evaluate(plan: RunPlan, model: nn.Module, epoch: int, loss_sum: float, corr
     """The epoch's record: training sums, and loss and accuracy on the validation split and the test set."""
     model.eval()
     split = plan.split
-    return plan.record(epoch, loss_sum, correct, lr, _metrics(model, split.x_test, split.y_test),
-                       _metrics(model, split.x_val, split.y_val))
+    return plan.record(
+        epoch,
+        loss_sum,
+        correct,
+        lr,
+        _metrics(model, split.x_test, split.y_test),
+        _metrics(model, split.x_val, split.y_val),
+    )
 
 
 def _metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
