@@ -130,9 +130,9 @@ def _add_optuna_options(sweep: argparse.ArgumentParser) -> None:
 def add_sweep_command(commands: Any) -> None:
     sweep = commands.add_parser(
         "sweep",
-        help="tune step_size and gamma: a batched grid, or Optuna",
-        description="Tune StepLR's step_size and gamma against a constant LR: choose on validation, report on test. "
-        "Durations are in epochs unless written Nit.",
+        help="tune step_size and gamma (or another schedule's parameters): a batched grid, or Optuna",
+        description="Tune StepLR's step_size and gamma (the grid engine: any closed-form --schedule's parameters) "
+        "against a constant LR: choose on validation, report on test. Durations are in epochs unless written Nit.",
     )
     add_recipe_argument(sweep)
     sweep.add_argument(
