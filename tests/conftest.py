@@ -242,3 +242,39 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if _is_integration(item):
             item.add_marker(pytest.mark.integration)
+
+
+# ------------------------------------------------------------------------------------------ shared test data
+
+# Storage strings a user may type, most of them malformed, each with the secrets it holds (as typed and decoded).
+# Hosts are 127.0.0.1 port 1 where there is one: nothing listens there, so nothing is ever reached.
+SECRET_SHAPES = [
+    ("me:hunter2@127.0.0.1:1/db", ["hunter2"]),  # no scheme
+    ("postgresql:/me:hunter2@127.0.0.1:1/db", ["hunter2"]),  # one slash
+    ("postgresql:me:hunter2@127.0.0.1:1/db", ["hunter2"]),  # no slash
+    ("postgresql//me:hunter2@127.0.0.1:1/db", ["hunter2"]),  # no colon
+    ("postgresql://me:hun ter2@127.0.0.1:1/db", ["hun ter2", "ter2"]),  # a space
+    ("  postgresql://me:hunter2@127.0.0.1:1/db  ", ["hunter2"]),  # spaces around
+    ("postgresql://me:hunter2@127.0.0.1:1/db\n", ["hunter2"]),
+    ("postgresql://me:hun@ter2@127.0.0.1:1/db", ["hun@ter2", "ter2"]),  # '@' in the password
+    ("postgresql://me:hunter2/x@127.0.0.1:1/db", ["hunter2"]),  # '/' in the password
+    ("postgresql://me:hunter2?x@127.0.0.1:1/db", ["hunter2"]),  # '?' in the password
+    ("postgresql://me:hunter2#x@127.0.0.1:1/db", ["hunter2"]),  # '#' in the password
+    ("postgresql://me:hunter%32@127.0.0.1:1/db", ["hunter%32", "hunter2"]),  # percent-encoded
+    ("postgresql://:hunter2@127.0.0.1:1/db", ["hunter2"]),  # no user
+    ("postgresql://me:hunter2@127.0.0.1:abc/db", ["hunter2"]),  # a bad port
+    ("postgresql://me:hunter2@[::1/db", ["hunter2"]),  # a bad IPv6 host
+    ("postgresql://me:hunter2@127.0.0.1:1/db?x=a@b", ["hunter2"]),  # '@' in the query
+    ("postgresql://me@127.0.0.1:1/db?password=hunter2", ["hunter2"]),  # query password
+    ("postgresql://me@127.0.0.1:1/db?sslmode=disable&PASSWORD=hunter2&application_name=x", ["hunter2"]),
+    ("postgresql://me@127.0.0.1:1/db?pass%77ord=hunter2", ["hunter2"]),  # percent-encoded key
+    ("postgresql://me@127.0.0.1:1/db?password=hun ter2&sslmode=disable", ["hun ter2", "ter2"]),
+    ("postgresql://me@127.0.0.1:1/db?password=hunter2@x", ["hunter2"]),
+    ("postgresql://me:hunter2@127.0.0.1:1/db?password=hunter3", ["hunter2", "hunter3"]),
+    ("POSTGRESQL://me:hunter2@127.0.0.1:1/db", ["hunter2"]),  # well-formed: refused by the server's port
+    ("mysql://me:hunter2@127.0.0.1:1/db", ["hunter2"]),
+    ("me:hunter2@://x", ["hunter2"]),  # a "scheme" made of the secret
+    ("host=127.0.0.1 port=1 user=me password=hunter2 dbname=db", ["hunter2"]),  # libpq's key=value form
+    ("host=127.0.0.1 password='hun ter2' dbname=db", ["hun ter2", "ter2"]),
+    ("host=127.0.0.1 sslpassword=hunter2", ["hunter2"]),
+]

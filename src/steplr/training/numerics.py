@@ -2,8 +2,9 @@
 leading axis, their loss and gradients written out, per-model SGD and Adam, and torch's plateau rule for K models.
 
 Each piece is checked one step at a time against its torch reference (autograd, ``torch.optim.SGD``,
-``torch.optim.Adam``, ``torch.optim.lr_scheduler.ReduceLROnPlateau``) in ``tests/test_numerics.py``. Nothing here
-knows about configs, schedules or data sets: the run plan (:mod:`steplr.training.plan`) supplies all of that.
+``torch.optim.Adam``, ``torch.optim.lr_scheduler.ReduceLROnPlateau``) in ``tests/training/test_numerics.py``.
+Nothing here knows about configs, schedules or data sets: the run plan (:mod:`steplr.training.plan`) supplies all
+of that.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ holds everything both engines must agree on: the split of the data, batches and 
 step index of every batch, the LR table (or the plateau controller), each model's initial weights and per-epoch
 batch order from its seed, and how batches are gathered. :func:`steplr.training.train.train` runs a plan of one
 config; :func:`steplr.training.batched.train_batched` runs a plan of K. Their agreement follows from reading the
-same plan, and ``tests/test_sweep.py`` checks it end to end.
+same plan, and ``tests/training/test_sweep.py`` checks it end to end.
 
 The first block below is the only code in the training layer that reads a config's schedule settings.
 """

@@ -25,7 +25,7 @@ from steplr.schedules.kinds import PolynomialDecay, StepDecay
 from steplr.training.data import load_qwerty
 from steplr.training.train import train
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BEFORE = "5bfabe4"  # the last commit whose grid swept StepLR's step_size x gamma only
 QWERTY_SPE = 19  # batches (scheduler steps) per epoch of qwerty's training part once 1/6 is held out
 

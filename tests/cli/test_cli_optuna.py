@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from conftest import SECRET_SHAPES
 from steplr.cli.main import main
 from steplr.experiments.paired import VERDICTS
 from steplr.experiments.report import percent
@@ -520,7 +521,7 @@ def test_the_test_accuracy_of_the_trials_is_labelled_as_information(searched):
 # --------------------------------------------------------------------------------------------- secrets, faults
 
 
-@pytest.mark.parametrize(("text", "secrets"), __import__("test_tune").SECRET_SHAPES)
+@pytest.mark.parametrize(("text", "secrets"), SECRET_SHAPES)
 def test_no_storage_string_shows_its_password(text, secrets, tmp_path):
     code, out, err = optuna_sweep(tmp_path / "o", "--trials", "1", "--epochs", "2", "--storage", text)
     assert (code, out) == (2, "") and err.count("\n") == 1 and err.startswith("steplr: error: "), err
