@@ -301,6 +301,8 @@ def figures_probe(which: str, source: str, history_dir: str, out: str) -> None:
     if source == "steplr.experiments.plots":
         module = importlib.import_module(source)
     else:  # the old module, loaded inside the steplr package so its relative imports resolve
+        # It predates the layer folders: its `from .explain import` finds the module where it lives now.
+        sys.modules.setdefault("steplr.explain", importlib.import_module("steplr.schedules.explain"))
         spec = importlib.util.spec_from_file_location("steplr._plots_before", source)
         if spec is None or spec.loader is None:
             raise SystemExit(f"cannot load {source}")

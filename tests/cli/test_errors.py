@@ -4,7 +4,6 @@ else is a bug and keeps its traceback (exit 1). Also: a negative number is read 
 
 from __future__ import annotations
 
-import importlib
 import io
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import steplr.cli.main as cli_main
 from steplr._extras import MissingExtraError
 from steplr.cli.args import UsageError
 from steplr.cli.runs import RunUsageError
@@ -19,8 +19,6 @@ from steplr.errors import DivergedError, SteplrError, SteplrTypeError, SteplrVal
 from steplr.experiments.tune_storage import StorageLost, SweepError
 from steplr.training.budget import BudgetError
 from steplr.training.data import DataError
-
-cli_main = importlib.import_module("steplr.cli.main")  # the module (``steplr.cli.main`` the attribute is the function)
 
 
 def run(*argv: str) -> tuple[int, str, str]:

@@ -1,6 +1,10 @@
 """The ``steplr`` command: argument types shared by every subcommand, one module per subcommand, and
-:func:`steplr.cli.main.main` as the one place where errors become exit codes."""
+:func:`steplr.cli.main.main` as the one place where errors become exit codes.
 
-from steplr.cli.main import build_parser, entrypoint, main
+Only :func:`entrypoint` (the console script) is re-exported here: re-exporting ``main`` would hide the module
+``steplr.cli.main`` behind the function of the same name.
+"""
 
-__all__ = ["build_parser", "entrypoint", "main"]
+from steplr.cli.main import entrypoint
+
+__all__ = ["entrypoint"]
