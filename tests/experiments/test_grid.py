@@ -170,13 +170,12 @@ def test_one_swept_parameter_draws_one_row_and_three_varying_draw_no_heatmap(tmp
     assert lines[1].split()[:4] == ["total", "power", "end_lr", "lr"]
 
 
-def test_the_positional_form_is_the_step_grid():
+def test_a_grid_lists_its_parameters_in_the_registry_order():
     data = load_qwerty()
-    old = grid_sweep("qwerty", data, ["2ep", "3ep"], [0.5], [0], None, {"epochs": 3})
     new = grid_sweep(
         "qwerty", data, grid={"gamma": [0.5], "step_size": ["2ep", "3ep"]}, seeds=[0], overrides={"epochs": 3}
     )
-    assert old.rows == new.rows and list(new.grid) == ["step_size", "gamma"] and new.schedule == "step"
+    assert list(new.grid) == ["step_size", "gamma"] and new.schedule == "step"
     assert [r["step_size"] for r in new.rows] == ["2ep", "3ep", ""]
 
 
@@ -272,9 +271,14 @@ def _step_grid_script(out: Path) -> str:
         from steplr.experiments.report import write_grid_outputs
         from steplr.training.data import load_qwerty
         out = Path({str(out)!r})
-        for name, lists, lrs in (("a", (["1ep", "5ep"], [0.5, 0.9], [0, 1]), None),
-                                 ("b", (["2ep", "5ep"], [0.5], [0]), [0.01, 0.05])):
-            result = grid_sweep("qwerty", load_qwerty(), *lists, lrs, {{"epochs": 6, "validation": 1 / 6}})
+        settings = {{"epochs": 6, "validation": 1 / 6}}
+        for name, (sizes, gammas, seeds), lrs in (("a", (["1ep", "5ep"], [0.5, 0.9], [0, 1]), None),
+                                                  ("b", (["2ep", "5ep"], [0.5], [0]), [0.01, 0.05])):
+            grid = {{"step_size": sizes, "gamma": gammas}}
+            try:
+                result = grid_sweep("qwerty", load_qwerty(), grid=grid, seeds=seeds, lrs=lrs, overrides=settings)
+            except TypeError:  # the package before the generic grid took the lists by position
+                result = grid_sweep("qwerty", load_qwerty(), sizes, gammas, seeds, lrs, settings)
             (out / name).mkdir(parents=True)
             lines = write_grid_outputs(out / name, Path("OUT"), result, {QWERTY_SPE}, ["a plan warning"])
             (out / name / "lines.txt").write_text("\\n".join(lines))

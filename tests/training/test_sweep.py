@@ -105,7 +105,13 @@ def test_on_epoch_sees_every_models_record_of_each_epoch_and_may_stop_the_traini
 
 
 def test_grid_sweep_rows_and_baseline():
-    result = grid_sweep("qwerty", load_qwerty(), ["2ep", "10ep"], [0.5, 0.9], [0, 1], overrides={"epochs": 6})
+    result = grid_sweep(
+        "qwerty",
+        load_qwerty(),
+        grid={"step_size": ["2ep", "10ep"], "gamma": [0.5, 0.9]},
+        seeds=[0, 1],
+        overrides={"epochs": 6},
+    )
     assert len(result.rows) == 2 * 2 * 2 + 2
     summaries = result.summaries()
     # Ranked on validation accuracy (the choice), never on test.
@@ -270,6 +276,6 @@ def test_bad_sweep_input_is_one_line(tmp_path, argv, message):
 
 def test_grid_sweep_names_a_bad_value_before_training():
     with pytest.raises(ValueError, match=r"gamma must be a finite number > 0, got -0\.5"):
-        grid_sweep("qwerty", load_qwerty(), ["1ep", "2ep"], [0.5, -0.5], [0])
+        grid_sweep("qwerty", load_qwerty(), grid={"step_size": ["1ep", "2ep"], "gamma": [0.5, -0.5]}, seeds=[0])
     with pytest.raises(ValueError, match="step sizes must list at least one value"):
-        grid_sweep("qwerty", load_qwerty(), [], [0.5], [0])
+        grid_sweep("qwerty", load_qwerty(), grid={"step_size": [], "gamma": [0.5]}, seeds=[0])

@@ -181,7 +181,7 @@ def _record(result: GridResult, config: TrainConfig, history: History) -> None:
 def grid_sweep(
     recipe: str,
     data: TrainData,
-    *lists: Any,
+    *,
     grid: Mapping[str, Sequence[Any]] | None = None,
     seeds: Sequence[int] | None = None,
     lrs: Sequence[float] | None = None,
@@ -195,17 +195,12 @@ def grid_sweep(
     :data:`~steplr.experiments.DEFAULT_VALIDATION` of the training set unless ``overrides`` set ``validation``.
     Parameters the grid leaves out keep the recipe's (when it runs ``schedule``) or the kind's defaults.
 
-    ``grid_sweep(recipe, data, step_sizes, gammas, seeds, lrs, overrides)``, the positional form of earlier
-    releases, still reads as the default kind's parameters in the registry's order, then seeds, lrs, overrides.
-
     >>> grid_sweep("qwerty", data, grid={"power": [1.0, 2.0]}, seeds=[0, 1], schedule="polynomial")  # doctest: +SKIP
 
     Raises:
         SteplrValueError: for a kind :func:`grid_params` refuses, a parameter it does not read, an empty or
             repeated list, or a bad value (named) -- all before any training.
     """
-    if lists:
-        grid, seeds, lrs, overrides = _positional(schedule, lists, grid, seeds, lrs, overrides)
     kind = lookup(schedule).name
     grid = check_grid(kind, {} if grid is None else grid)
     overrides = {"validation": DEFAULT_VALIDATION, **{k: v for k, v in (overrides or {}).items() if v is not None}}
@@ -224,19 +219,3 @@ def grid_sweep(
         if on_progress is not None:
             on_progress(len(chunk))
     return result
-
-
-def _positional(
-    schedule: str, lists: tuple[Any, ...], grid: Any, seeds: Any, lrs: Any, overrides: Any
-) -> tuple[dict[str, Any], Any, Any, Any]:
-    """The positional form: one list per parameter of ``schedule`` (registry order), seeds, then lrs, overrides."""
-    names = [p.name for p in grid_params(schedule)]
-    rest = lists[len(names) :]
-    if grid is not None or seeds is not None or len(lists) <= len(names) or len(rest) > 3:
-        raise SteplrTypeError(
-            f"grid_sweep takes one list per parameter of {schedule!r} ({', '.join(names)}), seeds, "
-            "then lrs and overrides; or grid= and seeds= by keyword"
-        )
-    lrs = rest[1] if len(rest) > 1 else lrs
-    overrides = rest[2] if len(rest) > 2 else overrides
-    return dict(zip(names, lists)), rest[0], lrs, overrides
