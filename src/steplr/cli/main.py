@@ -225,8 +225,8 @@ def entrypoint() -> None:
     except BrokenPipeError:  # the reader left before the last of the output: nothing more to say
         _discard_stdout()
     # The work is done and every file written: let the interpreter's shutdown skip the cyclic garbage collection
-    # of everything alive (torch's modules above all), which costs ~0.6 s of a ~3 s `steplr train` here
-    # (benchmarks/RESULTS.md, "command"). Finalizers and atexit handlers still run; only the final sweeps over
+    # of everything alive (torch's modules above all), a large share of a short command's time (measured in
+    # benchmarks/RESULTS.md, "command"). Finalizers and atexit handlers still run; only the final sweeps over
     # these objects are skipped, and the operating system reclaims the memory.
     gc.freeze()
     sys.exit(code)

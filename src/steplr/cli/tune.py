@@ -161,8 +161,7 @@ def _warn_about_plans(search: _Search, err_stream: TextIO) -> None:
 def _settings(args: argparse.Namespace) -> _Search:
     """Check every flag (nothing on disk is touched); raise UsageError naming the first bad one."""
     from steplr.experiments.compare import DEFAULT_VALIDATION, recipe_config
-    from steplr.experiments.tune import DEFAULT_GAMMA, DEFAULT_STEP_SIZE, SweepError, parse_space
-    from steplr.experiments.tune_storage import check_seconds, shown, storage_problem
+    from steplr.experiments.tune_storage import shown, storage_problem
 
     counts = {"trials": args.trials or DEFAULT_TRIALS, "workers": args.workers or 1, "seeds": args.seeds}
     for name, value in counts.items():
@@ -178,18 +177,7 @@ def _settings(args: argparse.Namespace) -> _Search:
         recipe_config(args.recipe, epochs=epochs)
     except SteplrError as error:
         raise UsageError(str(error)) from None
-    spaces: dict[str, str | None] = {"step_size": DEFAULT_STEP_SIZE, "gamma": DEFAULT_GAMMA, "lr": None}
-    for kind, flag in _FLAGS.items():
-        typed = getattr(args, kind, None)
-        if typed is None:
-            continue
-        text = _epochs_when_bare(typed) if kind == "step_size" else typed
-        try:
-            parse_space(text, kind)
-        except SweepError as error:
-            reason = str(error).partition(f"{text!r}: ")[2] or str(error)
-            raise UsageError(f"{flag} {typed!r}: {reason}") from None
-        spaces[kind] = text
+    spaces = _spaces(args)
     study = args.study if args.study is not None else f"steplr-{args.recipe}"
     if not study.strip():
         raise UsageError("--study must be a non-empty name")
@@ -197,14 +185,7 @@ def _settings(args: argparse.Namespace) -> _Search:
         problem = storage_problem(args.storage)
         if problem is not None:
             raise UsageError(f"--storage {shown(args.storage)!r}: {problem}")
-    seconds: dict[str, float | None] = {}
-    for name in ("grace", "db_timeout"):
-        value = getattr(args, name, None)  # flags of the sweep parser (optuna engine, PostgreSQL)
-        try:
-            seconds[name] = None if value is None else check_seconds(value, name)
-        except SweepError:
-            flag = "--" + name.replace("_", "-")
-            raise UsageError(f"{flag} must be a positive number of seconds, got {value!r}") from None
+    seconds = _seconds(args)
     return _Search(
         args.recipe,
         study,
@@ -221,6 +202,41 @@ def _settings(args: argparse.Namespace) -> _Search:
         seconds["grace"],
         seconds["db_timeout"],
     )
+
+
+def _spaces(args: argparse.Namespace) -> dict[str, str | None]:
+    """The search spaces of the flags as the study records them (a bare step size read as epochs)."""
+    from steplr.experiments.tune import DEFAULT_GAMMA, DEFAULT_STEP_SIZE, SweepError, parse_space
+
+    spaces: dict[str, str | None] = {"step_size": DEFAULT_STEP_SIZE, "gamma": DEFAULT_GAMMA, "lr": None}
+    for kind, flag in _FLAGS.items():
+        typed = getattr(args, kind, None)
+        if typed is None:
+            continue
+        text = _epochs_when_bare(typed) if kind == "step_size" else typed
+        try:
+            parse_space(text, kind)
+        except SweepError as error:
+            reason = str(error).partition(f"{text!r}: ")[2] or str(error)
+            raise UsageError(f"{flag} {typed!r}: {reason}") from None
+        spaces[kind] = text
+    return spaces
+
+
+def _seconds(args: argparse.Namespace) -> dict[str, float | None]:
+    """``--grace`` and ``--db-timeout`` checked (None where not given)."""
+    from steplr.experiments.tune import SweepError
+    from steplr.experiments.tune_storage import check_seconds
+
+    seconds: dict[str, float | None] = {}
+    for name in ("grace", "db_timeout"):
+        value = getattr(args, name, None)  # flags of the sweep parser (optuna engine, PostgreSQL)
+        try:
+            seconds[name] = None if value is None else check_seconds(value, name)
+        except SweepError:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} must be a positive number of seconds, got {value!r}") from None
+    return seconds
 
 
 def _epochs_when_bare(text: str) -> str:

@@ -16,6 +16,8 @@ finished (complete or pruned) trials in total:
   while it was paused logs one line and goes on with the next trial. A server that does not answer within
   ``db_timeout`` seconds (:data:`DB_TIMEOUT`), or goes away, stops the search with :class:`StorageLost`: running
   the same call again continues the study.
+* Each worker uses torch's default thread count: with several workers on one machine, set
+  ``torch.set_num_threads`` (or ``OMP_NUM_THREADS``) so that workers times threads fits the cores.
 
 Storages, their secrets and their failures are handled in :mod:`steplr.experiments.tune_storage`; messages show storage
 strings through :func:`redact` only.
@@ -653,40 +655,28 @@ def run_optuna(
 ) -> optuna.Study:
     """Run trials of the study ``study_name`` until it holds ``trials`` finished trials, counting all workers.
 
-    Workers started with the same arguments share the work (see the module docstring) and the study ends with
-    exactly ``trials`` complete or pruned trials. Running it again on a finished study does nothing; with a larger
-    ``trials`` it continues (also after :class:`StorageLost`). A worker whose remaining budget is held by other
-    workers' running trials waits for them (a journal trial whose worker died on *another* machine stays RUNNING
-    and keeps its share, so such a worker waits). Several workers on one machine each use torch's default thread
-    count: set ``torch.set_num_threads`` (or ``OMP_NUM_THREADS``) so that workers times threads fits the cores.
+    Workers started with the same arguments share the work (module docstring); the study ends with exactly
+    ``trials`` complete or pruned trials, and a larger ``trials`` continues it (also after :class:`StorageLost`).
 
-    ``step_size``, ``gamma`` and ``lr`` say what to try (:func:`parse_space`; ``lr=None``: the recipe's). Each
-    trial trains ``recipe_config(recipe, step_size=..., gamma=..., lr=..., seed=seed, validation=validation,
-    epochs=epochs)`` in the batched engine (one model) and returns its final *validation* accuracy, which the
-    study maximises; the median pruner sees the negated validation loss of every epoch. A run whose loss diverges
-    counts as pruned (user attribute ``diverged``). Trial user attributes: ``host`` and ``pid`` of the worker;
-    ``step_size``, ``gamma``, ``lr`` (the values trained); final ``val_acc``, ``val_loss``, and, for information
-    only, ``test_acc`` and ``test_loss``. A trial started when the budget was already taken ends FAIL with
-    ``surplus=True`` and no parameters.
+    ``step_size``, ``gamma`` and ``lr`` say what to try (:func:`parse_space`; ``lr=None``: the recipe's). A trial
+    trains the recipe at those values (one model, batched engine) and returns its final *validation* accuracy;
+    the median pruner sees the negated validation loss of every epoch; a diverged run counts as pruned. Trial user
+    attributes: the worker's ``host`` and ``pid``, the values trained, final ``val_acc``/``val_loss`` and, for
+    information only, ``test_acc``/``test_loss``; a trial started past the budget ends FAIL with ``surplus=True``.
 
     Args:
-        validation: the share of the training set held out for choosing, in (0, 1) (None:
-            :data:`steplr.experiments.DEFAULT_VALIDATION`).
+        validation: the held-out share of the training set, in (0, 1) (None: ``DEFAULT_VALIDATION``).
         epochs: the length of every trial (None: the recipe's).
-        on_trial: called with ``(study, frozen_trial)`` after each trial this worker finishes.
-        on_epoch: called with ``(trial, record)`` after each epoch of this worker's trials, once the epoch is
-            reported; it may raise ``optuna.TrialPruned``. For progress display (and the tests' slow trials).
-        confirm_seeds: how many seeds the caller will confirm the best configs on (:func:`confirm_best`), recorded
-            in the study as :data:`CONFIRM_SEEDS` (:func:`recorded_seeds`). Not a search setting: the latest value
-            is kept. None records nothing (a helper worker that only searches).
+        on_trial, on_epoch: called with ``(study, frozen_trial)`` after each trial this worker finishes, and with
+            ``(trial, record)`` after each reported epoch (it may raise ``optuna.TrialPruned``).
+        confirm_seeds: the seeds :func:`confirm_best` will use, recorded as :data:`CONFIRM_SEEDS` (None: nothing).
         grace_period: PostgreSQL: seconds a running trial may go without a heartbeat before another worker fails
             and retries it (None: :data:`GRACE_PERIOD`); give every worker of a study the same value.
         db_timeout: PostgreSQL: seconds the server may take to answer one request (None: :data:`DB_TIMEOUT`).
 
     Raises:
-        SweepError: for bad spaces, trials, recipe, validation, epochs, timeouts or storage, data that cannot be
-            loaded, a damaged journal file, or a study created with other settings (recipe, seed, validation,
-            epochs, spaces).
+        SweepError: for a bad argument or storage, data that cannot be loaded, a damaged journal file, or a study
+            created with other settings (recipe, seed, validation, epochs, spaces).
         StorageLost: the storage failed while searching (server gone, frozen or unreachable; a journal file that
             cannot be written): one line naming it; running the same call again continues the study.
     """
