@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import warnings
@@ -364,3 +365,164 @@ def test_torch_attribute_names_are_there():
                 expected = getattr(theirs, name)
                 expected = sorted(expected) if name == "milestones" else expected
                 assert getattr(ours, name) == expected, name
+
+
+# -- with other schedulers and hand-set values (issue 11): exact when alone, torch's chainable rule otherwise --
+
+
+def run_twins(build, lr, steps=30, touch=None):
+    """Build the same composition twice, ours (``build(opt, steplr)``) and torch's (``build(opt, torch_sched)``),
+    on twin optimizers; step both and return the learning rates each step used. ``touch(opt, t)`` runs before
+    each step on both (a hand-set value, a new param group, a plateau step)."""
+    opts = make_optimizer((lr,)), make_optimizer((lr,))
+    scheds = build(opts[0], steplr), build(opts[1], torch_sched)
+    seen: tuple[list[list[float]], list[list[float]]] = ([], [])
+    for t in range(steps):
+        for opt, sched, out in zip(opts, scheds, seen):
+            if touch is not None:
+                touch(opt, t)
+            out.append([g["lr"] for g in opt.param_groups])
+            opt.step()
+            sched.step()
+    return seen
+
+
+def assert_same_lrs(ours, theirs):
+    assert len(ours) == len(theirs)
+    for mine, torch_row in zip(ours, theirs):
+        assert len(mine) == len(torch_row)
+        for a, b in zip(mine, torch_row):
+            if abs(b) >= SMALLEST_NORMAL:  # below, torch's product sticks at subnormals (see the underflow test)
+                assert abs(a - b) <= 1e-12 * abs(b), (ours, theirs)
+
+
+def test_chained_after_linear_lr_matches_torch():
+    def build(opt, lib):
+        return torch_sched.ChainedScheduler([torch_sched.LinearLR(opt, 0.25, total_iters=3), lib.StepLR(opt, 2, 0.5)])
+
+    ours, theirs = run_twins(build, 1.0)
+    assert [row[0] for row in theirs[:5]] == [0.25, 0.5, 0.375, 0.5, 0.25]
+    assert_same_lrs(ours, theirs)
+
+
+@parity
+@given(step_size=st.integers(1, 7), gamma=st.floats(0.05, 0.99), exp_gamma=st.floats(0.5, 0.999))
+def test_chained_with_exponential_lr_matches_torch(step_size, gamma, exp_gamma):
+    def build(opt, lib):
+        return torch_sched.ChainedScheduler(
+            [lib.StepLR(opt, step_size, gamma), torch_sched.ExponentialLR(opt, exp_gamma)]
+        )
+
+    ours, theirs = run_twins(build, 0.1, steps=200)
+    assert_same_lrs(ours, theirs)
+
+
+def test_chained_step_and_exponential_row_of_the_issue():
+    def build(opt, lib):
+        return torch_sched.ChainedScheduler([lib.StepLR(opt, 2, 0.5), torch_sched.ExponentialLR(opt, 0.9)])
+
+    ours, theirs = run_twins(build, 0.1, steps=4)
+    assert [row[0] for row in ours] == pytest.approx([0.1, 0.09, 0.0405, 0.03645], rel=1e-12)
+    assert_same_lrs(ours, theirs)
+
+
+def test_plateau_cuts_are_kept_like_torch():
+    plateaus = {}
+
+    def build(opt, lib):
+        plateaus[id(opt)] = torch_sched.ReduceLROnPlateau(opt, factor=0.1, patience=0)
+        return lib.StepLR(opt, 3, 0.5)
+
+    def touch(opt, t):
+        plateaus[id(opt)].step(1.0)  # the loss never improves: the plateau cuts every step after the first
+
+    ours, theirs = run_twins(build, 1.0, steps=6, touch=touch)
+    assert_same_lrs(ours, theirs)
+    lrs = [row[0] for row in ours]
+    assert lrs[1] == 0.1 and all(b < a for a, b in itertools.pairwise(lrs))  # every cut kept, never undone
+
+
+def test_a_hand_set_lr_then_decays_like_torch():
+    def touch(opt, t):
+        if t == 3:
+            opt.param_groups[0]["lr"] = 0.02
+
+    ours, theirs = run_twins(lambda opt, lib: lib.StepLR(opt, 2, 0.5), 0.1, steps=12, touch=touch)
+    assert [row[0] for row in theirs[3:6]] == [0.02, 0.01, 0.01]
+    assert_same_lrs(ours, theirs)
+
+
+def test_a_hand_set_tensor_lr_is_scaled_in_place():
+    lr = torch.tensor(0.1, dtype=torch.float64)
+    opt = torch.optim.SGD([torch.zeros(2, requires_grad=True)], lr=lr)
+    sched = steplr.StepLR(opt, 2, 0.5)
+    sched.step()
+    lr.fill_(0.02)  # by hand, in place
+    for _ in range(3):
+        sched.step()
+    assert opt.param_groups[0]["lr"] is lr
+    assert lr.item() == pytest.approx(0.005, rel=1e-15)
+
+
+def test_alone_it_stays_the_exact_closed_form():
+    opt = make_optimizer((0.1,))
+    sched = steplr.ExponentialLR(opt, 0.999)
+    for _ in range(3000):
+        sched.step()
+    assert opt.param_groups[0]["lr"] == float(Fraction(0.1) * Fraction(0.999) ** 3000)
+
+
+def test_a_param_group_added_later_decays_from_its_own_lr_like_torch():
+    def touch(opt, t):
+        if t == 3:
+            opt.add_param_group({"params": [torch.zeros(2, requires_grad=True)], "lr": 0.04})
+
+    ours, theirs = run_twins(lambda opt, lib: lib.StepLR(opt, 2, 0.5), 0.1, steps=12, touch=touch)
+    assert theirs[-1][1] < 0.04
+    assert_same_lrs(ours, theirs)
+
+
+def test_missing_initial_lr_on_resume_is_a_key_error_too():
+    with pytest.raises(KeyError) as info:
+        steplr.StepLR(make_optimizer(), 3, last_epoch=5)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, steplr.errors.SteplrError)
+    assert str(info.value).startswith("last_epoch=5 resumes a run, but param_groups[0] has no 'initial_lr'")
+
+
+def test_repr_names_the_class_and_its_arguments():
+    opt = make_optimizer()
+    sched = steplr.StepLR(opt, 2, 0.5)
+    for _ in range(3):
+        sched.step()
+    assert repr(sched) == "StepLR(step_size=2, gamma=0.5, last_epoch=3)"
+    assert (
+        repr(steplr.MultiStepLR(make_optimizer(), [3, 6], 0.2))
+        == "MultiStepLR(milestones=[3, 6], gamma=0.2, last_epoch=0)"
+    )
+    assert repr(steplr.ExponentialLR(make_optimizer(), 0.9)) == "ExponentialLR(gamma=0.9, last_epoch=0)"
+    assert (
+        repr(steplr.CosineAnnealingLR(make_optimizer(), 12, 1e-4))
+        == "CosineAnnealingLR(T_max=12, eta_min=0.0001, last_epoch=0)"
+    )
+    assert repr(steplr.StepLR(make_optimizer(), "2ep", steps_per_epoch=3)) == (
+        "StepLR(step_size=6, gamma=0.1, steps_per_epoch=3, last_epoch=0)"
+    )
+    schedule = steplr.StepDecay(4, 0.5)
+    assert repr(steplr.ScheduleLR(make_optimizer(), schedule)) == f"ScheduleLR(schedule={schedule!r}, last_epoch=0)"
+
+
+def test_load_state_dict_takes_step_count_like_torch():
+    opt, torch_opt = make_optimizer(), make_optimizer()
+    sched, theirs = steplr.StepLR(opt, 3, 0.5), torch_sched.StepLR(torch_opt, 3, 0.5)
+    for _ in range(5):
+        opt.step(), sched.step(), torch_opt.step(), theirs.step()
+    assert sched._step_count == theirs.state_dict()["_step_count"] == 6
+    state = {**sched.state_dict(), "_step_count": 6}
+    fresh = steplr.StepLR(make_optimizer(), 3, 0.5)
+    fresh.load_state_dict(state)
+    assert fresh._step_count == 6 and fresh.last_epoch == 5
+    older = steplr.StepLR(make_optimizer(), 3, 0.5)
+    older.load_state_dict({k: v for k, v in state.items() if k != "_step_count"})  # a state dict from before
+    assert older.last_epoch == 5 and older.optimizer.param_groups[0]["lr"] == 0.05
+    with pytest.raises(ValueError, match="checkpoint _step_count must be a non-negative integer, got -1"):
+        older.load_state_dict({**state, "_step_count": -1})

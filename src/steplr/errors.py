@@ -8,6 +8,7 @@ __all__ = [
     "SteplrError",
     "SteplrValueError",
     "SteplrTypeError",
+    "SteplrKeyError",
     "TrainError",
     "DivergedError",
     "Interrupted",
@@ -24,6 +25,14 @@ class SteplrValueError(SteplrError, ValueError):
 
 class SteplrTypeError(SteplrError, TypeError):
     """A value of the wrong type (the message names it). Still a ``TypeError``, as the library promises."""
+
+
+class SteplrKeyError(SteplrValueError, KeyError):
+    """Something a call needs is missing from a mapping (the message names it). A ``ValueError`` as the library
+    promises, and a ``KeyError`` as torch raises in the same place."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
 
 
 class TrainError(SteplrError, RuntimeError):

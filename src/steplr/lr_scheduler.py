@@ -13,9 +13,10 @@ are :class:`torch.optim.lr_scheduler.LRScheduler` subclasses, so Lightning, Igni
 * ``state_dict()`` holds explicit, versioned keys and ``load_state_dict`` checks them.
 
 Learning rates are written to ``param_group["lr"]`` whenever the scheduled value changes (for StepLR: at each
-decay), like torch's chainable schedulers; a value you put there by hand lasts until the next change. Because
-each scheduler sets the value of its own closed form, torch's ``ChainedScheduler`` does not multiply steplr
-schedulers together: compose them as one schedule instead (``ScheduleLR(opt, join([...], boundaries))``).
+decay). While nothing else has touched a group's learning rate since this scheduler last wrote it, the value
+written is the exact closed form. Once something else has (another scheduler in torch's ``ChainedScheduler``,
+``ReduceLROnPlateau``, a value set by hand), the group is scaled by the closed-form ratio ``lr(t) / lr(t-1)``
+instead, as torch's chainable schedulers do, so compositions give torch's learning rates.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from steplr.errors import SteplrTypeError, SteplrValueError
+from steplr.errors import SteplrKeyError, SteplrTypeError, SteplrValueError
 from steplr.schedules.durations import check_positive_int
 from steplr.schedules.kinds import Cosine, Exponential, MultiStep, Schedule, StepDecay, schedule_from_params
 
@@ -53,8 +54,11 @@ class ScheduleLR(LRScheduler):
 
     Raises:
         TypeError: if ``optimizer`` is not a torch Optimizer or ``schedule`` not a Schedule.
-        ValueError: for a bad ``last_epoch`` or ``steps_per_epoch``, or missing ``initial_lr`` on resume.
+        ValueError: for a bad ``last_epoch`` or ``steps_per_epoch``.
+        KeyError: (also a ValueError) for a missing ``initial_lr`` on resume.
     """
+
+    _REPR_ARGS: tuple[str, ...] = ("schedule",)
 
     def __init__(
         self,
@@ -85,7 +89,7 @@ class ScheduleLR(LRScheduler):
         else:
             for i, group in enumerate(optimizer.param_groups):
                 if "initial_lr" not in group:
-                    raise SteplrValueError(
+                    raise SteplrKeyError(
                         f"last_epoch={last_epoch} resumes a run, but param_groups[{i}] has no 'initial_lr': "
                         "load the optimizer's state_dict first, or start with last_epoch=-1"
                     )
@@ -97,7 +101,22 @@ class ScheduleLR(LRScheduler):
         self._get_lr_called_within_step = False
         self._segment: Hashable = object()
         self._last_lr: list[float | torch.Tensor] = []
+        self._written: list[object] = []  # per group: what we last wrote (see _fingerprint)
+        self._exact: list[bool] = []  # per group: nothing else has touched its lr, so write the closed form
+        self._closed: list[float] = []  # per group: the closed-form value of step _applied
+        self._applied: int = self.last_epoch  # the step whose values were last written
+        self._mark_untouched()
+        if last_epoch == -1:  # a group whose lr already differs from initial_lr was set by someone else: chain
+            self._closed = list(self.base_lrs)
+            self._exact = [_as_float(g["lr"], "lr") == base for g, base in zip(optimizer.param_groups, self.base_lrs)]
         self._apply(self.last_epoch)
+
+    def __repr__(self) -> str:
+        args = [f"{name}={getattr(self, name)!r}" for name in self._REPR_ARGS]
+        if self.steps_per_epoch is not None:
+            args.append(f"steps_per_epoch={self.steps_per_epoch}")
+        args.append(f"last_epoch={self.last_epoch}")
+        return f"{type(self).__name__}({', '.join(args)})"
 
     # -- the torch surface -------------------------------------------------------------------------------------
 
@@ -123,20 +142,52 @@ class ScheduleLR(LRScheduler):
         """The learning rates last written to the optimizer (tensor copies for tensor learning rates)."""
         return self._last_lr
 
+    def _mark_untouched(self) -> None:
+        """Take every group's current learning rate as our own: the next write is the exact closed form."""
+        groups = self.optimizer.param_groups
+        self._written = [_fingerprint(g["lr"]) for g in groups]
+        self._exact = [True] * len(groups)
+        self._closed = self.get_lr()
+        self._applied = self.last_epoch
+
+    def _adopt_new_groups(self) -> None:
+        """Groups added after construction start from their own lr and follow the closed-form ratio, as in torch."""
+        for i in range(len(self.base_lrs), len(self.optimizer.param_groups)):
+            group = self.optimizer.param_groups[i]
+            lr = group["lr"]
+            group.setdefault("initial_lr", lr.clone() if isinstance(lr, torch.Tensor) else lr)
+            base = _as_float(group["initial_lr"], f"param_groups[{i}]['initial_lr']")
+            self.base_lrs.append(base)
+            self._closed.append(self.schedule._lr_scalar(base, self._applied))
+            self._written.append(None)
+            self._exact.append(False)
+
     def _apply(self, t: int) -> None:
         segment = self.schedule.segment(t)
         if segment == self._segment:
             return  # same value as already written: nothing to do (the common case, and the cheap one)
         self._segment = segment
+        groups = self.optimizer.param_groups
+        if len(groups) > len(self.base_lrs):
+            self._adopt_new_groups()
+        values = self.get_lr()
         last: list[float | torch.Tensor] = []
-        for group, value in zip(self.optimizer.param_groups, self.get_lr()):
+        for i, (group, value, before) in enumerate(zip(groups, values, self._closed)):
             current = group["lr"]
-            if isinstance(current, torch.Tensor):
-                current.fill_(value)  # in place: compiled graphs and aliases keep seeing this tensor
+            exact = self._exact[i] = self._exact[i] and _fingerprint(current) == self._written[i]
+            if isinstance(current, torch.Tensor):  # in place: compiled graphs and aliases keep seeing this tensor
+                if exact or before == 0.0:
+                    current.fill_(value)
+                else:
+                    current.mul_(value / before)
                 last.append(current.clone())
             else:
-                group["lr"] = value
-                last.append(value)
+                current = value if exact or before == 0.0 else current * (value / before)
+                group["lr"] = current
+                last.append(current)
+            self._written[i] = _fingerprint(current)
+        self._closed = values
+        self._applied = t
         self._last_lr = last
 
     # -- checkpoints --------------------------------------------------------------------------------------------
@@ -145,7 +196,8 @@ class ScheduleLR(LRScheduler):
         """Plain data only (loads with ``torch.load(..., weights_only=True)``).
 
         Keys: ``format`` (``"steplr.scheduler/1"``), ``schedule`` (the schedule's parameters, durations already
-        in steps), ``steps_per_epoch``, ``last_epoch`` and ``base_lrs``.
+        in steps), ``steps_per_epoch``, ``last_epoch`` and ``base_lrs``. ``load_state_dict`` also takes an optional
+        ``_step_count`` (the count torch's own checks read).
         """
         return {
             "format": STATE_FORMAT,
@@ -193,6 +245,9 @@ class ScheduleLR(LRScheduler):
                 steps_per_epoch = check_positive_int(steps_per_epoch, "checkpoint steps_per_epoch")
             except TypeError as error:
                 raise SteplrValueError(str(error)) from None
+        step_count = state_dict.get("_step_count", self._step_count)
+        if isinstance(step_count, bool) or not isinstance(step_count, numbers.Integral) or step_count < 0:
+            raise SteplrValueError(f"checkpoint _step_count must be a non-negative integer, got {step_count!r}")
         schedule = schedule_from_params(state_dict["schedule"])
         differences = _differences(self.schedule.params(), schedule.params())
         if differences:
@@ -206,7 +261,9 @@ class ScheduleLR(LRScheduler):
         self.steps_per_epoch = steps_per_epoch
         self.base_lrs = base_lrs
         self.last_epoch = int(last_epoch)
+        self._step_count = int(step_count)
         self._segment = object()
+        self._mark_untouched()
         self._apply(self.last_epoch)
 
 
@@ -218,6 +275,14 @@ def _as_float(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
         raise SteplrValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
+
+
+def _fingerprint(lr: object) -> object:
+    """What tells whether a learning rate was changed since we wrote it: the float itself, or for a tensor the
+    object and its in-place version counter (no read of the value, so no device sync)."""
+    if isinstance(lr, torch.Tensor):
+        return (id(lr), lr._version, lr)  # the id decides first; the reference keeps it from being reused
+    return lr
 
 
 def _differences(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
@@ -252,6 +317,8 @@ class StepLR(_GammaMixin, ScheduleLR):
     [0.025]
     """
 
+    _REPR_ARGS = ("step_size", "gamma")
+
     def __init__(
         self,
         optimizer: Optimizer,
@@ -269,6 +336,8 @@ class StepLR(_GammaMixin, ScheduleLR):
 
 class MultiStepLR(_GammaMixin, ScheduleLR):
     """Multiply by ``gamma`` at each milestone (torch's signature); milestones may be durations."""
+
+    _REPR_ARGS = ("milestones", "gamma")
 
     def __init__(
         self,
@@ -288,12 +357,16 @@ class MultiStepLR(_GammaMixin, ScheduleLR):
 class ExponentialLR(_GammaMixin, ScheduleLR):
     """Multiply by ``gamma`` every step (torch's signature): ``base_lr * gamma ** last_epoch``, rounded once."""
 
+    _REPR_ARGS = ("gamma",)
+
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
         super().__init__(optimizer, Exponential(gamma), last_epoch)
 
 
 class CosineAnnealingLR(ScheduleLR):
     """Cosine annealing to ``eta_min`` over ``T_max`` steps (torch's signature), from the closed form."""
+
+    _REPR_ARGS = ("T_max", "eta_min")
 
     def __init__(
         self,
