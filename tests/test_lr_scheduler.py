@@ -266,6 +266,7 @@ def test_state_dict_has_explicit_keys_and_survives_weights_only_load(tmp_path):
         "steps_per_epoch": 3,
         "last_epoch": 8,
         "base_lrs": [0.1, 0.01],
+        "_step_count": 9,  # as torch counts: once when built, then every step()
     }
     path = tmp_path / "sched.pt"
     torch.save({"scheduler": state, "optimizer": opt.state_dict()}, path)
@@ -275,7 +276,7 @@ def test_state_dict_has_explicit_keys_and_survives_weights_only_load(tmp_path):
     new_opt.load_state_dict(loaded["optimizer"])
     resumed = steplr.StepLR(new_opt, "2ep", 0.5, steps_per_epoch=3)
     resumed.load_state_dict(loaded["scheduler"])
-    assert resumed.last_epoch == 8
+    assert resumed.last_epoch == 8 and resumed._step_count == 9
     for _ in range(10):
         opt.step(), sched.step(), new_opt.step(), resumed.step()
         assert [g["lr"] for g in new_opt.param_groups] == [g["lr"] for g in opt.param_groups]

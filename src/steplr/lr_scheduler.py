@@ -196,8 +196,8 @@ class ScheduleLR(LRScheduler):
         """Plain data only (loads with ``torch.load(..., weights_only=True)``).
 
         Keys: ``format`` (``"steplr.scheduler/1"``), ``schedule`` (the schedule's parameters, durations already
-        in steps), ``steps_per_epoch``, ``last_epoch`` and ``base_lrs``. ``load_state_dict`` also takes an optional
-        ``_step_count`` (the count torch's own checks read).
+        in steps), ``steps_per_epoch``, ``last_epoch``, ``base_lrs`` and ``_step_count`` (the count torch's own
+        checks read; ``load_state_dict`` also takes a state without it, as older steplr wrote).
         """
         return {
             "format": STATE_FORMAT,
@@ -205,6 +205,7 @@ class ScheduleLR(LRScheduler):
             "steps_per_epoch": self.steps_per_epoch,
             "last_epoch": self.last_epoch,
             "base_lrs": list(self.base_lrs),
+            "_step_count": self._step_count,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -222,7 +223,8 @@ class ScheduleLR(LRScheduler):
             raise SteplrValueError(f"state_dict must be a dict, got {type(state_dict).__name__}")
         missing = [key for key in _STATE_KEYS if key not in state_dict]
         if missing:
-            hint = " (this looks like a torch scheduler's state_dict)" if "_step_count" in state_dict else ""
+            torch_like = "_step_count" in state_dict and "format" not in state_dict
+            hint = " (this looks like a torch scheduler's state_dict)" if torch_like else ""
             raise SteplrValueError(f"scheduler state_dict is missing {missing}{hint}")
         if state_dict["format"] != STATE_FORMAT:
             raise SteplrValueError(

@@ -228,6 +228,11 @@ _DAMAGES = {
         lambda s: s["scheduler"].update(steps_per_epoch="abc"),
         "scheduler steps_per_epoch is 'abc', expected 23",
     ),
+    "scheduler step count": (
+        {},
+        lambda s: s["scheduler"].update(_step_count=-3),
+        "scheduler _step_count is -3, expected an integer >= 0",
+    ),
     "plateau scheduler key": ({"schedule": "plateau"}, _scheduler_attribute_injected, "unknown ['step']"),
     "plateau scheduler progress": (
         {"schedule": "plateau"},

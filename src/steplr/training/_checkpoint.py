@@ -253,7 +253,10 @@ def _check_scheduler(saved: object, scheduler: Any, last_epoch: int) -> None:
         raise _Damaged(f"scheduler state: missing {missing}, unknown {unknown}")
     for key, want in fresh.items():
         value = saved[key]
-        if isinstance(scheduler, ScheduleLR) or key not in _PLATEAU_PROGRESS:
+        if key == "_step_count":  # how many times step() ran: progress, like last_epoch, not configuration
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise _Damaged(f"scheduler _step_count is {_shown(value)}, expected an integer >= 0")
+        elif isinstance(scheduler, ScheduleLR) or key not in _PLATEAU_PROGRESS:
             if not _same(value, want):
                 raise _Damaged(f"scheduler {key} is {_shown(value)}, expected {_shown(want)} (from the run's config)")
         elif key == "_last_lr":
