@@ -79,6 +79,63 @@ def test_multistep_lr_matches_torch(lrs, milestones, gamma):
 
 
 @parity
+@given(
+    lrs=group_lrs,
+    milestones=st.lists(st.integers(0, 300), min_size=1, max_size=8).filter(lambda m: m != sorted(set(m))),
+    gamma=st.floats(0.05, 0.999),
+)
+def test_multistep_lr_takes_milestones_as_torch_does(lrs, milestones, gamma):
+    # unsorted, repeated (each listing decays once more) or 0 (decays from the first step): torch's Counter
+    ours, theirs = run_pair(
+        lambda o: steplr.MultiStepLR(o, milestones, gamma),
+        lambda o: torch_sched.MultiStepLR(o, milestones, gamma),
+        lrs,
+        400,
+    )
+    assert max_relative_gap(ours, theirs) <= 1e-12
+
+
+def test_multistep_lr_loads_a_checkpoint_written_before_counted_milestones():
+    ours = steplr.MultiStepLR(make_optimizer([1.0]), [5, 3, 3], 0.5)
+    state = ours.state_dict()
+    old = {**state, "schedule": {"type": "MultiStep", "milestones": [2, 4], "gamma": 0.5}, "last_epoch": 4}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resumed = steplr.MultiStepLR(make_optimizer([1.0]), [2, 4], 0.5)
+        resumed.load_state_dict(old)
+    assert resumed.get_last_lr() == [0.25]
+    assert resumed.milestones == [2, 4]
+
+
+@parity
+@given(
+    lrs=group_lrs,
+    t_max=st.floats(0.5, 500.0).filter(lambda x: not x.is_integer()),
+    eta_min=st.sampled_from([0.0, 1e-6]),
+)
+def test_cosine_lr_takes_a_float_t_max_as_torch_does(lrs, t_max, eta_min):
+    steps = 400
+    ours, theirs = run_pair(
+        lambda o: steplr.CosineAnnealingLR(o, t_max, eta_min),
+        lambda o: torch_sched.CosineAnnealingLR(o, t_max, eta_min),
+        lrs,
+        steps,
+    )
+    mpmath.mp.prec = 120
+    for t in range(steps):
+        for g, base in enumerate(lrs):
+            exact = float(eta_min + (mpmath.mpf(base) - eta_min) * (1 + mpmath.cos(mpmath.pi * t / t_max)) / 2)
+            if exact < SMALLEST_NORMAL:
+                continue
+            assert abs(ours[t, g] - exact) <= 1e-12 * exact
+            # torch's closed form, evaluated as written, is exact only to rounding of the base rate
+            closed = eta_min + (base - eta_min) * (1 + math.cos(math.pi * t / t_max)) / 2
+            assert abs(ours[t, g] - closed) <= 1e-12 * max(exact, 1e-3 * base)
+            # torch's recursion: every gap is torch's own error, up to rounding
+            assert abs(ours[t, g] - theirs[t, g]) <= abs(theirs[t, g] - exact) + 1e-12 * exact
+
+
+@parity
 @given(lrs=group_lrs, gamma=st.floats(0.9, 0.99999))
 def test_exponential_lr_matches_torch(lrs, gamma):
     ours, theirs = run_pair(

@@ -337,7 +337,10 @@ class StepLR(_GammaMixin, ScheduleLR):
 
 
 class MultiStepLR(_GammaMixin, ScheduleLR):
-    """Multiply by ``gamma`` at each milestone (torch's signature); milestones may be durations."""
+    """Multiply by ``gamma`` at each milestone (torch's signature); milestones may be durations.
+
+    As in torch, milestones may come in any order, include 0, and repeat (a milestone listed twice decays twice).
+    """
 
     _REPR_ARGS = ("milestones", "gamma")
 
@@ -349,11 +352,19 @@ class MultiStepLR(_GammaMixin, ScheduleLR):
         last_epoch: int = -1,
         steps_per_epoch: int | None = None,
     ) -> None:
-        super().__init__(optimizer, MultiStep(milestones, gamma), last_epoch, steps_per_epoch)
+        super().__init__(optimizer, MultiStep(milestones, gamma, counted=True), last_epoch, steps_per_epoch)
 
     @property
     def milestones(self) -> list[int]:
         return list(self.schedule.params()["milestones"])
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As :meth:`ScheduleLR.load_state_dict`; a checkpoint from a steplr that did not yet take milestones as
+        torch does (no ``counted``) holds strictly increasing ones, which mean the same either way."""
+        schedule = state_dict.get("schedule") if isinstance(state_dict, dict) else None
+        if isinstance(schedule, dict) and schedule.get("type") == "MultiStep" and "counted" not in schedule:
+            state_dict = {**state_dict, "schedule": {**schedule, "counted": True}}
+        super().load_state_dict(state_dict)
 
 
 class ExponentialLR(_GammaMixin, ScheduleLR):
@@ -373,7 +384,7 @@ class CosineAnnealingLR(ScheduleLR):
     def __init__(
         self,
         optimizer: Optimizer,
-        T_max: int | str,
+        T_max: float | str,
         eta_min: float = 0.0,
         last_epoch: int = -1,
         steps_per_epoch: int | None = None,
@@ -381,8 +392,9 @@ class CosineAnnealingLR(ScheduleLR):
         super().__init__(optimizer, Cosine(T_max, eta_min), last_epoch, steps_per_epoch)
 
     @property
-    def T_max(self) -> int:
-        return int(self.schedule.params()["t_max"])
+    def T_max(self) -> int | float:
+        t_max = self.schedule.params()["t_max"]
+        return t_max if isinstance(t_max, float) else int(t_max)
 
     @property
     def eta_min(self) -> float:

@@ -332,6 +332,41 @@ def test_milestones_must_increase(milestones):
     assert str(milestones) in str(info.value)
 
 
+@settings(deadline=None)
+@given(
+    base=base_lrs,
+    gamma=st.floats(0.05, 0.999),
+    milestones=st.lists(st.integers(0, 300), min_size=1, max_size=6),
+    t=st.integers(0, 400),
+)
+def test_milestones_count_like_torch(base, gamma, milestones, t):
+    # any order; a milestone listed k times decays k times; 0 decays from the first step
+    k = sum(1 for m in milestones if m <= t)
+    schedule = MultiStep(milestones, gamma, counted=True)
+    assert schedule.lr(base, t) == pytest.approx(float(mpmath.mpf(base) * mpmath.mpf(gamma) ** k), rel=1e-13)
+    assert schedule.lr(base, np.array([t]))[0] == schedule.lr(base, t)
+    again = schedule_from_params(schedule.params())
+    assert again.params() == schedule.params() and again.lr(base, t) == schedule.lr(base, t)
+
+
+@settings(deadline=None)
+@given(base=base_lrs, t_max=st.floats(0.5, 1000.0), eta_min=st.sampled_from([0.0, 1e-9, 1e-4]), t=st.integers(0, 10**7))
+def test_cosine_takes_a_float_t_max(base, t_max, eta_min, t):
+    mpmath.mp.prec = 120
+    exact = eta_min + (mpmath.mpf(base) - eta_min) * (1 + mpmath.cos(mpmath.pi * t / mpmath.mpf(t_max))) / 2
+    value = Cosine(t_max, eta_min).lr(base, t)
+    if exact >= 2.2250738585072014e-308:
+        assert abs(value - exact) <= 1e-12 * exact
+    assert Cosine(t_max, eta_min).lr(base, np.array([t]))[0] == value
+    assert schedule_from_params(Cosine(t_max, eta_min).params()).lr(base, t) == value
+
+
+@pytest.mark.parametrize("t_max", [0.0, -2.5, math.nan, math.inf])
+def test_cosine_refuses_a_t_max_torch_cannot_use(t_max):
+    with pytest.raises(ValueError, match="t_max must be a positive"):
+        Cosine(t_max)
+
+
 def test_other_bad_arguments_name_themselves():
     with pytest.raises(ValueError, match="start_factor must be a number in"):
         LinearWarmup(5, 1.5)

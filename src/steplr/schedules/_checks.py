@@ -115,3 +115,18 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, Duration):
         return str(value)
     return value
+
+
+def check_period(value: object, name: str) -> int | float | Duration | NDArray[np.int64]:
+    """A duration as :func:`check_duration` takes it, or a positive finite real number of steps (torch's float
+    ``T_max``); a whole float becomes an int, so it takes the integer kernel."""
+    if isinstance(value, (float, np.floating)) or (
+        isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral))
+    ):
+        number = float(value)
+        if not math.isfinite(number) or number <= 0.0:
+            raise SteplrValueError(f"{name} must be a positive finite number of steps, got {value!r}")
+        if number.is_integer():
+            return check_duration(int(number), name)
+        return number
+    return check_duration(value, name)

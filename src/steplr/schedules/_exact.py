@@ -12,6 +12,7 @@ to exactly 0.0 and overflows to ``inf``.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -135,3 +136,19 @@ def cosine_weights(t: Any, t_max: Any, xp: Any = np) -> tuple[Any, Any]:
     high = xp.where(2 * m <= t_max, (1 + cos_x) / 2, sin_far * sin_far)
     low = xp.where(2 * m >= t_max, (1 - cos_x) / 2, sin_near * sin_near)
     return high, low
+
+
+def fractional_cosine_weights(t: int, t_max: float) -> tuple[float, float]:
+    """:func:`cosine_weights` for a non-integer ``t_max``: ``t`` is reduced modulo ``2 * t_max`` exactly (fmod is
+    exact in binary floating point, and below 2**53 so is ``float(t)``), then folded into ``[0, t_max]``, where the
+    half-angle forms keep every weight to a few ulps."""
+    period = 2.0 * t_max
+    n = math.fmod(float(t), period) if t < 1 << 53 else float(Fraction(t) % Fraction(period))
+    m = min(n, period - n)  # exact: period - n is formed only when it is the smaller (Sterbenz)
+    if 2.0 * m <= t_max:
+        angle = math.pi * m / period
+        cos_a, sin_a = math.cos(angle), math.sin(angle)
+        return cos_a * cos_a, sin_a * sin_a
+    angle = math.pi * (t_max - m) / period  # t_max - m is exact: m lies in [t_max / 2, t_max]
+    cos_a, sin_a = math.cos(angle), math.sin(angle)
+    return sin_a * sin_a, cos_a * cos_a

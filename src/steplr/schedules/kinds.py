@@ -34,6 +34,7 @@ from steplr.schedules._checks import (
     check_duration,
     check_fraction,
     check_gamma,
+    check_period,
     check_real,
     check_step,
     jsonable,
@@ -43,6 +44,7 @@ from steplr.schedules._checks import (
 from steplr.schedules._exact import (
     ScalarMath,
     cosine_weights,
+    fractional_cosine_weights,
     scaled_power,
     scaled_power_array,
 )
@@ -177,21 +179,28 @@ class MultiStep(_PowerDecay):
     .. math:: \mathrm{lr}(t) = \mathrm{base\_lr} \cdot \gamma^{\#\{m \in \mathrm{milestones} : m \le t\}}
 
     Args:
-        milestones: strictly increasing steps > 0 (ints or durations such as ``"30ep"``).
+        milestones: strictly increasing steps > 0 (ints or durations such as ``"30ep"``); with ``counted``,
+            steps >= 0 in any order, a step listed ``k`` times decaying ``k`` times (torch's ``MultiStepLR``
+            takes its milestones so, as a ``Counter``).
+        counted: take the milestones as torch does (the drop-in ``MultiStepLR`` sets it).
         gamma: the factor, finite and > 0.
 
     >>> [MultiStep([2, 5], 0.1).lr(1.0, t) for t in (0, 2, 5)]
     [1.0, 0.1, 0.010000000000000002]
     """
 
-    def __init__(self, milestones: Iterable[Any], gamma: Any = 0.1) -> None:
+    def __init__(self, milestones: Iterable[Any], gamma: Any = 0.1, *, counted: bool = False) -> None:
         if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Iterable):
             raise SteplrTypeError(f"milestones must be a list of steps, got {milestones!r}")
-        parsed = [check_duration(m, f"milestones[{i}]") for i, m in enumerate(milestones)]
+        self.counted = counted is True
+        parsed = [check_duration(m, f"milestones[{i}]", allow_zero=self.counted) for i, m in enumerate(milestones)]
         if any(isinstance(m, np.ndarray) for m in parsed):
             raise SteplrTypeError("milestones must be a list of ints or durations, not arrays")
+        if self.counted and all(isinstance(m, int) for m in parsed):
+            parsed.sort()  # durations are sorted once resolved
         self.milestones: list[int | Duration] = parsed  # type: ignore[assignment]
-        self._check_order()
+        if not self.counted:
+            self._check_order()
         self.gamma = check_gamma(gamma)
 
     def _check_order(self) -> None:
@@ -209,11 +218,12 @@ class MultiStep(_PowerDecay):
         return bisect.bisect_right(self.milestones, t)
 
     def params(self) -> dict[str, Any]:
-        return {"type": "MultiStep", "milestones": self._shown(), "gamma": jsonable(self.gamma)}
+        params = {"type": "MultiStep", "milestones": self._shown(), "gamma": jsonable(self.gamma)}
+        return {**params, "counted": True} if self.counted else params
 
     def resolve(self, steps_per_epoch: int | None) -> MultiStep:
         resolved = [resolve_value(m, steps_per_epoch, f"milestones[{i}]") for i, m in enumerate(self.milestones)]
-        return MultiStep(resolved, self.gamma)
+        return MultiStep(resolved, self.gamma, counted=self.counted)
 
     def _check_resolved(self) -> None:
         for i, m in enumerate(self.milestones):
@@ -270,7 +280,7 @@ class Cosine(Schedule):
     digits.
 
     Args:
-        t_max: half the period, > 0 (int or duration).
+        t_max: half the period, > 0 (int, duration, or a positive finite real as torch takes).
         eta_min: the floor, a finite number >= 0 (default 0); above ``base_lr`` the curve rises instead.
 
     Raises:
@@ -282,7 +292,7 @@ class Cosine(Schedule):
     """
 
     def __init__(self, t_max: Any, eta_min: Any = 0.0) -> None:
-        self.t_max = check_duration(t_max, "t_max")
+        self.t_max = check_period(t_max, "t_max")
         self.eta_min = self._check_eta_min(eta_min)
 
     @staticmethod
@@ -304,13 +314,22 @@ class Cosine(Schedule):
     def _lr_scalar(self, base_lr: float, t: int) -> float:
         t_max = require_steps(self.t_max, "t_max")
         eta_min = float(self.eta_min)
+        if isinstance(t_max, float):
+            high, low = fractional_cosine_weights(t, t_max)
+            return float(base_lr * high + eta_min * low)
         high, low = cosine_weights(t, t_max, ScalarMath)
         return float(base_lr * high + eta_min * low)
 
     def _lr_array(self, base_lr: NDArray[np.float64], t: NDArray[np.int64]) -> NDArray[np.float64]:
-        t_max = np.asarray(require_steps(self.t_max, "t_max"), dtype=np.int64)
         eta_min = np.asarray(self.eta_min, dtype=np.float64)
-        high, low = cosine_weights(t, t_max)
+        if isinstance(self.t_max, float):
+            pairs = [fractional_cosine_weights(int(s), self.t_max) for s in np.asarray(t).flat]
+            shape = np.shape(t)
+            high = np.array([h for h, _ in pairs], dtype=np.float64).reshape(shape)
+            low = np.array([lo for _, lo in pairs], dtype=np.float64).reshape(shape)
+        else:
+            t_max = np.asarray(require_steps(self.t_max, "t_max"), dtype=np.int64)
+            high, low = cosine_weights(t, t_max)
         result: NDArray[np.float64] = base_lr * high + eta_min * low
         return result
 
