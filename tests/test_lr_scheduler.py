@@ -12,7 +12,7 @@ import mpmath
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch.optim import lr_scheduler as torch_sched
 
@@ -115,12 +115,15 @@ def test_multistep_lr_loads_a_checkpoint_written_before_counted_milestones():
 )
 def test_cosine_lr_takes_a_float_t_max_as_torch_does(lrs, t_max, eta_min):
     steps = 400
-    ours, theirs = run_pair(
-        lambda o: steplr.CosineAnnealingLR(o, t_max, eta_min),
-        lambda o: torch_sched.CosineAnnealingLR(o, t_max, eta_min),
-        lrs,
-        steps,
-    )
+    try:
+        ours, theirs = run_pair(
+            lambda o: steplr.CosineAnnealingLR(o, t_max, eta_min),
+            lambda o: torch_sched.CosineAnnealingLR(o, t_max, eta_min),
+            lrs,
+            steps,
+        )
+    except ZeroDivisionError:  # torch's recursion divides by 1 + cos, zero when a step lands on the floor
+        assume(False)
     mpmath.mp.prec = 120
     for t in range(steps):
         for g, base in enumerate(lrs):
@@ -128,9 +131,9 @@ def test_cosine_lr_takes_a_float_t_max_as_torch_does(lrs, t_max, eta_min):
             if exact < SMALLEST_NORMAL:
                 continue
             assert abs(ours[t, g] - exact) <= 1e-12 * exact
-            # torch's closed form, evaluated as written, is exact only to rounding of the base rate
+            # torch's closed form as written: every gap is its own rounding error
             closed = eta_min + (base - eta_min) * (1 + math.cos(math.pi * t / t_max)) / 2
-            assert abs(ours[t, g] - closed) <= 1e-12 * max(exact, 1e-3 * base)
+            assert abs(ours[t, g] - closed) <= abs(closed - exact) + 1e-12 * exact
             # torch's recursion: every gap is torch's own error, up to rounding
             assert abs(ours[t, g] - theirs[t, g]) <= abs(theirs[t, g] - exact) + 1e-12 * exact
 
