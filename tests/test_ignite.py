@@ -1,0 +1,206 @@
+"""pytorch-ignite drives steplr's schedulers as it drives torch's: inside an Engine's loop through its LRScheduler
+handler, behind a linear warm-up, in simulate_values, and through a Checkpoint saved mid-run and resumed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+import steplr
+import steplr.lr_scheduler
+
+pytest.importorskip("ignite")
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint, DiskSaver
+from ignite.handlers.param_scheduler import LRScheduler, create_lr_scheduler_with_warmup
+
+BATCHES = 4  # per epoch
+EPOCHS = 4
+
+# Each pair builds steplr's scheduler and torch's with the same arguments. Gammas are powers of two, so torch's
+# chainable form (a running product, which ignite asks for) is exact too and the rates compare with ==.
+PAIRS: dict[str, tuple[Callable[..., object], Callable[..., object]]] = {
+    "StepLR": (
+        lambda opt: steplr.StepLR(opt, step_size=3, gamma=0.5),
+        lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5),
+    ),
+    "MultiStepLR": (
+        lambda opt: steplr.MultiStepLR(opt, milestones=[2, 5, 11], gamma=0.25),
+        lambda opt: torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[2, 5, 11], gamma=0.25),
+    ),
+    "ExponentialLR": (
+        lambda opt: steplr.ExponentialLR(opt, gamma=0.5),
+        lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.5),
+    ),
+    "CosineAnnealingLR": (
+        lambda opt: steplr.CosineAnnealingLR(opt, T_max=10, eta_min=0.001),
+        lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10, eta_min=0.001),
+    ),
+}
+# Under ignite, torch's ExponentialLR and CosineAnnealingLR give a first rate that is not step 0's (ExponentialLR
+# gives step 1's, CosineAnnealingLR one above the base rate): since torch 2.2 their get_lr() tells the constructor's
+# call apart by a flag ignite does not set. steplr's give step t's rate at iteration t, as torch's do in a plain loop,
+# so those two are compared with the plain loop only.
+SAME_UNDER_IGNITE = ["StepLR", "MultiStepLR"]
+
+
+def make_training(seed: int = 0) -> tuple[torch.nn.Module, torch.optim.Optimizer, list]:
+    """A linear model, its SGD optimizer (two param groups, so ignite sees a list of rates) and the batches."""
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 1))
+    optimizer = torch.optim.SGD(
+        [{"params": model[0].parameters()}, {"params": model[1].parameters(), "lr": 0.02}], lr=0.1, momentum=0.9
+    )
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(BATCHES * 2, 3, generator=generator)
+    batches = list(zip(x.split(2), x.sum(dim=1, keepdim=True).split(2)))
+    return model, optimizer, batches
+
+
+def make_engine(model: torch.nn.Module, optimizer: torch.optim.Optimizer, seen: list[list[float]]) -> Engine:
+    """An Engine that trains one batch per iteration and records the rates each batch was trained with."""
+
+    def train_step(engine: Engine, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+        seen.append([group["lr"] for group in optimizer.param_groups])
+        x, y = batch
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return Engine(train_step)
+
+
+def engine_lrs(build: Callable[..., object], epochs: int = EPOCHS) -> list[list[float]]:
+    model, optimizer, batches = make_training()
+    seen: list[list[float]] = []
+    engine = make_engine(model, optimizer, seen)
+    engine.add_event_handler(Events.ITERATION_STARTED, LRScheduler(build(optimizer)))
+    engine.run(batches, max_epochs=epochs)
+    return seen
+
+
+def plain_loop_lrs(build: Callable[..., object], steps: int = BATCHES * EPOCHS) -> list[list[float]]:
+    """The rates a scheduler sets when stepped after each optimizer step, outside any framework."""
+    _, optimizer, _ = make_training()
+    scheduler = build(optimizer)
+    lrs = []
+    for _ in range(steps):
+        lrs.append([group["lr"] for group in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_the_handler_sets_the_rate_of_step_t_at_iteration_t(name):
+    ours, theirs = PAIRS[name]
+    lrs = engine_lrs(ours)
+    assert len(lrs) == BATCHES * EPOCHS
+    assert lrs == plain_loop_lrs(ours)
+    # Torch's recurrence for the cosine rounds differently from the closed form.
+    expected = plain_loop_lrs(theirs)
+    assert lrs == expected if name != "CosineAnnealingLR" else [pytest.approx(row, rel=1e-12) for row in expected]
+
+
+@pytest.mark.parametrize("name", SAME_UNDER_IGNITE)
+def test_the_handler_gives_torchs_rates_under_ignite(name):
+    ours, theirs = PAIRS[name]
+    assert engine_lrs(ours) == engine_lrs(theirs)
+
+
+def warm_up_lrs(build: Callable[..., object], warmup_end_value: float | None) -> tuple[list[list[float]], list]:
+    """The rates of a run behind ignite's linear warm-up, and the rates ignite simulated for it beforehand."""
+    model, optimizer, batches = make_training()
+    simulated: list = [None] * (BATCHES * EPOCHS)
+    handler = create_lr_scheduler_with_warmup(
+        build(optimizer),
+        warmup_start_value=0.0,
+        warmup_duration=5,
+        warmup_end_value=warmup_end_value,
+        output_simulated_values=simulated,
+    )
+    seen: list[list[float]] = []
+    engine = make_engine(model, optimizer, seen)
+    engine.add_event_handler(Events.ITERATION_STARTED, handler)
+    engine.run(batches, max_epochs=EPOCHS)
+    return seen, simulated
+
+
+# The warm-up ends at each group's own rate (warmup_end_value=None). One that ends elsewhere is left out: torch's
+# schedulers then go on from the rate the warm-up left in the group, steplr's from their base rates.
+@pytest.mark.parametrize("name", PAIRS)
+def test_a_warm_up_before_the_scheduler_gives_torchs_rates(name):
+    ours, theirs = PAIRS[name]
+    lrs, simulated = warm_up_lrs(ours, None)
+    torch_lrs, torch_simulated = warm_up_lrs(theirs, None)
+    assert [row[1:] for row in simulated] == lrs
+    # The warm-up climbs from 0 to the base rates at iteration 4, where the schedule's step 0 takes over.
+    assert lrs[:5] == [[0.1 * i / 4, 0.02 * i / 4] for i in range(5)]
+    assert lrs[4:] == plain_loop_lrs(ours)[: len(lrs) - 4]
+    if name == "CosineAnnealingLR":  # torch's recurrence rounds differently from the closed form
+        assert lrs == [pytest.approx(row, rel=1e-12) for row in torch_lrs]
+    else:
+        assert (lrs, simulated) == (torch_lrs, torch_simulated)
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_simulate_values_gives_the_engines_rates_and_leaves_the_scheduler_as_it_was(name):
+    ours, theirs = PAIRS[name]
+    _, optimizer, _ = make_training()
+    scheduler = ours(optimizer)
+    simulated = LRScheduler.simulate_values(num_events=BATCHES * EPOCHS, lr_scheduler=scheduler)
+    assert [row[0] for row in simulated] == list(range(BATCHES * EPOCHS))
+    assert [row[1:] for row in simulated] == engine_lrs(ours)
+    if name in SAME_UNDER_IGNITE:
+        _, torch_optimizer, _ = make_training()
+        torch_simulated = LRScheduler.simulate_values(num_events=BATCHES * EPOCHS, lr_scheduler=theirs(torch_optimizer))
+        assert simulated == torch_simulated
+
+    # Part-way through a run, the simulation continues from the scheduler's step and restores it afterwards.
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    before = (scheduler.state_dict(), [group["lr"] for group in optimizer.param_groups])
+    simulated = LRScheduler.simulate_values(num_events=8, lr_scheduler=scheduler)
+    assert [row[1:] for row in simulated] == plain_loop_lrs(ours, steps=11)[3:]
+    assert (scheduler.state_dict(), [group["lr"] for group in optimizer.param_groups]) == before
+    scheduler.step()
+    assert [group["lr"] for group in optimizer.param_groups] == plain_loop_lrs(ours, steps=5)[4]
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_a_checkpoint_saved_mid_run_resumes_to_the_uninterrupted_rates(tmp_path, name):
+    build = PAIRS[name][0]
+    uninterrupted = engine_lrs(build)
+
+    def objects() -> tuple[dict, list, list[list[float]]]:
+        model, optimizer, batches = make_training()
+        seen: list[list[float]] = []
+        engine = make_engine(model, optimizer, seen)
+        handler = LRScheduler(build(optimizer))
+        engine.add_event_handler(Events.ITERATION_STARTED, handler)
+        to_save = {"trainer": engine, "model": model, "optimizer": optimizer, "lr_scheduler": handler}
+        return to_save, batches, seen
+
+    # First part: save after iteration 6 (mid-epoch, mid-block of StepLR), then stop.
+    to_save, batches, first = objects()
+    engine = to_save["trainer"]
+    checkpoint = Checkpoint(to_save, DiskSaver(tmp_path, require_empty=False), n_saved=None)
+    engine.add_event_handler(Events.ITERATION_COMPLETED(once=6), checkpoint)
+    engine.add_event_handler(Events.ITERATION_COMPLETED(once=6), lambda: engine.terminate())
+    engine.run(batches, max_epochs=EPOCHS)
+    assert first == uninterrupted[:6]
+    (path,) = tmp_path.iterdir()
+    saved = torch.load(path, weights_only=True)
+    assert saved["lr_scheduler"]["lr_scheduler"]["format"] == steplr.lr_scheduler.STATE_FORMAT
+    assert saved["lr_scheduler"]["lr_scheduler"]["last_epoch"] == 6
+
+    # Second part: fresh objects, load the file, finish the run.
+    to_load, batches, second = objects()
+    Checkpoint.load_objects(to_load=to_load, checkpoint=str(path))
+    to_load["trainer"].run(batches, max_epochs=EPOCHS)
+    assert first + second == uninterrupted
