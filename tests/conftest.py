@@ -198,7 +198,7 @@ def new_postgres_database(postgres_url: str) -> Callable[[], str]:
 # A test is an integration test when it uses a PostgreSQL server, lives in a module of them, starts a process or
 # sends a signal in its own body, or is named below (a helper does that for it, or it runs a command for long).
 _SERVER_FIXTURES = {"postgres_url", "make_pg_cluster", "pg_cluster", "new_postgres_database"}
-_INTEGRATION_MODULES = {"test_lightning.py"}
+_INTEGRATION_MODULES = {"test_lightning.py", "test_ignite.py", "test_hf_trainer.py"}  # third-party training loops
 _PROCESS_CALLS = ("subprocess.", "os.kill(", ".send_signal(")
 _INTEGRATION_TESTS = {
     "test_cli_optuna.py": {  # helper processes
