@@ -141,7 +141,7 @@ def test_plot_writes_an_image_with_several_schedules(tmp_path):
             ["explain", "--epochs", "4", "--step-size", "5ep", "--steps-per-epoch", "0"],
             "argument --steps-per-epoch: must be",
         ),
-        (["explain", "--epochs", "4", "--schedule", "linear"], "unknown schedule 'linear'"),
+        (["explain", "--epochs", "4", "--schedule", "lineal"], "unknown schedule 'lineal'"),
         (["explain", "--epochs", "4", "--schedule", "multistep"], "needs --milestones"),
         (["explain"], "the following arguments are required: --epochs"),
         (["plot", "--epochs", "4", "-o", "/nonexistent-folder/lr.png"], "folder '/nonexistent-folder' does not exist"),
@@ -347,7 +347,12 @@ def test_version():
     [
         (
             "explain",
-            ["--gamma GAMMA decay factor (default: 0.1)", "(default: 10ep)", "(default: step)", "5 or 5ep is 5 epochs"],
+            [
+                "--gamma GAMMA decay factor (default: 0.1 for step, multistep, exponential; 1 for cyclic)",
+                "(default: 10ep)",
+                "(default: step)",
+                "5 or 5ep is 5 epochs",
+            ],
         ),
         (
             "plot",
@@ -403,8 +408,8 @@ def test_plot_does_not_overwrite_without_force(tmp_path):
 def test_bad_plot_input_leaves_an_existing_figure_alone(tmp_path):
     target = tmp_path / "lr.png"
     target.write_bytes(b"old")
-    code, _, err = run("plot", "--epochs", "4", "-o", str(target), "--force", "--schedule", "linear")
-    assert code == 2 and "unknown schedule 'linear'" in err and target.read_bytes() == b"old"
+    code, _, err = run("plot", "--epochs", "4", "-o", str(target), "--force", "--schedule", "lineal")
+    assert code == 2 and "unknown schedule 'lineal'" in err and target.read_bytes() == b"old"
 
 
 @pytest.mark.parametrize(
@@ -531,7 +536,7 @@ def test_plot_title_is_plain_text_even_when_it_is_broken_mathtext(tmp_path):
     ("argv", "message"),
     [
         (["explain", "--epochs", "20", "--t-max", "5"], "--t-max applies to cosine; not to step"),
-        (["explain", "--epochs", "20", "--eta-min", "0.01"], "--eta-min applies to cosine; not to step"),
+        (["explain", "--epochs", "20", "--eta-min", "0.01"], "--eta-min applies to cosine, restarts; not to step"),
         (
             ["plot", "--epochs", "20", "--schedule", "step,cosine", "--milestones", "5"],
             "--milestones applies to multistep",

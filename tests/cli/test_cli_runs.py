@@ -113,8 +113,8 @@ def test_diverging_run_says_where_and_exits_1(tmp_path):
         (["train", "qwerty", "--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
         (["train", "qwerty", "--batch-size", "0"], "argument --batch-size: must be a positive integer, got '0'"),
         (
-            ["train", "qwerty", "--schedule", "linear"],
-            "unknown schedule 'linear'; expected one of none, constant, step, multistep, exponential, cosine, plateau",
+            ["train", "qwerty", "--schedule", "lineal"],
+            "unknown schedule 'lineal'; expected one of none, constant, step, multistep, exponential, cosine, plateau",
         ),
         (["train", "mnist", "--no-download"], "--data-dir"),
         (["compare", "qwerty", "--seeds", "0"], "argument --seeds: must be a positive integer, got '0'"),
@@ -258,13 +258,13 @@ def test_progress_bar_only_on_a_terminal(tmp_path):
 
 def test_bad_config_leaves_no_trace_and_force_keeps_a_good_run(tmp_path):
     fresh = tmp_path / "fresh"
-    code, _, err = run("train", "qwerty", "--schedule", "linear", "--out", str(fresh))
+    code, _, err = run("train", "qwerty", "--schedule", "lineal", "--out", str(fresh))
     assert code == 2 and not fresh.exists()
     good = tmp_path / "good"
     assert run("train", "qwerty", "--epochs", "2", "--out", str(good))[0] == 0
     before = {p.name: p.read_bytes() for p in good.iterdir()}
-    code, _, err = run("train", "qwerty", "--schedule", "linear", "--force", "--out", str(good))
-    assert code == 2 and "linear" in err
+    code, _, err = run("train", "qwerty", "--schedule", "lineal", "--force", "--out", str(good))
+    assert code == 2 and "lineal" in err
     assert {p.name: p.read_bytes() for p in good.iterdir()} == before
     # A replacement that diverges before its first checkpoint leaves the old run as it was, and no staging folder.
     code, _, _err = run("train", "qwerty", "--lr", "1e6", "--schedule", "none", "--force", "--out", str(good))
@@ -571,7 +571,9 @@ def test_train_and_compare_take_a_polynomial_decay(tmp_path):
         "--out",
         str(tmp_path / "d"),
     )
-    assert code == 2 and "--gamma applies to step, multistep, exponential, plateau; not to none, polynomial" in err
+    assert (
+        code == 2 and "--gamma applies to step, multistep, exponential, plateau, cyclic; not to none, polynomial" in err
+    )
 
 
 def _flat(config: dict) -> dict:

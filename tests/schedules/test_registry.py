@@ -28,13 +28,13 @@ from steplr.training.config import TrainConfig
 
 
 def test_names_come_from_the_entries_with_synonyms_and_the_reactive_kind():
-    assert names() == ("none", "constant", "step", "multistep", "exponential", "cosine", "plateau", "polynomial")
+    assert names()[:8] == ("none", "constant", "step", "multistep", "exponential", "cosine", "plateau", "polynomial")
     assert "plateau" not in names(reactive=False)
     assert compared()[:6] == ("none", "step", "multistep", "exponential", "cosine", "plateau")
     assert lookup("constant") is lookup("none")
     assert lookup("plateau").reactive and not lookup("step").reactive
-    with pytest.raises(SteplrValueError, match="unknown schedule 'linear'; expected one of none, constant, step"):
-        lookup("linear")
+    with pytest.raises(SteplrValueError, match="unknown schedule 'lineal'; expected one of none, constant, step"):
+        lookup("lineal")
     with pytest.raises(SteplrValueError, match="'plateau' reacts to the loss and has no closed form"):
         lookup("plateau", reactive=False)
 
@@ -70,7 +70,7 @@ def test_a_warm_up_comes_first_and_the_kind_takes_the_rest_of_the_run():
 @pytest.mark.parametrize(
     ("kind", "params", "message"),
     [
-        ("linear", {}, "unknown schedule 'linear'; expected one of none, constant, step"),
+        ("lineal", {}, "unknown schedule 'lineal'; expected one of none, constant, step"),
         ("step", {}, "schedule 'step' needs step_size"),
         ("step", {"step_size": 2, "t_max": 3}, "schedule 'step' has no parameter 't_max' (it reads step_size, gamma)"),
         ("step", {"step_size": 0}, "step_size must be a positive integer, got 0"),

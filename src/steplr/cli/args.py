@@ -281,6 +281,7 @@ _READERS: dict[str, Callable[[str], Any]] = {
     "durations": duration_list,
     "number": float,
     "count": int,
+    "choice": str,
 }
 _LISTS: dict[str, Callable[[str], Any]] = {"duration": duration_list, "number": number_list}
 
@@ -290,7 +291,9 @@ def add_schedule_flags(
 ) -> None:
     """One flag per schedule parameter of the registry (``--step-size``, ``--gamma``...), shared by the kinds that
     read it. Every flag's value is None when not given (so a command can tell, and refuse a flag no chosen kind
-    reads); ``default_note(param, readers)`` says in the help what an unset flag means.
+    reads); ``default_note(param, readers)`` says in the help what an unset flag means (kind by kind where the
+    kinds that share a flag differ). A word parameter takes one of its choices; a flag parameter (``--three-phase``)
+    takes no value and sets True.
 
     ``closed_forms``: leave out parameters only reactive kinds read (explain and plot draw closed forms). ``lists``:
     a parameter marked ``vary`` takes comma-separated values (explain prints, plot draws, one schedule per value).
@@ -304,15 +307,32 @@ def add_schedule_flags(
             text = f"{readers[0]}: {param.help}"
         else:
             text = param.help if closed_forms else f"{param.help} of {', '.join(readers)}"
-        reader = _LISTS[param.type] if closed_forms and param.vary else _READERS[param.type]
         vary = many if param.vary else ""
-        parser.add_argument(
-            param.flag,
-            dest=name,
-            type=reader,
-            default=None,
-            help=f"{text}{vary} {default_note(param, readers)}".rstrip().replace("%", "%%"),
-        )
+        help = f"{text}{vary} {_notes(name, readers, default_note)}".rstrip().replace("%", "%%")
+        if param.type == "flag":
+            parser.add_argument(param.flag, dest=name, action="store_true", default=None, help=help)
+            continue
+        reader = _LISTS[param.type] if closed_forms and param.vary else _READERS[param.type]
+        choices = param.choices or None
+        parser.add_argument(param.flag, dest=name, type=reader, choices=choices, default=None, help=help)
+
+
+def _notes(name: str, readers: list[str], default_note: Callable[[Param, list[str]], str]) -> str:
+    """What an unset flag means: one note, or one per group of kinds when the kinds sharing it differ."""
+    by_note: dict[str, list[str]] = {}
+    for kind in readers:
+        param = lookup(kind).param(name)
+        assert param is not None  # readers read it
+        by_note.setdefault(default_note(param, [kind]), []).append(kind)
+    if len(by_note) == 1:
+        param = lookup(readers[0]).param(name)
+        assert param is not None
+        return default_note(param, readers)
+    head = "(default: "
+    if all(note.startswith(head) and note.endswith(")") for note in by_note):
+        parts = [f"{note[len(head) : -1]} for {', '.join(kinds)}" for note, kinds in by_note.items()]
+        return f"{head}{'; '.join(parts)})"
+    return "; ".join(f"{', '.join(kinds)}: {note or 'no default'}" for note, kinds in by_note.items())
 
 
 def schedule_values(args: argparse.Namespace, kind: str) -> dict[str, Any]:

@@ -37,6 +37,10 @@ def _explain_default(param: Param, readers: list[str]) -> str:
     """What an unset flag means in explain and plot."""
     if param.run_length:
         return "(default: the whole run after any warm-up)"
+    if param.optional:
+        return f"(default: {param.unset})"
+    if param.type == "flag":
+        return "(default: off)" if param.default is False else "(default: on)"
     value = param.example if param.example is not None else param.default
     return "" if value is None else f"(default: {value:g})" if isinstance(value, float) else f"(default: {value})"
 

@@ -64,6 +64,10 @@ def recipe_default(param: Param, readers: list[str]) -> str:
     """What an unset schedule flag of train and compare means."""
     if param.run_length:
         return "(default: the whole run after any warm-up)"
+    if param.optional:
+        return f"(default: {param.unset})"
+    if param.type == "flag":
+        return f"(default: the recipe's value, else {'on' if param.default else 'off'})"
     if param.default is None:
         return RECIPE_DEFAULT
     shown = f"{param.default:g}" if isinstance(param.default, float) else str(param.default)

@@ -23,6 +23,7 @@ from steplr.cli.args import (
     check_lrs,
     duration_list,
     duration_space,
+    name_list,
     number_list,
     number_space,
     positive_int,
@@ -48,7 +49,43 @@ _OPTUNA_ONLY = ("trials", "storage", "study", "workers", "report", "grace", "db_
 GRID_DEFAULTS = {"step_size": "1ep,2ep,5ep,10ep", "gamma": "0.1,0.3,0.5,0.7,0.9"}  # of --schedule step only
 _DEFAULT_KIND = "step"  # what both engines tune unless told; Optuna tunes nothing else
 _SPACES = {"step_size": duration_list, "gamma": number_list}  # flags that also take Optuna's ranges (read as typed)
-_GRID_READERS = {"duration": duration_list, "durations": duration_list, "number": number_list}
+_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def _count_list(text: str) -> list[int]:
+    """Comma-separated whole numbers: ``"1,2"`` -> ``[1, 2]`` (their range is the kind's to check)."""
+    try:
+        return [int(item) for item in name_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+
+
+def _flag_list(text: str) -> list[bool]:
+    """Comma-separated truth values: ``"true,false"`` -> ``[True, False]``."""
+    items = [item.lower() for item in name_list(text)]
+    if any(item not in _BOOLEANS for item in items):
+        raise argparse.ArgumentTypeError(f"expected comma-separated true or false, got {text!r}")
+    return [_BOOLEANS[item] for item in items]
+
+
+def _choice_list(choices: tuple[str, ...]) -> Any:
+    def read(text: str) -> list[str]:
+        items: list[str] = name_list(text)
+        wrong = [item for item in items if item not in choices]
+        if wrong:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {', '.join(choices)}, got {wrong[0]!r}")
+        return items
+
+    return read
+
+
+_GRID_READERS = {
+    "duration": duration_list,
+    "durations": duration_list,
+    "number": number_list,
+    "count": _count_list,
+    "flag": _flag_list,
+}
 
 
 def _add_spaces(sweep: argparse.ArgumentParser) -> None:
@@ -92,7 +129,7 @@ def _add_schedule_options(sweep: argparse.ArgumentParser) -> None:
         sweep.add_argument(
             param.flag,
             dest=name,
-            type=_GRID_READERS[param.type],
+            type=_choice_list(param.choices) if param.type == "choice" else _GRID_READERS[param.type],
             default=None,
             help=f"grid, {', '.join(readers)}: {param.help} ({many}; default: the kind's)",
         )

@@ -21,11 +21,13 @@ from numpy.typing import NDArray
 
 from steplr.errors import SteplrValueError
 from steplr.schedules._checks import require_steps
+from steplr.schedules.cycles import CosineWarmRestarts, Cyclic
 from steplr.schedules.kinds import (
     Constant,
+    ConstantFactor,
     Cosine,
     Exponential,
-    LinearWarmup,
+    Linear,
     MultiStep,
     Schedule,
     StepDecay,
@@ -465,13 +467,19 @@ def _items(schedule: Schedule, base_lr: float, total: int) -> Iterator[_View | _
         if isinstance(inner, (StepDecay, MultiStep, Exponential, Constant)):
             yield from _Blocks(piece, base_lr).items()
             continue
+        if isinstance(inner, ConstantFactor):  # two constant stretches, split where the factor ends
+            cut = min(piece.end, max(piece.start, piece.offset + int(require_steps(inner.total_iters, "total_iters"))))
+            for start, end in ((piece.start, cut), (cut, piece.end)):
+                if start < end:
+                    yield from _Blocks(_Piece(inner, piece.offset, start, end), base_lr).items()
+            continue
         periodic = _periodic(piece, base_lr)
         if periodic is not None:
             yield from periodic
             continue
-        held = piece.end  # a warm-up ramps, then holds the base rate
-        if isinstance(inner, LinearWarmup):
-            ramp_end = piece.offset + int(require_steps(inner.warmup_steps, "warmup_steps"))
+        held = piece.end  # a warm-up (a linear factor) ramps, then holds its last rate
+        if isinstance(inner, Linear):
+            ramp_end = piece.offset + int(require_steps(inner.total_iters, "total_iters"))
             held = min(piece.end, max(piece.start, ramp_end))
         at = piece.start
         for start, end in _strict_zones(piece, base_lr, held):
@@ -487,13 +495,26 @@ def _items(schedule: Schedule, base_lr: float, total: int) -> Iterator[_View | _
             yield from _Blocks(_Piece(inner, piece.offset, held, piece.end), base_lr).items()
 
 
+def _period(schedule: Schedule) -> int | None:
+    """The steps after which the schedule's rates repeat exactly (its step reduced modulo them in integers first),
+    or None: a cosine's ``2 * t_max``, equal warm restarts' ``t_0``, a triangular cycle's rise and fall."""
+    if isinstance(schedule, Cosine) and not isinstance(schedule.t_max, float):
+        return 2 * int(require_steps(schedule.t_max, "t_max"))
+    if isinstance(schedule, CosineWarmRestarts) and int(schedule.t_mult) == 1:
+        return int(require_steps(schedule.t_0, "t_0"))
+    if isinstance(schedule, Cyclic) and schedule.mode == "triangular":
+        up, down = schedule._sizes()
+        return int(up) + int(down)
+    return None
+
+
 def _periodic(piece: _Piece, base_lr: float) -> list[_View | _Dense] | None:
-    """A cosine of period at most 2 * :data:`_PERIODIC` steps over at least two periods: the steps before its
-    first whole period, one period evaluated and repeated, the steps after. None for anything else."""
-    schedule = piece.schedule
-    if not isinstance(schedule, Cosine):
+    """A periodic schedule (:func:`_period`) of period at most 2 * :data:`_PERIODIC` steps over at least two
+    periods: the steps before its first whole period, one period evaluated and repeated, the steps after. None
+    for anything else."""
+    length = _period(piece.schedule)
+    if length is None:
         return None
-    length = 2 * int(require_steps(schedule.t_max, "t_max"))
     first = -(-(piece.start - piece.offset) // length) * length + piece.offset  # the first period's first step
     count = (piece.end - first) // length
     if length > 2 * _PERIODIC or count < 2:
@@ -518,9 +539,11 @@ def _strict_zones(piece: _Piece, base_lr: float, end: int) -> list[tuple[int, in
     and run one way there. Near a cosine's turning points the change is smaller: those steps are evaluated."""
     schedule, offset = piece.schedule, piece.offset
     first, stop = piece.start - offset, end - offset  # local steps
-    if isinstance(schedule, LinearWarmup):
-        # each step adds base_lr * (1 - start_factor) / warmup_steps; the largest rate is base_lr
-        rise = (1 - float(schedule.start_factor)) / int(require_steps(schedule.warmup_steps, "warmup_steps"))
+    if isinstance(schedule, Linear):
+        # each step moves the rate by base_lr * |end_factor - start_factor| / total_iters; the largest is base_lr
+        # or less (the factors are at most 1)
+        slope = abs(float(schedule.end_factor) - float(schedule.start_factor))
+        rise = slope / int(require_steps(schedule.total_iters, "total_iters"))
         strict = rise > _MARGIN and base_lr >= sys.float_info.min and stop - first >= 2
         return [(piece.start, end)] if strict else []
     if not isinstance(schedule, Cosine):

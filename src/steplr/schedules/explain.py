@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 from steplr.errors import SteplrTypeError, SteplrValueError
 from steplr.schedules._checks import require_steps
 from steplr.schedules._segments import _check_finite, _Entry, _evaluated, _items, _LowTally, _Runs, _View, _Walk
+from steplr.schedules.cycles import Cyclic, OneCycle
 from steplr.schedules.durations import check_positive_int
 from steplr.schedules.kinds import (
     Constant,
@@ -302,10 +303,66 @@ def _warnings(plan: Plan, low: _LowTally) -> list[str]:
             if gamma == 1.0:
                 reason = " (gamma is 1)"
         found.append(f"the learning rate never changes within the run{reason}: this schedule is a constant LR")
-    warning = _low_lr_warning(plan, low)
+    found += _cyclic_warnings(plan.schedule, plan.base_lr)
+    short = _short_cycles(plan.schedule, 0, plan.total_steps)
+    found += [
+        f"total_steps {_in_units(steps, plan.steps_per_epoch)} ends before the run: from "
+        f"{_epoch_named(end - 1, plan.steps_per_epoch)} on the rate stays at the cycle's final lr"
+        for steps, end in short
+    ]
+    warning = None if _ends_a_one_cycle(plan.schedule, 0, plan.total_steps, low) else _low_lr_warning(plan, low)
     if warning:
         found.append(warning)
     return found
+
+
+def _each(schedule: Schedule, offset: int = 0) -> Iterator[tuple[Schedule, int]]:
+    """Every schedule in ``schedule`` (nested ones included) with the step of the whole run it starts at."""
+    if isinstance(schedule, Chain):
+        starts = [0, *(int(b) for b in schedule.boundaries)]
+        for start, inner in zip(starts, schedule.schedules):
+            yield from _each(inner, offset + start)
+    else:
+        yield schedule, offset
+
+
+def _cyclic_warnings(schedule: Schedule, base_lr: float) -> list[str]:
+    """A cyclic schedule whose max_lr is below the LR dips instead of rising; a gamma its mode does not read, or one
+    above 1, is named."""
+    found = []
+    for inner, _ in _each(schedule):
+        if not isinstance(inner, Cyclic):
+            continue
+        gamma, max_lr = float(inner.gamma), float(inner.max_lr)
+        if max_lr < base_lr:
+            found.append(
+                f"max_lr {max_lr:g} is below the base lr {base_lr:g}: each cycle dips below the LR instead of rising"
+            )
+        if inner.mode != "exp_range" and gamma != 1.0:
+            found.append(f"gamma {gamma:g} is unused: mode {inner.mode} ignores it (exp_range reads it)")
+        elif inner.mode == "exp_range" and gamma > 1.0:
+            found.append(f"gamma {gamma:g} > 1: the cycles grow instead of shrinking")
+    return found
+
+
+def _short_cycles(schedule: Schedule, offset: int, total: int) -> list[tuple[int, int]]:
+    """Each one-cycle schedule that ends before the run does: its total_steps and the run's step it ends at."""
+    found = []
+    for inner, start in _each(schedule, offset):
+        if isinstance(inner, OneCycle):
+            steps = int(require_steps(inner.total_steps, "total_steps"))
+            if start + steps < total:
+                found.append((steps, start + steps))
+    return found
+
+
+def _ends_a_one_cycle(schedule: Schedule, offset: int, total: int, low: _LowTally) -> bool:
+    """Whether the low rates come from the final fall of a one-cycle schedule that lasts to the end of the run:
+    there they are the policy's design (final_div_factor), not a mistake to warn about."""
+    for inner, start in _each(schedule, offset):
+        if isinstance(inner, OneCycle) and low.first is not None and low.first >= start:
+            return start + int(require_steps(inner.total_steps, "total_steps")) >= total
+    return False
 
 
 def _unused_milestones(schedule: Schedule, offset: int, total: int) -> list[int]:
@@ -368,8 +425,10 @@ def _count(steps: int, plan: Plan) -> str:
 
 
 def _gammas(params: dict[str, Any]) -> list[float]:
-    """Every gamma in a schedule's parameters, nested schedules included."""
-    found = [params["gamma"]] if isinstance(params.get("gamma"), float) else []
+    """Every decay factor gamma in a schedule's parameters, nested schedules included (cyclic's gamma scales its
+    cycles' height instead: :func:`_cyclic_warnings`)."""
+    decays = isinstance(params.get("gamma"), float) and params["type"] != "Cyclic"
+    found = [params["gamma"]] if decays else []
     for inner in params.get("schedules", []):
         found += _gammas(inner)
     return found

@@ -58,6 +58,8 @@ __all__ = [
     "Cosine",
     "Constant",
     "LinearWarmup",
+    "Linear",
+    "ConstantFactor",
     "Sequence",
     "PolynomialDecay",
     "join",
@@ -408,8 +410,71 @@ class PolynomialDecay(Schedule):
         require_steps(self.total, "total")
 
 
-class LinearWarmup(Schedule):
+class Linear(Schedule):
+    r"""Scale ``base_lr`` by a factor moving linearly from ``start_factor`` to ``end_factor`` over ``total_iters``
+    steps, then hold ``end_factor * base_lr``: torch's ``LinearLR``.
+
+    .. math:: \mathrm{lr}(t) = \mathrm{base\_lr} \, \frac{s (T - \min(t, T)) + e \min(t, T)}{T}
+
+    The two weights are formed in integers, so the factor is ``s`` at step 0 and ``e`` from ``T`` on up to the
+    rounding of one product and one division (torch's closed form ``s + (e - s) min(t, T) / T`` is the same
+    line, its recursive steps drift from it by a rounding per step).
+
+    Args:
+        start_factor: ``s``, a number in [0, 1] (torch's default 1/3).
+        end_factor: ``e``, a number in [0, 1] (torch's default 1).
+        total_iters: ``T`` > 0, an int or a duration (torch's default 5 steps).
+
+    Raises:
+        SteplrValueError, SteplrTypeError: for a factor outside [0, 1] or not a number, and a ``total_iters`` that
+            is not a positive duration.
+
+    >>> [Linear(0.5, 0.0, 4).lr(1.0, t) for t in (0, 2, 4, 9)]
+    [0.5, 0.25, 0.0, 0.0]
+    """
+
+    def __init__(self, start_factor: Any = 1.0 / 3, end_factor: Any = 1.0, total_iters: Any = 5) -> None:
+        self.start_factor = check_fraction(start_factor, "start_factor")
+        self.end_factor = check_fraction(end_factor, "end_factor")
+        self.total_iters = check_duration(total_iters, "total_iters")
+
+    def _factor(self, t: Any) -> Any:
+        total = require_steps(self.total_iters, "total_iters")
+        done = np.minimum(t, total)
+        return (self.start_factor * (total - done) + self.end_factor * done) / total
+
+    def _lr_scalar(self, base_lr: float, t: int) -> float:
+        return base_lr * float(self._factor(t))
+
+    def _lr_array(self, base_lr: NDArray[np.float64], t: NDArray[np.int64]) -> NDArray[np.float64]:
+        result: NDArray[np.float64] = base_lr * self._factor(t)
+        return result
+
+    def segment(self, t: int) -> Hashable:
+        total: int = require_steps(self.total_iters, "total_iters")
+        return min(t, total)
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "type": "Linear",
+            "start_factor": jsonable(self.start_factor),
+            "end_factor": jsonable(self.end_factor),
+            "total_iters": jsonable(self.total_iters),
+        }
+
+    def resolve(self, steps_per_epoch: int | None) -> Linear:
+        total = resolve_value(self.total_iters, steps_per_epoch, "total_iters")
+        return Linear(self.start_factor, self.end_factor, total)
+
+    def _check_resolved(self) -> None:
+        require_steps(self.total_iters, "total_iters")
+
+
+class LinearWarmup(Linear):
     r"""Ramp linearly from ``start_factor * base_lr`` to ``base_lr`` over ``warmup_steps``, then hold.
+
+    :class:`Linear` with ``end_factor = 1`` (the same rates, bit for bit), under the names ``--warmup`` and saved
+    configs and checkpoints use.
 
     .. math:: \mathrm{lr}(t) = \mathrm{base\_lr} \left(s + (1 - s) \frac{\min(t, W)}{W}\right)
 
@@ -422,24 +487,15 @@ class LinearWarmup(Schedule):
     """
 
     def __init__(self, warmup_steps: Any, start_factor: Any = 0.1) -> None:
-        self.warmup_steps = check_duration(warmup_steps, "warmup_steps")
-        self.start_factor = check_fraction(start_factor, "start_factor")
+        try:
+            super().__init__(start_factor, 1.0, warmup_steps)
+        except (SteplrTypeError, SteplrValueError) as error:  # name the argument as this class calls it
+            raise type(error)(str(error).replace("total_iters", "warmup_steps")) from None
 
-    def _factor(self, t: Any) -> Any:
-        warmup = require_steps(self.warmup_steps, "warmup_steps")
-        done = np.minimum(t, warmup)
-        return (self.start_factor * (warmup - done) + done) / warmup
-
-    def _lr_scalar(self, base_lr: float, t: int) -> float:
-        return base_lr * float(self._factor(t))
-
-    def _lr_array(self, base_lr: NDArray[np.float64], t: NDArray[np.int64]) -> NDArray[np.float64]:
-        result: NDArray[np.float64] = base_lr * self._factor(t)
-        return result
-
-    def segment(self, t: int) -> Hashable:
-        warmup: int = require_steps(self.warmup_steps, "warmup_steps")
-        return min(t, warmup)
+    @property
+    def warmup_steps(self) -> Any:
+        """``W``: the steps of the ramp (``total_iters`` of :class:`Linear`)."""
+        return self.total_iters
 
     def params(self) -> dict[str, Any]:
         return {
@@ -453,6 +509,51 @@ class LinearWarmup(Schedule):
 
     def _check_resolved(self) -> None:
         require_steps(self.warmup_steps, "warmup_steps")
+
+
+class ConstantFactor(Schedule):
+    r"""``factor * base_lr`` for the first ``total_iters`` steps, then ``base_lr``: torch's ``ConstantLR``.
+
+    .. math:: \mathrm{lr}(t) = \mathrm{base\_lr} \cdot (f \text{ if } t < T \text{ else } 1)
+
+    From step ``T`` on the rate is ``base_lr`` exactly (torch's recursive form divides by the factor again, which
+    can leave it an ulp off, and fails for a factor of 0).
+
+    Args:
+        factor: ``f``, a number in [0, 1] (torch's default 1/3).
+        total_iters: ``T`` > 0, an int or a duration (torch's default 5 steps).
+
+    Raises:
+        SteplrValueError, SteplrTypeError: for a factor outside [0, 1] or not a number, and a ``total_iters`` that
+            is not a positive duration.
+
+    >>> [ConstantFactor(0.5, 2).lr(1.0, t) for t in (0, 1, 2, 9)]
+    [0.5, 0.5, 1.0, 1.0]
+    """
+
+    def __init__(self, factor: Any = 1.0 / 3, total_iters: Any = 5) -> None:
+        self.factor = check_fraction(factor, "factor")
+        self.total_iters = check_duration(total_iters, "total_iters")
+
+    def _lr_scalar(self, base_lr: float, t: int) -> float:
+        return base_lr * float(self.factor) if t < int(require_steps(self.total_iters, "total_iters")) else base_lr
+
+    def _lr_array(self, base_lr: NDArray[np.float64], t: NDArray[np.int64]) -> NDArray[np.float64]:
+        total = np.asarray(require_steps(self.total_iters, "total_iters"), dtype=np.int64)
+        result: NDArray[np.float64] = np.where(t < total, base_lr * self.factor, base_lr)
+        return result
+
+    def segment(self, t: int) -> Hashable:
+        return t < int(require_steps(self.total_iters, "total_iters"))
+
+    def params(self) -> dict[str, Any]:
+        return {"type": "ConstantFactor", "factor": jsonable(self.factor), "total_iters": jsonable(self.total_iters)}
+
+    def resolve(self, steps_per_epoch: int | None) -> ConstantFactor:
+        return ConstantFactor(self.factor, resolve_value(self.total_iters, steps_per_epoch, "total_iters"))
+
+    def _check_resolved(self) -> None:
+        require_steps(self.total_iters, "total_iters")
 
 
 class Sequence(Schedule):
@@ -546,8 +647,27 @@ def join(schedules: SequenceABC[Schedule], boundaries: SequenceABC[Any]) -> Sequ
 
 _TYPES: dict[str, type[Schedule]] = {
     cls.__name__: cls
-    for cls in (StepDecay, MultiStep, Exponential, Cosine, PolynomialDecay, Constant, LinearWarmup, Sequence)
+    for cls in (
+        StepDecay,
+        MultiStep,
+        Exponential,
+        Cosine,
+        PolynomialDecay,
+        Constant,
+        LinearWarmup,
+        Linear,
+        ConstantFactor,
+        Sequence,
+    )
 }
+
+
+def _types() -> dict[str, type[Schedule]]:
+    """Every kind a saved ``"type"`` may name: this module's and the cyclical ones (imported here, since that
+    module builds on this one)."""
+    from steplr.schedules.cycles import CYCLICAL
+
+    return {**_TYPES, **{cls.__name__: cls for cls in CYCLICAL}}
 
 
 def schedule_from_params(params: dict[str, Any]) -> Schedule:
@@ -559,12 +679,13 @@ def schedule_from_params(params: dict[str, Any]) -> Schedule:
     if not isinstance(params, dict) or "type" not in params:
         raise SteplrValueError(f"schedule parameters must be a dict with a 'type' key, got {params!r}")
     kind = params["type"]
-    if kind not in _TYPES:
-        raise SteplrValueError(f"unknown schedule type {kind!r}; expected one of {sorted(_TYPES)}")
+    types = _types()
+    if kind not in types:
+        raise SteplrValueError(f"unknown schedule type {kind!r}; expected one of {sorted(types)}")
     kwargs = {k: v for k, v in params.items() if k != "type"}
     try:
         if kind == "Sequence":
             kwargs["schedules"] = [schedule_from_params(p) for p in kwargs.get("schedules", [])]
-        return _TYPES[kind](**kwargs)
+        return types[kind](**kwargs)
     except TypeError as error:
         raise SteplrValueError(f"bad parameters for {kind}: {error}") from None

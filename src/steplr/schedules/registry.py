@@ -19,12 +19,23 @@ from typing import Any, Literal
 import numpy as np
 
 from steplr.errors import SteplrTypeError, SteplrValueError
-from steplr.schedules._checks import check_duration, check_gamma, check_real
-from steplr.schedules.kinds import Constant, Cosine, Exponential, MultiStep, PolynomialDecay, Schedule, StepDecay
+from steplr.schedules._checks import check_duration, check_fraction, check_gamma, check_real
+from steplr.schedules.cycles import ANNEAL_STRATEGIES, CYCLIC_MODES, CosineWarmRestarts, Cyclic, OneCycle
+from steplr.schedules.kinds import (
+    Constant,
+    ConstantFactor,
+    Cosine,
+    Exponential,
+    Linear,
+    MultiStep,
+    PolynomialDecay,
+    Schedule,
+    StepDecay,
+)
 
 __all__ = ["Param", "Kind", "KINDS", "lookup", "names", "compared", "params_by_name", "RunShape"]
 
-ValueType = Literal["duration", "durations", "number", "count"]
+ValueType = Literal["duration", "durations", "number", "count", "choice", "flag"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +55,9 @@ class Param:
     any warm-up". ``in_run``: the values are times in the whole run (a warm-up does not move them). ``vary``: explain
     and plot take a comma-separated list and draw one curve per value; ``label`` names such a value in a curve's
     label. ``example`` is what explain and plot use for a required parameter the user did not give. ``shown``: the
-    name a plan's description uses (default ``name``).
+    name a plan's description uses (default ``name``). ``type`` "choice" takes one of ``choices`` (a word), "flag"
+    True or False. ``optional``: None is a value of its own (the class's meaning of "not set", e.g. cyclic's
+    ``step_size_down`` as long as ``step_size_up``), which ``unset`` says in words.
     """
 
     name: str
@@ -58,6 +71,9 @@ class Param:
     example: Any = None
     shown: str = ""
     checker: Callable[[Any, str], Any] = check_real  # for "number" params: the value as a float, or an error
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+    unset: str = ""
 
     @property
     def flag(self) -> str:
@@ -65,7 +81,7 @@ class Param:
 
     @property
     def required(self) -> bool:
-        return self.default is None and not self.run_length
+        return self.default is None and not self.run_length and not self.optional
 
     def check(self, value: Any) -> Any:
         """The value in its saved form (durations as given, numbers as float, lists as tuples), or an error."""
@@ -78,6 +94,14 @@ class Param:
             for i, item in enumerate(value):
                 check_duration(item, f"{self.name}[{i}]")
             return tuple(value)
+        if self.type == "choice":
+            if not isinstance(value, str) or value not in self.choices:
+                raise SteplrValueError(f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}")
+            return value
+        if self.type == "flag":
+            if not isinstance(value, bool):
+                raise SteplrTypeError(f"{self.name} must be true or false, got {value!r}")
+            return value
         if self.type == "count":
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise SteplrValueError(f"{self.name} must be an integer >= 0, got {value!r}")
@@ -138,6 +162,23 @@ def _check_plateau(params: Mapping[str, Any]) -> None:
     if not 0 < gamma < 1:  # torch's ReduceLROnPlateau multiplies the LR by it
         raise SteplrValueError(f"gamma of plateau must be a number in (0, 1), got {gamma!r}")
 
+
+def _fair_constant_factor(run: RunShape) -> dict[str, Any]:
+    """The factor held for the first tenth of the run."""
+    return {"total_iters": f"{max(1, run.steps // 10)}it"}
+
+
+def _fair_restarts(run: RunShape) -> dict[str, Any]:
+    """Three cycles, each twice as long as the one before, the last ending with the run."""
+    return {"t_0": f"{max(1, run.steps // 7)}it", "t_mult": 2}
+
+
+def _fair_cyclic(run: RunShape) -> dict[str, Any]:
+    """Two whole triangles over the run (gamma 1: a gamma carried over from another kind would shrink them)."""
+    return {"step_size_up": f"{max(1, run.steps // 4)}it", "gamma": 1.0}
+
+
+_TOTAL_ITERS = "the time over which the factor applies, e.g. 5 (epochs) or 500it"
 
 KINDS: tuple[Kind, ...] = (
     Kind("none", "constant LR (no decay)", schedule=Constant, aliases=("constant",), compared_by_default=True),
@@ -226,6 +267,104 @@ KINDS: tuple[Kind, ...] = (
         ),
         schedule=PolynomialDecay,
         fair_help="total the whole run",
+    ),
+    Kind(
+        "linear",
+        "scale the LR by a factor going linearly from start_factor to end_factor, then hold (torch's LinearLR)",
+        (
+            Param("start_factor", "number", "the factor at the start", default=1.0 / 3, checker=check_fraction),
+            Param("end_factor", "number", "the factor from total_iters on", default=1.0, checker=check_fraction),
+            Param("total_iters", "duration", _TOTAL_ITERS, run_length=True),
+        ),
+        schedule=Linear,
+        aliases=("linearlr",),
+        fair_help="total_iters the whole run",
+    ),
+    Kind(
+        "constant-factor",
+        "factor x LR until total_iters, then the LR (torch's ConstantLR)",
+        (
+            Param("factor", "number", "the factor before total_iters", default=1.0 / 3, checker=check_fraction),
+            Param("total_iters", "duration", _TOTAL_ITERS, example="2ep"),
+        ),
+        schedule=ConstantFactor,
+        fair=_fair_constant_factor,
+        aliases=("constantlr",),
+        fair_help="total_iters a tenth of the run",
+    ),
+    Kind(
+        "restarts",
+        "cosine annealing to eta_min, restarting at the LR; each cycle t_mult x the last (SGDR)",
+        (
+            Param("t_0", "duration", "the first cycle's length", example="10ep"),
+            Param(
+                "t_mult",
+                "count",
+                "each cycle is this many times as long as the one before (an integer >= 1)",
+                default=1,
+            ),
+            Param("eta_min", "number", "the lowest learning rate", default=0.0),
+        ),
+        schedule=CosineWarmRestarts,
+        fair=_fair_restarts,
+        aliases=("sgdr", "warm-restarts"),
+        fair_help="t_0 a seventh of the run, t_mult 2: three cycles",
+    ),
+    Kind(
+        "onecycle",
+        "the one-cycle policy: up from lr/div_factor to lr, then down to far below (torch's OneCycleLR, lr = max_lr)",
+        (
+            Param("total_steps", "duration", "the cycle's length (then it holds its final LR)", run_length=True),
+            Param("pct_start", "number", "the share of the cycle spent rising", default=0.3, checker=check_fraction),
+            Param("anneal_strategy", "choice", "how each phase moves", default="cos", choices=ANNEAL_STRATEGIES),
+            Param("div_factor", "number", "the cycle starts at lr / div_factor", default=25.0, checker=check_gamma),
+            Param(
+                "final_div_factor",
+                "number",
+                "the cycle ends at lr / div_factor / final_div_factor",
+                default=1e4,
+                checker=check_gamma,
+            ),
+            Param("three_phase", "flag", "come back down to the start before the final fall", default=False),
+        ),
+        schedule=OneCycle,
+        aliases=("one-cycle", "1cycle"),
+        fair_help="total_steps the whole run",
+    ),
+    Kind(
+        "cyclic",
+        "cycle between the LR and max_lr in triangles (torch's CyclicLR; lr = its base_lr)",
+        (
+            Param("max_lr", "number", "the other end of each cycle (a learning rate, not a factor)", example=1.0),
+            Param("step_size_up", "duration", "the time of each rise", example="2ep"),
+            Param(
+                "step_size_down",
+                "duration",
+                "the time of each fall",
+                optional=True,
+                unset="as step_size_up",
+            ),
+            Param(
+                "mode",
+                "choice",
+                "triangle heights: equal, halving, or x gamma per step",
+                default="triangular",
+                choices=CYCLIC_MODES,
+            ),
+            Param(
+                "gamma",
+                "number",
+                "exp_range: the height's factor per step",
+                default=1.0,
+                vary=True,
+                label="gamma",
+                checker=check_gamma,
+            ),
+        ),
+        schedule=Cyclic,
+        fair=_fair_cyclic,
+        aliases=("clr",),
+        fair_help="step_size_up a quarter of the run (two cycles); max_lr must be given",
     ),
 )
 

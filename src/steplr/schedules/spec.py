@@ -81,11 +81,13 @@ class ScheduleSpec:
         self._check_warmup(entry)
 
     def _check_values(self, entry: Kind) -> None:
-        """The kind's own checks: its class is made once (a run-length default stands in as one step)."""
+        """The kind's own checks: its class is made once (a run-length default stands in as one epoch, which the
+        class checks as a duration and leaves the checks that need steps to :meth:`build`)."""
         if entry.check is not None:
             entry.check(self.params)
         if entry.schedule is not None:
-            entry.schedule(**{k: 1 if v is None else v for k, v in self.params.items()})
+            run_length = {p.name for p in entry.params if p.run_length}
+            entry.schedule(**{k: "1ep" if v is None and k in run_length else v for k, v in self.params.items()})
 
     def _check_warmup(self, entry: Kind) -> None:
         if self.warmup is None:
@@ -157,7 +159,7 @@ class ScheduleSpec:
         for param in self.entry.params:
             key, value = param.shown or param.name, self.params[param.name]
             if value is None:
-                value = "the run"
+                value = (param.unset or "unset") if param.optional else "the run"
             elif isinstance(value, tuple):
                 value = ",".join(map(str, value))
             parts.append(f"{key} {value:.6g}" if isinstance(value, float) else f"{key} {value}")

@@ -1,7 +1,8 @@
 """Learning-rate tables: many schedules over one run, one row each, with as few evaluations as possible.
 
 Rows of one closed-form kind whose parameters are all scalars per row (``step_size``, ``gamma``, ``t_max``...) are
-stacked into column arrays and evaluated in one broadcast call of the kind's class; rows with a list parameter
+stacked into column arrays and evaluated in one broadcast call of the kind's class (rows that differ in a word, a
+flag or an unset optional parameter, such as cyclic's ``mode``, are separate calls); rows with a list parameter
 (``milestones``) or a warm-up are grouped by equal spec instead, and each group is one call with a column of base
 learning rates. Reactive rows (``plateau``) have no closed form and stay NaN. Imports NumPy only.
 """
@@ -42,7 +43,7 @@ def lr_table(
     groups: dict[Hashable, list[int]] = {}
     for i, spec in enumerate(specs):
         if not spec.reactive:
-            groups.setdefault(spec.kind if _stackable(spec) else spec, []).append(i)
+            groups.setdefault(_stack_key(spec) if _stackable(spec) else spec, []).append(i)
     for rows in groups.values():
         group = [specs[i] for i in rows]
         table[rows] = _group(group, lrs[rows], epochs, steps_per_epoch, steps)
@@ -54,6 +55,16 @@ def _stackable(spec: ScheduleSpec) -> bool:
     return spec.warmup is None and all(p.type != "durations" for p in spec.entry.params)
 
 
+def _stack_key(spec: ScheduleSpec) -> Hashable:
+    """Rows with equal keys are one call: the kind, and the parameters that cannot be a column of numbers."""
+    fixed = tuple(
+        (p.name, spec.params[p.name])
+        for p in spec.entry.params
+        if p.type in ("choice", "flag") or spec.params[p.name] is None
+    )
+    return (spec.entry.name, fixed)
+
+
 def _group(
     specs: list[ScheduleSpec], lrs: NDArray[np.float64], epochs: int, steps_per_epoch: int, steps: NDArray[np.int64]
 ) -> NDArray[np.float64]:
@@ -63,5 +74,11 @@ def _group(
         return np.asarray(built[0].lr(lrs[:, None], steps[None, :]), dtype=np.float64)
     entry = specs[0].entry
     assert entry.schedule is not None  # reactive specs were left out
-    columns = {p.name: np.asarray([getattr(s, p.name) for s in built])[:, None] for p in entry.params}
+    fixed = {p.name for p in entry.params if p.type in ("choice", "flag") or getattr(built[0], p.name) is None}
+    columns = {
+        p.name: getattr(built[0], p.name)
+        if p.name in fixed
+        else np.asarray([getattr(s, p.name) for s in built])[:, None]
+        for p in entry.params
+    }
     return np.asarray(entry.schedule(**columns).lr(lrs[:, None], steps[None, :]), dtype=np.float64)
