@@ -24,16 +24,28 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from collections.abc import Hashable, Iterable
+import weakref
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
+from torch.utils.hooks import RemovableHandle
 
 from steplr.errors import SteplrKeyError, SteplrTypeError, SteplrValueError
+from steplr.schedules._exact import PowerSeries, fractional_cosine_weights, scalar_cosine_weights
 from steplr.schedules.durations import check_positive_int
-from steplr.schedules.kinds import Cosine, Exponential, MultiStep, Schedule, StepDecay, schedule_from_params
+from steplr.schedules.kinds import (
+    Cosine,
+    Exponential,
+    MultiStep,
+    Schedule,
+    StepDecay,
+    _PowerDecay,
+    schedule_from_params,
+)
 
 __all__ = ["ScheduleLR", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "STATE_FORMAT"]
 
@@ -99,17 +111,21 @@ class ScheduleLR(LRScheduler):
         self.last_epoch = max(int(last_epoch), 0)
         self._step_count = 1
         self._get_lr_called_within_step = False
-        self._segment: Hashable = object()
+        self._optimizer_stepped: bool = False
+        self._order_hook: RemovableHandle | None = _watch_optimizer_steps(self)
+        self._use_rates(_rates_for(self.schedule, self.base_lrs))
+        self._groups: list[dict[str, Any]] = optimizer.param_groups  # the list we write into (a restore replaces it)
         self._last_lr: list[float | torch.Tensor] = []
         self._written: list[object] = []  # per group: what we last wrote (see _fingerprint)
         self._exact: list[bool] = []  # per group: nothing else has touched its lr, so write the closed form
         self._closed: list[float] = []  # per group: the closed-form value of step _applied
         self._applied: int = self.last_epoch  # the step whose values were last written
-        self._mark_untouched()
+        self._plain: bool = False  # every group a float lr in _exact mode: step() takes the short way
         if last_epoch == -1:  # a group whose lr already differs from initial_lr was set by someone else: chain
-            self._closed = list(self.base_lrs)
-            self._exact = [_as_float(g["lr"], "lr") == base for g, base in zip(optimizer.param_groups, self.base_lrs)]
-        self._apply(self.last_epoch)
+            self._take_groups(before=self.base_lrs)
+        else:
+            self._take_groups()
+        self._write(self._rates.values(self.last_epoch), self.last_epoch)
 
     def __repr__(self) -> str:
         args = [f"{name}={getattr(self, name)!r}" for name in self._REPR_ARGS]
@@ -121,15 +137,36 @@ class ScheduleLR(LRScheduler):
     # -- the torch surface -------------------------------------------------------------------------------------
 
     def step(self, epoch: int | None = None) -> None:
-        """Advance one step (or jump to step ``epoch``) and set the learning rates of that step."""
+        """Advance one step (or jump to step ``epoch``) and set the learning rates of that step.
+
+        The first call warns (``UserWarning``, as torch does) if the optimizer has not stepped since this scheduler
+        was built: the schedule's first learning rate would then never be used.
+        """
+        if self._order_hook is not None and self._step_count:  # 0: SequentialLR's initial step, not the user's
+            self._check_call_order()
         if epoch is None:
-            self.last_epoch += 1
+            t = self.last_epoch = self.last_epoch + 1
         else:
             if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
                 raise SteplrValueError(f"epoch must be a non-negative integer, got {epoch!r}")
-            self.last_epoch = int(epoch)
+            t = self.last_epoch = int(epoch)
         self._step_count += 1
-        self._apply(self.last_epoch)
+        values = self._at(t)
+        if values is None:
+            return  # same values as already written (within a StepLR block: the common case, and the cheap one)
+        if self._plain:  # the short way, while every group is a float lr that only we have written
+            groups = self.optimizer.param_groups
+            if len(groups) == len(values):
+                for group, value, before in zip(groups, values, self._last_lr):
+                    if group["lr"] != before:
+                        break
+                    group["lr"] = value
+                else:
+                    self._last_lr = values  # type: ignore[assignment]  # floats: list is invariant
+                    self._applied = t
+                    return
+                self._leave_plain(values, groups.index(group))
+        self._write(values, t)
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
         """The closed-form learning rates of step ``last_epoch`` (exact floats, one per group)."""
@@ -140,38 +177,109 @@ class ScheduleLR(LRScheduler):
 
     def get_last_lr(self) -> list[float | torch.Tensor]:
         """The learning rates last written to the optimizer (tensor copies for tensor learning rates)."""
-        return self._last_lr
+        return list(self._last_lr)
 
-    def _mark_untouched(self) -> None:
-        """Take every group's current learning rate as our own: the next write is the exact closed form."""
+    def _initial_step(self) -> None:
+        """Step from ``last_epoch`` as a fresh start (torch's ``SequentialLR`` calls this on its first scheduler
+        after setting every group back to ``initial_lr``): a group holding its ``initial_lr`` gets the closed form
+        of the step; any other value is scaled by ``lr(t) / base_lr``, as torch's schedulers scale it."""
+        self._step_count = 0
+        self._adopt_new_groups()
+        self._take_groups(before=self.base_lrs)
+        self._rates.reset()
+        self.step()
+
+    def _update_lr(self, epoch: int | None = None) -> None:
+        """Torch's step without the count: ``SequentialLR`` calls ``_update_lr(0)`` at a milestone to start this
+        scheduler. With an ``epoch``, every group gets that step's closed form, whatever it held (torch's classes
+        use their closed form there too), and is this scheduler's own again."""
+        if epoch is None:
+            self.last_epoch += 1
+        else:
+            if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+                raise SteplrValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+            self.last_epoch = int(epoch)
+            self._adopt_new_groups()
+            self._take_groups(exact=True)
+            self._rates.reset()
+        values = self._rates.at(self.last_epoch)
+        if values is not None:
+            self._write(values, self.last_epoch)
+
+    # -- writing the learning rates -----------------------------------------------------------------------------
+
+    def _check_call_order(self) -> None:
+        """Warn once if ``step()`` comes before the optimizer's first step, then stop watching the optimizer."""
+        if self._step_count == 1 and not self._optimizer_stepped:
+            warnings.warn(
+                "`lr_scheduler.step()` was called before `optimizer.step()`: the learning rate of step 0 was never "
+                "used. Call `optimizer.step()` first, then `lr_scheduler.step()`.",
+                UserWarning,
+                stacklevel=3,
+            )
+        if self._order_hook is not None:
+            self._order_hook.remove()
+            self._order_hook = None
+
+    def _use_rates(self, rates: _Rates) -> None:
+        self._rates = rates
+        self._at = rates.at  # one attribute lookup less in step()
+
+    def _leave_plain(self, values: Sequence[Any], done: int) -> None:
+        """Spell out the per-group state that the short way of step() leaves implied (every group exact, written
+        and at the closed form of ``_last_lr``), its first ``done`` groups already at ``values``."""
+        if self._plain:
+            self._plain = False
+            self._closed = list(values[:done]) + list(self._last_lr[done:])
+            self._written = list(self._closed)
+            self._exact = [True] * len(self._closed)
+
+    def _take_groups(self, before: list[float] | None = None, exact: bool | None = None) -> None:
+        """Take each group's current lr as the starting point of the next write.
+
+        ``before``: the closed-form values the groups stand at (default: those of ``last_epoch``). ``exact``:
+        whether the next write is the closed form; by default, for the groups whose lr equals ``before``.
+        """
         groups = self.optimizer.param_groups
+        self._groups = groups
+        closed = list(before) if before is not None else self._rates.values(self.last_epoch)
+        self._closed = closed
         self._written = [_fingerprint(g["lr"]) for g in groups]
-        self._exact = [True] * len(groups)
-        self._closed = self.get_lr()
+        if exact is None:
+            self._exact = [_holds(g["lr"], value) for g, value in zip(groups, closed)]
+        else:
+            self._exact = [exact] * len(groups)
         self._applied = self.last_epoch
+        self._plain = False
 
     def _adopt_new_groups(self) -> None:
         """Groups added after construction start from their own lr and follow the closed-form ratio, as in torch."""
-        for i in range(len(self.base_lrs), len(self.optimizer.param_groups)):
-            group = self.optimizer.param_groups[i]
+        groups = self.optimizer.param_groups
+        if len(groups) <= len(self.base_lrs):
+            return
+        self._leave_plain(self._last_lr, 0)
+        for i in range(len(self.base_lrs), len(groups)):
+            group = groups[i]
             lr = group["lr"]
             group.setdefault("initial_lr", lr.clone() if isinstance(lr, torch.Tensor) else lr)
             base = _as_float(group["initial_lr"], f"param_groups[{i}]['initial_lr']")
             self.base_lrs.append(base)
-            self._closed.append(self.schedule._lr_scalar(base, self._applied))
+            self._closed.append(self.schedule._lr_scalar(base, self._applied) if self._applied >= 0 else base)
             self._written.append(None)
             self._exact.append(False)
+        self._use_rates(_rates_for(self.schedule, self.base_lrs))
 
-    def _apply(self, t: int) -> None:
-        segment = self.schedule.segment(t)
-        if segment == self._segment:
-            return  # same value as already written: nothing to do (the common case, and the cheap one)
-        self._segment = segment
+    def _write(self, values: list[float], t: int) -> None:
+        """Write step ``t``'s ``values``: the closed form to untouched groups, the closed-form ratio to others."""
+        self._leave_plain(values, 0)
         groups = self.optimizer.param_groups
         if len(groups) > len(self.base_lrs):
             self._adopt_new_groups()
-        values = self.get_lr()
+            values = self._rates.values(t)
+            self._rates.at(t)  # the new groups' values are now the ones of step t's segment
         last: list[float | torch.Tensor] = []
+        written: list[object] = []
+        plain = True
         for i, (group, value, before) in enumerate(zip(groups, values, self._closed)):
             current = group["lr"]
             exact = self._exact[i] = self._exact[i] and _fingerprint(current) == self._written[i]
@@ -181,14 +289,19 @@ class ScheduleLR(LRScheduler):
                 else:
                     current.mul_(value / before)
                 last.append(current.clone())
+                plain = False
             else:
                 current = value if exact or before == 0.0 else current * (value / before)
                 group["lr"] = current
                 last.append(current)
-            self._written[i] = _fingerprint(current)
-        self._closed = values
+                plain = plain and exact
+            written.append(_fingerprint(current))
+        self._groups = groups
+        self._written = written
+        self._closed = list(values)
         self._applied = t
         self._last_lr = last
+        self._plain = plain and len(written) == len(groups)
 
     # -- checkpoints --------------------------------------------------------------------------------------------
 
@@ -209,23 +322,56 @@ class ScheduleLR(LRScheduler):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a checkpoint: the checkpoint wins.
+        """Restore a checkpoint: steplr's own, or the ``state_dict()`` of torch's scheduler of the same kind.
 
-        ``last_epoch``, ``base_lrs`` and the schedule's parameters are taken from ``state_dict`` (as torch does),
-        and the optimizer's learning rates are set to that step's values. When the checkpoint's schedule differs
-        from the one this scheduler was built with, a ``UserWarning`` names each difference.
+        ``last_epoch``, ``base_lrs`` and the schedule's parameters are taken from ``state_dict`` (as torch does).
+        When the checkpoint's schedule differs from the one this scheduler was built with, a ``UserWarning`` names
+        each difference. The learning rates: a group this scheduler wrote last (nobody, not even an optimizer
+        restore, has set it since) is set to the closed form of ``last_epoch``; a group set since (the optimizer's
+        ``load_state_dict`` restores the rates the run had) keeps its rate, and follows the closed form exactly
+        from the next step if that rate is the closed form, else by its ratio, as torch continues. A state at
+        ``last_epoch=-1`` (a scheduler that a ``SequentialLR`` has not started yet) writes nothing.
 
         Raises:
             ValueError: if a key is missing or of a wrong kind (``steps_per_epoch`` as in the constructor), the
-                format is unknown, or the number of groups differs.
+                format is unknown, the number of groups differs, or a torch state is of another kind.
         """
+        schedule, steps_per_epoch, base_lrs, last_epoch, step_count = self._read_state(state_dict)
+        differences = _differences(self.schedule.params(), schedule.params())
+        if differences:
+            warnings.warn(
+                "scheduler checkpoint differs from the constructor, using the checkpoint's values: "
+                + "; ".join(differences),
+                UserWarning,
+                stacklevel=2,
+            )
+        self._leave_plain(self._last_lr, 0)
+        groups = self.optimizer.param_groups
+        ours = groups is self._groups and len(groups) == len(self._written)
+        untouched = [ours and _fingerprint(g["lr"]) == w for g, w in zip(groups, self._written)]
+        self.schedule = schedule
+        self.steps_per_epoch = steps_per_epoch
+        self.base_lrs = base_lrs
+        self.last_epoch = last_epoch
+        self._step_count = step_count
+        self._use_rates(_rates_for(schedule, base_lrs))
+        if last_epoch == -1:
+            self._take_groups(before=base_lrs)
+            return
+        self._take_groups()
+        self._exact = [a or b for a, b in zip(untouched, self._exact)]
+        self._write(self._rates.values(last_epoch), last_epoch)
+        self._rates.at(last_epoch)
+
+    def _read_state(self, state_dict: object) -> tuple[Schedule, int | None, list[float], int, int]:
+        """The checked contents of a steplr or torch state dict (nothing changed yet)."""
         if not isinstance(state_dict, dict):
             raise SteplrValueError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        if "format" not in state_dict and {"base_lrs", "last_epoch"} <= state_dict.keys():
+            state_dict = self._from_torch(state_dict)
         missing = [key for key in _STATE_KEYS if key not in state_dict]
         if missing:
-            torch_like = "_step_count" in state_dict and "format" not in state_dict
-            hint = " (this looks like a torch scheduler's state_dict)" if torch_like else ""
-            raise SteplrValueError(f"scheduler state_dict is missing {missing}{hint}")
+            raise SteplrValueError(f"scheduler state_dict is missing {missing}")
         if state_dict["format"] != STATE_FORMAT:
             raise SteplrValueError(
                 f"unknown scheduler state format {state_dict['format']!r}; expected {STATE_FORMAT!r}"
@@ -239,8 +385,8 @@ class ScheduleLR(LRScheduler):
                 f"{len(self.optimizer.param_groups)} param groups"
             )
         last_epoch = state_dict["last_epoch"]
-        if isinstance(last_epoch, bool) or not isinstance(last_epoch, numbers.Integral) or last_epoch < 0:
-            raise SteplrValueError(f"checkpoint last_epoch must be a non-negative integer, got {last_epoch!r}")
+        if isinstance(last_epoch, bool) or not isinstance(last_epoch, numbers.Integral) or last_epoch < -1:
+            raise SteplrValueError(f"checkpoint last_epoch must be an integer >= -1, got {last_epoch!r}")
         steps_per_epoch = state_dict["steps_per_epoch"]
         if steps_per_epoch is not None:  # as the constructor checks it (a ValueError here, like every key's)
             try:
@@ -251,22 +397,159 @@ class ScheduleLR(LRScheduler):
         if isinstance(step_count, bool) or not isinstance(step_count, numbers.Integral) or step_count < 0:
             raise SteplrValueError(f"checkpoint _step_count must be a non-negative integer, got {step_count!r}")
         schedule = schedule_from_params(state_dict["schedule"])
-        differences = _differences(self.schedule.params(), schedule.params())
-        if differences:
-            warnings.warn(
-                "scheduler checkpoint differs from the constructor, using the checkpoint's values: "
-                + "; ".join(differences),
-                UserWarning,
-                stacklevel=2,
+        return schedule, steps_per_epoch, base_lrs, int(last_epoch), int(step_count)
+
+    def _from_torch(self, state: dict[str, Any]) -> dict[str, Any]:
+        """A torch scheduler's ``state_dict()`` as steplr's, if it is of this scheduler's kind."""
+        own = sorted(k for k in state if k not in _TORCH_COMMON)
+        kind = _TORCH_KINDS.get(tuple(own))
+        if kind is None:
+            raise SteplrValueError(
+                f"this looks like a torch scheduler's state_dict with parameters {own}; {type(self).__name__} "
+                f"reads its own and those of torch's {', '.join(name for name, _ in _TORCH_KINDS.values())}"
             )
+        name, build = kind
+        shown = ", ".join(f"{k}={state[k]!r}" for k in own)
+        try:
+            schedule = build(state)
+        except (TypeError, ValueError) as error:
+            raise SteplrValueError(f"torch {name} state_dict ({shown}): {error}") from None
+        if type(schedule) is not type(self.schedule):
+            raise SteplrValueError(
+                f"got torch's {name} state_dict ({shown}), but this {type(self).__name__} schedules "
+                f"{self.schedule!r}: load it into steplr's {name}"
+            )
+        return {
+            "format": STATE_FORMAT,
+            "schedule": schedule.params(),
+            "steps_per_epoch": self.steps_per_epoch,
+            "last_epoch": state["last_epoch"],
+            "base_lrs": list(state["base_lrs"]),
+            "_step_count": state.get("_step_count", self._step_count),
+        }
+
+
+def _torch_milestones(milestones: object) -> list[Any]:
+    """Torch keeps MultiStepLR's milestones as a Counter (a milestone listed twice decays twice)."""
+    if isinstance(milestones, Mapping):
+        return sorted(Counter(milestones).elements())
+    if isinstance(milestones, (list, tuple)):
+        return list(milestones)
+    raise SteplrValueError(f"milestones must be a Counter or a list, got {milestones!r}")
+
+
+# The keys every torch LRScheduler's state_dict holds; the rest name the kind (torch 2.13).
+_TORCH_COMMON = frozenset(
+    {"base_lrs", "last_epoch", "_step_count", "_is_initial", "_get_lr_called_within_step", "_last_lr", "verbose"}
+)
+_TORCH_KINDS: dict[tuple[str, ...], tuple[str, Callable[[dict[str, Any]], Schedule]]] = {
+    ("gamma", "step_size"): ("StepLR", lambda s: StepDecay(s["step_size"], s["gamma"])),
+    ("gamma", "milestones"): (
+        "MultiStepLR",
+        lambda s: MultiStep(_torch_milestones(s["milestones"]), s["gamma"], counted=True),
+    ),
+    ("gamma",): ("ExponentialLR", lambda s: Exponential(s["gamma"])),
+    ("T_max", "eta_min"): ("CosineAnnealingLR", lambda s: Cosine(s["T_max"], s["eta_min"])),
+}
+
+
+def _watch_optimizer_steps(scheduler: ScheduleLR) -> RemovableHandle:
+    """Note the optimizer's first step on ``scheduler`` (for the call-order warning) with a step hook.
+
+    ``optimizer.step`` itself is left alone, so it can be replaced (``torch.compile``). The hook holds the
+    scheduler weakly, and goes when the scheduler does; the scheduler removes it at its first ``step()``.
+    """
+    owner = weakref.ref(scheduler)
+
+    def stepped(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+        watcher = owner()
+        if watcher is not None:
+            watcher._optimizer_stepped = True
+
+    handle = scheduler.optimizer.register_step_post_hook(stepped)
+    weakref.finalize(scheduler, handle.remove)
+    return handle
+
+
+class _Rates:
+    """The closed-form learning rates of each step for a list of base learning rates.
+
+    ``at(t)`` returns ``None`` when step ``t`` lies in the same segment as the step asked for before (the same
+    values); ``values(t)`` always returns them; ``reset()`` makes the next ``at`` return them.
+    """
+
+    def __init__(self, schedule: Schedule, bases: list[float]) -> None:
         self.schedule = schedule
-        self.steps_per_epoch = steps_per_epoch
-        self.base_lrs = base_lrs
-        self.last_epoch = int(last_epoch)
-        self._step_count = int(step_count)
+        self.bases = list(bases)
+        self._segment: Hashable = object()
+
+    def reset(self) -> None:
         self._segment = object()
-        self._mark_untouched()
-        self._apply(self.last_epoch)
+
+    def at(self, t: int) -> list[float] | None:
+        segment = self.schedule.segment(t)
+        if segment == self._segment:
+            return None
+        self._segment = segment
+        return self.values(t)
+
+    def values(self, t: int) -> list[float]:
+        if t < 0:  # the step before the first: the base rates (SequentialLR's schedulers not started yet)
+            return list(self.bases)
+        lr = self.schedule._lr_scalar
+        return [lr(base, t) for base in self.bases]
+
+
+class _PowerRates(_Rates):
+    """``base_lr * gamma ** k(t)``: the power carried from one decay to the next (see :class:`PowerSeries`)."""
+
+    def __init__(self, schedule: _PowerDecay, bases: list[float]) -> None:
+        super().__init__(schedule, bases)
+        self._decays = schedule.decays
+        self._series = PowerSeries(float(schedule.gamma), self.bases)
+        if type(schedule) is Exponential or (type(schedule) is StepDecay and schedule.params()["step_size"] == 1):
+            self.at = self._series.at  # type: ignore[method-assign,assignment]  # k(t) = t: no call in between
+
+    def reset(self) -> None:
+        self._series.forget()
+
+    def at(self, t: int) -> list[float] | None:
+        return self._series.at(self._decays(t))
+
+    def values(self, t: int) -> list[float]:
+        return list(self.bases) if t < 0 else self._series.values(self._decays(t))
+
+
+class _CosineRates(_Rates):
+    """Cosine annealing: the two weights of step ``t`` once for all groups."""
+
+    def __init__(self, schedule: Schedule, bases: list[float]) -> None:
+        super().__init__(schedule, bases)
+        params = schedule.params()
+        self._t_max = params["t_max"]
+        self._eta_min = float(params["eta_min"])
+
+    def at(self, t: int) -> list[float] | None:
+        return self.values(t)
+
+    def values(self, t: int) -> list[float]:
+        if t < 0:
+            return list(self.bases)
+        t_max = self._t_max
+        if isinstance(t_max, float):
+            high, low = fractional_cosine_weights(t, t_max)
+        else:
+            high, low = scalar_cosine_weights(t, t_max)
+        floor = self._eta_min * low
+        return [base * high + floor for base in self.bases]  # Cosine's closed form, as kinds.Cosine evaluates it
+
+
+def _rates_for(schedule: Schedule, bases: list[float]) -> _Rates:
+    if isinstance(schedule, _PowerDecay):
+        return _PowerRates(schedule, bases)
+    if type(schedule) is Cosine:
+        return _CosineRates(schedule, bases)
+    return _Rates(schedule, bases)
 
 
 def _as_float(value: object, name: str) -> float:
@@ -277,6 +560,13 @@ def _as_float(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
         raise SteplrValueError(f"{name} must be a finite number, got {value!r}")
     return float(value)
+
+
+def _holds(lr: object, value: float) -> bool:
+    """Whether ``lr`` holds ``value`` (as its dtype stores it, for a tensor: a read of the value, so one sync)."""
+    if isinstance(lr, torch.Tensor):
+        return bool(lr.item() == torch.tensor(value, dtype=lr.dtype).item())
+    return bool(lr == value)
 
 
 def _fingerprint(lr: object) -> object:
