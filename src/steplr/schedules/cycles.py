@@ -172,8 +172,9 @@ class OneCycle(Schedule):
 
     **After** ``total_steps``: torch evaluates step ``total_steps`` by carrying the last phase past its end (the
     cosine climbs back a little, the line goes below the floor) and raises from the step after. Here every step
-    from ``total_steps - 1`` on keeps the final rate, ``base_lr / div_factor / final_div_factor``, so a run longer
-    than the cycle ends at the floor.
+    from ``total_steps - 1`` on keeps that step's rate: the floor ``base_lr / div_factor / final_div_factor``
+    whenever the last phase has begun by then (torch's phase ends leave it out when ``pct_start`` is 1, or above
+    1/2 with ``three_phase``), so a run longer than the cycle ends at the floor.
 
     Args:
         total_steps: the cycle's length in steps, > 0 (int or duration).

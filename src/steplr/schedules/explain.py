@@ -327,8 +327,8 @@ def _each(schedule: Schedule, offset: int = 0) -> Iterator[tuple[Schedule, int]]
 
 
 def _cyclic_warnings(schedule: Schedule, base_lr: float) -> list[str]:
-    """A cyclic schedule whose max_lr is below the LR dips instead of rising; a gamma its mode does not read, or one
-    above 1, is named."""
+    """A cyclic schedule whose max_lr is below the LR dips instead of rising; exp_range's gamma above 1 grows the
+    cycles."""
     found = []
     for inner, _ in _each(schedule):
         if not isinstance(inner, Cyclic):
@@ -338,9 +338,9 @@ def _cyclic_warnings(schedule: Schedule, base_lr: float) -> list[str]:
             found.append(
                 f"max_lr {max_lr:g} is below the base lr {base_lr:g}: each cycle dips below the LR instead of rising"
             )
-        if inner.mode != "exp_range" and gamma != 1.0:
-            found.append(f"gamma {gamma:g} is unused: mode {inner.mode} ignores it (exp_range reads it)")
-        elif inner.mode == "exp_range" and gamma > 1.0:
+        # Another mode ignores gamma, as torch does, without a word: a recipe's decay factor carried over to
+        # cyclic would otherwise warn on every run.
+        if inner.mode == "exp_range" and gamma > 1.0:
             found.append(f"gamma {gamma:g} > 1: the cycles grow instead of shrinking")
     return found
 

@@ -269,7 +269,7 @@ KINDS: tuple[Kind, ...] = (
         fair_help="total the whole run",
     ),
     Kind(
-        "linear",
+        "linear-factor",
         "scale the LR by a factor going linearly from start_factor to end_factor, then hold (torch's LinearLR)",
         (
             Param("start_factor", "number", "the factor at the start", default=1.0 / 3, checker=check_fraction),
