@@ -228,3 +228,15 @@ def test_restarts_warn_like_a_cosine_and_linear_to_zero_says_where_training_stop
     assert explain(CosineWarmRestarts(10, 1, 0.2), 0.1, 40).warnings[0].startswith("eta_min 0.2 is above the base lr")
     to_zero = explain(Linear(1.0, 0.0, 20), 0.1, 40).warnings
     assert to_zero == ["the learning rate reaches 0 at epoch 20 (the 21st epoch): the rest of the run does not train"]
+
+
+@pytest.mark.parametrize("t_max", [2.5, 7.25, 100.5, 4096.75, 5000.5])
+def test_a_cosine_of_fractional_half_period_is_explained_step_by_step(t_max):
+    """The periodic shortcut and the proved-monotone stretches assume half periods of whole steps; a fractional
+    t_max (torch's float T_max) has none, so its plan is the one every step gives."""
+    from steplr.schedules.kinds import Cosine
+
+    _, intervals, decays = per_step(Cosine(t_max), 0.1, 40_000, 1)
+    plan = explain(Cosine(t_max), 0.1, 40_000)
+    assert [(i.first_step, i.last_step, i.lr) for i in plan.intervals] == intervals
+    assert plan.decays == decays

@@ -546,8 +546,8 @@ def _strict_zones(piece: _Piece, base_lr: float, end: int) -> list[tuple[int, in
         rise = slope / int(require_steps(schedule.total_iters, "total_iters"))
         strict = rise > _MARGIN and base_lr >= sys.float_info.min and stop - first >= 2
         return [(piece.start, end)] if strict else []
-    if not isinstance(schedule, Cosine):
-        return []
+    if not isinstance(schedule, Cosine) or isinstance(schedule.t_max, float):
+        return []  # a fractional half period (torch's float T_max): its half periods do not start on steps
     t_max, eta_min = int(require_steps(schedule.t_max, "t_max")), float(schedule.eta_min)
     top = max(base_lr, eta_min)
     if t_max < _ZONED or base_lr == eta_min or top < sys.float_info.min:
