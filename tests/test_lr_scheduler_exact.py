@@ -1,0 +1,79 @@
+"""The drop-ins' fast paths give the same floats as the schedule's closed form, and that closed form's power
+kernel is correctly rounded (compared against exact rational arithmetic)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from fractions import Fraction
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import steplr
+from steplr.schedules._exact import PowerSeries, scaled_power
+
+
+def exact(base: float, gamma: float, k: int) -> float:
+    try:
+        return float(Fraction(base) * Fraction(gamma) ** k)  # Fraction -> float rounds correctly
+    except OverflowError:
+        return math.inf
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    base=st.floats(1e-300, 1e300),
+    gamma=st.floats(1e-3, 1.5).filter(lambda g: g != 1.0),
+    k=st.integers(0, 400),
+)
+def test_scaled_power_is_correctly_rounded(base, gamma, k):
+    assert scaled_power(base, gamma, k) == exact(base, gamma, k)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    bases=st.lists(st.floats(1e-8, 10.0), min_size=1, max_size=4),
+    gamma=st.floats(0.5, 0.99999),
+    ks=st.lists(st.integers(0, 3000), min_size=1, max_size=6),
+)
+def test_power_series_gives_scaled_power_whatever_the_order_of_k(bases, gamma, ks):
+    series = PowerSeries(gamma, bases)
+    for start in ks:
+        for k in range(start, start + 40):  # a jump, then one step at a time
+            assert series.values(k) == [scaled_power(b, gamma, k) for b in bases]
+
+
+def test_power_series_near_underflow_and_overflow():
+    series = PowerSeries(0.5, [1.0, 3e-308])
+    for k in range(0, 1100):
+        assert series.values(k) == [scaled_power(1.0, 0.5, k), scaled_power(3e-308, 0.5, k)]
+    assert series.values(1075) == [0.0, 0.0]
+    rising = PowerSeries(2.0, [1.5])
+    assert rising.values(1023) == [math.ldexp(1.5, 1023)] and rising.values(1024) == [math.inf]
+
+
+@pytest.mark.parametrize(
+    ("build", "steps"),
+    [
+        (lambda o: steplr.ExponentialLR(o, 0.9999), 100_000),
+        (lambda o: steplr.StepLR(o, 1, 0.9999), 100_000),
+        (lambda o: steplr.StepLR(o, 7, 0.99), 20_000),
+        (lambda o: steplr.MultiStepLR(o, [*range(5, 1000, 5), 5000, 5000, 19_999], 0.999), 20_000),
+        (lambda o: steplr.CosineAnnealingLR(o, 10_000, 1e-5), 20_000),
+        (lambda o: steplr.CosineAnnealingLR(o, 333.5), 20_000),
+    ],
+)
+def test_every_step_of_a_long_run_is_the_closed_form(build, steps):
+    bases = [0.1, 0.1, 0.37]
+    opt = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": b} for b in bases])
+    sched = build(opt)
+    opt.step()
+    schedule = sched.schedule
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for t in range(steps):
+            assert [g["lr"] for g in opt.param_groups] == [schedule.lr(b, t) for b in bases], t
+            sched.step()
