@@ -3,6 +3,7 @@ scheduler checkpoints loaded into the steplr class of the same kind."""
 
 from __future__ import annotations
 
+import copy
 import gc
 import io
 import re
@@ -145,3 +146,30 @@ def test_torch_state_of_another_kind_is_refused_by_name():
     exponential = torch_sched.ExponentialLR(make_optimizer(), 0.9).state_dict()
     with pytest.raises(SteplrValueError, match="got torch's ExponentialLR state_dict"):
         steplr.StepLR(make_optimizer(), 3).load_state_dict(exponential)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda o: steplr.ExponentialLR(o, 0.9),
+        lambda o: steplr.StepLR(o, 3, 0.5),
+        lambda o: steplr.CosineAnnealingLR(o, 9),
+        lambda o: steplr.ScheduleLR(o, steplr.LinearWarmup(4, 0.25)),
+    ],
+)
+def test_a_deep_copy_of_optimizer_and_scheduler_continues_alike(build):
+
+    opt = make_optimizer((0.1, 0.02))
+    sched = build(opt)
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    twin = copy.deepcopy({"opt": opt, "sched": sched})
+    other_opt, other = twin["opt"], twin["sched"]
+    assert other.optimizer is other_opt
+    for _ in range(10):
+        opt.step()
+        sched.step()
+        other_opt.step()
+        other.step()
+        assert [g["lr"] for g in other_opt.param_groups] == [g["lr"] for g in opt.param_groups]

@@ -26,7 +26,7 @@ import numbers
 import warnings
 import weakref
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -127,6 +127,16 @@ class ScheduleLR(LRScheduler):
             self._take_groups()
         self._write(self._rates.values(self.last_epoch), self.last_epoch)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_at"]  # a generator's send for some schedules: rebuilt from _rates
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._at = self._rates.at
+        self._leave_plain(self._last_lr, 0)  # the copied rates start afresh: the next write takes the long way
+
     def __repr__(self) -> str:
         args = [f"{name}={getattr(self, name)!r}" for name in self._REPR_ARGS]
         if self.steps_per_epoch is not None:
@@ -156,13 +166,21 @@ class ScheduleLR(LRScheduler):
             return  # same values as already written (within a StepLR block: the common case, and the cheap one)
         if self._plain:  # the short way, while every group is a float lr that only we have written
             groups = self.optimizer.param_groups
-            if len(groups) == len(values):
+            count = len(groups)
+            if count == 1 == len(values):  # the usual single group, without a loop
+                group = groups[0]
+                if group["lr"] == self._last_lr[0]:
+                    group["lr"] = values[0]
+                    self._last_lr = values  # type: ignore[assignment]  # floats: list is invariant
+                    self._applied = t
+                    return
+            elif count == len(values):
                 for group, value, before in zip(groups, values, self._last_lr):
                     if group["lr"] != before:
                         break
                     group["lr"] = value
                 else:
-                    self._last_lr = values  # type: ignore[assignment]  # floats: list is invariant
+                    self._last_lr = values  # type: ignore[assignment]
                     self._applied = t
                     return
                 self._leave_plain(values, groups.index(group))
@@ -486,6 +504,13 @@ class _Rates:
     def reset(self) -> None:
         self._segment = object()
 
+    # Subclasses keep their state in generators, which neither pickle nor copy: a copy starts afresh.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"schedule": self.schedule, "bases": self.bases}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["schedule"], state["bases"])  # type: ignore[misc]
+
     def at(self, t: int) -> list[float] | None:
         segment = self.schedule.segment(t)
         if segment == self._segment:
@@ -507,47 +532,60 @@ class _PowerRates(_Rates):
         super().__init__(schedule, bases)
         self._decays = schedule.decays
         self._series = PowerSeries(float(schedule.gamma), self.bases)
-        if type(schedule) is Exponential or (type(schedule) is StepDecay and schedule.params()["step_size"] == 1):
+        self._k = -1
+        # StepDecay's k(t) = t // step_size, asked for at every step: the division here, without two calls
+        self._step_size = int(schedule.params()["step_size"]) if type(schedule) is StepDecay else 0
+        if type(schedule) is Exponential or self._step_size == 1:
             self.at = self._series.at  # type: ignore[method-assign,assignment]  # k(t) = t: no call in between
 
     def reset(self) -> None:
+        self._k = -1
         self._series.forget()
 
     def at(self, t: int) -> list[float] | None:
-        return self._series.at(self._decays(t))
+        k = t // self._step_size if self._step_size else self._decays(t)
+        if k == self._k:
+            return None
+        self._k = k
+        return self._series.at(k)
 
     def values(self, t: int) -> list[float]:
         return list(self.bases) if t < 0 else self._series.values(self._decays(t))
 
 
 class _CosineRates(_Rates):
-    """Cosine annealing: the two weights of step ``t`` once for all groups."""
+    """Cosine annealing: the two weights of step ``t`` once for all groups; the state in a generator's locals."""
 
-    def __init__(self, schedule: Schedule, bases: list[float]) -> None:
+    def __init__(self, schedule: Cosine, bases: list[float]) -> None:
         super().__init__(schedule, bases)
-        params = schedule.params()
-        self._t_max = params["t_max"]
-        self._eta_min = float(params["eta_min"])
-
-    def at(self, t: int) -> list[float] | None:
-        return self.values(t)
+        walk = self._walk()
+        next(walk)
+        self.at = walk.send  # type: ignore[method-assign,assignment]
 
     def values(self, t: int) -> list[float]:
-        if t < 0:
-            return list(self.bases)
-        t_max = self._t_max
-        if isinstance(t_max, float):
-            high, low = fractional_cosine_weights(t, t_max)
-        else:
-            high, low = scalar_cosine_weights(t, t_max)
-        floor = self._eta_min * low
-        return [base * high + floor for base in self.bases]  # Cosine's closed form, as kinds.Cosine evaluates it
+        return list(self.bases) if t < 0 else self.at(t)  # type: ignore[return-value]  # never None
+
+    def _walk(self) -> Generator[list[float], int, None]:
+        params = self.schedule.params()
+        t_max, eta_min, bases = params["t_max"], float(params["eta_min"]), self.bases
+        weights = fractional_cosine_weights if isinstance(t_max, float) else scalar_cosine_weights
+        single = len(bases) == 1
+        base = bases[0]
+        t = yield []
+        while True:
+            high, low = weights(t, t_max)
+            # Cosine's closed form as kinds.Cosine evaluates it: base_lr * high + eta_min * low
+            if single:
+                t = yield [base * high + eta_min * low]
+            else:
+                floor = eta_min * low
+                t = yield [b * high + floor for b in bases]
 
 
 def _rates_for(schedule: Schedule, bases: list[float]) -> _Rates:
     if isinstance(schedule, _PowerDecay):
         return _PowerRates(schedule, bases)
-    if type(schedule) is Cosine:
+    if type(schedule) is Cosine and schedule.is_scalar:
         return _CosineRates(schedule, bases)
     return _Rates(schedule, bases)
 
