@@ -72,6 +72,7 @@ class Param:
     shown: str = ""
     checker: Callable[[Any, str], Any] = check_real  # for "number" params: the value as a float, or an error
     choices: tuple[str, ...] = ()
+    least: int = 0  # for "count" params: the smallest value
     optional: bool = False
     unset: str = ""
 
@@ -103,8 +104,8 @@ class Param:
                 raise SteplrTypeError(f"{self.name} must be true or false, got {value!r}")
             return value
         if self.type == "count":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise SteplrValueError(f"{self.name} must be an integer >= 0, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < self.least:
+                raise SteplrValueError(f"{self.name} must be an integer >= {self.least}, got {value!r}")
             return value
         if isinstance(value, np.ndarray):  # a spec is one schedule; tables broadcast specs, not arrays in them
             raise SteplrTypeError(f"{self.name} must be one number, got an array")
@@ -302,6 +303,7 @@ KINDS: tuple[Kind, ...] = (
                 "count",
                 "each cycle is this many times as long as the one before (an integer >= 1)",
                 default=1,
+                least=1,
             ),
             Param("eta_min", "number", "the lowest learning rate", default=0.0),
         ),
