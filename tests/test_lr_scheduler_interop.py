@@ -158,7 +158,6 @@ def test_torch_state_of_another_kind_is_refused_by_name():
     ],
 )
 def test_a_deep_copy_of_optimizer_and_scheduler_continues_alike(build):
-
     opt = make_optimizer((0.1, 0.02))
     sched = build(opt)
     for _ in range(5):

@@ -42,6 +42,12 @@ def scaled_power(base: float, gamma: float, k: int) -> float:
         return float(base)
     if not math.isfinite(base):
         return float(base)
+    # Far below the smallest subnormal or above the largest float, the logarithms tell without the power.
+    magnitude = math.log2(abs(base)) + k * math.log2(gamma)
+    if magnitude < _MIN_EXP - 2 - 1e-9 * abs(magnitude):
+        return math.copysign(0.0, base)
+    if magnitude > _MAX_EXP + 2 + 1e-9 * abs(magnitude):
+        return math.copysign(math.inf, base)
     numerator, denominator = float(gamma).as_integer_ratio()
     gamma_shift = denominator.bit_length() - 1  # gamma = numerator / 2**gamma_shift
     base_numerator, base_denominator = float(base).as_integer_ratio()
@@ -163,6 +169,56 @@ class PowerSeries:
         return self._values if values is None else values
 
     def _walk(self) -> Generator[list[float] | None, int, None]:
+        distinct = set(self.bases)
+        if len(distinct) == 1 and _SMALLEST_NORMAL <= abs(base := distinct.pop()) < _INF:
+            return self._walk_one(base, len(self.bases))
+        return self._walk_many()
+
+    def _walk_one(self, base: float, count: int) -> Generator[list[float] | None, int, None]:
+        """One base (the usual single param group): ``base * gamma ** k`` itself carried, 128 bits, and rounded
+        with a look at the 75 bits that float() drops: undecided only within the carried error of their midpoint."""
+        gamma = self.gamma
+        numerator, denominator = gamma.as_integer_ratio()
+        gamma_shift = denominator.bit_length() - 1
+        base_numerator, base_denominator = base.as_integer_ratio()
+        start, start_exponent = base_numerator, 1 - base_denominator.bit_length()
+        dropped, midpoint = (1 << (_PRECISION - 53)) - 1, 1 << (_PRECISION - 54)
+        k_carried, carried, exponent, weight = 0, start, start_exponent, 0  # carried * 2**exponent ~ base * gamma**k
+        values_k = -1
+        k = yield None
+        while True:
+            if k == values_k or k < 0:  # the same k again; or k < 0: forget it (see forget)
+                values_k = values_k if k >= 0 else -1
+                k = yield None
+                continue
+            if k == k_carried + 1:  # the common case, kept short: one product, at most one truncation
+                carried *= numerator
+                excess = carried.bit_length() - _PRECISION
+                if excess > 0:
+                    carried >>= excess
+                    weight += 1
+                    exponent += excess - gamma_shift
+                else:
+                    exponent -= gamma_shift
+            elif k != k_carried:
+                power, shift, weight = _power(numerator, k, _PRECISION)
+                carried, exponent = start * power, start_exponent + shift - gamma_shift * k
+                excess = carried.bit_length() - _PRECISION
+                if excess > 0:
+                    carried >>= excess
+                    weight += 1
+                    exponent += excess
+            k_carried = values_k = k
+            # weight > 0: carried has exactly 128 bits and the exact value lies in [carried, carried + 4 * weight + 1]
+            if weight and midpoint - 4 * weight - 1 <= carried & dropped <= midpoint:
+                value = scaled_power(base, gamma, k)
+            elif not _SMALLEST_NORMAL <= (value := float(carried) * _POWERS_OF_TWO.get(exponent, 0.0)) < _INF:
+                value = scaled_power(base, gamma, k)  # near under- or overflow: the slow, sure way
+            values = [value] * count
+            self._values, self._values_k = values, k
+            k = yield values
+
+    def _walk_many(self) -> Generator[list[float] | None, int, None]:
         gamma, count = self.gamma, len(self.bases)
         numerator, denominator = gamma.as_integer_ratio()
         gamma_shift = denominator.bit_length() - 1
