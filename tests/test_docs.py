@@ -11,6 +11,7 @@ MODULES = [
     "steplr.schedules.durations",
     "steplr.schedules._exact",
     "steplr.schedules.kinds",
+    "steplr.schedules.cycles",
     "steplr.schedules.explain",
     "steplr.lr_scheduler",
 ]

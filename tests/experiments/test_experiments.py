@@ -108,8 +108,8 @@ def test_every_schedule_gets_a_fair_default():
     cosine = schedule_config(base, "cosine")
     assert cosine.schedule.params["t_max"] is None and cosine.build_schedule(1).params()["t_max"] == 5  # whole run
     assert schedule_config(base, "exponential").schedule.params["gamma"] == pytest.approx(0.01 ** (1 / 5))
-    with pytest.raises(ValueError, match="unknown schedule 'linear'"):
-        schedule_config(base, "linear")
+    with pytest.raises(ValueError, match="unknown schedule 'lineal'"):
+        schedule_config(base, "lineal")
 
 
 def test_the_users_settings_win_over_fair_defaults():

@@ -278,7 +278,7 @@ KINDS: tuple[Kind, ...] = (
             Param("total_iters", "duration", _TOTAL_ITERS, run_length=True),
         ),
         schedule=Linear,
-        aliases=("linearlr",),
+        aliases=("linear", "linearlr"),
         fair_help="total_iters the whole run",
     ),
     Kind(

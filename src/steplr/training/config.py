@@ -13,6 +13,7 @@ from typing import Any
 
 from steplr.errors import SteplrTypeError, SteplrValueError
 from steplr.schedules.kinds import Schedule
+from steplr.schedules.registry import lookup
 from steplr.schedules.spec import SETTINGS, ScheduleSpec
 
 __all__ = ["TrainConfig", "EpochRecord", "History", "OPTIMIZERS", "INTERVALS", "MAX_SEED"]
@@ -102,7 +103,7 @@ class TrainConfig:
             spec = flat.pop("schedule")
         if flat:
             kind = flat.get("schedule", spec.kind)
-            spec = ScheduleSpec.from_settings(kind, {**spec.settings(), **flat}, strict=set(flat))
+            spec = ScheduleSpec.from_settings(kind, {**_carried(spec, kind), **flat}, strict=set(flat))
         return dataclasses.replace(self, schedule=spec, **direct)
 
     def as_dict(self) -> dict[str, Any]:
@@ -172,3 +173,15 @@ class History:
 
 def _finite_or_none(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _carried(spec: ScheduleSpec, kind: str) -> dict[str, Any]:
+    """The settings of ``spec`` that carry over to ``kind``: all of them for the same kind; for another kind only
+    parameters it declares exactly as the old kind does (a step decay's ``gamma`` is not ``cyclic``'s per-step
+    ``exp_range`` factor, so switching a recipe to cyclic must not inherit it)."""
+    settings = spec.settings()
+    new = lookup(kind)
+    if new.name == spec.entry.name:
+        return settings
+    old = spec.entry
+    return {k: v for k, v in settings.items() if (p := old.param(k)) is None or new.param(k) == p}
