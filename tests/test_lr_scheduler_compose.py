@@ -166,3 +166,19 @@ def test_a_scheduler_not_started_yet_saves_and_loads_last_epoch_minus_one():
     fresh_opt.load_state_dict(opt.state_dict())
     fresh.load_state_dict(save_and_load(state))
     assert fresh_later.last_epoch == -1 and lrs_of(fresh_opt) == [1.0]
+
+
+def test_a_tensor_lr_in_sequential_lr_is_written_in_place_as_torch_writes_it():
+    def run(lib):
+        lr = torch.tensor(1.0, dtype=torch.float64)
+        opt = torch.optim.SGD([torch.zeros(2, requires_grad=True)], lr=lr)
+        sched = seq(opt, [lib.warmup(opt, 3, 0.25), lib.StepLR(opt, 2, 0.5)], [3])
+        seen = []
+        for _ in range(9):
+            seen.append(lr.item())
+            opt.step()
+            sched.step()
+        assert opt.param_groups[0]["lr"] is lr
+        return seen
+
+    assert run(OURS) == run(TORCH) == [0.25, 0.5, 0.75, 1.0, 1.0, 0.5, 0.5, 0.25, 0.25]

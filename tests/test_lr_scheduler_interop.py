@@ -172,3 +172,11 @@ def test_a_deep_copy_of_optimizer_and_scheduler_continues_alike(build):
         other_opt.step()
         other.step()
         assert [g["lr"] for g in other_opt.param_groups] == [g["lr"] for g in opt.param_groups]
+
+
+def test_last_epoch_in_the_constructor_sets_that_steps_closed_form_whatever_the_optimizer_held():
+    opt = make_optimizer((0.1,))
+    opt.param_groups[0]["initial_lr"] = 0.1
+    opt.param_groups[0]["lr"] = 0.0123  # e.g. a drifted value from another run
+    steplr.ExponentialLR(opt, 0.9, last_epoch=7)
+    assert opt.param_groups[0]["lr"] == steplr.Exponential(0.9).lr(0.1, 7)
