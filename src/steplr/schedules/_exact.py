@@ -143,8 +143,6 @@ class PowerSeries:
         self._start()
 
     def _start(self) -> None:
-        self._values_k = -1
-        self._values: list[float] = []
         walk = self._walk()
         next(walk)
         # The state lives in the generator's local variables: reading those is much cheaper than attributes.
@@ -166,7 +164,10 @@ class PowerSeries:
         if k < 0:
             raise SteplrValueError(f"k must be a non-negative integer, got {k!r}")
         values = self.at(k)
-        return self._values if values is None else values
+        if values is None:  # k was the last one asked for: ask again (the walk keeps no copy for this)
+            self.forget()
+            values = self.at(k)
+        return values  # type: ignore[return-value]  # never None after forget()
 
     def _walk(self) -> Generator[list[float] | None, int, None]:
         distinct = set(self.bases)
@@ -214,9 +215,7 @@ class PowerSeries:
                 value = scaled_power(base, gamma, k)
             elif not _SMALLEST_NORMAL <= (value := float(carried) * _POWERS_OF_TWO.get(exponent, 0.0)) < _INF:
                 value = scaled_power(base, gamma, k)  # near under- or overflow: the slow, sure way
-            values = [value] * count
-            self._values, self._values_k = values, k
-            k = yield values
+            k = yield [value] if count == 1 else [value] * count
 
     def _walk_many(self) -> Generator[list[float] | None, int, None]:
         gamma, count = self.gamma, len(self.bases)
@@ -264,7 +263,6 @@ class PowerSeries:
                 values = [values[i] for i in slots]
             elif count > 1:
                 values *= count
-            self._values, self._values_k = values, k
             k = yield values
 
 
