@@ -119,7 +119,6 @@ class ScheduleLR(LRScheduler):
         self._get_lr_called_within_step = False
         self._optimizer_stepped: bool = False
         self._order_hook: RemovableHandle | None = _watch_optimizer_steps(self)
-        self.step = self._step_checking_order  # until the first step, see there
         self._use_rates(_rates_for(self.schedule, self.base_lrs))
         self._groups: list[dict[str, Any]] = optimizer.param_groups  # the list we write into (a restore replaces it)
         self._last_lr: list[float | torch.Tensor] = []
@@ -137,8 +136,7 @@ class ScheduleLR(LRScheduler):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         del state["_at"]  # a generator's send for some schedules: rebuilt from _rates
-        state.pop("step", None)  # a copy does not check the call order (its optimizer has no hook of ours)
-        state["_order_hook"] = None
+        state["_order_hook"] = None  # a copy does not check the call order (its optimizer has no hook of ours)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -161,6 +159,8 @@ class ScheduleLR(LRScheduler):
         The first call warns (``UserWarning``, as torch does) if the optimizer has not stepped since this scheduler
         was built: the schedule's first learning rate would then never be used.
         """
+        if self._order_hook is not None and self._step_count:  # 0: SequentialLR's initial step, not the user's
+            self._check_call_order()
         if epoch is None:
             t = self.last_epoch = self.last_epoch + 1
         else:
@@ -192,13 +192,6 @@ class ScheduleLR(LRScheduler):
                     return
                 self._leave_plain(values, groups.index(group))
         self._write(values, t)
-
-    def _step_checking_order(self, epoch: int | None = None) -> None:
-        """``step()`` until the call-order check is done (an instance attribute over the class's ``step``, so
-        that every later step pays nothing for it)."""
-        if self._step_count:  # 0: SequentialLR's initial step, not the user's
-            self._check_call_order()
-        type(self).step(self, epoch)
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
         """The closed-form learning rates of step ``last_epoch`` (exact floats, one per group)."""
@@ -252,7 +245,6 @@ class ScheduleLR(LRScheduler):
         if self._order_hook is not None:
             self._order_hook.remove()
             self._order_hook = None
-        self.__dict__.pop("step", None)  # the class's step() from now on
 
     def _use_rates(self, rates: _Rates) -> None:
         self._rates = rates
