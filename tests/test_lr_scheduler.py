@@ -349,8 +349,8 @@ def test_load_state_dict_names_what_is_wrong():
     good = sched.state_dict()
     with pytest.raises(ValueError, match=r"missing \['last_epoch'\]"):
         sched.load_state_dict({k: v for k, v in good.items() if k != "last_epoch"})
-    torch_state = torch_sched.LinearLR(make_optimizer(), 0.5).state_dict()
-    with pytest.raises(ValueError, match=r"looks like a torch scheduler's state_dict with parameters \['end_factor'"):
+    torch_state = torch_sched.CyclicLR(make_optimizer(), 0.01, 0.1, cycle_momentum=False).state_dict()
+    with pytest.raises(ValueError, match=r"torch scheduler's state_dict with parameters \['_scale_fn_custom'"):
         sched.load_state_dict(torch_state)
     with pytest.raises(ValueError, match=re.escape("unknown scheduler state format 'steplr.scheduler/99'")):
         sched.load_state_dict({**good, "format": "steplr.scheduler/99"})
@@ -396,13 +396,17 @@ def test_checkpoint_parameters_win_and_the_difference_is_reported():
 def test_public_surface_is_pinned():
     assert sorted(steplr.__all__) == [
         "Constant",
+        "ConstantLR",
         "Cosine",
         "CosineAnnealingLR",
+        "CosineAnnealingWarmRestarts",
         "Exponential",
         "ExponentialLR",
+        "LinearLR",
         "LinearWarmup",
         "MultiStep",
         "MultiStepLR",
+        "PolynomialLR",
         "Schedule",
         "ScheduleLR",
         "Sequence",

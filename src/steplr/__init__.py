@@ -1,4 +1,4 @@
-"""steplr: exact learning-rate schedules, a PyTorch drop-in StepLR, and tools to see the plan.
+"""steplr: exact learning-rate schedules, PyTorch drop-in schedulers, and tools to see the plan.
 
 The math (``steplr.schedules.kinds``) needs only NumPy; the torch schedulers (``steplr.StepLR`` and friends) are loaded
 on first use, so ``import steplr`` and ``steplr explain`` stay fast.
@@ -21,21 +21,45 @@ from steplr.schedules.kinds import (
 )
 
 if TYPE_CHECKING:
-    from steplr.lr_scheduler import CosineAnnealingLR, ExponentialLR, MultiStepLR, ScheduleLR, StepLR
+    from steplr.lr_scheduler import (
+        ConstantLR,
+        CosineAnnealingLR,
+        CosineAnnealingWarmRestarts,
+        ExponentialLR,
+        LinearLR,
+        MultiStepLR,
+        PolynomialLR,
+        ScheduleLR,
+        StepLR,
+    )
 
 __version__ = "0.1.0"
 
-_TORCH_NAMES = ("StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "ScheduleLR")
+_TORCH_NAMES = (
+    "StepLR",
+    "MultiStepLR",
+    "ExponentialLR",
+    "CosineAnnealingLR",
+    "ConstantLR",
+    "LinearLR",
+    "PolynomialLR",
+    "CosineAnnealingWarmRestarts",
+    "ScheduleLR",
+)
 
 __all__ = [
     "Constant",
+    "ConstantLR",
     "Cosine",
     "CosineAnnealingLR",
+    "CosineAnnealingWarmRestarts",
     "Exponential",
     "ExponentialLR",
+    "LinearLR",
     "LinearWarmup",
     "MultiStep",
     "MultiStepLR",
+    "PolynomialLR",
     "Schedule",
     "ScheduleLR",
     "Sequence",

@@ -1,28 +1,7 @@
-"""PyTorch schedulers driven by the closed forms of :mod:`steplr.schedules.kinds`.
+"""The machinery every drop-in shares: :class:`ScheduleLR` (closed-form writes, chaining by ratio, torch's
+``SequentialLR`` hooks, the call-order check, checked state dicts) and the per-step rate makers behind ``step()``.
 
-``StepLR``, ``MultiStepLR``, ``ExponentialLR`` and ``CosineAnnealingLR`` take the same arguments as torch's and
-are :class:`torch.optim.lr_scheduler.LRScheduler` subclasses, so Lightning, Ignite, the HF Trainer and torch's own
-``SequentialLR`` and ``ChainedScheduler`` accept them. ``ScheduleLR(optimizer, schedule)`` drives any
-:class:`~steplr.schedules.Schedule`. What differs from torch:
-
-* the learning rate of step ``t`` is ``schedule.lr(base_lr, t)``, never a running product, so it does not drift
-  over millions of steps and reaches exactly 0.0 on underflow;
-* ``last_epoch=L`` means "the last step taken was L": the optimizer gets the learning rate of step L (torch's
-  constructor steps once more, one step ahead);
-* ``optimizer.step`` is left alone (torch wraps it, which breaks ``optimizer.step = torch.compile(...)``); the
-  warning for ``scheduler.step()`` before the first ``optimizer.step()`` comes from an optimizer step hook,
-  removed at the scheduler's first step;
-* a tensor ``lr`` stays the same tensor object and is written in place, once per change, from the exact value;
-* ``state_dict()`` holds explicit, versioned keys and ``load_state_dict`` checks them; it also reads the state of
-  torch's scheduler of the same kind (``StepLR`` into ``StepLR``, ...), and refuses another kind by name.
-
-Learning rates are written to ``param_group["lr"]`` whenever the scheduled value changes (for StepLR: at each
-decay). While nothing else has touched a group's learning rate since this scheduler last wrote it, the value
-written is the exact closed form. Once something else has (another scheduler in torch's ``ChainedScheduler``,
-``ReduceLROnPlateau``, a value set by hand), the group is scaled by the closed-form ratio ``lr(t) / lr(t-1)``
-instead, as torch's chainable schedulers do, so compositions give torch's learning rates. In ``SequentialLR`` a
-scheduler starts (its initial step, or ``_update_lr(0)`` at its milestone) at its exact closed form, as torch's
-classes do with theirs.
+Imports torch, steplr's schedules and errors. The public names are re-exported by :mod:`steplr.lr_scheduler`.
 """
 
 from __future__ import annotations
@@ -32,7 +11,7 @@ import numbers
 import warnings
 import weakref
 from collections import Counter
-from collections.abc import Callable, Generator, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Hashable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -42,18 +21,22 @@ from torch.utils.hooks import RemovableHandle
 
 from steplr.errors import SteplrKeyError, SteplrTypeError, SteplrValueError
 from steplr.schedules._exact import PowerSeries, fractional_cosine_weights, scalar_cosine_weights
+from steplr.schedules.cycles import CosineWarmRestarts
 from steplr.schedules.durations import check_positive_int
 from steplr.schedules.kinds import (
+    ConstantFactor,
     Cosine,
     Exponential,
+    Linear,
     MultiStep,
+    PolynomialDecay,
     Schedule,
     StepDecay,
     _PowerDecay,
     schedule_from_params,
 )
 
-__all__ = ["ScheduleLR", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "STATE_FORMAT"]
+__all__ = ["ScheduleLR", "STATE_FORMAT"]
 
 STATE_FORMAT = "steplr.scheduler/1"
 _STATE_KEYS = ("format", "schedule", "steps_per_epoch", "last_epoch", "base_lrs")
@@ -77,6 +60,9 @@ class ScheduleLR(LRScheduler):
     """
 
     _REPR_ARGS: tuple[str, ...] = ("schedule",)
+    # Torch's non-chainable classes (CosineAnnealingWarmRestarts) write their closed form whatever the group held;
+    # a drop-in for one does the same, so that compositions give torch's rates.
+    _overwrites: bool = False
 
     def __init__(
         self,
@@ -307,7 +293,7 @@ class ScheduleLR(LRScheduler):
         plain = True
         for i, (group, value, before) in enumerate(zip(groups, values, self._closed)):
             current = group["lr"]
-            exact = self._exact[i] = self._exact[i] and _fingerprint(current) == self._written[i]
+            exact = self._exact[i] = self._overwrites or (self._exact[i] and _fingerprint(current) == self._written[i])
             if isinstance(current, torch.Tensor):  # in place: compiled graphs and aliases keep seeing this tensor
                 if exact or before == 0.0:
                     current.fill_(value)
@@ -475,6 +461,17 @@ _TORCH_KINDS: dict[tuple[str, ...], tuple[str, Callable[[dict[str, Any]], Schedu
     ),
     ("gamma",): ("ExponentialLR", lambda s: Exponential(s["gamma"])),
     ("T_max", "eta_min"): ("CosineAnnealingLR", lambda s: Cosine(s["T_max"], s["eta_min"])),
+    ("factor", "total_iters"): ("ConstantLR", lambda s: ConstantFactor(s["factor"], s["total_iters"])),
+    ("end_factor", "start_factor", "total_iters"): (
+        "LinearLR",
+        lambda s: Linear(s["start_factor"], s["end_factor"], s["total_iters"]),
+    ),
+    ("power", "total_iters"): ("PolynomialLR", lambda s: PolynomialDecay(s["total_iters"], s["power"])),
+    # T_i and T_cur are where torch's running cycle stands: the closed form finds them again from last_epoch
+    ("T_0", "T_cur", "T_i", "T_mult", "eta_min"): (
+        "CosineAnnealingWarmRestarts",
+        lambda s: CosineWarmRestarts(s["T_0"], s["T_mult"], s["eta_min"]),
+    ),
 }
 
 
@@ -629,108 +626,3 @@ def _differences(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
     return [
         f"{k}: constructor {ours.get(k)!r}, checkpoint {theirs.get(k)!r}" for k in keys if ours.get(k) != theirs.get(k)
     ]
-
-
-class _GammaMixin:
-    schedule: Schedule
-
-    @property
-    def gamma(self) -> float:
-        return float(self.schedule.params()["gamma"])
-
-
-class StepLR(_GammaMixin, ScheduleLR):
-    """Multiply each group's learning rate by ``gamma`` every ``step_size`` steps (torch's signature).
-
-    ``lr = base_lr * gamma ** (last_epoch // step_size)``, correctly rounded. ``step_size`` may be ``"5ep"``
-    with ``steps_per_epoch`` (e.g. ``len(train_loader)`` when stepping per batch).
-
-    >>> import torch
-    >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    >>> sched = StepLR(opt, step_size=10, gamma=0.5)
-    >>> for _ in range(25):
-    ...     opt.step(); sched.step()
-    >>> sched.get_last_lr()
-    [0.025]
-    """
-
-    _REPR_ARGS = ("step_size", "gamma")
-
-    def __init__(
-        self,
-        optimizer: Optimizer,
-        step_size: int | str,
-        gamma: float = 0.1,
-        last_epoch: int = -1,
-        steps_per_epoch: int | None = None,
-    ) -> None:
-        super().__init__(optimizer, StepDecay(step_size, gamma), last_epoch, steps_per_epoch)
-
-    @property
-    def step_size(self) -> int:
-        return int(self.schedule.params()["step_size"])
-
-
-class MultiStepLR(_GammaMixin, ScheduleLR):
-    """Multiply by ``gamma`` at each milestone (torch's signature); milestones may be durations.
-
-    As in torch, milestones may come in any order, include 0, and repeat (a milestone listed twice decays twice).
-    """
-
-    _REPR_ARGS = ("milestones", "gamma")
-
-    def __init__(
-        self,
-        optimizer: Optimizer,
-        milestones: Iterable[int | str],
-        gamma: float = 0.1,
-        last_epoch: int = -1,
-        steps_per_epoch: int | None = None,
-    ) -> None:
-        super().__init__(optimizer, MultiStep(milestones, gamma, counted=True), last_epoch, steps_per_epoch)
-
-    @property
-    def milestones(self) -> list[int]:
-        return list(self.schedule.params()["milestones"])
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """As :meth:`ScheduleLR.load_state_dict`; a checkpoint from a steplr that did not yet take milestones as
-        torch does (no ``counted``) holds strictly increasing ones, which mean the same either way."""
-        schedule = state_dict.get("schedule") if isinstance(state_dict, dict) else None
-        if isinstance(schedule, dict) and schedule.get("type") == "MultiStep" and "counted" not in schedule:
-            state_dict = {**state_dict, "schedule": {**schedule, "counted": True}}
-        super().load_state_dict(state_dict)
-
-
-class ExponentialLR(_GammaMixin, ScheduleLR):
-    """Multiply by ``gamma`` every step (torch's signature): ``base_lr * gamma ** last_epoch``, rounded once."""
-
-    _REPR_ARGS = ("gamma",)
-
-    def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
-        super().__init__(optimizer, Exponential(gamma), last_epoch)
-
-
-class CosineAnnealingLR(ScheduleLR):
-    """Cosine annealing to ``eta_min`` over ``T_max`` steps (torch's signature), from the closed form."""
-
-    _REPR_ARGS = ("T_max", "eta_min")
-
-    def __init__(
-        self,
-        optimizer: Optimizer,
-        T_max: float | str,
-        eta_min: float = 0.0,
-        last_epoch: int = -1,
-        steps_per_epoch: int | None = None,
-    ) -> None:
-        super().__init__(optimizer, Cosine(T_max, eta_min), last_epoch, steps_per_epoch)
-
-    @property
-    def T_max(self) -> int | float:
-        t_max = self.schedule.params()["t_max"]
-        return t_max if isinstance(t_max, float) else int(t_max)
-
-    @property
-    def eta_min(self) -> float:
-        return float(self.schedule.params()["eta_min"])

@@ -1,0 +1,334 @@
+"""The rest of torch's closed-form family as drop-ins: ConstantLR, LinearLR, PolynomialLR and
+CosineAnnealingWarmRestarts beside torch's classes (alone, resumed from torch's state, in SequentialLR and
+ChainedScheduler), against exact values where torch's recursion drifts, and with torch's argument names in errors."""
+
+from __future__ import annotations
+
+import copy
+import doctest
+import io
+import pickle
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.optim import lr_scheduler as torch_sched
+
+import steplr
+import steplr.lr_scheduler
+from steplr.errors import SteplrTypeError, SteplrValueError
+
+parity = settings(max_examples=15, deadline=None)
+group_lrs = st.lists(st.floats(1e-6, 1.0), min_size=1, max_size=3)
+factors = st.one_of(st.just(0.0), st.floats(1e-6, 1.0))
+
+
+def make_optimizer(lrs=(0.1,)):
+    return torch.optim.SGD([{"params": [torch.zeros(2, requires_grad=True)], "lr": lr} for lr in lrs])
+
+
+def lrs_of(opt):
+    return [float(g["lr"]) for g in opt.param_groups]
+
+
+def run(opt, sched, steps):
+    """The learning rates each of ``steps`` steps used (steps x groups)."""
+    seen = np.empty((steps, len(opt.param_groups)))
+    for t in range(steps):
+        seen[t] = lrs_of(opt)
+        opt.step()
+        sched.step()
+    return seen
+
+
+def run_pair(build_ours, build_torch, lrs, steps):
+    ours_opt, torch_opt = make_optimizer(lrs), make_optimizer(lrs)
+    return run(ours_opt, build_ours(ours_opt), steps), run(torch_opt, build_torch(torch_opt), steps)
+
+
+def assert_near_torch(ours, theirs, scale, tolerance=1e-12):
+    """Within ``tolerance`` of torch relative to each group's base rate (torch's recursions and its ``1 + cos``
+    lose digits as the rate falls, so a gap relative to the rate itself would measure torch's error)."""
+    gap = np.abs(ours - theirs) / np.asarray(scale)
+    assert float(gap.max()) <= tolerance, (float(gap.max()), int(gap.max(axis=1).argmax()))
+
+
+# -- parity with torch ----------------------------------------------------------------------------------------
+
+
+@parity
+@given(lrs=group_lrs, factor=st.floats(1e-3, 1.0), total_iters=st.integers(1, 400))
+def test_constant_lr_matches_torch(lrs, factor, total_iters):
+    steps = total_iters + 50
+    ours, theirs = run_pair(
+        lambda o: steplr.ConstantLR(o, factor, total_iters),
+        lambda o: torch_sched.ConstantLR(o, factor, total_iters),
+        lrs,
+        steps,
+    )
+    assert_near_torch(ours, theirs, lrs, tolerance=4.5e-16)  # torch's base * f * (1 / f): a few roundings
+    assert (ours[total_iters:] == np.asarray(lrs)).all()  # the base rate itself, not base * factor / factor
+
+
+@parity
+@given(lrs=group_lrs, start=st.floats(0.01, 1.0), end=factors, total_iters=st.integers(1, 400))
+def test_linear_lr_matches_torch(lrs, start, end, total_iters):
+    ours, theirs = run_pair(
+        lambda o: steplr.LinearLR(o, start, end, total_iters),
+        lambda o: torch_sched.LinearLR(o, start, end, total_iters),
+        lrs,
+        total_iters + 50,
+    )
+    assert_near_torch(ours, theirs, lrs)
+
+
+@parity
+@given(lrs=group_lrs, total_iters=st.integers(1, 400), power=st.floats(0.1, 4.0))
+def test_polynomial_lr_matches_torch(lrs, total_iters, power):
+    ours, theirs = run_pair(
+        lambda o: steplr.PolynomialLR(o, total_iters, power),
+        lambda o: torch_sched.PolynomialLR(o, total_iters, power),
+        lrs,
+        total_iters + 50,
+    )
+    assert_near_torch(ours, theirs, lrs)
+    assert (ours[total_iters:] == 0.0).all()
+
+
+@parity
+@given(
+    lrs=group_lrs,
+    t_0=st.integers(1, 60),
+    t_mult=st.integers(1, 3),
+    eta_min=st.sampled_from([0.0, 1e-6]),
+)
+def test_warm_restarts_match_torch_and_name_the_cycle_as_torch_does(lrs, t_0, t_mult, eta_min):
+    ours_opt, torch_opt = make_optimizer(lrs), make_optimizer(lrs)
+    ours = steplr.CosineAnnealingWarmRestarts(ours_opt, t_0, t_mult, eta_min)
+    theirs = torch_sched.CosineAnnealingWarmRestarts(torch_opt, t_0, t_mult, eta_min)
+    a, b = np.empty((2000, len(lrs))), np.empty((2000, len(lrs)))
+    for t in range(2000):
+        a[t], b[t] = lrs_of(ours_opt), lrs_of(torch_opt)
+        assert (ours.T_i, ours.T_cur) == (theirs.T_i, theirs.T_cur), t
+        for opt, sched in ((ours_opt, ours), (torch_opt, theirs)):
+            opt.step()
+            sched.step()
+    assert_near_torch(a, b, lrs)
+    assert (ours.T_0, ours.T_mult, ours.eta_min) == (theirs.T_0, theirs.T_mult, theirs.eta_min)
+
+
+# -- exact where torch's recursion drifts ----------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(base=st.floats(1e-6, 1.0), start=factors, end=factors, total_iters=st.integers(1, 10_000), data=st.data())
+def test_linear_lr_is_within_two_roundings_of_the_exact_line(base, start, end, total_iters, data):
+    t = data.draw(st.integers(0, total_iters + 5))
+    opt = make_optimizer((base,))
+    opt.param_groups[0]["initial_lr"] = base
+    steplr.LinearLR(opt, start, end, total_iters, last_epoch=t)
+    done = min(t, total_iters)
+    exact = Fraction(base) * (Fraction(start) * (total_iters - done) + Fraction(end) * done) / total_iters
+    assert abs(Fraction(opt.param_groups[0]["lr"]) - exact) <= 3 * Fraction(2) ** -53 * abs(exact)
+
+
+def test_linear_lr_holds_its_end_rate_where_torchs_recursion_has_drifted():
+    ours, theirs = run_pair(
+        lambda o: steplr.LinearLR(o, 0.1, 1.0, 1000),
+        lambda o: torch_sched.LinearLR(o, 0.1, 1.0, 1000),
+        (0.1,),
+        1010,
+    )
+    assert (ours[1000:] == 0.1).all()  # end_factor 1: the base rate exactly
+    assert (theirs[1000:] != 0.1).all()  # a thousand roundings later torch is off it
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    base=st.floats(1e-6, 1.0),
+    t_0=st.integers(1, 50),
+    t_mult=st.integers(1, 3),
+    t=st.integers(0, 10**6),
+)
+def test_warm_restarts_far_out_are_the_exact_cosine_of_their_cycle(base, t_0, t_mult, t):
+    opt = make_optimizer((base,))
+    opt.param_groups[0]["initial_lr"] = base
+    sched = steplr.CosineAnnealingWarmRestarts(opt, t_0, t_mult, last_epoch=t)
+    start, length = 0, t_0  # the cycle, walked here in plain integers
+    while t - start >= length:
+        start, length = start + length, length * t_mult
+    assert (sched.T_cur, sched.T_i) == (t - start, length)
+    with mpmath.workdps(40):
+        exact = mpmath.mpf(base) * (1 + mpmath.cos(mpmath.pi * (t - start) / length)) / 2
+        assert abs(mpmath.mpf(opt.param_groups[0]["lr"]) - exact) <= 1e-15 * base
+
+
+def test_constant_lr_with_factor_zero_comes_back_where_torch_divides_by_zero():
+    ours_opt = make_optimizer((0.1,))
+    ours = run(ours_opt, steplr.ConstantLR(ours_opt, 0.0, 3), 6)
+    assert ours[:, 0].tolist() == [0.0, 0.0, 0.0, 0.1, 0.1, 0.1]
+    torch_opt = make_optimizer((0.1,))
+    with pytest.raises(ZeroDivisionError):
+        run(torch_opt, torch_sched.ConstantLR(torch_opt, 0.0, 3), 6)
+
+
+# -- state, resume, composition --------------------------------------------------------------------------------
+
+FAMILY = {
+    "ConstantLR": (lambda o, lib: lib.ConstantLR(o, 0.25, 4)),
+    "LinearLR": (lambda o, lib: lib.LinearLR(o, 0.2, 0.7, 5)),
+    "PolynomialLR": (lambda o, lib: lib.PolynomialLR(o, 6, 1.5)),
+    "CosineAnnealingWarmRestarts": (lambda o, lib: lib.CosineAnnealingWarmRestarts(o, 3, 2, 0.001)),
+}
+LRS = (0.1, 0.03)
+
+
+@pytest.mark.parametrize("name", FAMILY)
+@pytest.mark.parametrize("stop", [0, 2, 4, 5, 9])
+def test_torch_state_resumes_in_the_steplr_class_of_the_same_kind(name, stop):
+    build = FAMILY[name]
+    torch_opt = make_optimizer(LRS)
+    theirs = build(torch_opt, torch_sched)
+    uninterrupted = run(torch_opt, theirs, 16)
+    first_opt = make_optimizer(LRS)
+    first = build(first_opt, torch_sched)
+    run(first_opt, first, stop)
+    buffer = io.BytesIO()
+    torch.save({"opt": first_opt.state_dict(), "sched": first.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    opt = make_optimizer(LRS)
+    ours = build(opt, steplr)
+    opt.load_state_dict(saved["opt"])
+    ours.load_state_dict(saved["sched"])
+    assert ours.last_epoch == stop
+    assert_near_torch(run(opt, ours, 16 - stop), uninterrupted[stop:], LRS)
+
+
+@pytest.mark.parametrize("name", FAMILY)
+def test_own_state_round_trips_and_another_torch_kind_is_refused_by_name(name):
+    build = FAMILY[name]
+    opt = make_optimizer(LRS)
+    sched = build(opt, steplr)
+    run(opt, sched, 7)
+    state = sched.state_dict()
+    assert state["format"] == steplr.lr_scheduler.STATE_FORMAT and state["last_epoch"] == 7
+    twin_opt = make_optimizer(LRS)
+    twin = build(twin_opt, steplr)
+    twin.load_state_dict(state)
+    assert lrs_of(twin_opt) == lrs_of(opt)
+    other = "LinearLR" if name != "LinearLR" else "ConstantLR"
+    foreign = FAMILY[other](make_optimizer(LRS), torch_sched).state_dict()
+    with pytest.raises(SteplrValueError, match=f"got torch's {other} state_dict .*load it into steplr's {other}"):
+        sched.load_state_dict(foreign)
+
+
+COMPOSITIONS = {
+    "LinearLR then CosineAnnealingWarmRestarts": lambda o, lib: torch_sched.SequentialLR(
+        o, [lib.LinearLR(o, 0.1, 1.0, 4), lib.CosineAnnealingWarmRestarts(o, 3, 2)], [4]
+    ),
+    "ConstantLR then PolynomialLR": lambda o, lib: torch_sched.SequentialLR(
+        o, [lib.ConstantLR(o, 0.5, 3), lib.PolynomialLR(o, 8, 2.0)], [5]
+    ),
+    "chained ConstantLR and LinearLR": lambda o, lib: torch_sched.ChainedScheduler(
+        [lib.ConstantLR(o, 0.5, 3), lib.LinearLR(o, 0.25, 1.0, 6)]
+    ),
+    "chained torch ExponentialLR and PolynomialLR": lambda o, lib: torch_sched.ChainedScheduler(
+        [torch_sched.ExponentialLR(o, 0.9), lib.PolynomialLR(o, 10, 1.0)]
+    ),
+    "chained CosineAnnealingWarmRestarts and torch StepLR": lambda o, lib: torch_sched.ChainedScheduler(
+        [lib.CosineAnnealingWarmRestarts(o, 4), torch_sched.StepLR(o, 3, 0.5)]
+    ),
+}
+
+
+@pytest.mark.parametrize("name", COMPOSITIONS)
+def test_compositions_match_torch(name):
+    build = COMPOSITIONS[name]
+    ours_opt, torch_opt = make_optimizer(LRS), make_optimizer(LRS)
+    ours = run(ours_opt, build(ours_opt, steplr), 20)
+    theirs = run(torch_opt, build(torch_opt, torch_sched), 20)
+    assert_near_torch(ours, theirs, LRS)
+
+
+# -- the torch surface: names, durations, errors, copies, docs ---------------------------------------------------
+
+
+def test_attributes_carry_torchs_names_and_values():
+    pairs = [(build(make_optimizer(), steplr), build(make_optimizer(), torch_sched)) for build in FAMILY.values()]
+    names = ("factor", "total_iters", "start_factor", "end_factor", "power", "T_0", "T_mult", "eta_min")
+    for ours, theirs in pairs:
+        for attribute in names:
+            if hasattr(theirs, attribute):
+                assert getattr(ours, attribute) == getattr(theirs, attribute), (type(ours).__name__, attribute)
+        assert isinstance(ours, torch_sched.LRScheduler)
+
+
+@pytest.mark.parametrize(
+    ("cls", "argument"),
+    [
+        (steplr.ConstantLR, "total_iters"),
+        (steplr.LinearLR, "total_iters"),
+        (steplr.PolynomialLR, "total_iters"),
+        (steplr.CosineAnnealingWarmRestarts, "T_0"),
+    ],
+)
+def test_lengths_take_durations_and_bad_ones_are_refused_by_torchs_name(cls, argument):
+    by_epochs, by_steps = make_optimizer(LRS), make_optimizer(LRS)
+    ours = cls(by_epochs, **{argument: "2ep"}, steps_per_epoch=5)
+    theirs = cls(by_steps, **{argument: 10})
+    assert (run(by_epochs, ours, 25) == run(by_steps, theirs, 25)).all()
+    for bad, error in ((0, SteplrValueError), (-3, SteplrValueError), (2.5, SteplrTypeError), (True, SteplrTypeError)):
+        with pytest.raises(error, match=f"^{argument} must be"):
+            cls(make_optimizer(), **{argument: bad})
+
+
+def test_other_bad_arguments_are_refused_with_their_names():
+    cases = [
+        (lambda o: steplr.ConstantLR(o, 1.5), "factor must be a number in \\[0, 1\\], got 1.5"),
+        (lambda o: steplr.LinearLR(o, start_factor=-0.1), "start_factor must be a number in \\[0, 1\\]"),
+        (lambda o: steplr.LinearLR(o, end_factor=2.0), "end_factor must be a number in \\[0, 1\\]"),
+        (lambda o: steplr.PolynomialLR(o, 5, power=0.0), "power must be"),
+        (lambda o: steplr.CosineAnnealingWarmRestarts(o, 3, T_mult=0), "T_mult must be an integer >= 1, got 0"),
+        (lambda o: steplr.CosineAnnealingWarmRestarts(o, 3, T_mult=1.5), "T_mult must be an integer >= 1, got 1.5"),
+        (lambda o: steplr.CosineAnnealingWarmRestarts(o, 3, eta_min=-1.0), "eta_min must be"),
+    ]
+    for build, message in cases:
+        with pytest.raises((SteplrValueError, SteplrTypeError), match=message):
+            build(make_optimizer())
+    opt = make_optimizer()
+    sched = steplr.CosineAnnealingWarmRestarts(opt, 3)
+    opt.step()
+    with pytest.raises(SteplrValueError, match=r"epoch must be a non-negative integer, got 2\.5"):
+        sched.step(2.5)  # torch's takes a fractional epoch; this one steps in whole steps only
+
+
+@pytest.mark.parametrize("name", FAMILY)
+def test_repr_pickle_and_deep_copy(name):
+    opt = make_optimizer(LRS)
+    sched = FAMILY[name](opt, steplr)
+    run(opt, sched, 3)
+    assert repr(sched).startswith(f"{name}(") and repr(sched).endswith("last_epoch=3)")
+    assert type(sched).__module__ == "steplr.lr_scheduler"
+    twin = copy.deepcopy({"opt": opt, "sched": sched})
+    again = pickle.loads(pickle.dumps({"opt": opt, "sched": sched}))
+    expected = run(opt, sched, 8)
+    for copied in (twin, again):
+        assert copied["sched"].optimizer is copied["opt"]
+        assert (run(copied["opt"], copied["sched"], 8) == expected).all()
+
+
+def test_the_docstring_examples_of_every_drop_in_run():
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    tested = set()
+    for test in finder.find(steplr.lr_scheduler):
+        if test.examples:
+            runner.run(test)
+            tested.add(test.name.rpartition(".")[2])
+    assert {"ConstantLR", "LinearLR", "PolynomialLR", "CosineAnnealingWarmRestarts", "lr_scheduler"} <= tested
+    assert runner.summarize(verbose=False).failed == 0
