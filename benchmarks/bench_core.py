@@ -111,6 +111,27 @@ DROP_INS = [
         lambda o: steplr.CosineAnnealingLR(o, 10000),
         lambda o: torch_sched.CosineAnnealingLR(o, 10000),
     ),
+    # the family's lengths span the 4000 timed calls, so every call is inside the ramp or cycle
+    (
+        "ConstantLR(0.5, total_iters=2000)",
+        lambda o: steplr.ConstantLR(o, 0.5, 2000),
+        lambda o: torch_sched.ConstantLR(o, 0.5, 2000),
+    ),
+    (
+        "LinearLR(0.1, 1.0, total_iters=10000)",
+        lambda o: steplr.LinearLR(o, 0.1, 1.0, 10000),
+        lambda o: torch_sched.LinearLR(o, 0.1, 1.0, 10000),
+    ),
+    (
+        "PolynomialLR(total_iters=10000, power=2.0)",
+        lambda o: steplr.PolynomialLR(o, 10000, 2.0),
+        lambda o: torch_sched.PolynomialLR(o, 10000, 2.0),
+    ),
+    (
+        "CosineAnnealingWarmRestarts(T_0=1000, T_mult=2)",
+        lambda o: steplr.CosineAnnealingWarmRestarts(o, 1000, 2),
+        lambda o: torch_sched.CosineAnnealingWarmRestarts(o, 1000, 2),
+    ),
 ]
 GROUPINGS = [
     ("1 group", [0.1]),

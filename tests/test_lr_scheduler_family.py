@@ -20,7 +20,9 @@ from torch.optim import lr_scheduler as torch_sched
 
 import steplr
 import steplr.lr_scheduler
+import steplr.schedules
 from steplr.errors import SteplrTypeError, SteplrValueError
+from steplr.schedules.kinds import PolynomialDecay
 
 parity = settings(max_examples=15, deadline=None)
 group_lrs = st.lists(st.floats(1e-6, 1.0), min_size=1, max_size=3)
@@ -119,6 +121,29 @@ def test_warm_restarts_match_torch_and_name_the_cycle_as_torch_does(lrs, t_0, t_
             sched.step()
     assert_near_torch(a, b, lrs)
     assert (ours.T_0, ours.T_mult, ours.eta_min) == (theirs.T_0, theirs.T_mult, theirs.eta_min)
+
+
+SCHEDULES = [
+    steplr.schedules.Linear(0.3, 0.8, 700),
+    steplr.LinearWarmup(500, 0.01),
+    PolynomialDecay(900, 2.5),
+    PolynomialDecay(900, 0.5, end_lr=1e-4),
+    steplr.schedules.ConstantFactor(0.4, 300),
+    steplr.schedules.CosineWarmRestarts(7, 3, 1e-5),
+    steplr.schedules.CosineWarmRestarts(50),
+]
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=repr)
+def test_every_step_writes_the_schedules_own_value(schedule):
+    """The per-step shortcut (weights once per step for all groups) gives schedule.lr's bits at every step."""
+    lrs = (0.1, 0.1, 0.037, 3e-4)
+    opt = make_optimizer(lrs)
+    seen = run(opt, steplr.ScheduleLR(opt, schedule), 3000)
+    for j, base in enumerate(lrs):
+        assert seen[:, j].tolist() == [schedule.lr(base, t) for t in range(3000)]
+    single = make_optimizer((0.037,))
+    assert run(single, steplr.ScheduleLR(single, schedule), 3000)[:, 0].tolist() == seen[:, 2].tolist()
 
 
 # -- exact where torch's recursion drifts ----------------------------------------------------------------------

@@ -557,40 +557,79 @@ class _PowerRates(_Rates):
         return list(self.bases) if t < 0 else self._series.values(self._decays(t))
 
 
-class _CosineRates(_Rates):
-    """Cosine annealing: the two weights of step ``t`` once for all groups; the state in a generator's locals."""
+_Weights = Callable[[int, Any], tuple[float, float]]
 
-    def __init__(self, schedule: Cosine, bases: list[float]) -> None:
+
+class _WeightRates(_Rates):
+    """Schedules whose rate is ``base_lr * high(t) + floor * low(t)`` (cosine annealing, warm restarts, the linear
+    and polynomial factors with ``low = 0``): the two weights of step ``t`` once for all groups, in the same
+    operations as the schedule's ``_lr_scalar`` (so the same bits); the state in a generator's locals."""
+
+    def __init__(self, schedule: Schedule, bases: list[float]) -> None:
         super().__init__(schedule, bases)
-        walk = self._walk()
+        found = _weights_of(schedule)
+        assert found is not None  # _rates_for asked _weights_of first
+        walk = self._walk(*found)
         next(walk)
         self.at = walk.send  # type: ignore[method-assign,assignment]
 
     def values(self, t: int) -> list[float]:
         return list(self.bases) if t < 0 else self.at(t)  # type: ignore[return-value]  # never None
 
-    def _walk(self) -> Generator[list[float], int, None]:
-        params = self.schedule.params()
-        t_max, eta_min, bases = params["t_max"], float(params["eta_min"]), self.bases
-        weights = fractional_cosine_weights if isinstance(t_max, float) else scalar_cosine_weights
+    def _walk(self, weights: _Weights, argument: Any, floor: float) -> Generator[list[float], int, None]:
+        bases = self.bases
         single = len(bases) == 1
         base = bases[0]
         t = yield []
         while True:
-            high, low = weights(t, t_max)
-            # Cosine's closed form as kinds.Cosine evaluates it: base_lr * high + eta_min * low
+            high, low = weights(t, argument)
             if single:
-                t = yield [base * high + eta_min * low]
+                t = yield [base * high + floor * low]
             else:
-                floor = eta_min * low
-                t = yield [b * high + floor for b in bases]
+                lowest = floor * low
+                t = yield [b * high + lowest for b in bases]
+
+
+def _linear_weights(t: int, line: tuple[float, float, int]) -> tuple[float, float]:
+    start, end, total = line  # kinds.Linear's factor: (s (T - m) + e m) / T
+    done = t if t < total else total
+    return (start * (total - done) + end * done) / total, 0.0
+
+
+def _polynomial_weights(t: int, curve: tuple[int, float]) -> tuple[float, float]:
+    total, power = curve  # kinds.PolynomialDecay with end_lr 0: base_lr * (1 - min(t, T) / T) ** p
+    return math.pow(1.0 - min(t, total) / total, power), 0.0
+
+
+def _restart_weights(t: int, schedule: CosineWarmRestarts) -> tuple[float, float]:
+    return scalar_cosine_weights(*schedule.cycle(t))  # the step inside its cycle: t % (2 T_i) is the step itself
+
+
+def _weights_of(schedule: Schedule) -> tuple[_Weights, Any, float] | None:
+    """``(weights, argument, floor)`` for a schedule :class:`_WeightRates` evaluates, else None."""
+    if not schedule.is_scalar:
+        return None
+    params = schedule.params()
+    kind = type(schedule)
+    if kind is Cosine:
+        t_max = params["t_max"]
+        weights = fractional_cosine_weights if isinstance(t_max, float) else scalar_cosine_weights
+        return weights, t_max, float(params["eta_min"])
+    if kind is CosineWarmRestarts:
+        return _restart_weights, schedule, float(params["eta_min"])
+    if isinstance(schedule, Linear):  # LinearWarmup too: the same line
+        line = (float(schedule.start_factor), float(schedule.end_factor), int(schedule.total_iters))
+        return _linear_weights, line, 0.0
+    if kind is PolynomialDecay and float(params["end_lr"]) == 0.0:
+        return _polynomial_weights, (int(params["total"]), float(params["power"])), 0.0
+    return None
 
 
 def _rates_for(schedule: Schedule, bases: list[float]) -> _Rates:
     if isinstance(schedule, _PowerDecay):
         return _PowerRates(schedule, bases)
-    if type(schedule) is Cosine and schedule.is_scalar:
-        return _CosineRates(schedule, bases)
+    if _weights_of(schedule) is not None:
+        return _WeightRates(schedule, bases)
     return _Rates(schedule, bases)
 
 
