@@ -12,7 +12,7 @@ import warnings
 import weakref
 from collections import Counter
 from collections.abc import Callable, Generator, Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.optim import Optimizer
@@ -618,7 +618,8 @@ def _weights_of(schedule: Schedule) -> tuple[_Weights, Any, float] | None:
     if kind is CosineWarmRestarts:
         return _restart_weights, schedule, float(params["eta_min"])
     if isinstance(schedule, Linear):  # LinearWarmup too: the same line
-        line = (float(schedule.start_factor), float(schedule.end_factor), int(schedule.total_iters))
+        total = cast(int, schedule.total_iters)  # resolved to steps by the constructor
+        line = (float(schedule.start_factor), float(schedule.end_factor), int(total))
         return _linear_weights, line, 0.0
     if kind is PolynomialDecay and float(params["end_lr"]) == 0.0:
         return _polynomial_weights, (int(params["total"]), float(params["power"])), 0.0
