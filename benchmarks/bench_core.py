@@ -223,7 +223,8 @@ def main() -> None:
         "rounds' ratios)",
         "",
         "Every value steplr writes is the closed form `schedule.lr(base_lr, t)` (correctly rounded for the power "
-        "kinds); torch's is its running product.",
+        "kinds); torch's is its running product, except CosineAnnealingWarmRestarts, whose closed form torch "
+        "evaluates each step.",
         "",
         "| scheduler | groups | steplr (us/call) | torch (us/call) | steplr / torch |",
         "| --- | --- | ---: | ---: | ---: |",
