@@ -406,6 +406,7 @@ def test_public_surface_is_pinned():
         "LinearWarmup",
         "MultiStep",
         "MultiStepLR",
+        "OneCycleLR",
         "PolynomialLR",
         "Schedule",
         "ScheduleLR",

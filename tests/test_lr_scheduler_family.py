@@ -355,5 +355,133 @@ def test_the_docstring_examples_of_every_drop_in_run():
         if test.examples:
             runner.run(test)
             tested.add(test.name.rpartition(".")[2])
-    assert {"ConstantLR", "LinearLR", "PolynomialLR", "CosineAnnealingWarmRestarts", "lr_scheduler"} <= tested
+    family = {"ConstantLR", "LinearLR", "PolynomialLR", "CosineAnnealingWarmRestarts", "OneCycleLR"}
+    assert family | {"lr_scheduler"} <= tested
     assert runner.summarize(verbose=False).failed == 0
+
+
+# -- OneCycleLR: the rate and the momentum ---------------------------------------------------------------------
+
+
+def one_cycle_run(opt, sched, steps):
+    """(rates, momenta) of each step: ``momentum``, or ``betas[0]`` for Adam."""
+    rates, momenta = [], []
+    for _ in range(steps):
+        rates.append(lrs_of(opt))
+        momenta.append([g["betas"][0] if "betas" in g else g["momentum"] for g in opt.param_groups])
+        opt.step()
+        if len(rates) < steps:  # torch's raises past total_steps
+            sched.step()
+    return np.asarray(rates), np.asarray(momenta)
+
+
+def one_cycle_optimizer(adam, lrs=LRS):
+    groups = [{"params": [torch.zeros(2, requires_grad=True)], "lr": lr} for lr in lrs]
+    return torch.optim.Adam(groups) if adam else torch.optim.SGD(groups, momentum=0.9)
+
+
+@parity
+@given(
+    total_steps=st.integers(10, 600),
+    pct_start=st.floats(0.05, 0.95),
+    anneal_strategy=st.sampled_from(["cos", "linear"]),
+    three_phase=st.booleans(),
+    adam=st.booleans(),
+    max_lrs=st.lists(st.floats(1e-4, 1.0), min_size=2, max_size=2),
+)
+def test_one_cycle_lr_matches_torch_rates_and_momentum(
+    total_steps, pct_start, anneal_strategy, three_phase, adam, max_lrs
+):
+    arguments = {
+        "max_lr": max_lrs,
+        "total_steps": total_steps,
+        "pct_start": pct_start,
+        "anneal_strategy": anneal_strategy,
+        "three_phase": three_phase,
+        "base_momentum": [0.8, 0.85],
+    }
+    ours_opt, torch_opt = one_cycle_optimizer(adam), one_cycle_optimizer(adam)
+    ours = one_cycle_run(ours_opt, steplr.OneCycleLR(ours_opt, **arguments), total_steps)
+    theirs = one_cycle_run(torch_opt, torch_sched.OneCycleLR(torch_opt, **arguments), total_steps)
+    assert_near_torch(ours[0], theirs[0], max_lrs)
+    assert_near_torch(ours[1], theirs[1], [1.0, 1.0])
+    assert [g["initial_lr"] for g in ours_opt.param_groups] == max_lrs  # the schedule's base: the peak
+    assert [g["max_lr"] for g in ours_opt.param_groups] == [g["max_lr"] for g in torch_opt.param_groups]
+
+
+def test_one_cycle_lr_takes_epochs_and_steps_per_epoch_and_holds_past_the_end():
+    by_epochs, by_steps = one_cycle_optimizer(False), one_cycle_optimizer(False)
+    ours = steplr.OneCycleLR(by_epochs, 1.0, epochs=4, steps_per_epoch=5)
+    theirs = steplr.OneCycleLR(by_steps, 1.0, total_steps=20)
+    a, b = one_cycle_run(by_epochs, ours, 25), one_cycle_run(by_steps, theirs, 25)
+    assert (a[0] == b[0]).all() and (a[1] == b[1]).all()
+    assert ours.total_steps == 20 and ours.max_lrs == [1.0, 1.0]
+    assert (a[0][19:] == a[0][19]).all() and (a[1][19:] == 0.95).all()
+    assert a[0][19, 0] == 1.0 / 25 / 1e4  # the floor, max_lr / div_factor / final_div_factor
+
+
+def test_one_cycle_lr_state_resumes_with_its_momentum_and_torchs_state_is_refused():
+    arguments = {"max_lr": [0.5, 0.2], "total_steps": 30, "base_momentum": 0.7, "max_momentum": 0.9}
+    opt = one_cycle_optimizer(True)
+    uninterrupted = one_cycle_run(opt, steplr.OneCycleLR(opt, **arguments), 30)
+    first_opt = one_cycle_optimizer(True)
+    first = steplr.OneCycleLR(first_opt, **arguments)
+    run(first_opt, first, 12)  # steps 0 to 11 trained, the scheduler at step 12
+    buffer = io.BytesIO()
+    torch.save({"opt": first_opt.state_dict(), "sched": first.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    assert saved["sched"]["momentum"] == {"use_beta1": True, "base": [0.7, 0.7], "max": [0.9, 0.9]}
+    opt = one_cycle_optimizer(True)
+    resumed = steplr.OneCycleLR(opt, max_lr=[0.5, 0.2], total_steps=30)  # momentum settings from the checkpoint
+    opt.load_state_dict(saved["opt"])
+    resumed.load_state_dict(saved["sched"])
+    rest = one_cycle_run(opt, resumed, 18)
+    assert (rest[0] == uninterrupted[0][12:]).all() and (rest[1] == uninterrupted[1][12:]).all()
+    torch_state = torch_sched.OneCycleLR(one_cycle_optimizer(False), 0.5, total_steps=30).state_dict()
+    with pytest.raises(SteplrValueError, match="looks like a torch scheduler's state_dict"):
+        resumed.load_state_dict(torch_state)
+
+
+def test_one_cycle_lr_in_sequential_lr_matches_torch():
+    def build(opt, lib):
+        return torch_sched.SequentialLR(
+            opt, [lib.OneCycleLR(opt, [0.4, 0.1], total_steps=12), torch_sched.ConstantLR(opt, 0.5, 3)], [12]
+        )
+
+    ours_opt, torch_opt = one_cycle_optimizer(False), one_cycle_optimizer(False)
+    ours = run(ours_opt, build(ours_opt, steplr), 11)
+    theirs = run(torch_opt, build(torch_opt, torch_sched), 11)
+    assert_near_torch(ours, theirs, [0.4, 0.1])
+
+
+def test_one_cycle_lr_refuses_what_it_cannot_schedule():
+    cases = [
+        (lambda o: steplr.OneCycleLR(o, 1.0), "needs total_steps, or epochs and steps_per_epoch"),
+        (lambda o: steplr.OneCycleLR(o, [1.0], total_steps=10), "max_lr must be one number or 2"),
+        (lambda o: steplr.OneCycleLR(o, 1.0, 10, base_momentum=[0.8] * 3), "base_momentum must be one number or 2"),
+        (lambda o: steplr.OneCycleLR(o, float("nan"), 10), "max_lr must hold finite numbers"),
+        (lambda o: steplr.OneCycleLR(o, 1.0, 10, anneal_strategy="cosine"), "anneal_strategy must be one of"),
+        (lambda o: steplr.OneCycleLR(o, 1.0, 10, pct_start=0.1), r"pct_start \* total_steps must not be 1"),
+        (lambda o: steplr.OneCycleLR(o, 1.0, 0), "total_steps must be a positive"),
+    ]
+    for build, message in cases:
+        with pytest.raises((SteplrValueError, SteplrTypeError), match=message):
+            build(one_cycle_optimizer(False))
+    adagrad = torch.optim.Adagrad([torch.zeros(2, requires_grad=True)], lr=0.1)
+    with pytest.raises(SteplrValueError, match="needs an optimizer with momentum or betas"):
+        steplr.OneCycleLR(adagrad, 1.0, 10)
+    sched = steplr.OneCycleLR(adagrad, 1.0, 10, cycle_momentum=False)
+    assert not sched.cycle_momentum and "momentum" not in adagrad.param_groups[0]
+
+
+def test_one_cycle_lr_copies_and_pickles_with_its_momentum():
+    opt = one_cycle_optimizer(False)
+    sched = steplr.OneCycleLR(opt, [0.3, 0.2], total_steps=40)
+    one_cycle_run(opt, sched, 5)
+    twin = copy.deepcopy({"opt": opt, "sched": sched})
+    again = pickle.loads(pickle.dumps({"opt": opt, "sched": sched}))
+    expected = one_cycle_run(opt, sched, 10)
+    for copied in (twin, again):
+        got = one_cycle_run(copied["opt"], copied["sched"], 10)
+        assert (got[0] == expected[0]).all() and (got[1] == expected[1]).all()

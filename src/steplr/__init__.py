@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         ExponentialLR,
         LinearLR,
         MultiStepLR,
+        OneCycleLR,
         PolynomialLR,
         ScheduleLR,
         StepLR,
@@ -44,6 +45,7 @@ _TORCH_NAMES = (
     "LinearLR",
     "PolynomialLR",
     "CosineAnnealingWarmRestarts",
+    "OneCycleLR",
     "ScheduleLR",
 )
 
@@ -59,6 +61,7 @@ __all__ = [
     "LinearWarmup",
     "MultiStep",
     "MultiStepLR",
+    "OneCycleLR",
     "PolynomialLR",
     "Schedule",
     "ScheduleLR",

@@ -1,7 +1,7 @@
 """PyTorch schedulers driven by the closed forms of :mod:`steplr.schedules.kinds`.
 
 ``StepLR``, ``MultiStepLR``, ``ExponentialLR``, ``CosineAnnealingLR``, ``ConstantLR``, ``LinearLR``,
-``PolynomialLR`` and ``CosineAnnealingWarmRestarts`` take the same arguments as torch's and are
+``PolynomialLR``, ``CosineAnnealingWarmRestarts`` and ``OneCycleLR`` take the same arguments as torch's and are
 :class:`torch.optim.lr_scheduler.LRScheduler` subclasses, so Lightning, Ignite, the HF Trainer and torch's own
 ``SequentialLR`` and ``ChainedScheduler`` accept them. ``ScheduleLR(optimizer, schedule)`` drives any
 :class:`~steplr.schedules.Schedule`. What differs from torch:
@@ -48,6 +48,7 @@ from steplr.lr_scheduler._dropins import (
     ExponentialLR,
     LinearLR,
     MultiStepLR,
+    OneCycleLR,
     PolynomialLR,
     StepLR,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "LinearLR",
     "PolynomialLR",
     "CosineAnnealingWarmRestarts",
+    "OneCycleLR",
     "STATE_FORMAT",
 ]
 
@@ -75,6 +77,7 @@ for _class in (
     LinearLR,
     PolynomialLR,
     CosineAnnealingWarmRestarts,
+    OneCycleLR,
 ):
     _class.__module__ = __name__
 del _class

@@ -8,13 +8,17 @@ Imports torch and steplr's schedules; re-exported by :mod:`steplr.lr_scheduler`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+import numbers
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from torch.optim import Optimizer
 
+from steplr.errors import SteplrTypeError, SteplrValueError
 from steplr.lr_scheduler._base import ScheduleLR
-from steplr.schedules.cycles import CosineWarmRestarts
+from steplr.schedules.cycles import CosineWarmRestarts, OneCycle
+from steplr.schedules.durations import check_positive_int
 from steplr.schedules.kinds import (
     ConstantFactor,
     Cosine,
@@ -35,6 +39,7 @@ __all__ = [
     "LinearLR",
     "PolynomialLR",
     "CosineAnnealingWarmRestarts",
+    "OneCycleLR",
 ]
 
 
@@ -388,3 +393,175 @@ def _restarts(t_0: int | str, t_mult: int, eta_min: float) -> CosineWarmRestarts
     except (TypeError, ValueError) as error:
         message = str(error).replace("t_0", "T_0").replace("t_mult", "T_mult")
         raise type(error)(message) from None
+
+
+class OneCycleLR(ScheduleLR):
+    """The one-cycle policy (torch's signature): up from ``max_lr / div_factor`` to ``max_lr``, then down to
+    ``max_lr / div_factor / final_div_factor``, with the momentum cycled the other way.
+
+    The rate of step ``t`` is :class:`~steplr.schedules.OneCycle`'s closed form with ``max_lr`` as its base, the
+    momentum (``momentum``, or ``betas[0]`` for Adam-like optimizers) its ``momentum(t, ...)``; both are written
+    whatever the group held, as torch's are. What differs from torch: ``base_lrs`` (and each
+    group's ``initial_lr``) are the peaks ``max_lr``, the base the schedule scales (torch keeps
+    ``max_lr / div_factor`` there); steps past ``total_steps`` hold the last rate (torch raises); and torch's
+    ``OneCycleLR`` state dicts are not read (they do not hold ``max_lr``).
+
+    Args:
+        optimizer: the optimizer whose learning rates (and momentum) this scheduler sets.
+        max_lr: the peak rate, one number or one per param group.
+        total_steps: the cycle's length in steps (or a duration such as ``"5ep"`` with ``steps_per_epoch``); if
+            None, ``epochs * steps_per_epoch``.
+        epochs: with ``steps_per_epoch``, the cycle's length when ``total_steps`` is None.
+        steps_per_epoch: scheduler steps per epoch.
+        pct_start: the share of the cycle spent rising, in [0, 1] (default 0.3).
+        anneal_strategy: ``"cos"`` (default) or ``"linear"``.
+        cycle_momentum: cycle the momentum between ``max_momentum`` and ``base_momentum`` (default True).
+        base_momentum: the momentum at the peak rate, one number or one per group (default 0.85).
+        max_momentum: the momentum at the start and the end, one number or one per group (default 0.95).
+        div_factor: the start is ``max_lr / div_factor``, > 0 (default 25).
+        final_div_factor: the end is the start divided by this, > 0 (default 1e4).
+        three_phase: come back down to the start before falling to the end (default False).
+        last_epoch: the last step taken (``-1``: a new run).
+
+    Raises:
+        SteplrValueError, SteplrTypeError: for a bad argument (named), a list of another length than the param
+            groups, neither ``total_steps`` nor ``epochs`` and ``steps_per_epoch``, or ``cycle_momentum`` with an
+            optimizer that has neither ``momentum`` nor ``betas``.
+
+    >>> import torch
+    >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
+    >>> sched = OneCycleLR(opt, max_lr=1.0, total_steps=10, pct_start=0.5, anneal_strategy="linear", div_factor=10)
+    >>> seen = []
+    >>> for _ in range(5):
+    ...     seen.append((round(opt.param_groups[0]["lr"], 6), round(opt.param_groups[0]["momentum"], 6)))
+    ...     opt.step(); sched.step()
+    >>> seen
+    [(0.1, 0.95), (0.325, 0.925), (0.55, 0.9), (0.775, 0.875), (1.0, 0.85)]
+    """
+
+    _REPR_ARGS = ("max_lrs", "total_steps")
+    _overwrites = True
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        max_lr: float | Sequence[float],
+        total_steps: int | str | None = None,
+        epochs: int | None = None,
+        steps_per_epoch: int | None = None,
+        pct_start: float = 0.3,
+        anneal_strategy: str = "cos",
+        cycle_momentum: bool = True,
+        base_momentum: float | Sequence[float] = 0.85,
+        max_momentum: float | Sequence[float] = 0.95,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        three_phase: bool = False,
+        last_epoch: int = -1,
+    ) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise SteplrTypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        groups = optimizer.param_groups
+        if total_steps is None:
+            if epochs is None or steps_per_epoch is None:
+                raise SteplrValueError("OneCycleLR needs total_steps, or epochs and steps_per_epoch")
+            total_steps = check_positive_int(epochs, "epochs") * check_positive_int(steps_per_epoch, "steps_per_epoch")
+        schedule = OneCycle(total_steps, pct_start, anneal_strategy, div_factor, final_div_factor, three_phase)
+        max_lrs = _per_group(max_lr, "max_lr", len(groups))
+        if not isinstance(cycle_momentum, bool):
+            raise SteplrTypeError(f"cycle_momentum must be True or False, got {cycle_momentum!r}")
+        self._momentum: tuple[bool, list[float], list[float]] | None = None  # (use_beta1, base, max) when cycled
+        if cycle_momentum:
+            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+                raise SteplrValueError(
+                    "cycle_momentum=True needs an optimizer with momentum or betas; pass cycle_momentum=False"
+                )
+            bases = _per_group(base_momentum, "base_momentum", len(groups))
+            peaks = _per_group(max_momentum, "max_momentum", len(groups))
+            self._momentum = ("betas" in optimizer.defaults, bases, peaks)
+        for group, peak in zip(groups, max_lrs):  # the keys torch's OneCycleLR keeps, but initial_lr is the peak
+            group["initial_lr"] = peak
+            group["max_lr"] = peak
+            group["min_lr"] = peak / float(schedule.div_factor) / float(schedule.final_div_factor)
+        if self._momentum is not None:
+            for group, low, high in zip(groups, self._momentum[1], self._momentum[2]):
+                group["max_momentum"], group["base_momentum"] = high, low
+        super().__init__(optimizer, schedule, last_epoch, steps_per_epoch)
+        self._write_momentum()
+
+    @property
+    def max_lrs(self) -> list[float]:
+        return list(self.base_lrs)
+
+    @property
+    def total_steps(self) -> int:
+        return int(_param(self, "total_steps"))
+
+    @property
+    def cycle_momentum(self) -> bool:
+        return self._momentum is not None
+
+    @property
+    def use_beta1(self) -> bool:
+        return self._momentum is not None and self._momentum[0]
+
+    def step(self, epoch: int | None = None) -> None:
+        super().step(epoch)
+        self._write_momentum()
+
+    def _update_lr(self, epoch: int | None = None) -> None:
+        super()._update_lr(epoch)
+        self._write_momentum()
+
+    def _write_momentum(self) -> None:
+        if self._momentum is None:
+            return
+        use_beta1, bases, peaks = self._momentum
+        schedule = self.schedule
+        assert isinstance(schedule, OneCycle)  # a state of another kind is refused on load
+        t = max(self.last_epoch, 0)
+        for group, low, high in zip(self.optimizer.param_groups, bases, peaks):
+            value = schedule.momentum(t, low, high)
+            if use_beta1:
+                group["betas"] = (value, *group["betas"][1:])
+            else:
+                group["momentum"] = value
+
+    def state_dict(self) -> dict[str, Any]:
+        """:meth:`ScheduleLR.state_dict` and ``momentum``: None, or ``use_beta1``, ``base`` and ``max`` per group."""
+        state = super().state_dict()
+        if self._momentum is None:
+            state["momentum"] = None
+        else:
+            use_beta1, bases, peaks = self._momentum
+            state["momentum"] = {"use_beta1": use_beta1, "base": list(bases), "max": list(peaks)}
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """:meth:`ScheduleLR.load_state_dict`, and the momentum settings saved with it (kept if absent)."""
+        momentum = state_dict.get("momentum", self._momentum) if isinstance(state_dict, dict) else None
+        if isinstance(momentum, dict):
+            count = len(self.optimizer.param_groups)
+            try:
+                use_beta1 = momentum["use_beta1"]
+                bases = _per_group(momentum["base"], "checkpoint momentum base", count)
+                peaks = _per_group(momentum["max"], "checkpoint momentum max", count)
+            except (KeyError, TypeError) as error:
+                raise SteplrValueError(f"checkpoint momentum must hold use_beta1, base and max: {error}") from None
+            momentum = (bool(use_beta1), bases, peaks)
+        super().load_state_dict(state_dict)
+        self._momentum = momentum
+        self._write_momentum()
+
+
+def _per_group(value: object, name: str, count: int) -> list[float]:
+    """One finite number for every param group (a single number is every group's), as torch spreads its lists."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * count
+    if len(values) != count:
+        raise SteplrValueError(f"{name} must be one number or {count} (one per param group), got {len(values)}")
+    checked = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
+            raise SteplrValueError(f"{name} must hold finite numbers, got {v!r}")
+        checked.append(float(v))
+    return checked

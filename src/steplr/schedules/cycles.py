@@ -244,11 +244,26 @@ class OneCycle(Schedule):
         return a * (high * high) + b * (low * low)
 
     def _lr_scalar(self, base_lr: float, t: int) -> float:
+        return self._along(t, self._rates(base_lr))
+
+    def momentum(self, t: int, base_momentum: float, max_momentum: float) -> float:
+        """Torch's cycled momentum at step ``t``: from ``max_momentum`` down to ``base_momentum`` while the rate
+        rises, back up while it falls (with ``three_phase``, back up while it comes down to the start, then held
+        at ``max_momentum``); along the same phases and curve as the rate, and held after ``total_steps``.
+
+        >>> [round(OneCycle(10, 0.5, "linear").momentum(t, 0.85, 0.95), 6) for t in (0, 2, 4, 9, 12)]
+        [0.95, 0.9, 0.85, 0.95, 0.95]
+        """
+        down, up = (max_momentum, base_momentum), (base_momentum, max_momentum)
+        return self._along(t, [down, up, (max_momentum, max_momentum)] if self.three_phase else [down, up])
+
+    def _along(self, t: int, pairs: list[tuple[Any, Any]]) -> float:
+        """Step ``t``'s value on the phases, phase ``i`` running from ``pairs[i][0]`` to ``pairs[i][1]``."""
         total = int(require_steps(self.total_steps, "total_steps"))
         t = min(t, total - 1)
         start = 0.0
         ends = [float(e) for e in self._ends(total)]
-        for i, ((a, b), end) in enumerate(zip(self._rates(base_lr), ends)):
+        for i, ((a, b), end) in enumerate(zip(pairs, ends)):
             if t <= end or i == len(ends) - 1:
                 return float(self._anneal(start, end, a, b, float(t), math))
             start = end
