@@ -132,6 +132,11 @@ DROP_INS = [
         lambda o: steplr.CosineAnnealingWarmRestarts(o, 1000, 2),
         lambda o: torch_sched.CosineAnnealingWarmRestarts(o, 1000, 2),
     ),
+    (  # momentum cycled too (SGD's momentum), as by default in both
+        "OneCycleLR(max_lr=1.0, total_steps=10000)",
+        lambda o: steplr.OneCycleLR(o, 1.0, 10000),
+        lambda o: torch_sched.OneCycleLR(o, 1.0, 10000),
+    ),
 ]
 GROUPINGS = [
     ("1 group", [0.1]),

@@ -131,6 +131,8 @@ SCHEDULES = [
     steplr.schedules.ConstantFactor(0.4, 300),
     steplr.schedules.CosineWarmRestarts(7, 3, 1e-5),
     steplr.schedules.CosineWarmRestarts(50),
+    steplr.schedules.OneCycle(2000, 0.3),
+    steplr.schedules.OneCycle(2500, 0.35, "linear", div_factor=5.0, three_phase=True),
 ]
 
 
@@ -473,6 +475,15 @@ def test_one_cycle_lr_refuses_what_it_cannot_schedule():
         steplr.OneCycleLR(adagrad, 1.0, 10)
     sched = steplr.OneCycleLR(adagrad, 1.0, 10, cycle_momentum=False)
     assert not sched.cycle_momentum and "momentum" not in adagrad.param_groups[0]
+
+
+@pytest.mark.parametrize("three_phase", [False, True])
+def test_one_cycle_lr_momentum_is_the_schedules_at_every_step(three_phase):
+    opt = one_cycle_optimizer(False)
+    sched = steplr.OneCycleLR(opt, 1.0, 500, pct_start=0.4, three_phase=three_phase, base_momentum=[0.8, 0.6])
+    momenta = one_cycle_run(opt, sched, 520)[1]
+    for j, low in enumerate((0.8, 0.6)):
+        assert momenta[:, j].tolist() == [sched.schedule.momentum(t, low, 0.95) for t in range(520)]
 
 
 def test_one_cycle_lr_copies_and_pickles_with_its_momentum():

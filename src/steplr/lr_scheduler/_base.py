@@ -21,7 +21,7 @@ from torch.utils.hooks import RemovableHandle
 
 from steplr.errors import SteplrKeyError, SteplrTypeError, SteplrValueError
 from steplr.schedules._exact import PowerSeries, fractional_cosine_weights, scalar_cosine_weights
-from steplr.schedules.cycles import CosineWarmRestarts
+from steplr.schedules.cycles import CosineWarmRestarts, OneCycle
 from steplr.schedules.durations import check_positive_int
 from steplr.schedules.kinds import (
     ConstantFactor,
@@ -626,9 +626,66 @@ def _weights_of(schedule: Schedule) -> tuple[_Weights, Any, float] | None:
     return None
 
 
+class _OneCycleRates(_Rates):
+    """The one-cycle policy: step ``t``'s phase and its two weights once for all groups (and for the momentum,
+    which :class:`~steplr.lr_scheduler.OneCycleLR` asks for through :meth:`along`), in the operations of
+    ``OneCycle._anneal`` (so the same bits)."""
+
+    def __init__(self, schedule: OneCycle, bases: list[float]) -> None:
+        super().__init__(schedule, bases)
+        self._last = int(schedule.params()["total_steps"]) - 1
+        self._ends = [float(end) for end in schedule._ends(self._last + 1)]
+        self._cosine = schedule.anneal_strategy == "cos"
+        by_group = [schedule._rates(base) for base in self.bases]
+        self._pairs = [[pairs[i] for pairs in by_group] for i in range(len(self._ends))]  # per phase, per group
+        self._step = -1
+        self._weights = (0, 1.0, 0.0)
+
+    def weights(self, t: int) -> tuple[int, float, float]:
+        """``(phase, high, low)``: step ``t``'s value is ``a * high + b * low`` for a phase from ``a`` to ``b``."""
+        t = min(t, self._last)
+        if t == self._step:
+            return self._weights
+        ends = self._ends
+        start, phase = 0.0, len(ends) - 1
+        for i, end in enumerate(ends):
+            if t <= end or i == phase:
+                phase = i
+                break
+            start = end
+        end = ends[phase]
+        done, left = (t - start) / (end - start), (end - t) / (end - start)
+        if self._cosine:
+            high, low = math.sin(math.pi * left / 2), math.sin(math.pi * done / 2)
+            done, left = low * low, high * high
+        self._step, self._weights = t, (phase, left, done)
+        return self._weights
+
+    def along(self, t: int, pairs: list[list[tuple[float, float]]]) -> list[float]:
+        """Step ``t``'s values on phases running from ``a`` to ``b`` (``pairs[phase][group]``)."""
+        phase, high, low = self.weights(t)
+        return [a * high + b * low for a, b in pairs[phase]]
+
+    def reset(self) -> None:
+        super().reset()
+        self._step = -1
+
+    def at(self, t: int) -> list[float] | None:
+        segment = min(t, self._last)
+        if segment == self._segment:
+            return None
+        self._segment = segment
+        return self.values(t)
+
+    def values(self, t: int) -> list[float]:
+        return list(self.bases) if t < 0 else self.along(t, self._pairs)
+
+
 def _rates_for(schedule: Schedule, bases: list[float]) -> _Rates:
     if isinstance(schedule, _PowerDecay):
         return _PowerRates(schedule, bases)
+    if type(schedule) is OneCycle and schedule.is_scalar:
+        return _OneCycleRates(schedule, bases)
     if _weights_of(schedule) is not None:
         return _WeightRates(schedule, bases)
     return _Rates(schedule, bases)

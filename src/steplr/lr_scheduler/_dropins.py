@@ -16,7 +16,7 @@ from typing import Any
 from torch.optim import Optimizer
 
 from steplr.errors import SteplrTypeError, SteplrValueError
-from steplr.lr_scheduler._base import ScheduleLR
+from steplr.lr_scheduler._base import ScheduleLR, _OneCycleRates
 from steplr.schedules.cycles import CosineWarmRestarts, OneCycle
 from steplr.schedules.durations import check_positive_int
 from steplr.schedules.kinds import (
@@ -471,6 +471,7 @@ class OneCycleLR(ScheduleLR):
         if not isinstance(cycle_momentum, bool):
             raise SteplrTypeError(f"cycle_momentum must be True or False, got {cycle_momentum!r}")
         self._momentum: tuple[bool, list[float], list[float]] | None = None  # (use_beta1, base, max) when cycled
+        self._momentum_phases: tuple[_OneCycleRates, list[list[tuple[float, float]]]] | None = None
         if cycle_momentum:
             if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
                 raise SteplrValueError(
@@ -517,11 +518,14 @@ class OneCycleLR(ScheduleLR):
         if self._momentum is None:
             return
         use_beta1, bases, peaks = self._momentum
-        schedule = self.schedule
-        assert isinstance(schedule, OneCycle)  # a state of another kind is refused on load
-        t = max(self.last_epoch, 0)
-        for group, low, high in zip(self.optimizer.param_groups, bases, peaks):
-            value = schedule.momentum(t, low, high)
+        rates = self._rates
+        cached = self._momentum_phases
+        if cached is None or cached[0] is not rates:  # built once per rates object (a load makes a new one)
+            assert isinstance(rates, _OneCycleRates)  # a state of another kind is refused on load
+            down, up, held = list(zip(peaks, bases)), list(zip(bases, peaks)), list(zip(peaks, peaks))
+            cached = self._momentum_phases = (rates, [down, up, held] if len(rates._pairs) == 3 else [down, up])
+        values = rates.along(max(self.last_epoch, 0), cached[1])
+        for group, value in zip(self.optimizer.param_groups, values):
             if use_beta1:
                 group["betas"] = (value, *group["betas"][1:])
             else:
@@ -551,6 +555,7 @@ class OneCycleLR(ScheduleLR):
             momentum = (bool(use_beta1), bases, peaks)
         super().load_state_dict(state_dict)
         self._momentum = momentum
+        self._momentum_phases = None
         self._write_momentum()
 
 
