@@ -467,9 +467,13 @@ def test_one_cycle_lr_refuses_what_it_cannot_schedule():
         (lambda o: steplr.OneCycleLR(o, 1.0, 10, pct_start=0.1), r"pct_start \* total_steps must not be 1"),
         (lambda o: steplr.OneCycleLR(o, 1.0, 0), "total_steps must be a positive"),
     ]
+    cases.append((lambda o: steplr.OneCycleLR(o, 1.0, 10, last_epoch=-2), "last_epoch must be an integer >= -1"))
     for build, message in cases:
+        opt = one_cycle_optimizer(False)
+        before = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
         with pytest.raises((SteplrValueError, SteplrTypeError), match=message):
-            build(one_cycle_optimizer(False))
+            build(opt)
+        assert [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups] == before  # untouched
     adagrad = torch.optim.Adagrad([torch.zeros(2, requires_grad=True)], lr=0.1)
     with pytest.raises(SteplrValueError, match="needs an optimizer with momentum or betas"):
         steplr.OneCycleLR(adagrad, 1.0, 10)

@@ -78,8 +78,7 @@ class ScheduleLR(LRScheduler):
             raise SteplrTypeError(f"schedule must be a steplr Schedule, got {schedule!r}")
         if not schedule.is_scalar:
             raise SteplrValueError(f"schedule parameters must be scalars for a torch scheduler, got {schedule!r}")
-        if isinstance(last_epoch, bool) or not isinstance(last_epoch, numbers.Integral) or last_epoch < -1:
-            raise SteplrValueError(f"last_epoch must be an integer >= -1, got {last_epoch!r}")
+        last_epoch = _check_last_epoch(last_epoch)
         if steps_per_epoch is not None:
             steps_per_epoch = check_positive_int(steps_per_epoch, "steps_per_epoch")
         self.optimizer = optimizer
@@ -97,7 +96,8 @@ class ScheduleLR(LRScheduler):
                         f"last_epoch={last_epoch} resumes a run, but param_groups[{i}] has no 'initial_lr': "
                         "load the optimizer's state_dict first, or start with last_epoch=-1"
                     )
-        self.base_lrs: list[float] = [
+        # always floats here (torch's annotation allows tensors, which steplr reads once into floats)
+        self.base_lrs: list[float] = [  # type: ignore[assignment]
             _as_float(g["initial_lr"], f"param_groups[{i}]['initial_lr']") for i, g in enumerate(optimizer.param_groups)
         ]
         self.last_epoch = max(int(last_epoch), 0)
@@ -689,6 +689,12 @@ def _rates_for(schedule: Schedule, bases: list[float]) -> _Rates:
     if _weights_of(schedule) is not None:
         return _WeightRates(schedule, bases)
     return _Rates(schedule, bases)
+
+
+def _check_last_epoch(last_epoch: object) -> int:
+    if isinstance(last_epoch, bool) or not isinstance(last_epoch, numbers.Integral) or last_epoch < -1:
+        raise SteplrValueError(f"last_epoch must be an integer >= -1, got {last_epoch!r}")
+    return int(last_epoch)
 
 
 def _as_float(value: object, name: str) -> float:

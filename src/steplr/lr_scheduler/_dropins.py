@@ -16,7 +16,7 @@ from typing import Any
 from torch.optim import Optimizer
 
 from steplr.errors import SteplrTypeError, SteplrValueError
-from steplr.lr_scheduler._base import ScheduleLR, _OneCycleRates
+from steplr.lr_scheduler._base import ScheduleLR, _check_last_epoch, _OneCycleRates
 from steplr.schedules.cycles import CosineWarmRestarts, OneCycle
 from steplr.schedules.durations import check_positive_int
 from steplr.schedules.kinds import (
@@ -461,6 +461,7 @@ class OneCycleLR(ScheduleLR):
     ) -> None:
         if not isinstance(optimizer, Optimizer):
             raise SteplrTypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        _check_last_epoch(last_epoch)  # every check before the groups get torch's OneCycleLR keys
         groups = optimizer.param_groups
         if total_steps is None:
             if epochs is None or steps_per_epoch is None:
