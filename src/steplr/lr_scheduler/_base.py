@@ -150,9 +150,7 @@ class ScheduleLR(LRScheduler):
         if epoch is None:
             t = self.last_epoch = self.last_epoch + 1
         else:
-            if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
-                raise SteplrValueError(f"epoch must be a non-negative integer, got {epoch!r}")
-            t = self.last_epoch = int(epoch)
+            t = self.last_epoch = _check_epoch(epoch)
         self._step_count += 1
         values = self._at(t)
         if values is None:
@@ -207,9 +205,7 @@ class ScheduleLR(LRScheduler):
         if epoch is None:
             self.last_epoch += 1
         else:
-            if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
-                raise SteplrValueError(f"epoch must be a non-negative integer, got {epoch!r}")
-            self.last_epoch = int(epoch)
+            self.last_epoch = _check_epoch(epoch)
             self._adopt_new_groups()
             self._take_groups(exact=True)
             self._rates.reset()
@@ -695,6 +691,14 @@ def _check_last_epoch(last_epoch: object) -> int:
     if isinstance(last_epoch, bool) or not isinstance(last_epoch, numbers.Integral) or last_epoch < -1:
         raise SteplrValueError(f"last_epoch must be an integer >= -1, got {last_epoch!r}")
     return int(last_epoch)
+
+
+def _check_epoch(epoch: object) -> int:
+    """A step passed to ``step(epoch)``: a non-negative integer (a function, so that type checkers, which do not
+    count ``int`` as a ``numbers.Integral``, still see the code after the check)."""
+    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+        raise SteplrValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+    return int(epoch)
 
 
 def _as_float(value: object, name: str) -> float:
