@@ -234,3 +234,25 @@ def test_a_checkpoint_saved_mid_run_resumes_to_the_uninterrupted_rates(tmp_path,
     Checkpoint.load_objects(to_load=to_load, checkpoint=str(path))
     to_load["trainer"].run(batches, max_epochs=EPOCHS)
     assert first + second == uninterrupted
+
+
+def test_one_cycle_lr_cycles_rate_and_momentum_under_ignite_as_torchs_does():
+    """Ignite calls only get_lr(): torch's OneCycleLR sets the momentum there, and so does steplr's."""
+
+    def run(build: Callable[..., object]) -> list[list[float]]:
+        model, optimizer, batches = make_training()
+        seen: list[list[float]] = []
+        engine = make_engine(model, optimizer, seen)
+        engine.add_event_handler(
+            Events.ITERATION_STARTED, lambda: seen.append([g["momentum"] for g in optimizer.param_groups])
+        )
+        engine.add_event_handler(Events.ITERATION_STARTED, LRScheduler(build(optimizer)))
+        engine.run(batches, max_epochs=EPOCHS)
+        return seen
+
+    arguments = {"max_lr": [0.4, 0.1], "total_steps": BATCHES * EPOCHS + 1, "pct_start": 0.4}
+    ours = run(lambda opt: steplr.OneCycleLR(opt, **arguments))
+    theirs = run(lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, **arguments))
+    assert len(ours) == 2 * BATCHES * EPOCHS
+    assert ours == [pytest.approx(row, rel=1e-12) for row in theirs]
+    assert len({row[0] for row in ours[0::2]}) > 3  # the momentum did cycle

@@ -511,6 +511,12 @@ class OneCycleLR(ScheduleLR):
         super().step(epoch)
         self._write_momentum()
 
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        """The closed-form rates of step ``last_epoch``; like torch's, this also sets that step's momentum, since
+        Ignite's handler drives a scheduler through ``get_lr()`` alone."""
+        self._write_momentum()
+        return super().get_lr()
+
     def _update_lr(self, epoch: int | None = None) -> None:
         super()._update_lr(epoch)
         self._write_momentum()
