@@ -209,7 +209,7 @@ class LinearLR(ScheduleLR):
 
     Args:
         optimizer: the optimizer whose learning rates this scheduler sets.
-        start_factor: ``s`` in [0, 1] (default 1/3; torch also refuses 0).
+        start_factor: ``s`` in [0, 1] (default 1/3; torch refuses 0, a ramp from zero, which steplr takes).
         end_factor: ``e`` in [0, 1] (default 1).
         total_iters: ``T`` > 0, the steps of the line; a duration such as ``"2ep"`` with ``steps_per_epoch``.
         last_epoch: the last step taken (``-1``: a new run).
