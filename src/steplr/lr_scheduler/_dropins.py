@@ -395,7 +395,106 @@ def _restarts(t_0: int | str, t_mult: int, eta_min: float) -> CosineWarmRestarts
         raise type(error)(message) from None
 
 
-class OneCycleLR(ScheduleLR):
+class _CycledMomentum(ScheduleLR):
+    """What torch's cyclical schedulers do to the momentum (``momentum``, or ``betas[0]``): one value per group at
+    every step, written with the rate (also from ``get_lr()``, which Ignite's handler calls alone), and its
+    settings kept in the state dict. Subclasses say which value step ``t`` has."""
+
+    _momentum: tuple[bool, list[float], list[float]] | None = None  # (use_beta1, base, max) when cycled
+
+    @staticmethod
+    def _momentum_settings(
+        optimizer: Optimizer, cycle_momentum: object, base_momentum: object, max_momentum: object
+    ) -> tuple[bool, list[float], list[float]] | None:
+        """The checked settings (nothing written yet)."""
+        if not isinstance(cycle_momentum, bool):
+            raise SteplrTypeError(f"cycle_momentum must be True or False, got {cycle_momentum!r}")
+        if not cycle_momentum:
+            return None
+        if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+            raise SteplrValueError(
+                "cycle_momentum=True needs an optimizer with momentum or betas; pass cycle_momentum=False"
+            )
+        count = len(optimizer.param_groups)
+        bases = _per_group(base_momentum, "base_momentum", count)
+        peaks = _per_group(max_momentum, "max_momentum", count)
+        return "betas" in optimizer.defaults, bases, peaks
+
+    def _start_momentum(self, momentum: tuple[bool, list[float], list[float]] | None) -> None:
+        self._momentum = momentum
+        if momentum is not None:  # the keys torch's schedulers keep in each group
+            for group, low, high in zip(self.optimizer.param_groups, momentum[1], momentum[2]):
+                group["max_momentum"], group["base_momentum"] = high, low
+        self._write_momentum()
+
+    @property
+    def cycle_momentum(self) -> bool:
+        return self._momentum is not None
+
+    @property
+    def use_beta1(self) -> bool:
+        return self._momentum is not None and self._momentum[0]
+
+    def _momentum_values(self, t: int, bases: list[float], peaks: list[float]) -> list[float]:
+        raise NotImplementedError
+
+    def _write_momentum(self) -> None:
+        if self._momentum is None:
+            return
+        use_beta1, bases, peaks = self._momentum
+        values = self._momentum_values(max(self.last_epoch, 0), bases, peaks)
+        for group, value in zip(self.optimizer.param_groups, values):
+            if use_beta1:
+                group["betas"] = (value, *group["betas"][1:])
+            else:
+                group["momentum"] = value
+
+    def step(self, epoch: int | None = None) -> None:
+        super().step(epoch)
+        self._write_momentum()
+
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        """The closed-form rates of step ``last_epoch``; like torch's, this also sets that step's momentum, since
+        Ignite's handler drives a scheduler through ``get_lr()`` alone."""
+        self._write_momentum()
+        return super().get_lr()
+
+    def _update_lr(self, epoch: int | None = None) -> None:
+        super()._update_lr(epoch)
+        self._write_momentum()
+
+    def state_dict(self) -> dict[str, Any]:
+        """:meth:`ScheduleLR.state_dict` and ``momentum``: None, or ``use_beta1``, ``base`` and ``max`` per group."""
+        state = super().state_dict()
+        if self._momentum is None:
+            state["momentum"] = None
+        else:
+            use_beta1, bases, peaks = self._momentum
+            state["momentum"] = {"use_beta1": use_beta1, "base": list(bases), "max": list(peaks)}
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """:meth:`ScheduleLR.load_state_dict`, and the momentum settings saved with it (kept if absent)."""
+        momentum = state_dict.get("momentum", self._momentum) if isinstance(state_dict, dict) else None
+        if isinstance(momentum, dict):
+            count = len(self.optimizer.param_groups)
+            try:
+                use_beta1 = momentum["use_beta1"]
+                bases = _per_group(momentum["base"], "checkpoint momentum base", count)
+                peaks = _per_group(momentum["max"], "checkpoint momentum max", count)
+            except (KeyError, TypeError) as error:
+                raise SteplrValueError(f"checkpoint momentum must hold use_beta1, base and max: {error}") from None
+            momentum = (bool(use_beta1), bases, peaks)
+        super().load_state_dict(state_dict)
+        self._momentum = momentum
+        self._forget_momentum()
+        self._write_momentum()
+
+    def _forget_momentum(self) -> None:
+        """Drop what a subclass keeps derived from the settings or the schedule (a load may change both)."""
+
+
+class OneCycleLR(_CycledMomentum):
     """The one-cycle policy (torch's signature): up from ``max_lr / div_factor`` to ``max_lr``, then down to
     ``max_lr / div_factor / final_div_factor``, with the momentum cycled the other way.
 
@@ -469,27 +568,14 @@ class OneCycleLR(ScheduleLR):
             total_steps = check_positive_int(epochs, "epochs") * check_positive_int(steps_per_epoch, "steps_per_epoch")
         schedule = OneCycle(total_steps, pct_start, anneal_strategy, div_factor, final_div_factor, three_phase)
         max_lrs = _per_group(max_lr, "max_lr", len(groups))
-        if not isinstance(cycle_momentum, bool):
-            raise SteplrTypeError(f"cycle_momentum must be True or False, got {cycle_momentum!r}")
-        self._momentum: tuple[bool, list[float], list[float]] | None = None  # (use_beta1, base, max) when cycled
+        momentum = self._momentum_settings(optimizer, cycle_momentum, base_momentum, max_momentum)
         self._momentum_phases: tuple[_OneCycleRates, list[list[tuple[float, float]]]] | None = None
-        if cycle_momentum:
-            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise SteplrValueError(
-                    "cycle_momentum=True needs an optimizer with momentum or betas; pass cycle_momentum=False"
-                )
-            bases = _per_group(base_momentum, "base_momentum", len(groups))
-            peaks = _per_group(max_momentum, "max_momentum", len(groups))
-            self._momentum = ("betas" in optimizer.defaults, bases, peaks)
         for group, peak in zip(groups, max_lrs):  # the keys torch's OneCycleLR keeps, but initial_lr is the peak
             group["initial_lr"] = peak
             group["max_lr"] = peak
             group["min_lr"] = peak / float(schedule.div_factor) / float(schedule.final_div_factor)
-        if self._momentum is not None:
-            for group, low, high in zip(groups, self._momentum[1], self._momentum[2]):
-                group["max_momentum"], group["base_momentum"] = high, low
         super().__init__(optimizer, schedule, last_epoch, steps_per_epoch)
-        self._write_momentum()
+        self._start_momentum(momentum)
 
     @property
     def max_lrs(self) -> list[float]:
@@ -499,71 +585,17 @@ class OneCycleLR(ScheduleLR):
     def total_steps(self) -> int:
         return int(_param(self, "total_steps"))
 
-    @property
-    def cycle_momentum(self) -> bool:
-        return self._momentum is not None
-
-    @property
-    def use_beta1(self) -> bool:
-        return self._momentum is not None and self._momentum[0]
-
-    def step(self, epoch: int | None = None) -> None:
-        super().step(epoch)
-        self._write_momentum()
-
-    def get_lr(self) -> list[float]:  # type: ignore[override]
-        """The closed-form rates of step ``last_epoch``; like torch's, this also sets that step's momentum, since
-        Ignite's handler drives a scheduler through ``get_lr()`` alone."""
-        self._write_momentum()
-        return super().get_lr()
-
-    def _update_lr(self, epoch: int | None = None) -> None:
-        super()._update_lr(epoch)
-        self._write_momentum()
-
-    def _write_momentum(self) -> None:
-        if self._momentum is None:
-            return
-        use_beta1, bases, peaks = self._momentum
+    def _momentum_values(self, t: int, bases: list[float], peaks: list[float]) -> list[float]:
         rates = self._rates
         cached = self._momentum_phases
         if cached is None or cached[0] is not rates:  # built once per rates object (a load makes a new one)
             assert isinstance(rates, _OneCycleRates)  # a state of another kind is refused on load
             down, up, held = list(zip(peaks, bases)), list(zip(bases, peaks)), list(zip(peaks, peaks))
             cached = self._momentum_phases = (rates, [down, up, held] if len(rates._pairs) == 3 else [down, up])
-        values = rates.along(max(self.last_epoch, 0), cached[1])
-        for group, value in zip(self.optimizer.param_groups, values):
-            if use_beta1:
-                group["betas"] = (value, *group["betas"][1:])
-            else:
-                group["momentum"] = value
+        return rates.along(t, cached[1])
 
-    def state_dict(self) -> dict[str, Any]:
-        """:meth:`ScheduleLR.state_dict` and ``momentum``: None, or ``use_beta1``, ``base`` and ``max`` per group."""
-        state = super().state_dict()
-        if self._momentum is None:
-            state["momentum"] = None
-        else:
-            use_beta1, bases, peaks = self._momentum
-            state["momentum"] = {"use_beta1": use_beta1, "base": list(bases), "max": list(peaks)}
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """:meth:`ScheduleLR.load_state_dict`, and the momentum settings saved with it (kept if absent)."""
-        momentum = state_dict.get("momentum", self._momentum) if isinstance(state_dict, dict) else None
-        if isinstance(momentum, dict):
-            count = len(self.optimizer.param_groups)
-            try:
-                use_beta1 = momentum["use_beta1"]
-                bases = _per_group(momentum["base"], "checkpoint momentum base", count)
-                peaks = _per_group(momentum["max"], "checkpoint momentum max", count)
-            except (KeyError, TypeError) as error:
-                raise SteplrValueError(f"checkpoint momentum must hold use_beta1, base and max: {error}") from None
-            momentum = (bool(use_beta1), bases, peaks)
-        super().load_state_dict(state_dict)
-        self._momentum = momentum
+    def _forget_momentum(self) -> None:
         self._momentum_phases = None
-        self._write_momentum()
 
 
 def _per_group(value: object, name: str, count: int) -> list[float]:
