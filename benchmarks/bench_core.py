@@ -137,6 +137,11 @@ DROP_INS = [
         lambda o: steplr.OneCycleLR(o, 1.0, 10000),
         lambda o: torch_sched.OneCycleLR(o, 1.0, 10000),
     ),
+    (
+        "CyclicLR(0.01, 0.1, step_size_up=500)",
+        lambda o: steplr.CyclicLR(o, 0.01, 0.1, 500),
+        lambda o: torch_sched.CyclicLR(o, 0.01, 0.1, 500),
+    ),
 ]
 GROUPINGS = [
     ("1 group", [0.1]),

@@ -236,8 +236,15 @@ def test_a_checkpoint_saved_mid_run_resumes_to_the_uninterrupted_rates(tmp_path,
     assert first + second == uninterrupted
 
 
-def test_one_cycle_lr_cycles_rate_and_momentum_under_ignite_as_torchs_does():
-    """Ignite calls only get_lr(): torch's OneCycleLR sets the momentum there, and so does steplr's."""
+CYCLICAL = {
+    "OneCycleLR": {"max_lr": [0.4, 0.1], "total_steps": BATCHES * EPOCHS + 1, "pct_start": 0.4},
+    "CyclicLR": {"base_lr": [0.01, 0.002], "max_lr": 0.2, "step_size_up": 3, "step_size_down": 2},
+}
+
+
+@pytest.mark.parametrize("name", CYCLICAL)
+def test_cyclical_schedulers_cycle_rate_and_momentum_under_ignite_as_torchs_do(name):
+    """Ignite calls only get_lr(): torch's OneCycleLR and CyclicLR set the momentum there, and so do steplr's."""
 
     def run(build: Callable[..., object]) -> list[list[float]]:
         model, optimizer, batches = make_training()
@@ -250,9 +257,9 @@ def test_one_cycle_lr_cycles_rate_and_momentum_under_ignite_as_torchs_does():
         engine.run(batches, max_epochs=EPOCHS)
         return seen
 
-    arguments = {"max_lr": [0.4, 0.1], "total_steps": BATCHES * EPOCHS + 1, "pct_start": 0.4}
-    ours = run(lambda opt: steplr.OneCycleLR(opt, **arguments))
-    theirs = run(lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, **arguments))
+    arguments = CYCLICAL[name]
+    ours = run(lambda opt: getattr(steplr, name)(opt, **arguments))
+    theirs = run(lambda opt: getattr(torch.optim.lr_scheduler, name)(opt, **arguments))
     assert len(ours) == 2 * BATCHES * EPOCHS
     assert ours == [pytest.approx(row, rel=1e-12) for row in theirs]
-    assert len({row[0] for row in ours[0::2]}) > 3  # the momentum did cycle
+    assert len({row[0] for row in ours[0::2]}) > 2  # the momentum did cycle

@@ -400,6 +400,7 @@ def test_public_surface_is_pinned():
         "Cosine",
         "CosineAnnealingLR",
         "CosineAnnealingWarmRestarts",
+        "CyclicLR",
         "Exponential",
         "ExponentialLR",
         "LinearLR",

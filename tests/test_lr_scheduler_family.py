@@ -133,6 +133,9 @@ SCHEDULES = [
     steplr.schedules.CosineWarmRestarts(50),
     steplr.schedules.OneCycle(2000, 0.3),
     steplr.schedules.OneCycle(2500, 0.35, "linear", div_factor=5.0, three_phase=True),
+    steplr.schedules.Cyclic(0.5, 7, 4),
+    steplr.schedules.Cyclic(0.5, 30, mode="triangular2"),
+    steplr.schedules.Cyclic(0.5, 11, 3, mode="exp_range", gamma=0.999),
 ]
 
 
@@ -357,7 +360,7 @@ def test_the_docstring_examples_of_every_drop_in_run():
         if test.examples:
             runner.run(test)
             tested.add(test.name.rpartition(".")[2])
-    family = {"ConstantLR", "LinearLR", "PolynomialLR", "CosineAnnealingWarmRestarts", "OneCycleLR"}
+    family = {"ConstantLR", "LinearLR", "PolynomialLR", "CosineAnnealingWarmRestarts", "OneCycleLR", "CyclicLR"}
     assert family | {"lr_scheduler"} <= tested
     assert runner.summarize(verbose=False).failed == 0
 
@@ -500,3 +503,111 @@ def test_one_cycle_lr_copies_and_pickles_with_its_momentum():
     for copied in (twin, again):
         got = one_cycle_run(copied["opt"], copied["sched"], 10)
         assert (got[0] == expected[0]).all() and (got[1] == expected[1]).all()
+
+
+# -- CyclicLR ----------------------------------------------------------------------------------------------------
+
+
+@parity
+@given(
+    up=st.integers(1, 60),
+    down=st.one_of(st.none(), st.integers(1, 60)),
+    mode=st.sampled_from(["triangular", "triangular2", "exp_range"]),
+    gamma=st.floats(0.99, 1.0),
+    adam=st.booleans(),
+    base_lrs=st.lists(st.floats(1e-5, 0.05), min_size=2, max_size=2),
+)
+def test_cyclic_lr_matches_torch_rates_and_momentum(up, down, mode, gamma, adam, base_lrs):
+    arguments = {
+        "base_lr": base_lrs,
+        "max_lr": 0.3,
+        "step_size_up": up,
+        "step_size_down": down,
+        "mode": mode,
+        "gamma": gamma,
+        "base_momentum": [0.7, 0.8],
+    }
+    ours_opt, torch_opt = one_cycle_optimizer(adam), one_cycle_optimizer(adam)
+    ours = one_cycle_run(ours_opt, steplr.CyclicLR(ours_opt, **arguments), 1500)
+    theirs = one_cycle_run(torch_opt, torch_sched.CyclicLR(torch_opt, **arguments), 1500)
+    # torch places a step in its cycle from t / cycle_length in floating point: its error grows with t
+    assert_near_torch(ours[0], theirs[0], [0.3, 0.3])
+    assert_near_torch(ours[1], theirs[1], [1.0, 1.0])
+
+
+@pytest.mark.parametrize("mode", ["triangular", "triangular2", "exp_range"])
+def test_cyclic_lr_momentum_is_the_rates_curve_between_the_momenta_at_every_step(mode):
+    opt = one_cycle_optimizer(False)
+    sched = steplr.CyclicLR(opt, 0.01, 0.3, 5, 3, mode=mode, gamma=0.99, base_momentum=[0.7, 0.5], max_momentum=0.9)
+    momenta = one_cycle_run(opt, sched, 300)[1]
+    for j, low in enumerate((0.7, 0.5)):
+        curve = steplr.schedules.Cyclic(low, 5, 3, mode=mode, gamma=0.99)  # from 0.9 at base_lr to low at max_lr
+        assert momenta[:, j].tolist() == [curve.lr(0.9, t) for t in range(300)]
+
+
+def test_cyclic_lr_repeats_its_cycle_exactly_far_out():
+    opt = one_cycle_optimizer(False)
+    sched = steplr.CyclicLR(opt, [0.01, 0.02], 0.3, step_size_up=7, step_size_down=5)
+    first = one_cycle_run(opt, sched, 12)
+    sched.step(12 * 10**9)  # a billion cycles later
+    again = one_cycle_run(opt, sched, 12)
+    assert (first[0] == again[0]).all() and (first[1] == again[1]).all()
+    assert first[0][7].tolist() == [0.3, 0.3] and first[1][7].tolist() == [0.8, 0.8]  # the peak, the low momentum
+
+
+def test_cyclic_lr_state_resumes_with_its_momentum():
+    arguments = {"base_lr": 0.01, "max_lr": 0.2, "step_size_up": 4, "mode": "triangular2", "base_momentum": 0.6}
+    opt = one_cycle_optimizer(True)
+    uninterrupted = one_cycle_run(opt, steplr.CyclicLR(opt, **arguments), 30)
+    first_opt = one_cycle_optimizer(True)
+    first = steplr.CyclicLR(first_opt, **arguments)
+    run(first_opt, first, 13)
+    buffer = io.BytesIO()
+    torch.save({"opt": first_opt.state_dict(), "sched": first.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    opt = one_cycle_optimizer(True)
+    resumed = steplr.CyclicLR(opt, 0.01, 0.2, step_size_up=4)  # mode and momentum from the checkpoint
+    opt.load_state_dict(saved["opt"])
+    with pytest.warns(UserWarning, match="mode: constructor 'triangular', checkpoint 'triangular2'"):
+        resumed.load_state_dict(saved["sched"])
+    rest = one_cycle_run(opt, resumed, 17)
+    assert (rest[0] == uninterrupted[0][13:]).all() and (rest[1] == uninterrupted[1][13:]).all()
+
+
+def test_cyclic_lr_refuses_what_it_cannot_schedule():
+    cases = [
+        (lambda o: steplr.CyclicLR(o, 0.01, [0.1, 0.2]), r"max_lr must be one value for all param groups"),
+        (lambda o: steplr.CyclicLR(o, [0.01] * 3, 0.1), "base_lr must be one number or 2"),
+        (lambda o: steplr.CyclicLR(o, 0.01, 0.1, scale_fn=lambda x: 1.0), "takes no scale_fn"),
+        (lambda o: steplr.CyclicLR(o, 0.01, 0.1, scale_mode="epochs"), "scale_mode must be 'cycle' or 'iterations'"),
+        (lambda o: steplr.CyclicLR(o, 0.01, 0.1, mode="cosine"), "mode must be one of"),
+        (lambda o: steplr.CyclicLR(o, 0.01, 0.1, step_size_up=0), "step_size_up must be a positive"),
+        (lambda o: steplr.CyclicLR(o, 0.01, 0.1, last_epoch=-2), "last_epoch must be an integer >= -1"),
+    ]
+    for build, message in cases:
+        opt = one_cycle_optimizer(False)
+        before = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+        with pytest.raises((SteplrValueError, SteplrTypeError), match=message):
+            build(opt)
+        assert [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups] == before  # untouched
+    adagrad = torch.optim.Adagrad([torch.zeros(2, requires_grad=True)], lr=0.1)
+    with pytest.raises(SteplrValueError, match="needs an optimizer with momentum or betas"):
+        steplr.CyclicLR(adagrad, 0.01, 0.1)
+    assert not steplr.CyclicLR(adagrad, 0.01, 0.1, cycle_momentum=False).cycle_momentum
+
+
+def test_cyclic_lr_in_chained_scheduler_writes_its_own_rate_as_torchs_does():
+    def build(opt, lib):
+        return torch_sched.ChainedScheduler(
+            [torch_sched.ExponentialLR(opt, 0.9), lib.CyclicLR(opt, 0.01, 0.1, 3, cycle_momentum=False)]
+        )
+
+    ours_opt, torch_opt = make_optimizer(LRS), make_optimizer(LRS)
+    ours = run(ours_opt, build(ours_opt, steplr), 20)
+    theirs = run(torch_opt, build(torch_opt, torch_sched), 20)
+    # From step 1 on, torch's CyclicLR writes its closed form over what ExponentialLR did, as steplr's does. At
+    # step 0 torch's stands at the initial_lr ExponentialLR left in the groups (its own base_lrs are set only after
+    # its first step); steplr's starts at base_lr.
+    assert ours[0].tolist() == [0.01, 0.01] and theirs[0].tolist() == list(LRS)
+    assert_near_torch(ours[1:], theirs[1:], [0.1, 0.1])

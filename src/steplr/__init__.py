@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         ConstantLR,
         CosineAnnealingLR,
         CosineAnnealingWarmRestarts,
+        CyclicLR,
         ExponentialLR,
         LinearLR,
         MultiStepLR,
@@ -46,6 +47,7 @@ _TORCH_NAMES = (
     "PolynomialLR",
     "CosineAnnealingWarmRestarts",
     "OneCycleLR",
+    "CyclicLR",
     "ScheduleLR",
 )
 
@@ -55,6 +57,7 @@ __all__ = [
     "Cosine",
     "CosineAnnealingLR",
     "CosineAnnealingWarmRestarts",
+    "CyclicLR",
     "Exponential",
     "ExponentialLR",
     "LinearLR",

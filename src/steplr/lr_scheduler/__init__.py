@@ -1,10 +1,10 @@
 """PyTorch schedulers driven by the closed forms of :mod:`steplr.schedules.kinds`.
 
 ``StepLR``, ``MultiStepLR``, ``ExponentialLR``, ``CosineAnnealingLR``, ``ConstantLR``, ``LinearLR``,
-``PolynomialLR``, ``CosineAnnealingWarmRestarts`` and ``OneCycleLR`` take the same arguments as torch's and are
-:class:`torch.optim.lr_scheduler.LRScheduler` subclasses, so Lightning, Ignite, the HF Trainer and torch's own
-``SequentialLR`` and ``ChainedScheduler`` accept them. ``ScheduleLR(optimizer, schedule)`` drives any
-:class:`~steplr.schedules.Schedule`. What differs from torch:
+``PolynomialLR``, ``CosineAnnealingWarmRestarts``, ``OneCycleLR`` and ``CyclicLR`` take the same arguments as
+torch's and are :class:`torch.optim.lr_scheduler.LRScheduler` subclasses, so Lightning, Ignite, the HF Trainer
+and torch's own ``SequentialLR`` and ``ChainedScheduler`` accept them. ``ScheduleLR(optimizer, schedule)`` drives
+any :class:`~steplr.schedules.Schedule`. What differs from torch:
 
 * the learning rate of step ``t`` is ``schedule.lr(base_lr, t)``, never a running product, so it does not drift
   over millions of steps and reaches exactly 0.0 on underflow;
@@ -45,6 +45,7 @@ from steplr.lr_scheduler._dropins import (
     ConstantLR,
     CosineAnnealingLR,
     CosineAnnealingWarmRestarts,
+    CyclicLR,
     ExponentialLR,
     LinearLR,
     MultiStepLR,
@@ -64,6 +65,7 @@ __all__ = [
     "PolynomialLR",
     "CosineAnnealingWarmRestarts",
     "OneCycleLR",
+    "CyclicLR",
     "STATE_FORMAT",
 ]
 
@@ -78,6 +80,7 @@ for _class in (
     PolynomialLR,
     CosineAnnealingWarmRestarts,
     OneCycleLR,
+    CyclicLR,
 ):
     _class.__module__ = __name__
 del _class

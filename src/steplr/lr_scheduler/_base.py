@@ -21,7 +21,8 @@ from torch.utils.hooks import RemovableHandle
 
 from steplr.errors import SteplrKeyError, SteplrTypeError, SteplrValueError
 from steplr.schedules._exact import PowerSeries, fractional_cosine_weights, scalar_cosine_weights
-from steplr.schedules.cycles import CosineWarmRestarts, OneCycle
+from steplr.schedules.cycles import CosineWarmRestarts, Cyclic, OneCycle
+from steplr.schedules.cycles import _power as _cyclic_power
 from steplr.schedules.durations import check_positive_int
 from steplr.schedules.kinds import (
     ConstantFactor,
@@ -677,11 +678,61 @@ class _OneCycleRates(_Rates):
         return list(self.bases) if t < 0 else self.along(t, self._pairs)
 
 
+class _CyclicRates(_Rates):
+    """Cyclical rates: step ``t``'s climb ``h`` and scale ``s`` once for all groups (and for the momentum, which
+    :class:`~steplr.lr_scheduler.CyclicLR` asks for through :meth:`factors`), in the operations of
+    ``Cyclic._lr_scalar``: ``base_lr + ((max_lr - base_lr) * h) * s`` (so the same bits)."""
+
+    def __init__(self, schedule: Cyclic, bases: list[float]) -> None:
+        super().__init__(schedule, bases)
+        params = schedule.params()
+        self._up = int(params["step_size_up"])
+        self._whole = self._up + (self._up if params["step_size_down"] is None else int(params["step_size_down"]))
+        self._mode = str(params["mode"])
+        self._gamma = float(params["gamma"])
+        self._heights = [float(params["max_lr"]) - base for base in self.bases]
+        self._step = -1
+        self._factors: tuple[float, float | None] = (0.0, None)
+
+    def factors(self, t: int) -> tuple[float, float | None]:
+        """``(h, s)`` of step ``t``; ``s`` is None for ``triangular`` (no product taken)."""
+        if t == self._step:
+            return self._factors
+        up, whole = self._up, self._whole
+        n = t % whole
+        climb = n / up if n <= up else (whole - n) / (whole - up)
+        scale: float | None = None
+        if self._mode == "triangular2":
+            scale = math.ldexp(1.0, 1 - (t // whole + 1))
+        elif self._mode == "exp_range":
+            scale = _cyclic_power(self._gamma, t)
+        self._step, self._factors = t, (climb, scale)
+        return self._factors
+
+    def at(self, t: int) -> list[float] | None:
+        whole = self._whole
+        segment: Hashable = t if self._mode == "exp_range" else (t % whole, self._mode == "triangular" or t // whole)
+        if segment == self._segment:
+            return None
+        self._segment = segment
+        return self.values(t)
+
+    def values(self, t: int) -> list[float]:
+        if t < 0:
+            return list(self.bases)
+        climb, scale = self.factors(t)
+        if scale is None:
+            return [base + height * climb for base, height in zip(self.bases, self._heights)]
+        return [base + height * climb * scale for base, height in zip(self.bases, self._heights)]
+
+
 def _rates_for(schedule: Schedule, bases: list[float]) -> _Rates:
     if isinstance(schedule, _PowerDecay):
         return _PowerRates(schedule, bases)
     if type(schedule) is OneCycle and schedule.is_scalar:
         return _OneCycleRates(schedule, bases)
+    if type(schedule) is Cyclic and schedule.is_scalar:
+        return _CyclicRates(schedule, bases)
     if _weights_of(schedule) is not None:
         return _WeightRates(schedule, bases)
     return _Rates(schedule, bases)

@@ -16,8 +16,8 @@ from typing import Any
 from torch.optim import Optimizer
 
 from steplr.errors import SteplrTypeError, SteplrValueError
-from steplr.lr_scheduler._base import ScheduleLR, _check_last_epoch, _OneCycleRates
-from steplr.schedules.cycles import CosineWarmRestarts, OneCycle
+from steplr.lr_scheduler._base import ScheduleLR, _check_last_epoch, _CyclicRates, _OneCycleRates
+from steplr.schedules.cycles import CosineWarmRestarts, Cyclic, OneCycle
 from steplr.schedules.durations import check_positive_int
 from steplr.schedules.kinds import (
     ConstantFactor,
@@ -40,6 +40,7 @@ __all__ = [
     "PolynomialLR",
     "CosineAnnealingWarmRestarts",
     "OneCycleLR",
+    "CyclicLR",
 ]
 
 
@@ -596,6 +597,114 @@ class OneCycleLR(_CycledMomentum):
 
     def _forget_momentum(self) -> None:
         self._momentum_phases = None
+
+
+class CyclicLR(_CycledMomentum):
+    """Rates cycling between ``base_lr`` and ``max_lr`` (torch's signature), the momentum cycled the other way.
+
+    The rate of step ``t`` is :class:`~steplr.schedules.Cyclic`'s closed form from each group's ``base_lr``: the
+    position in the cycle comes from integer division, so cycles repeat exactly however long the run (torch forms
+    it from ``t / cycle_length`` in floating point). The momentum (``momentum``, or ``betas[0]``) is
+    ``max_momentum - (max_momentum - base_momentum) * h * s``, the same curve. Both are written whatever the group
+    held, as torch's are. What differs from torch: one ``max_lr`` for all groups (a list must repeat one value);
+    no custom ``scale_fn`` (it could not be saved as data); torch's ``CyclicLR`` state dicts are not read.
+
+    Args:
+        optimizer: the optimizer whose learning rates (and momentum) this scheduler sets.
+        base_lr: the low end of the cycle, one number or one per param group; written as each group's rate and
+            ``initial_lr``, as torch writes it.
+        max_lr: the high end, one number (or a list of one repeated value).
+        step_size_up: steps of the rise, > 0 (default 2000); a duration with ``steps_per_epoch``.
+        step_size_down: steps of the fall, > 0, or None for ``step_size_up``.
+        mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
+        gamma: ``exp_range``'s factor per step, > 0 (default 1).
+        scale_fn: must be None.
+        scale_mode: ``"cycle"`` or ``"iterations"``; as in torch, the mode decides it when ``scale_fn`` is None.
+        cycle_momentum: cycle the momentum between ``max_momentum`` and ``base_momentum`` (default True).
+        base_momentum: the momentum at ``max_lr``, one number or one per group (default 0.8).
+        max_momentum: the momentum at ``base_lr``, one number or one per group (default 0.9).
+        last_epoch: the last step taken (``-1``: a new run).
+        steps_per_epoch: scheduler steps per epoch, for durations.
+
+    Raises:
+        SteplrValueError, SteplrTypeError: for a bad argument (named), lists of another length than the param
+            groups, differing ``max_lr`` values, a ``scale_fn``, or ``cycle_momentum`` with an optimizer that has
+            neither ``momentum`` nor ``betas``.
+
+    >>> import torch
+    >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.5, momentum=0.9)
+    >>> sched = CyclicLR(opt, base_lr=0.25, max_lr=1.0, step_size_up=2, mode="triangular2")
+    >>> seen = []
+    >>> for _ in range(6):
+    ...     seen.append((opt.param_groups[0]["lr"], round(opt.param_groups[0]["momentum"], 6)))
+    ...     opt.step(); sched.step()
+    >>> seen
+    [(0.25, 0.9), (0.625, 0.85), (1.0, 0.8), (0.625, 0.85), (0.25, 0.9), (0.4375, 0.875)]
+    """
+
+    _REPR_ARGS = ("base_lrs", "max_lrs", "mode")
+    _overwrites = True
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        base_lr: float | Sequence[float],
+        max_lr: float | Sequence[float],
+        step_size_up: int | str = 2000,
+        step_size_down: int | str | None = None,
+        mode: str = "triangular",
+        gamma: float = 1.0,
+        scale_fn: Any = None,
+        scale_mode: str = "cycle",
+        cycle_momentum: bool = True,
+        base_momentum: float | Sequence[float] = 0.8,
+        max_momentum: float | Sequence[float] = 0.9,
+        last_epoch: int = -1,
+        steps_per_epoch: int | None = None,
+    ) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise SteplrTypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        _check_last_epoch(last_epoch)  # every check before the groups get their base_lr
+        if scale_fn is not None:
+            raise SteplrValueError(
+                "CyclicLR takes no scale_fn: a function cannot be saved as data; use mode='triangular', "
+                "'triangular2' or 'exp_range', or ScheduleLR with a Schedule of your own"
+            )
+        if scale_mode not in ("cycle", "iterations"):
+            raise SteplrValueError(f"scale_mode must be 'cycle' or 'iterations', got {scale_mode!r}")
+        count = len(optimizer.param_groups)
+        base_lrs = _per_group(base_lr, "base_lr", count)
+        peaks = set(_per_group(max_lr, "max_lr", count))
+        if len(peaks) != 1:
+            raise SteplrValueError(
+                f"max_lr must be one value for all param groups in steplr's CyclicLR, got {sorted(peaks)}"
+            )
+        schedule = Cyclic(peaks.pop(), step_size_up, step_size_down, mode, gamma)
+        momentum = self._momentum_settings(optimizer, cycle_momentum, base_momentum, max_momentum)
+        for group, low in zip(optimizer.param_groups, base_lrs):
+            group["initial_lr"] = low
+        super().__init__(optimizer, schedule, last_epoch, steps_per_epoch)
+        self._start_momentum(momentum)
+
+    @property
+    def max_lrs(self) -> list[float]:
+        return [float(_param(self, "max_lr"))] * len(self.base_lrs)
+
+    @property
+    def mode(self) -> str:
+        return str(_param(self, "mode"))
+
+    @property
+    def gamma(self) -> float:
+        return float(_param(self, "gamma"))
+
+    def _momentum_values(self, t: int, bases: list[float], peaks: list[float]) -> list[float]:
+        rates = self._rates
+        assert isinstance(rates, _CyclicRates)  # a state of another kind is refused on load
+        climb, scale = rates.factors(t)  # the rate's curve, from max_momentum (at base_lr) to base_momentum
+        if scale is None:
+            return [high + (low - high) * climb for low, high in zip(bases, peaks)]
+        return [high + (low - high) * climb * scale for low, high in zip(bases, peaks)]
 
 
 def _per_group(value: object, name: str, count: int) -> list[float]:
