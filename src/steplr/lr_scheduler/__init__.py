@@ -25,8 +25,9 @@ instead, as torch's chainable schedulers do, so compositions give torch's learni
 scheduler starts (its initial step, or ``_update_lr(0)`` at its milestone) at its exact closed form, as torch's
 classes do with theirs.
 
-The machinery lives in ``_base`` and the torch-named classes in ``_dropins``; every public name is importable
-from here, and reports this module as its home (reprs, pickles and doctests name ``steplr.lr_scheduler``).
+The machinery lives in ``_base`` (the per-step rates in ``_rates``), the torch-named classes in ``_dropins`` and
+``_cyclical``; every public name is importable from here, and reports this module as its home (reprs, pickles and
+doctests name ``steplr.lr_scheduler``).
 
 >>> import torch
 >>> from steplr.schedules import Exponential
@@ -41,15 +42,14 @@ from here, and reports this module as its home (reprs, pickles and doctests name
 from __future__ import annotations
 
 from steplr.lr_scheduler._base import STATE_FORMAT, ScheduleLR
+from steplr.lr_scheduler._cyclical import CyclicLR, OneCycleLR
 from steplr.lr_scheduler._dropins import (
     ConstantLR,
     CosineAnnealingLR,
     CosineAnnealingWarmRestarts,
-    CyclicLR,
     ExponentialLR,
     LinearLR,
     MultiStepLR,
-    OneCycleLR,
     PolynomialLR,
     StepLR,
 )

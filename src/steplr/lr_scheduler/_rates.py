@@ -1,0 +1,267 @@
+"""The rates behind ``step()``: for each kind of schedule, the closed-form learning rates of each step for a list
+of base rates, computed once per step for all groups where the kind allows, in the schedule's own operations
+(so the same bits as ``schedule.lr``; the tests compare them at every step).
+
+Imports steplr's schedules only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator, Hashable
+from typing import Any, cast
+
+from steplr.schedules._exact import PowerSeries, fractional_cosine_weights, scalar_cosine_weights
+from steplr.schedules.cycles import CosineWarmRestarts, Cyclic, OneCycle
+from steplr.schedules.cycles import _power as _cyclic_power
+from steplr.schedules.kinds import Cosine, Exponential, Linear, PolynomialDecay, Schedule, StepDecay, _PowerDecay
+
+__all__: list[str] = []
+
+
+class _Rates:
+    """The closed-form learning rates of each step for a list of base learning rates.
+
+    ``at(t)`` returns ``None`` when step ``t`` lies in the same segment as the step asked for before (the same
+    values); ``values(t)`` always returns them; ``reset()`` makes the next ``at`` return them.
+    """
+
+    def __init__(self, schedule: Schedule, bases: list[float]) -> None:
+        self.schedule = schedule
+        self.bases = list(bases)
+        self._segment: Hashable = object()
+
+    def reset(self) -> None:
+        self._segment = object()
+
+    # Subclasses keep their state in generators, which neither pickle nor copy: a copy starts afresh.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"schedule": self.schedule, "bases": self.bases}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["schedule"], state["bases"])  # type: ignore[misc]
+
+    def at(self, t: int) -> list[float] | None:
+        segment = self.schedule.segment(t)
+        if segment == self._segment:
+            return None
+        self._segment = segment
+        return self.values(t)
+
+    def values(self, t: int) -> list[float]:
+        if t < 0:  # the step before the first: the base rates (SequentialLR's schedulers not started yet)
+            return list(self.bases)
+        lr = self.schedule._lr_scalar
+        return [lr(base, t) for base in self.bases]
+
+
+class _PowerRates(_Rates):
+    """``base_lr * gamma ** k(t)``: the power carried from one decay to the next (see :class:`PowerSeries`)."""
+
+    def __init__(self, schedule: _PowerDecay, bases: list[float]) -> None:
+        super().__init__(schedule, bases)
+        self._decays = schedule.decays
+        self._series = PowerSeries(float(schedule.gamma), self.bases)
+        self._k = -1
+        # StepDecay's k(t) = t // step_size, asked for at every step: the division here, without two calls
+        self._step_size = int(schedule.params()["step_size"]) if type(schedule) is StepDecay else 0
+        if type(schedule) is Exponential or self._step_size == 1:
+            self.at = self._series.at  # type: ignore[method-assign,assignment]  # k(t) = t: no call in between
+
+    def reset(self) -> None:
+        self._k = -1
+        self._series.forget()
+
+    def at(self, t: int) -> list[float] | None:
+        k = t // self._step_size if self._step_size else self._decays(t)
+        if k == self._k:
+            return None
+        self._k = k
+        return self._series.at(k)
+
+    def values(self, t: int) -> list[float]:
+        return list(self.bases) if t < 0 else self._series.values(self._decays(t))
+
+
+_Weights = Callable[[int, Any], tuple[float, float]]
+
+
+class _WeightRates(_Rates):
+    """Schedules whose rate is ``base_lr * high(t) + floor * low(t)`` (cosine annealing, warm restarts, the linear
+    and polynomial factors with ``low = 0``): the two weights of step ``t`` once for all groups, in the same
+    operations as the schedule's ``_lr_scalar`` (so the same bits); the state in a generator's locals."""
+
+    def __init__(self, schedule: Schedule, bases: list[float]) -> None:
+        super().__init__(schedule, bases)
+        found = _weights_of(schedule)
+        assert found is not None  # _rates_for asked _weights_of first
+        walk = self._walk(*found)
+        next(walk)
+        self.at = walk.send  # type: ignore[method-assign,assignment]
+
+    def values(self, t: int) -> list[float]:
+        return list(self.bases) if t < 0 else self.at(t)  # type: ignore[return-value]  # never None
+
+    def _walk(self, weights: _Weights, argument: Any, floor: float) -> Generator[list[float], int, None]:
+        bases = self.bases
+        single = len(bases) == 1
+        base = bases[0]
+        t = yield []
+        while True:
+            high, low = weights(t, argument)
+            if single:
+                t = yield [base * high + floor * low]
+            else:
+                lowest = floor * low
+                t = yield [b * high + lowest for b in bases]
+
+
+def _linear_weights(t: int, line: tuple[float, float, int]) -> tuple[float, float]:
+    start, end, total = line  # kinds.Linear's factor: (s (T - m) + e m) / T
+    done = t if t < total else total
+    return (start * (total - done) + end * done) / total, 0.0
+
+
+def _polynomial_weights(t: int, curve: tuple[int, float]) -> tuple[float, float]:
+    total, power = curve  # kinds.PolynomialDecay with end_lr 0: base_lr * (1 - min(t, T) / T) ** p
+    return math.pow(1.0 - min(t, total) / total, power), 0.0
+
+
+def _restart_weights(t: int, schedule: CosineWarmRestarts) -> tuple[float, float]:
+    return scalar_cosine_weights(*schedule.cycle(t))  # the step inside its cycle: t % (2 T_i) is the step itself
+
+
+def _weights_of(schedule: Schedule) -> tuple[_Weights, Any, float] | None:
+    """``(weights, argument, floor)`` for a schedule :class:`_WeightRates` evaluates, else None."""
+    if not schedule.is_scalar:
+        return None
+    params = schedule.params()
+    kind = type(schedule)
+    if kind is Cosine:
+        t_max = params["t_max"]
+        weights = fractional_cosine_weights if isinstance(t_max, float) else scalar_cosine_weights
+        return weights, t_max, float(params["eta_min"])
+    if kind is CosineWarmRestarts:
+        return _restart_weights, schedule, float(params["eta_min"])
+    if isinstance(schedule, Linear):  # LinearWarmup too: the same line
+        total = cast(int, schedule.total_iters)  # resolved to steps by the constructor
+        line = (float(schedule.start_factor), float(schedule.end_factor), int(total))
+        return _linear_weights, line, 0.0
+    if kind is PolynomialDecay and float(params["end_lr"]) == 0.0:
+        return _polynomial_weights, (int(params["total"]), float(params["power"])), 0.0
+    return None
+
+
+class _OneCycleRates(_Rates):
+    """The one-cycle policy: step ``t``'s phase and its two weights once for all groups (and for the momentum,
+    which :class:`~steplr.lr_scheduler.OneCycleLR` asks for through :meth:`along`), in the operations of
+    ``OneCycle._anneal`` (so the same bits)."""
+
+    def __init__(self, schedule: OneCycle, bases: list[float]) -> None:
+        super().__init__(schedule, bases)
+        self._last = int(schedule.params()["total_steps"]) - 1
+        self._ends = [float(end) for end in schedule._ends(self._last + 1)]
+        self._cosine = schedule.anneal_strategy == "cos"
+        by_group = [schedule._rates(base) for base in self.bases]
+        self._pairs = [[pairs[i] for pairs in by_group] for i in range(len(self._ends))]  # per phase, per group
+        self._step = -1
+        self._weights = (0, 1.0, 0.0)
+
+    def weights(self, t: int) -> tuple[int, float, float]:
+        """``(phase, high, low)``: step ``t``'s value is ``a * high + b * low`` for a phase from ``a`` to ``b``."""
+        t = min(t, self._last)
+        if t == self._step:
+            return self._weights
+        ends = self._ends
+        start, phase = 0.0, len(ends) - 1
+        for i, end in enumerate(ends):
+            if t <= end or i == phase:
+                phase = i
+                break
+            start = end
+        end = ends[phase]
+        done, left = (t - start) / (end - start), (end - t) / (end - start)
+        if self._cosine:
+            high, low = math.sin(math.pi * left / 2), math.sin(math.pi * done / 2)
+            done, left = low * low, high * high
+        self._step, self._weights = t, (phase, left, done)
+        return self._weights
+
+    def along(self, t: int, pairs: list[list[tuple[float, float]]]) -> list[float]:
+        """Step ``t``'s values on phases running from ``a`` to ``b`` (``pairs[phase][group]``)."""
+        phase, high, low = self.weights(t)
+        return [a * high + b * low for a, b in pairs[phase]]
+
+    def reset(self) -> None:
+        super().reset()
+        self._step = -1
+
+    def at(self, t: int) -> list[float] | None:
+        segment = min(t, self._last)
+        if segment == self._segment:
+            return None
+        self._segment = segment
+        return self.values(t)
+
+    def values(self, t: int) -> list[float]:
+        return list(self.bases) if t < 0 else self.along(t, self._pairs)
+
+
+class _CyclicRates(_Rates):
+    """Cyclical rates: step ``t``'s climb ``h`` and scale ``s`` once for all groups (and for the momentum, which
+    :class:`~steplr.lr_scheduler.CyclicLR` asks for through :meth:`factors`), in the operations of
+    ``Cyclic._lr_scalar``: ``base_lr + ((max_lr - base_lr) * h) * s`` (so the same bits)."""
+
+    def __init__(self, schedule: Cyclic, bases: list[float]) -> None:
+        super().__init__(schedule, bases)
+        params = schedule.params()
+        self._up = int(params["step_size_up"])
+        self._whole = self._up + (self._up if params["step_size_down"] is None else int(params["step_size_down"]))
+        self._mode = str(params["mode"])
+        self._gamma = float(params["gamma"])
+        self._heights = [float(params["max_lr"]) - base for base in self.bases]
+        self._step = -1
+        self._factors: tuple[float, float | None] = (0.0, None)
+
+    def factors(self, t: int) -> tuple[float, float | None]:
+        """``(h, s)`` of step ``t``; ``s`` is None for ``triangular`` (no product taken)."""
+        if t == self._step:
+            return self._factors
+        up, whole = self._up, self._whole
+        n = t % whole
+        climb = n / up if n <= up else (whole - n) / (whole - up)
+        scale: float | None = None
+        if self._mode == "triangular2":
+            scale = math.ldexp(1.0, 1 - (t // whole + 1))
+        elif self._mode == "exp_range":
+            scale = _cyclic_power(self._gamma, t)
+        self._step, self._factors = t, (climb, scale)
+        return self._factors
+
+    def at(self, t: int) -> list[float] | None:
+        whole = self._whole
+        segment: Hashable = t if self._mode == "exp_range" else (t % whole, self._mode == "triangular" or t // whole)
+        if segment == self._segment:
+            return None
+        self._segment = segment
+        return self.values(t)
+
+    def values(self, t: int) -> list[float]:
+        if t < 0:
+            return list(self.bases)
+        climb, scale = self.factors(t)
+        if scale is None:
+            return [base + height * climb for base, height in zip(self.bases, self._heights)]
+        return [base + height * climb * scale for base, height in zip(self.bases, self._heights)]
+
+
+def _rates_for(schedule: Schedule, bases: list[float]) -> _Rates:
+    if isinstance(schedule, _PowerDecay):
+        return _PowerRates(schedule, bases)
+    if type(schedule) is OneCycle and schedule.is_scalar:
+        return _OneCycleRates(schedule, bases)
+    if type(schedule) is Cyclic and schedule.is_scalar:
+        return _CyclicRates(schedule, bases)
+    if _weights_of(schedule) is not None:
+        return _WeightRates(schedule, bases)
+    return _Rates(schedule, bases)
