@@ -70,6 +70,11 @@ def same_rates(ours: list[list[float]], theirs: list[list[float]], name: str) ->
 # call apart by a flag ignite does not set. steplr's give step t's rate at iteration t, as torch's do in a plain loop,
 # so those two are compared with the plain loop only.
 SAME_UNDER_IGNITE = ["StepLR", "MultiStepLR"]
+# Where ignite's handler meets a rate steplr did not write (a warm-up that ended elsewhere, a scheduler stepped by
+# hand before), steplr's get_lr() scales that rate by lr(t) / lr(t - 1) and torch's by its own chainable factor:
+# the same for all but CosineAnnealingLR (torch's factor applies to lr - eta_min) and CosineAnnealingWarmRestarts
+# (both write their closed form; ignite wraps torch's in a class of its own).
+CHAINS_LIKE_TORCH = ["StepLR", "MultiStepLR", "ExponentialLR", "ConstantLR", "LinearLR", "PolynomialLR"]
 
 
 def make_training(seed: int = 0) -> tuple[torch.nn.Module, torch.optim.Optimizer, list]:
@@ -154,8 +159,7 @@ def warm_up_lrs(build: Callable[..., object], warmup_end_value: float | None) ->
     return seen, simulated
 
 
-# The warm-up ends at each group's own rate (warmup_end_value=None). One that ends elsewhere is left out: torch's
-# schedulers then go on from the rate the warm-up left in the group, steplr's from their base rates.
+# The warm-up ends at each group's own rate (warmup_end_value=None); one that ends elsewhere is tested below.
 @pytest.mark.parametrize("name", PAIRS)
 def test_a_warm_up_before_the_scheduler_gives_torchs_rates(name):
     ours, theirs = PAIRS[name]
@@ -177,6 +181,51 @@ def test_a_warm_up_before_the_scheduler_gives_torchs_rates(name):
     assert same_rates([row[1:] for row in simulated], [row[1:] for row in torch_simulated], name)
 
 
+@pytest.mark.parametrize("name", CHAINS_LIKE_TORCH)
+@pytest.mark.parametrize("warmup_end_value", [0.1, 0.3])
+def test_a_warm_up_that_ends_elsewhere_gives_torchs_rates(name, warmup_end_value):
+    """The scheduler goes on from the rate the warm-up left in each group (0.1 or 0.3, where the second group's
+    base is 0.02), as torch's chainable schedulers do, not from its base rates."""
+    ours, theirs = PAIRS[name]
+    lrs, simulated = warm_up_lrs(ours, warmup_end_value)
+    torch_lrs, torch_simulated = warm_up_lrs(theirs, warmup_end_value)
+    assert lrs[4] == [warmup_end_value] * 2
+    assert same_rates(lrs, torch_lrs, name)
+    assert [row[1:] for row in simulated] == lrs
+    assert same_rates([row[1:] for row in simulated], [row[1:] for row in torch_simulated], name)
+    # After the warm-up, each group's rates keep the ratios of the closed form from step 1 (the first step the
+    # handler asks for): warm-up end * closed(t) / closed(0).
+    plain = plain_loop_lrs(ours)
+    expected = [[warmup_end_value * rate / first for rate, first in zip(row, plain[0])] for row in plain[1:12]]
+    assert lrs[5:] == [pytest.approx(row, rel=1e-12) for row in expected]
+
+
+def test_a_warm_up_that_ends_elsewhere_leaves_warm_restarts_on_its_closed_form():
+    """CosineAnnealingWarmRestarts writes its closed form whatever the group held, as torch's does."""
+    ours, theirs = PAIRS["CosineAnnealingWarmRestarts"]
+    lrs, _ = warm_up_lrs(ours, 0.3)
+    assert lrs[4] == [0.3, 0.3]
+    assert same_rates(lrs[5:], plain_loop_lrs(theirs)[1:12], "CosineAnnealingWarmRestarts")
+
+
+def test_get_lr_outside_a_step_is_the_closed_form():
+    """Only a framework's step (the flag set) chains; a plain get_lr() call reads the closed form."""
+    _, optimizer, _ = make_training()
+    scheduler = steplr.StepLR(optimizer, step_size=3, gamma=0.5)
+    for _ in range(4):
+        optimizer.step()
+        scheduler.step()
+    for group in optimizer.param_groups:
+        group["lr"] = 0.3
+    assert scheduler.get_lr() == [0.05, 0.01]
+    scheduler._get_lr_called_within_step = True
+    assert scheduler.get_lr() == [0.3, 0.3]  # step 4 is inside the block that step 3 began
+    scheduler.last_epoch = 6
+    assert scheduler.get_lr() == [0.15, 0.15]
+    scheduler.last_epoch = 0
+    assert scheduler.get_lr() == [0.3, 0.3]  # step 0: the rates as they stand
+
+
 @pytest.mark.parametrize("name", PAIRS)
 def test_simulate_values_gives_the_engines_rates_and_leaves_the_scheduler_as_it_was(name):
     ours, theirs = PAIRS[name]
@@ -195,8 +244,23 @@ def test_simulate_values_gives_the_engines_rates_and_leaves_the_scheduler_as_it_
         optimizer.step()
         scheduler.step()
     before = (scheduler.state_dict(), [group["lr"] for group in optimizer.param_groups])
-    simulated = LRScheduler.simulate_values(num_events=8, lr_scheduler=scheduler)
-    assert [row[1:] for row in simulated] == plain_loop_lrs(ours, steps=11)[3:]
+    simulated = [row[1:] for row in LRScheduler.simulate_values(num_events=8, lr_scheduler=scheduler)]
+    plain = plain_loop_lrs(ours, steps=11)
+    if name == "CosineAnnealingWarmRestarts":  # writes its closed form whatever the groups hold
+        assert simulated == plain[3:]
+    else:
+        # The groups hold step 3's rates, not step 2's, so the handler's first call chains from them, as torch's
+        # does: lr(t) = lr_3 * closed(t) / closed(2), a decay at step 3 applied on top of the one step() applied.
+        chained = [[now * rate / last for now, rate, last in zip(plain[3], row, plain[2])] for row in plain[3:]]
+        assert simulated == [pytest.approx(row, rel=1e-12) for row in chained]
+    if name in CHAINS_LIKE_TORCH:
+        _, torch_optimizer, _ = make_training()
+        torch_scheduler = theirs(torch_optimizer)
+        for _ in range(3):
+            torch_optimizer.step()
+            torch_scheduler.step()
+        torch_simulated = LRScheduler.simulate_values(num_events=8, lr_scheduler=torch_scheduler)
+        assert same_rates(simulated, [row[1:] for row in torch_simulated], name)
     assert (scheduler.state_dict(), [group["lr"] for group in optimizer.param_groups]) == before
     scheduler.step()
     assert [group["lr"] for group in optimizer.param_groups] == plain_loop_lrs(ours, steps=5)[4]

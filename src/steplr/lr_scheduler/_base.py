@@ -177,11 +177,39 @@ class ScheduleLR(LRScheduler):
         self._write(values, t)
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
-        """The closed-form learning rates of step ``last_epoch`` (exact floats, one per group)."""
-        return [self.schedule._lr_scalar(base, self.last_epoch) for base in self.base_lrs]
+        """The learning rates of step ``last_epoch``, one float per group.
+
+        Called plainly: the closed form (exact). Called as a framework's step, with
+        ``_get_lr_called_within_step`` set (Ignite's ``LRScheduler`` handler drives a scheduler this way, never
+        calling ``step()``, and writes what this returns into the groups): the rates chain from what each group
+        holds, by the rule ``step()`` follows. A group that holds step ``t - 1``'s closed form gets step ``t``'s;
+        any other lr (a warm-up that ended elsewhere) is scaled by ``lr(t) / lr(t - 1)``, so the run goes on from
+        it as torch's chainable schedulers do; at step 0 a group's lr is returned as it stands. Schedulers that
+        overwrite whatever the group held (``CosineAnnealingWarmRestarts``, ``OneCycleLR``, ``CyclicLR``, as
+        torch's) return the closed form either way.
+
+        Returns:
+            One learning rate per group this scheduler knows of.
+        """
+        t = self.last_epoch
+        closed = self._closed_form(t)
+        if not self._get_lr_called_within_step or self._overwrites:
+            return closed
+        chained = []
+        for i, (group, base, value) in enumerate(zip(self.optimizer.param_groups, self.base_lrs, closed)):
+            current = _as_float(group["lr"], f"param_groups[{i}]['lr']")
+            if t <= 0:
+                chained.append(current)
+                continue
+            before = self.schedule._lr_scalar(base, t - 1)
+            chained.append(value if before == 0.0 or current == before else current * (value / before))
+        return chained
+
+    def _closed_form(self, t: int) -> list[float]:
+        return [self.schedule._lr_scalar(base, t) for base in self.base_lrs]
 
     def _get_closed_form_lr(self) -> list[float]:
-        return self.get_lr()
+        return self._closed_form(self.last_epoch)
 
     def get_last_lr(self) -> list[float | torch.Tensor]:
         """The learning rates last written to the optimizer (tensor copies for tensor learning rates)."""
