@@ -77,3 +77,93 @@ def test_every_step_of_a_long_run_is_the_closed_form(build, steps):
         for t in range(steps):
             assert [g["lr"] for g in opt.param_groups] == [schedule.lr(b, t) for b in bases], t
             sched.step()
+
+
+def _cyclic_momentum(t, up, down, mode, gamma, low, high):
+    """CyclicLR's momentum of step t from its definition: max_momentum - (max - base) * h * s."""
+    whole = up + down
+    n = t % whole
+    climb = n / up if n <= up else (whole - n) / (whole - up)
+    if mode == "triangular":
+        return high + (low - high) * climb
+    scale = math.ldexp(1.0, -(t // whole)) if mode == "triangular2" else math.pow(gamma, t)
+    return high + (low - high) * climb * scale
+
+
+def _run_checking_every_step(sched, opt, bases, steps, jumps, momentum=None):
+    """Step through ``steps`` steps (a jump by step(epoch) at each step of ``jumps``, and a state-dict round trip
+    into a fresh scheduler halfway), asserting every rate (and momentum) against the closed form."""
+    schedule = sched.schedule
+    opt.step()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # step(epoch) is deprecated in torch's warning sense only
+        for i in range(steps):
+            t = sched.last_epoch
+            assert [g["lr"] for g in opt.param_groups] == [schedule.lr(b, t) for b in bases], t
+            if momentum is not None:
+                assert [g["momentum"] for g in opt.param_groups] == [momentum(t, g) for g in range(len(bases))], t
+            if i in jumps:
+                sched.step(jumps[i])
+            elif i == steps // 2:
+                state = sched.state_dict()
+                sched.step()
+                sched.load_state_dict(state)  # back to step t, then on
+                sched.step()
+            else:
+                sched.step()
+
+
+_groups = st.lists(st.floats(1e-6, 10.0), min_size=1, max_size=4)
+_jumps = st.dictionaries(st.integers(0, 1500), st.integers(0, 20_000), max_size=3)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    bases=_groups,
+    total=st.integers(2, 3000),
+    pct=st.floats(0.0, 1.0),
+    strategy=st.sampled_from(["cos", "linear"]),
+    three=st.booleans(),
+    jumps=_jumps,
+)
+def test_one_cycle_blocks_give_the_closed_form_at_every_step(bases, total, pct, strategy, three, jumps):
+    opt = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": b} for b in bases], momentum=0.9)
+    peaks = [0.9 - 0.1 * i for i in range(len(bases))]
+    sched = steplr.OneCycleLR(
+        opt, bases, total, pct_start=pct, anneal_strategy=strategy, three_phase=three, max_momentum=peaks
+    )
+    schedule = sched.schedule
+    _run_checking_every_step(sched, opt, bases, 1600, jumps, momentum=lambda t, g: schedule.momentum(t, 0.85, peaks[g]))
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    bases=_groups,
+    up=st.integers(1, 400),
+    down=st.integers(1, 400),
+    mode=st.sampled_from(["triangular", "triangular2", "exp_range"]),
+    gamma=st.floats(0.99, 1.0),
+    jumps=_jumps,
+)
+def test_cyclic_blocks_give_the_closed_form_at_every_step(bases, up, down, mode, gamma, jumps):
+    opt = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": b} for b in bases], momentum=0.9)
+    sched = steplr.CyclicLR(opt, bases, 20.0, up, down, mode, gamma)
+
+    def momentum(t, g):
+        return _cyclic_momentum(t, up, down, mode, gamma, 0.8, 0.9)
+
+    _run_checking_every_step(sched, opt, bases, 1600, jumps, momentum=momentum)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    bases=_groups,
+    t_0=st.integers(1, 300),
+    t_mult=st.integers(1, 3),
+    eta_min=st.sampled_from([0.0, 1e-7, 0.05]),
+    jumps=_jumps,
+)
+def test_warm_restart_blocks_give_the_closed_form_at_every_step(bases, t_0, t_mult, eta_min, jumps):
+    opt = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": b} for b in bases])
+    sched = steplr.CosineAnnealingWarmRestarts(opt, t_0, t_mult, eta_min)
+    _run_checking_every_step(sched, opt, bases, 1600, jumps)

@@ -18,6 +18,9 @@ from steplr.schedules.kinds import Cosine, Exponential, Linear, PolynomialDecay,
 
 __all__: list[str] = []
 
+# Steps whose rates are formed at once by the kinds that form them ahead (see _OneCycleRates).
+_BLOCK = 256
+
 
 class _Rates:
     """The closed-form learning rates of each step for a list of base learning rates.
@@ -106,14 +109,27 @@ class _WeightRates(_Rates):
         bases = self.bases
         single = len(bases) == 1
         base = bases[0]
+        block: list[list[float]] = []
+        start = count = 0
         t = yield []
         while True:
-            high, low = weights(t, argument)
-            if single:
-                t = yield [base * high + floor * low]
+            i = t - start
+            if 0 <= i < count:
+                t = yield block[i]
+                continue
+            # a block of steps from t, in a tight loop (the same operations per step)
+            if t < 0:
+                pairs = [weights(t, argument)]
+            elif weights is _restart_weights:
+                pairs = _restart_block(t, argument)
             else:
-                lowest = floor * low
-                t = yield [b * high + lowest for b in bases]
+                pairs = [weights(s, argument) for s in range(t, t + _BLOCK)]
+            if single:
+                block = [[base * high + floor * low] for high, low in pairs]
+            else:
+                block = [[b * high + lowest for b in bases] for high, lowest in ((h, floor * w) for h, w in pairs)]
+            start, count = t, len(block)
+            t = yield block[0]
 
 
 def _linear_weights(t: int, line: tuple[float, float, int]) -> tuple[float, float]:
@@ -129,6 +145,34 @@ def _polynomial_weights(t: int, curve: tuple[int, float]) -> tuple[float, float]
 
 def _restart_weights(t: int, schedule: CosineWarmRestarts) -> tuple[float, float]:
     return scalar_cosine_weights(*schedule.cycle(t))  # the step inside its cycle: t % (2 T_i) is the step itself
+
+
+def _restart_block(t: int, schedule: CosineWarmRestarts) -> list[tuple[float, float]]:
+    """:func:`_restart_weights` of ``_BLOCK`` steps from ``t``: the cycle found once, then walked a step at a time
+    (a cycle of length ``T_i`` ends when its step reaches ``T_i``; the next is ``T_mult`` times as long), each
+    step's weights in the operations of :func:`scalar_cosine_weights` (inside a cycle ``n < T_i``, so its fold
+    ``min(n, 2 T_i - n)`` is ``n`` itself), without a call per step."""
+    n, length = schedule.cycle(t)
+    t_mult = int(schedule.t_mult)
+    sin, cos, pi = math.sin, math.cos, math.pi
+    pairs = []
+    period = 2 * length
+    for _ in range(_BLOCK):
+        if 2 * n < length:
+            sin_near = sin(pi * n / period)
+            pairs.append(((1 + cos(pi * n / length)) / 2, sin_near * sin_near))
+        elif 2 * n == length:
+            cos_x = cos(pi * n / length)
+            pairs.append(((1 + cos_x) / 2, (1 - cos_x) / 2))
+        else:
+            cos_x = cos(pi * n / length)
+            sin_far = sin(pi * (length - n) / period)
+            pairs.append((sin_far * sin_far, (1 - cos_x) / 2))
+        n += 1
+        if n == length:
+            n, length = 0, length * t_mult
+            period = 2 * length
+    return pairs
 
 
 def _weights_of(schedule: Schedule) -> tuple[_Weights, Any, float] | None:
@@ -155,7 +199,8 @@ def _weights_of(schedule: Schedule) -> tuple[_Weights, Any, float] | None:
 class _OneCycleRates(_Rates):
     """The one-cycle policy: step ``t``'s phase and its two weights once for all groups (and for the momentum,
     which :class:`~steplr.lr_scheduler.OneCycleLR` asks for through :meth:`along`), in the operations of
-    ``OneCycle._anneal`` (so the same bits)."""
+    ``OneCycle._anneal`` (so the same bits). The weights and values of ``_BLOCK`` steps are formed at once, in a
+    tight loop: each step then only picks its own (a jump outside the block forms a new one from there)."""
 
     def __init__(self, schedule: OneCycle, bases: list[float]) -> None:
         super().__init__(schedule, bases)
@@ -164,14 +209,23 @@ class _OneCycleRates(_Rates):
         self._cosine = schedule.anneal_strategy == "cos"
         by_group = [schedule._rates(base) for base in self.bases]
         self._pairs = [[pairs[i] for pairs in by_group] for i in range(len(self._ends))]  # per phase, per group
-        self._step = -1
-        self._weights = (0, 1.0, 0.0)
+        self._seen: int | None = None  # the step at() answered last (None: answer the next one whatever it is)
+        self._start, self._count = 0, 0  # the block: steps start .. start + count - 1
+        self._weights: list[tuple[int, float, float]] = []
+        self._lrs: list[list[float]] = []
+        self._other: list[list[tuple[float, float]]] | None = None  # the pairs of _others (the momentum's)
+        self._others: list[list[float]] = []
 
-    def weights(self, t: int) -> tuple[int, float, float]:
-        """``(phase, high, low)``: step ``t``'s value is ``a * high + b * low`` for a phase from ``a`` to ``b``."""
-        t = min(t, self._last)
-        if t == self._step:
-            return self._weights
+    def _fill(self, t: int) -> None:
+        """Form the block from step ``t`` (``0 <= t <= _last``)."""
+        end = min(t + _BLOCK, self._last + 1)
+        weigh = self._weigh
+        self._weights = weights = [weigh(s) for s in range(t, end)]
+        self._start, self._count = t, end - t
+        self._lrs = _along_all(weights, self._pairs)
+        self._other = None
+
+    def _weigh(self, t: int) -> tuple[int, float, float]:
         ends = self._ends
         start, phase = 0.0, len(ends) - 1
         for i, end in enumerate(ends):
@@ -184,27 +238,59 @@ class _OneCycleRates(_Rates):
         if self._cosine:
             high, low = math.sin(math.pi * left / 2), math.sin(math.pi * done / 2)
             done, left = low * low, high * high
-        self._step, self._weights = t, (phase, left, done)
-        return self._weights
+        return phase, left, done
+
+    def weights(self, t: int) -> tuple[int, float, float]:
+        """``(phase, high, low)``: step ``t``'s value is ``a * high + b * low`` for a phase from ``a`` to ``b``."""
+        t = min(t, self._last)
+        i = t - self._start
+        if not 0 <= i < self._count:
+            self._fill(t)
+            i = 0
+        return self._weights[i]
 
     def along(self, t: int, pairs: list[list[tuple[float, float]]]) -> list[float]:
         """Step ``t``'s values on phases running from ``a`` to ``b`` (``pairs[phase][group]``)."""
-        phase, high, low = self.weights(t)
-        return [a * high + b * low for a, b in pairs[phase]]
+        if t > self._last:
+            t = self._last
+        i = t - self._start
+        if not 0 <= i < self._count:
+            self._fill(t)
+            i = 0
+        if pairs is self._pairs:
+            return self._lrs[i]
+        if pairs is not self._other:
+            self._other, self._others = pairs, _along_all(self._weights, pairs)
+        return self._others[i]
 
     def reset(self) -> None:
         super().reset()
-        self._step = -1
+        self._seen = None
 
     def at(self, t: int) -> list[float] | None:
-        segment = min(t, self._last)
-        if segment == self._segment:
+        if t > self._last:
+            t = self._last
+        if t == self._seen:
             return None
-        self._segment = segment
-        return self.values(t)
+        self._seen = t
+        if t < 0:
+            return list(self.bases)
+        i = t - self._start
+        if not 0 <= i < self._count:
+            self._fill(t)
+            i = 0
+        return self._lrs[i]
 
     def values(self, t: int) -> list[float]:
-        return list(self.bases) if t < 0 else self.along(t, self._pairs)
+        return list(self.bases) if t < 0 else list(self.along(t, self._pairs))
+
+
+def _along_all(weights: list[tuple[int, float, float]], pairs: list[list[tuple[float, float]]]) -> list[list[float]]:
+    """:meth:`_OneCycleRates.along` for every step of a block (the same products and sum, so the same bits)."""
+    if all(len(phase) == 1 for phase in pairs):
+        ones = [phase[0] for phase in pairs]
+        return [[ones[phase][0] * high + ones[phase][1] * low] for phase, high, low in weights]
+    return [[a * high + b * low for a, b in pairs[phase]] for phase, high, low in weights]
 
 
 class _CyclicRates(_Rates):
@@ -220,13 +306,20 @@ class _CyclicRates(_Rates):
         self._mode = str(params["mode"])
         self._gamma = float(params["gamma"])
         self._heights = [float(params["max_lr"]) - base for base in self.bases]
-        self._step = -1
-        self._factors: tuple[float, float | None] = (0.0, None)
+        self._seen: int | None = None  # the step at() answered last (None: answer the next one whatever it is)
+        self._start, self._count = 0, 0  # the block: steps start .. start + count - 1
+        self._factors: list[tuple[float, float | None]] = []
+        self._lrs: list[list[float]] = []
 
     def factors(self, t: int) -> tuple[float, float | None]:
         """``(h, s)`` of step ``t``; ``s`` is None for ``triangular`` (no product taken)."""
-        if t == self._step:
-            return self._factors
+        i = t - self._start
+        if not 0 <= i < self._count:
+            self._fill(t)
+            i = 0
+        return self._factors[i]
+
+    def _factor(self, t: int) -> tuple[float, float | None]:
         up, whole = self._up, self._whole
         n = t % whole
         climb = n / up if n <= up else (whole - n) / (whole - up)
@@ -235,24 +328,49 @@ class _CyclicRates(_Rates):
             scale = math.ldexp(1.0, 1 - (t // whole + 1))
         elif self._mode == "exp_range":
             scale = _cyclic_power(self._gamma, t)
-        self._step, self._factors = t, (climb, scale)
-        return self._factors
+        return climb, scale
+
+    def _fill(self, t: int) -> None:
+        """Form the factors and values of ``_BLOCK`` steps from step ``t >= 0``, in a tight loop."""
+        factor = self._factor
+        self._factors = factors = [factor(s) for s in range(t, t + _BLOCK)]
+        self._start, self._count = t, _BLOCK
+        pairs = list(zip(self.bases, self._heights))
+        if self._mode == "triangular":
+            if len(pairs) == 1:
+                base, height = pairs[0]
+                self._lrs = [[base + height * climb] for climb, _ in factors]
+            else:
+                self._lrs = [[base + height * climb for base, height in pairs] for climb, _ in factors]
+        else:
+            self._lrs = [
+                [base + height * climb * cast(float, scale) for base, height in pairs] for climb, scale in factors
+            ]
+
+    def reset(self) -> None:
+        super().reset()
+        self._seen = None
 
     def at(self, t: int) -> list[float] | None:
-        whole = self._whole
-        segment: Hashable = t if self._mode == "exp_range" else (t % whole, self._mode == "triangular" or t // whole)
-        if segment == self._segment:
+        if t == self._seen:
             return None
-        self._segment = segment
-        return self.values(t)
+        self._seen = t
+        if t < 0:
+            return list(self.bases)
+        i = t - self._start
+        if not 0 <= i < self._count:
+            self._fill(t)
+            i = 0
+        return self._lrs[i]
 
     def values(self, t: int) -> list[float]:
         if t < 0:
             return list(self.bases)
-        climb, scale = self.factors(t)
-        if scale is None:
-            return [base + height * climb for base, height in zip(self.bases, self._heights)]
-        return [base + height * climb * scale for base, height in zip(self.bases, self._heights)]
+        i = t - self._start
+        if not 0 <= i < self._count:
+            self._fill(t)
+            i = 0
+        return list(self._lrs[i])
 
 
 def _rates_for(schedule: Schedule, bases: list[float]) -> _Rates:
