@@ -123,6 +123,82 @@ def test_warm_restarts_match_torch_and_name_the_cycle_as_torch_does(lrs, t_0, t_
     assert (ours.T_0, ours.T_mult, ours.eta_min) == (theirs.T_0, theirs.T_mult, theirs.eta_min)
 
 
+def step_both(pairs, epoch=None):
+    for opt, sched in pairs:
+        opt.step()
+        if epoch is None:
+            sched.step()
+        else:
+            sched.step(epoch)
+
+
+@parity
+@given(
+    lrs=group_lrs,
+    t_0=st.integers(1, 12),
+    t_mult=st.integers(1, 2),
+    iters=st.integers(2, 13),
+    eta_min=st.sampled_from([0.0, 1e-6]),
+)
+def test_warm_restarts_take_fractional_epochs_as_torch_does(lrs, t_0, t_mult, iters, eta_min):
+    """torch's documented use, ``step(epoch + i / iters)`` once per batch, over several restarts."""
+    ours_opt, torch_opt = make_optimizer(lrs), make_optimizer(lrs)
+    ours = steplr.CosineAnnealingWarmRestarts(ours_opt, t_0, t_mult, eta_min)
+    theirs = torch_sched.CosineAnnealingWarmRestarts(torch_opt, t_0, t_mult, eta_min)
+    pairs = ((ours_opt, ours), (torch_opt, theirs))
+    fractional = 0
+    for epoch in range(6 * t_0 if t_mult == 1 else 7 * t_0):
+        for i in range(iters):
+            step_both(pairs, epoch + i / iters)
+            assert ours.last_epoch == theirs.last_epoch == epoch
+            assert (ours.T_i, ours.T_cur) == (theirs.T_i, pytest.approx(theirs.T_cur, rel=1e-15, abs=1e-15))
+            assert lrs_of(ours_opt) == pytest.approx(lrs_of(torch_opt), rel=1e-12)
+            assert ours.get_last_lr() == lrs_of(ours_opt) == ours.get_lr()
+            fractional += i > 0
+    assert fractional > 0
+    # A plain step() goes one whole epoch on and keeps the fraction; a whole epoch drops it.
+    step_both(pairs)
+    assert ours.last_epoch == theirs.last_epoch and ours.T_cur == pytest.approx(theirs.T_cur, rel=1e-15)
+    assert lrs_of(ours_opt) == pytest.approx(lrs_of(torch_opt), rel=1e-12)
+    step_both(pairs, 2 * t_0 + 1)
+    assert (ours.T_i, ours.T_cur) == (theirs.T_i, theirs.T_cur)
+    assert ours.state_dict()["epoch_fraction"] == 0.0
+    assert_near_torch(np.array([lrs_of(ours_opt)]), np.array([lrs_of(torch_opt)]), lrs)
+
+
+def test_warm_restarts_whole_float_epochs_take_the_exact_integer_path():
+    opt, twin_opt = make_optimizer(LRS), make_optimizer(LRS)
+    sched = steplr.CosineAnnealingWarmRestarts(opt, 3, 2, 0.001)
+    twin = steplr.CosineAnnealingWarmRestarts(twin_opt, 3, 2, 0.001)
+    for epoch in range(30):
+        step_both(((opt, sched),), float(epoch))
+        step_both(((twin_opt, twin),), epoch)
+        assert lrs_of(opt) == lrs_of(twin_opt) and isinstance(sched.T_cur, int)
+
+
+def test_warm_restarts_state_keeps_the_fraction_and_reads_torchs():
+    opt = make_optimizer(LRS)
+    sched = steplr.CosineAnnealingWarmRestarts(opt, 3, 2, 0.001)
+    torch_opt = make_optimizer(LRS)
+    theirs = torch_sched.CosineAnnealingWarmRestarts(torch_opt, 3, 2, 0.001)
+    pairs = ((opt, sched), (torch_opt, theirs))
+    step_both(pairs, 10.25)
+    state = sched.state_dict()
+    assert (state["last_epoch"], state["epoch_fraction"]) == (10, 0.25)
+    for saved in (state, theirs.state_dict()):
+        fresh_opt = make_optimizer(LRS)
+        fresh = steplr.CosineAnnealingWarmRestarts(fresh_opt, 3, 2, 0.001)
+        fresh_opt.load_state_dict(opt.state_dict())
+        fresh.load_state_dict(saved)
+        assert (fresh.last_epoch, fresh.T_cur) == (10, 1.25)
+        assert lrs_of(fresh_opt) == lrs_of(opt) == pytest.approx(lrs_of(torch_opt), rel=1e-12)
+        step_both(((fresh_opt, fresh), *pairs))
+        assert lrs_of(fresh_opt) == lrs_of(opt) == pytest.approx(lrs_of(torch_opt), rel=1e-12)
+        step_both(pairs, 10.25)
+    with pytest.raises(SteplrValueError, match=r"epoch_fraction must be a number in \[0, 1\), got 1\.5"):
+        sched.load_state_dict({**state, "epoch_fraction": 1.5})
+
+
 SCHEDULES = [
     steplr.schedules.Linear(0.3, 0.8, 700),
     steplr.LinearWarmup(500, 0.01),
@@ -333,8 +409,16 @@ def test_other_bad_arguments_are_refused_with_their_names():
     opt = make_optimizer()
     sched = steplr.CosineAnnealingWarmRestarts(opt, 3)
     opt.step()
+    for epoch in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(SteplrValueError, match=f"epoch must be a finite number >= 0, got {epoch!r}"):
+            sched.step(epoch)
+    with pytest.raises(SteplrValueError, match="epoch must be a non-negative integer, got '2'"):
+        sched.step("2")
+    assert sched.last_epoch == 0
+    linear = steplr.LinearLR(opt)
+    opt.step()
     with pytest.raises(SteplrValueError, match=r"epoch must be a non-negative integer, got 2\.5"):
-        sched.step(2.5)  # torch's takes a fractional epoch; this one steps in whole steps only
+        linear.step(2.5)  # fractional epochs are CosineAnnealingWarmRestarts' only, as in torch
 
 
 @pytest.mark.parametrize("name", FAMILY)

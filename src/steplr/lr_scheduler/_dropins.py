@@ -8,11 +8,13 @@ Imports torch and steplr's schedules; re-exported by :mod:`steplr.lr_scheduler`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
 from torch.optim import Optimizer
 
+from steplr.errors import SteplrValueError
 from steplr.lr_scheduler._base import ScheduleLR
 from steplr.schedules.cycles import CosineWarmRestarts
 from steplr.schedules.kinds import (
@@ -313,8 +315,17 @@ class CosineAnnealingWarmRestarts(ScheduleLR):
 
     ``lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * T_cur / T_i)) / 2``, where ``T_i`` is the length of the
     cycle holding ``last_epoch`` and ``T_cur`` the step within it, both found in integers from ``last_epoch``.
-    ``step(epoch)`` takes an integer step (torch's also takes a fractional epoch). As torch's, it writes that closed
-    form whatever the group held (it does not chain with other schedulers or hand-set rates).
+    As torch's, it writes that closed form whatever the group held (it does not chain with other schedulers or
+    hand-set rates).
+
+    As torch's, ``step(epoch)`` also takes a fractional epoch, a finite float >= 0 such as ``epoch + i / iters``
+    stepped once per batch: ``T_i`` is the cycle holding ``floor(epoch)`` (found in integers), ``T_cur`` the
+    place in it plus ``epoch``'s fractional part, and the rate the formula above (within 1e-12 of torch's).
+    As in torch, ``last_epoch`` becomes ``floor(epoch)``, ``T_cur`` is fractional, ``get_last_lr()`` and
+    ``get_lr()`` give the fractional epoch's rates, and a following ``step()`` without ``epoch`` moves one whole
+    epoch on, keeping the fraction; a whole-number epoch (``3`` or ``3.0``) takes the exact integer path and drops
+    it. ``state_dict()`` keeps the fraction as ``epoch_fraction`` (0.0 for whole steps), and ``load_state_dict``
+    restores it (from torch's state, from its fractional ``T_cur``) and writes that epoch's rates.
 
     Args:
         optimizer: the optimizer whose learning rates this scheduler sets.
@@ -340,6 +351,7 @@ class CosineAnnealingWarmRestarts(ScheduleLR):
 
     _REPR_ARGS = ("T_0", "T_mult", "eta_min")
     _overwrites = True
+    _fraction: float = 0.0  # of the last fractional step(epoch); 0.0 after a whole step
 
     def __init__(
         self,
@@ -371,14 +383,118 @@ class CosineAnnealingWarmRestarts(ScheduleLR):
         return self._cycle()[1]
 
     @property
-    def T_cur(self) -> int:
-        """``last_epoch``'s step within its cycle."""
-        return self._cycle()[0]
+    def T_cur(self) -> int | float:
+        """``last_epoch``'s step within its cycle, plus the fraction of the last fractional ``step(epoch)``."""
+        place = self._cycle()[0]
+        return place + self._fraction if self._fraction else place
 
     def _cycle(self) -> tuple[int, int]:
         schedule = self.schedule
         assert isinstance(schedule, CosineWarmRestarts)  # a loaded state of another kind is refused
         return schedule.cycle(self.last_epoch)
+
+    def step(self, epoch: float | None = None) -> None:
+        """Advance one step, or go to ``epoch``: a step (an integer) or a fractional epoch (a finite float >= 0).
+
+        Raises:
+            SteplrValueError: for a negative, non-finite or non-numeric ``epoch``.
+        """
+        if epoch is None:
+            if not self._fraction:
+                super().step()
+                return
+            whole, fraction = self.last_epoch + 1, self._fraction
+        elif isinstance(epoch, float):
+            if not math.isfinite(epoch) or epoch < 0:
+                raise SteplrValueError(f"epoch must be a finite number >= 0, got {epoch!r}")
+            whole = math.floor(epoch)
+            fraction = epoch - whole
+            if not fraction:
+                self._fraction = 0.0
+                super().step(whole)
+                return
+        else:
+            self._fraction = 0.0
+            super().step(epoch)  # anything but an integer is refused there
+            return
+        if self._order_hook is not None and self._step_count:
+            self._check_call_order()
+        self.last_epoch = whole
+        self._step_count += 1
+        self._write_fraction(whole, fraction)
+
+    def _write_fraction(self, whole: int, fraction: float) -> None:
+        """Write the rates of epoch ``whole + fraction`` (``0 < fraction < 1``)."""
+        self._write(self._fractional_lrs(whole, fraction), whole)
+        self._fraction = fraction
+        self._rates.reset()  # the next whole step writes its values whatever step the rates last gave
+
+    def _fractional_lrs(self, whole: int, fraction: float) -> list[float]:
+        schedule = self.schedule
+        assert isinstance(schedule, CosineWarmRestarts)
+        return _restart_lrs(schedule, self.base_lrs, whole, fraction)
+
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        """The learning rates of ``last_epoch`` (plus the fraction of a fractional ``step(epoch)``).
+
+        Returns:
+            One learning rate per group.
+        """
+        if self._fraction:
+            return self._fractional_lrs(self.last_epoch, self._fraction)
+        return super().get_lr()
+
+    def _update_lr(self, epoch: int | None = None) -> None:
+        self._fraction = 0.0
+        super()._update_lr(epoch)
+
+    def _initial_step(self) -> None:
+        self._fraction = 0.0
+        super()._initial_step()
+
+    def state_dict(self) -> dict[str, Any]:
+        """:meth:`ScheduleLR.state_dict` and ``epoch_fraction``: the fraction of the last fractional epoch stepped
+        to (0.0 after a whole step)."""
+        state = super().state_dict()
+        state["epoch_fraction"] = self._fraction
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """:meth:`ScheduleLR.load_state_dict`, then the fraction: steplr's ``epoch_fraction`` (0 if absent), or
+        the fractional part of ``T_cur`` in torch's state; with one, that epoch's rates are written.
+
+        Raises:
+            SteplrValueError: as :meth:`ScheduleLR.load_state_dict`, or for a fraction outside [0, 1).
+        """
+        fraction = _fraction_in(state_dict)
+        self._fraction = 0.0
+        super().load_state_dict(state_dict)
+        if fraction:
+            self._write_fraction(self.last_epoch, fraction)
+
+
+def _restart_lrs(schedule: CosineWarmRestarts, bases: list[float], whole: int, fraction: float) -> list[float]:
+    """The rates of the fractional epoch ``whole + fraction``: the cycle from the whole step, in integers (torch
+    finds it with a logarithm for ``T_mult > 1``, which agrees but for rounding at a restart), then the cosine at
+    the fractional place, in the operations torch uses, so the two differ by an ulp or so of ``T_cur``."""
+    place, length = schedule.cycle(whole)
+    eta_min = float(schedule.params()["eta_min"])
+    weight = (1 + math.cos(math.pi * (place + fraction) / length)) / 2
+    return [eta_min + (base - eta_min) * weight for base in bases]
+
+
+def _fraction_in(state_dict: object) -> float:
+    """The epoch fraction a steplr or torch CosineAnnealingWarmRestarts state holds (0.0 if none)."""
+    if not isinstance(state_dict, dict):
+        return 0.0  # the base class says what is wrong with it
+    if "format" in state_dict:
+        fraction = state_dict.get("epoch_fraction", 0.0)
+    else:
+        t_cur = state_dict.get("T_cur", 0)
+        fraction = t_cur - math.floor(t_cur) if isinstance(t_cur, float) and math.isfinite(t_cur) else 0.0
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
+        raise SteplrValueError(f"checkpoint epoch_fraction must be a number in [0, 1), got {fraction!r}")
+    return float(fraction)
 
 
 def _restarts(t_0: int | str, t_mult: int, eta_min: float) -> CosineWarmRestarts:
