@@ -18,8 +18,16 @@ from steplr.schedules.kinds import Cosine, Exponential, Linear, PolynomialDecay,
 
 __all__: list[str] = []
 
-# Steps whose rates are formed at once by the kinds that form them ahead (see _OneCycleRates).
+# The kinds that form their rates ahead (OneCycle, Cyclic, the cosine-like weights) form them for a block of
+# steps at once: _FIRST steps after a jump (a run stepped by step(epoch) pays little for steps it skips), twice as
+# many each time a block follows the one before, up to _BLOCK.
+_FIRST = 8
 _BLOCK = 256
+
+
+def _grown(t: int, start: int, count: int) -> int:
+    """The size of the next block, from step ``t``, after the block ``start .. start + count - 1``."""
+    return max(_FIRST, min(2 * count, _BLOCK)) if t == start + count else _FIRST
 
 
 class _Rates:
@@ -118,12 +126,13 @@ class _WeightRates(_Rates):
                 t = yield block[i]
                 continue
             # a block of steps from t, in a tight loop (the same operations per step)
+            size = _grown(t, start, count)
             if t < 0:
                 pairs = [weights(t, argument)]
             elif weights is _restart_weights:
-                pairs = _restart_block(t, argument)
+                pairs = _restart_block(t, argument, size)
             else:
-                pairs = [weights(s, argument) for s in range(t, t + _BLOCK)]
+                pairs = [weights(s, argument) for s in range(t, t + size)]
             if single:
                 block = [[base * high + floor * low] for high, low in pairs]
             else:
@@ -147,8 +156,8 @@ def _restart_weights(t: int, schedule: CosineWarmRestarts) -> tuple[float, float
     return scalar_cosine_weights(*schedule.cycle(t))  # the step inside its cycle: t % (2 T_i) is the step itself
 
 
-def _restart_block(t: int, schedule: CosineWarmRestarts) -> list[tuple[float, float]]:
-    """:func:`_restart_weights` of ``_BLOCK`` steps from ``t``: the cycle found once, then walked a step at a time
+def _restart_block(t: int, schedule: CosineWarmRestarts, size: int) -> list[tuple[float, float]]:
+    """:func:`_restart_weights` of ``size`` steps from ``t``: the cycle found once, then walked a step at a time
     (a cycle of length ``T_i`` ends when its step reaches ``T_i``; the next is ``T_mult`` times as long), each
     step's weights in the operations of :func:`scalar_cosine_weights` (inside a cycle ``n < T_i``, so its fold
     ``min(n, 2 T_i - n)`` is ``n`` itself), without a call per step."""
@@ -157,7 +166,7 @@ def _restart_block(t: int, schedule: CosineWarmRestarts) -> list[tuple[float, fl
     sin, cos, pi = math.sin, math.cos, math.pi
     pairs = []
     period = 2 * length
-    for _ in range(_BLOCK):
+    for _ in range(size):
         if 2 * n < length:
             sin_near = sin(pi * n / period)
             pairs.append(((1 + cos(pi * n / length)) / 2, sin_near * sin_near))
@@ -199,7 +208,7 @@ def _weights_of(schedule: Schedule) -> tuple[_Weights, Any, float] | None:
 class _OneCycleRates(_Rates):
     """The one-cycle policy: step ``t``'s phase and its two weights once for all groups (and for the momentum,
     which :class:`~steplr.lr_scheduler.OneCycleLR` asks for through :meth:`along`), in the operations of
-    ``OneCycle._anneal`` (so the same bits). The weights and values of ``_BLOCK`` steps are formed at once, in a
+    ``OneCycle._anneal`` (so the same bits). The weights and values of a block of steps are formed at once, in a
     tight loop: each step then only picks its own (a jump outside the block forms a new one from there)."""
 
     def __init__(self, schedule: OneCycle, bases: list[float]) -> None:
@@ -218,7 +227,7 @@ class _OneCycleRates(_Rates):
 
     def _fill(self, t: int) -> None:
         """Form the block from step ``t`` (``0 <= t <= _last``)."""
-        end = min(t + _BLOCK, self._last + 1)
+        end = min(t + _grown(t, self._start, self._count), self._last + 1)
         weigh = self._weigh
         self._weights = weights = [weigh(s) for s in range(t, end)]
         self._start, self._count = t, end - t
@@ -331,10 +340,10 @@ class _CyclicRates(_Rates):
         return climb, scale
 
     def _fill(self, t: int) -> None:
-        """Form the factors and values of ``_BLOCK`` steps from step ``t >= 0``, in a tight loop."""
-        factor = self._factor
-        self._factors = factors = [factor(s) for s in range(t, t + _BLOCK)]
-        self._start, self._count = t, _BLOCK
+        """Form the factors and values of a block of steps from step ``t >= 0``, in a tight loop."""
+        factor, size = self._factor, _grown(t, self._start, self._count)
+        self._factors = factors = [factor(s) for s in range(t, t + size)]
+        self._start, self._count = t, size
         pairs = list(zip(self.bases, self._heights))
         if self._mode == "triangular":
             if len(pairs) == 1:
