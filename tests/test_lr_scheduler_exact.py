@@ -9,10 +9,11 @@ from fractions import Fraction
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import steplr
+from steplr.lr_scheduler._powers import PowerBlocks, powers_fit
 from steplr.schedules._exact import PowerSeries, scaled_power
 
 
@@ -127,6 +128,7 @@ _jumps = st.dictionaries(st.integers(0, 1500), st.integers(0, 20_000), max_size=
     jumps=_jumps,
 )
 def test_one_cycle_blocks_give_the_closed_form_at_every_step(bases, total, pct, strategy, three, jumps):
+    assume(pct * total != 1.0)  # a rise of zero steps, refused by OneCycle
     opt = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": b} for b in bases], momentum=0.9)
     peaks = [0.9 - 0.1 * i for i in range(len(bases))]
     sched = steplr.OneCycleLR(
@@ -167,3 +169,26 @@ def test_warm_restart_blocks_give_the_closed_form_at_every_step(bases, t_0, t_mu
     opt = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": b} for b in bases])
     sched = steplr.CosineAnnealingWarmRestarts(opt, t_0, t_mult, eta_min)
     _run_checking_every_step(sched, opt, bases, 1600, jumps)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    bases=st.lists(st.floats(2.0**-100, 2.0**100), min_size=2, max_size=5, unique=True),
+    gamma=st.one_of(st.floats(0.67, 1.49), st.sampled_from([0.9999, 0.99999, 1.0001, 0.5**0.5, 1.0])),
+    starts=st.lists(st.one_of(st.integers(0, 5000), st.integers(0, 10**12)), min_size=1, max_size=3),
+)
+def test_power_blocks_are_scaled_power_at_every_k(bases, gamma, starts):
+    blocks = PowerBlocks(gamma, bases)
+    assert powers_fit(gamma, bases)
+    for start in starts:
+        for k in range(start, start + 1100):  # a jump, then blocks growing to their full size
+            assert blocks.at(k) == [scaled_power(b, gamma, k) for b in bases], k
+
+
+@settings(max_examples=10, deadline=None)
+@given(bases=_groups.filter(lambda b: len(set(b)) > 1), gamma=st.floats(0.99, 1.0), jumps=_jumps)
+def test_exponential_with_distinct_lrs_gives_the_closed_form_at_every_step(bases, gamma, jumps):
+    opt = torch.optim.SGD([{"params": [torch.zeros(1, requires_grad=True)], "lr": b} for b in bases])
+    sched = steplr.ExponentialLR(opt, gamma)
+    assert isinstance(sched._rates._series, PowerBlocks)
+    _run_checking_every_step(sched, opt, bases, 3000, jumps)

@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Generator, Hashable
 from typing import Any, cast
 
+from steplr.lr_scheduler._powers import PowerBlocks, powers_fit
 from steplr.schedules._exact import PowerSeries, fractional_cosine_weights, scalar_cosine_weights
 from steplr.schedules.cycles import CosineWarmRestarts, Cyclic, OneCycle
 from steplr.schedules.cycles import _power as _cyclic_power
@@ -72,12 +73,16 @@ class _PowerRates(_Rates):
     def __init__(self, schedule: _PowerDecay, bases: list[float]) -> None:
         super().__init__(schedule, bases)
         self._decays = schedule.decays
-        self._series = PowerSeries(float(schedule.gamma), self.bases)
         self._k = -1
         # StepDecay's k(t) = t // step_size, asked for at every step: the division here, without two calls
         self._step_size = int(schedule.params()["step_size"]) if type(schedule) is StepDecay else 0
-        if type(schedule) is Exponential or self._step_size == 1:
-            self.at = self._series.at  # type: ignore[method-assign,assignment]  # k(t) = t: no call in between
+        self._series: PowerSeries | PowerBlocks = PowerSeries(float(schedule.gamma), self.bases)
+        if type(schedule) is Exponential or self._step_size == 1:  # k(t) = t: no call in between
+            if powers_fit(
+                float(schedule.gamma), self.bases
+            ):  # a new k at every step for several bases: a block of k at a time
+                self._series = PowerBlocks(float(schedule.gamma), self.bases)
+            self.at = self._series.at  # type: ignore[method-assign,assignment]
 
     def reset(self) -> None:
         self._k = -1
@@ -117,13 +122,18 @@ class _WeightRates(_Rates):
         bases = self.bases
         single = len(bases) == 1
         base = bases[0]
-        block: list[list[float]] = []
+        block: list[float] = []  # one group: the values of the block's steps
+        pairs: list[tuple[float, float]] = []  # several: each step's weights, its values formed when asked for
         start = count = 0
         t = yield []
         while True:
             i = t - start
             if 0 <= i < count:
-                t = yield block[i]
+                if single:
+                    t = yield [block[i]]
+                else:  # formed now: a block of lists would be cold in the cache by the time a step reads it
+                    high, lowest = pairs[i]
+                    t = yield [b * high + lowest for b in bases]
                 continue
             # a block of steps from t, in a tight loop (the same operations per step)
             size = _grown(t, start, count)
@@ -133,12 +143,12 @@ class _WeightRates(_Rates):
                 pairs = _restart_block(t, argument, size)
             else:
                 pairs = [weights(s, argument) for s in range(t, t + size)]
+            start, count = t, len(pairs)
             if single:
-                block = [[base * high + floor * low] for high, low in pairs]
+                block = [base * high + floor * low for high, low in pairs]
             else:
-                block = [[b * high + lowest for b in bases] for high, lowest in ((h, floor * w) for h, w in pairs)]
-            start, count = t, len(block)
-            t = yield block[0]
+                pairs = [(high, floor * low) for high, low in pairs]
+            # and round again: the block now holds step t
 
 
 def _linear_weights(t: int, line: tuple[float, float, int]) -> tuple[float, float]:
