@@ -328,7 +328,7 @@ class _CyclicRates(_Rates):
         self._seen: int | None = None  # the step at() answered last (None: answer the next one whatever it is)
         self._start, self._count = 0, 0  # the block: steps start .. start + count - 1
         self._factors: list[tuple[float, float | None]] = []
-        self._lrs: list[list[float]] = []
+        self._lrs: list[float] = []  # one group: its values over the block
 
     def factors(self, t: int) -> tuple[float, float | None]:
         """``(h, s)`` of step ``t``; ``s`` is None for ``triangular`` (no product taken)."""
@@ -350,21 +350,18 @@ class _CyclicRates(_Rates):
         return climb, scale
 
     def _fill(self, t: int) -> None:
-        """Form the factors and values of a block of steps from step ``t >= 0``, in a tight loop."""
+        """Form the factors (and, for one group, the values) of a block of steps from step ``t >= 0``, in a tight
+        loop. Several groups' values are formed when a step asks: a block of lists would be cold in the cache by
+        then."""
         factor, size = self._factor, _grown(t, self._start, self._count)
         self._factors = factors = [factor(s) for s in range(t, t + size)]
         self._start, self._count = t, size
-        pairs = list(zip(self.bases, self._heights))
-        if self._mode == "triangular":
-            if len(pairs) == 1:
-                base, height = pairs[0]
-                self._lrs = [[base + height * climb] for climb, _ in factors]
+        if len(self.bases) == 1:
+            base, height = self.bases[0], self._heights[0]
+            if self._mode == "triangular":
+                self._lrs = [base + height * climb for climb, _ in factors]
             else:
-                self._lrs = [[base + height * climb for base, height in pairs] for climb, _ in factors]
-        else:
-            self._lrs = [
-                [base + height * climb * cast(float, scale) for base, height in pairs] for climb, scale in factors
-            ]
+                self._lrs = [base + height * climb * cast(float, scale) for climb, scale in factors]
 
     def reset(self) -> None:
         super().reset()
@@ -374,13 +371,7 @@ class _CyclicRates(_Rates):
         if t == self._seen:
             return None
         self._seen = t
-        if t < 0:
-            return list(self.bases)
-        i = t - self._start
-        if not 0 <= i < self._count:
-            self._fill(t)
-            i = 0
-        return self._lrs[i]
+        return self.values(t)
 
     def values(self, t: int) -> list[float]:
         if t < 0:
@@ -389,7 +380,12 @@ class _CyclicRates(_Rates):
         if not 0 <= i < self._count:
             self._fill(t)
             i = 0
-        return list(self._lrs[i])
+        if len(self._heights) == 1:
+            return [self._lrs[i]]
+        climb, scale = self._factors[i]
+        if scale is None:
+            return [base + height * climb for base, height in zip(self.bases, self._heights)]
+        return [base + height * climb * scale for base, height in zip(self.bases, self._heights)]
 
 
 def _rates_for(schedule: Schedule, bases: list[float]) -> _Rates:
