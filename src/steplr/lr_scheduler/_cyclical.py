@@ -26,7 +26,7 @@ __all__ = ["OneCycleLR", "CyclicLR"]
 class _CycledMomentum(ScheduleLR):
     """What torch's cyclical schedulers do to the momentum (``momentum``, or ``betas[0]``): one value per group at
     every step, written with the rate (also from ``get_lr()``, which Ignite's handler calls alone), and its
-    settings kept in the state dict. Subclasses say which value step ``t`` has."""
+    settings kept in the state dict. The rates' blocks form the values (see ``set_momentum``)."""
 
     _momentum: tuple[bool, list[float], list[float]] | None = None  # (use_beta1, base, max) when cycled
 
@@ -63,16 +63,29 @@ class _CycledMomentum(ScheduleLR):
     def use_beta1(self) -> bool:
         return self._momentum is not None and self._momentum[0]
 
-    def _momentum_values(self, t: int, bases: list[float], peaks: list[float]) -> list[float]:
-        raise NotImplementedError
-
     def _write_momentum(self) -> None:
-        if self._momentum is None:
+        momentum = self._momentum
+        if momentum is None:
             return
-        use_beta1, bases, peaks = self._momentum
-        values = self._momentum_values(max(self.last_epoch, 0), bases, peaks)
-        for group, value in zip(self.optimizer.param_groups, values):
-            if use_beta1:
+        # the rates' blocks hold each step's momentum too; a new rates object (a load), a copy (which starts its
+        # rates afresh) or new settings tell them the settings again
+        rates: _OneCycleRates | _CyclicRates = self._rates  # type: ignore[assignment]  # refused on load otherwise
+        if rates.momentum_of is not momentum:
+            rates.set_momentum(momentum, momentum[1], momentum[2])
+        t = self.last_epoch
+        if t < 0:
+            t = 0
+        groups = self.optimizer.param_groups
+        if len(groups) == 1 == len(momentum[1]):  # the usual single group: one float, no list
+            group = groups[0]
+            if momentum[0]:
+                group["betas"] = (rates.one_momentum(t), *group["betas"][1:])
+            else:
+                group["momentum"] = rates.one_momentum(t)
+            return
+        values = rates.momentum(t)
+        for group, value in zip(groups, values):
+            if momentum[0]:
                 group["betas"] = (value, *group["betas"][1:])
             else:
                 group["momentum"] = value
@@ -115,11 +128,7 @@ class _CycledMomentum(ScheduleLR):
             momentum = (bool(use_beta1), bases, peaks)
         super().load_state_dict(state_dict)
         self._momentum = momentum
-        self._forget_momentum()
         self._write_momentum()
-
-    def _forget_momentum(self) -> None:
-        """Drop what a subclass keeps derived from the settings or the schedule (a load may change both)."""
 
 
 class OneCycleLR(_CycledMomentum):
@@ -197,7 +206,6 @@ class OneCycleLR(_CycledMomentum):
         schedule = OneCycle(total_steps, pct_start, anneal_strategy, div_factor, final_div_factor, three_phase)
         max_lrs = _per_group(max_lr, "max_lr", len(groups))
         momentum = self._momentum_settings(optimizer, cycle_momentum, base_momentum, max_momentum)
-        self._momentum_phases: tuple[_OneCycleRates, list[list[tuple[float, float]]]] | None = None
         for group, peak in zip(groups, max_lrs):  # the keys torch's OneCycleLR keeps, but initial_lr is the peak
             group["initial_lr"] = peak
             group["max_lr"] = peak
@@ -212,18 +220,6 @@ class OneCycleLR(_CycledMomentum):
     @property
     def total_steps(self) -> int:
         return int(_param(self, "total_steps"))
-
-    def _momentum_values(self, t: int, bases: list[float], peaks: list[float]) -> list[float]:
-        rates = self._rates
-        cached = self._momentum_phases
-        if cached is None or cached[0] is not rates:  # built once per rates object (a load makes a new one)
-            assert isinstance(rates, _OneCycleRates)  # a state of another kind is refused on load
-            down, up, held = list(zip(peaks, bases)), list(zip(bases, peaks)), list(zip(peaks, peaks))
-            cached = self._momentum_phases = (rates, [down, up, held] if len(rates._pairs) == 3 else [down, up])
-        return rates.along(t, cached[1])
-
-    def _forget_momentum(self) -> None:
-        self._momentum_phases = None
 
 
 class CyclicLR(_CycledMomentum):
@@ -324,14 +320,6 @@ class CyclicLR(_CycledMomentum):
     @property
     def gamma(self) -> float:
         return float(_param(self, "gamma"))
-
-    def _momentum_values(self, t: int, bases: list[float], peaks: list[float]) -> list[float]:
-        rates = self._rates
-        assert isinstance(rates, _CyclicRates)  # a state of another kind is refused on load
-        climb, scale = rates.factors(t)  # the rate's curve, from max_momentum (at base_lr) to base_momentum
-        if scale is None:
-            return [high + (low - high) * climb for low, high in zip(bases, peaks)]
-        return [high + (low - high) * climb * scale for low, high in zip(bases, peaks)]
 
 
 def _per_group(value: object, name: str, count: int) -> list[float]:

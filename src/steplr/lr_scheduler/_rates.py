@@ -216,10 +216,11 @@ def _weights_of(schedule: Schedule) -> tuple[_Weights, Any, float] | None:
 
 
 class _OneCycleRates(_Rates):
-    """The one-cycle policy: step ``t``'s phase and its two weights once for all groups (and for the momentum,
-    which :class:`~steplr.lr_scheduler.OneCycleLR` asks for through :meth:`along`), in the operations of
-    ``OneCycle._anneal`` (so the same bits). The weights and values of a block of steps are formed at once, in a
-    tight loop: each step then only picks its own (a jump outside the block forms a new one from there)."""
+    """The one-cycle policy: step ``t``'s phase and its two weights once for all groups, in the operations of
+    ``OneCycle._anneal`` (so the same bits), and with them the cycled momentum
+    :class:`~steplr.lr_scheduler.OneCycleLR` writes (see :meth:`set_momentum`). The values of a block of steps
+    are formed at once, in a tight loop: each step then only picks its own (a jump outside the block forms a new
+    one from there)."""
 
     def __init__(self, schedule: OneCycle, bases: list[float]) -> None:
         super().__init__(schedule, bases)
@@ -230,57 +231,75 @@ class _OneCycleRates(_Rates):
         self._pairs = [[pairs[i] for pairs in by_group] for i in range(len(self._ends))]  # per phase, per group
         self._seen: int | None = None  # the step at() answered last (None: answer the next one whatever it is)
         self._start, self._count = 0, 0  # the block: steps start .. start + count - 1
-        self._weights: list[tuple[int, float, float]] = []
         self._lrs: list[list[float]] = []
-        self._other: list[list[tuple[float, float]]] | None = None  # the pairs of _others (the momentum's)
-        self._others: list[list[float]] = []
+        self.momentum_of: object = None  # the momentum settings the blocks also hold values for
+        self._momentum_pairs: list[list[tuple[float, float]]] = []  # per phase, per group, as _pairs
+        self._moms: list[list[float]] = []  # several groups' momentum over the block
+        self._mom: list[float] = []  # one group's
+
+    def set_momentum(self, settings: object, lows: list[float], highs: list[float]) -> None:
+        """Form each step's momentum too, from ``highs`` down to ``lows`` while the rate rises and back (held at
+        ``highs`` in the third phase), for the settings ``settings`` (kept to tell when they change)."""
+        down, up, held = list(zip(highs, lows)), list(zip(lows, highs)), list(zip(highs, highs))
+        self._momentum_pairs = [down, up, held] if len(self._pairs) == 3 else [down, up]
+        self.momentum_of = settings
+        self._count = 0  # the next step forms a block with them
 
     def _fill(self, t: int) -> None:
-        """Form the block from step ``t`` (``0 <= t <= _last``)."""
-        end = min(t + _grown(t, self._start, self._count), self._last + 1)
-        weigh = self._weigh
-        self._weights = weights = [weigh(s) for s in range(t, end)]
-        self._start, self._count = t, end - t
-        self._lrs = _along_all(weights, self._pairs)
-        self._other = None
-
-    def _weigh(self, t: int) -> tuple[int, float, float]:
+        """Form the block from step ``t`` (``0 <= t <= _last``): the phase found once, then followed step by step
+        (the first phase whose end ``t`` has not passed, as ``OneCycle`` picks it)."""
+        stop = min(t + _grown(t, self._start, self._count), self._last + 1)
+        self._start, self._count = t, stop - t
         ends = self._ends
-        start, phase = 0.0, len(ends) - 1
-        for i, end in enumerate(ends):
-            if t <= end or i == phase:
-                phase = i
-                break
-            start = end
+        final = len(ends) - 1
+        phase, start = 0, 0.0
+        while t > ends[phase] and phase < final:
+            start = ends[phase]
+            phase += 1
         end = ends[phase]
-        done, left = (t - start) / (end - start), (end - t) / (end - start)
-        if self._cosine:
-            high, low = math.sin(math.pi * left / 2), math.sin(math.pi * done / 2)
-            done, left = low * low, high * high
-        return phase, left, done
+        cosine, sin, pi = self._cosine, math.sin, math.pi
+        weights = []
+        for s in range(t, stop):
+            while s > end and phase < final:
+                start, phase = end, phase + 1
+                end = ends[phase]
+            done, left = (s - start) / (end - start), (end - s) / (end - start)
+            if cosine:
+                high, low = sin(pi * left / 2), sin(pi * done / 2)
+                done, left = low * low, high * high
+            weights.append((phase, left, done))
+        self._lrs = _along_all(weights, self._pairs)
+        if self.momentum_of is not None:
+            moms = self._momentum_pairs
+            if len(moms[0]) == 1:
+                ones = [pairs[0] for pairs in moms]
+                self._mom = [ones[phase][0] * high + ones[phase][1] * low for phase, high, low in weights]
+            else:
+                self._moms = _along_all(weights, moms)
 
-    def weights(self, t: int) -> tuple[int, float, float]:
-        """``(phase, high, low)``: step ``t``'s value is ``a * high + b * low`` for a phase from ``a`` to ``b``."""
-        t = min(t, self._last)
-        i = t - self._start
-        if not 0 <= i < self._count:
-            self._fill(t)
-            i = 0
-        return self._weights[i]
-
-    def along(self, t: int, pairs: list[list[tuple[float, float]]]) -> list[float]:
-        """Step ``t``'s values on phases running from ``a`` to ``b`` (``pairs[phase][group]``)."""
+    def _index(self, t: int) -> int:
         if t > self._last:
             t = self._last
         i = t - self._start
         if not 0 <= i < self._count:
             self._fill(t)
             i = 0
-        if pairs is self._pairs:
-            return self._lrs[i]
-        if pairs is not self._other:
-            self._other, self._others = pairs, _along_all(self._weights, pairs)
-        return self._others[i]
+        return i
+
+    def momentum(self, t: int) -> list[float]:
+        """Step ``t``'s momentum, one per group of the settings (``t >= 0``, after :meth:`set_momentum`)."""
+        i = self._index(t)  # may form a new block: before reading it
+        return [self._mom[i]] if len(self._momentum_pairs[0]) == 1 else self._moms[i]
+
+    def one_momentum(self, t: int) -> float:
+        """Step ``t``'s momentum for settings of one group (``t >= 0``, after :meth:`set_momentum`)."""
+        if t > self._last:
+            t = self._last
+        i = t - self._start
+        if not 0 <= i < self._count:
+            self._fill(t)
+            i = 0
+        return self._mom[i]
 
     def reset(self) -> None:
         super().reset()
@@ -301,11 +320,14 @@ class _OneCycleRates(_Rates):
         return self._lrs[i]
 
     def values(self, t: int) -> list[float]:
-        return list(self.bases) if t < 0 else list(self.along(t, self._pairs))
+        if t < 0:
+            return list(self.bases)
+        i = self._index(t)  # may form a new block: before reading _lrs
+        return list(self._lrs[i])
 
 
 def _along_all(weights: list[tuple[int, float, float]], pairs: list[list[tuple[float, float]]]) -> list[list[float]]:
-    """:meth:`_OneCycleRates.along` for every step of a block (the same products and sum, so the same bits)."""
+    """Each step's values ``a * high + b * low`` on phases running from ``a`` to ``b`` (``pairs[phase][group]``)."""
     if all(len(phase) == 1 for phase in pairs):
         ones = [phase[0] for phase in pairs]
         return [[ones[phase][0] * high + ones[phase][1] * low] for phase, high, low in weights]
@@ -313,8 +335,8 @@ def _along_all(weights: list[tuple[int, float, float]], pairs: list[list[tuple[f
 
 
 class _CyclicRates(_Rates):
-    """Cyclical rates: step ``t``'s climb ``h`` and scale ``s`` once for all groups (and for the momentum, which
-    :class:`~steplr.lr_scheduler.CyclicLR` asks for through :meth:`factors`), in the operations of
+    """Cyclical rates: step ``t``'s climb ``h`` and scale ``s`` once for all groups (and for the momentum
+    :class:`~steplr.lr_scheduler.CyclicLR` writes, see :meth:`set_momentum`), in the operations of
     ``Cyclic._lr_scalar``: ``base_lr + ((max_lr - base_lr) * h) * s`` (so the same bits)."""
 
     def __init__(self, schedule: Cyclic, bases: list[float]) -> None:
@@ -329,14 +351,38 @@ class _CyclicRates(_Rates):
         self._start, self._count = 0, 0  # the block: steps start .. start + count - 1
         self._factors: list[tuple[float, float | None]] = []
         self._lrs: list[float] = []  # one group: its values over the block
+        self.momentum_of: object = None  # the momentum settings the blocks also hold values for
+        self._lows: list[float] = []
+        self._highs: list[float] = []
+        self._mom: list[float] = []  # settings of one group: its momentum over the block
 
-    def factors(self, t: int) -> tuple[float, float | None]:
-        """``(h, s)`` of step ``t``; ``s`` is None for ``triangular`` (no product taken)."""
+    def set_momentum(self, settings: object, lows: list[float], highs: list[float]) -> None:
+        """Form each step's momentum too, ``high + (low - high) * h * s`` (the rate's curve from ``highs`` at
+        ``base_lr`` to ``lows`` at ``max_lr``), for the settings ``settings`` (kept to tell when they change)."""
+        self._lows, self._highs = list(lows), list(highs)
+        self.momentum_of = settings
+        self._count = 0  # the next step forms a block with them
+
+    def momentum(self, t: int) -> list[float]:
+        """Step ``t``'s momentum, one per group of the settings (``t >= 0``, after :meth:`set_momentum`)."""
         i = t - self._start
         if not 0 <= i < self._count:
             self._fill(t)
             i = 0
-        return self._factors[i]
+        if len(self._lows) == 1:
+            return [self._mom[i]]
+        climb, scale = self._factors[i]
+        if scale is None:
+            return [high + (low - high) * climb for low, high in zip(self._lows, self._highs)]
+        return [high + (low - high) * climb * scale for low, high in zip(self._lows, self._highs)]
+
+    def one_momentum(self, t: int) -> float:
+        """Step ``t``'s momentum for settings of one group (``t >= 0``, after :meth:`set_momentum`)."""
+        i = t - self._start
+        if not 0 <= i < self._count:
+            self._fill(t)
+            i = 0
+        return self._mom[i]
 
     def _factor(self, t: int) -> tuple[float, float | None]:
         up, whole = self._up, self._whole
@@ -362,6 +408,12 @@ class _CyclicRates(_Rates):
                 self._lrs = [base + height * climb for climb, _ in factors]
             else:
                 self._lrs = [base + height * climb * cast(float, scale) for climb, scale in factors]
+        if self.momentum_of is not None and len(self._lows) == 1:
+            low, high = self._lows[0], self._highs[0]
+            if self._mode == "triangular":
+                self._mom = [high + (low - high) * climb for climb, _ in factors]
+            else:
+                self._mom = [high + (low - high) * climb * cast(float, scale) for climb, scale in factors]
 
     def reset(self) -> None:
         super().reset()
