@@ -92,6 +92,14 @@ class _CycledMomentum(ScheduleLR):
 
     def step(self, epoch: int | None = None) -> None:
         super().step(epoch)
+        momentum = self._momentum
+        if momentum is None:
+            return
+        rates: _OneCycleRates | _CyclicRates = self._rates  # type: ignore[assignment]
+        groups = self.optimizer.param_groups
+        if rates.momentum_of is momentum and not momentum[0] and len(groups) == 1 == len(momentum[1]):
+            groups[0]["momentum"] = rates.one_momentum(self.last_epoch)  # one SGD group: the float, no call between
+            return
         self._write_momentum()
 
     def get_lr(self) -> list[float]:  # type: ignore[override]

@@ -257,6 +257,9 @@ class _OneCycleRates(_Rates):
             start = ends[phase]
             phase += 1
         end = ends[phase]
+        if len(self.bases) == 1 and self.momentum_of is not None and len(self._momentum_pairs[0]) == 1:
+            self._fill_one(t, stop, phase, start, end)
+            return
         cosine, sin, pi = self._cosine, math.sin, math.pi
         weights = []
         for s in range(t, stop):
@@ -276,6 +279,28 @@ class _OneCycleRates(_Rates):
                 self._mom = [ones[phase][0] * high + ones[phase][1] * low for phase, high, low in weights]
             else:
                 self._moms = _along_all(weights, moms)
+
+    def _fill_one(self, t: int, stop: int, phase: int, start: float, end: float) -> None:
+        """:meth:`_fill`'s loop for one group's rate and momentum: each value formed in the loop, without a list of
+        weights between (the same operations as :func:`_along_all`, so the same bits)."""
+        ends, final = self._ends, len(self._ends) - 1
+        rates = [pairs[0] for pairs in self._pairs]
+        moms = [pairs[0] for pairs in self._momentum_pairs]
+        (a, b), (c, d) = rates[phase], moms[phase]
+        cosine, sin, pi = self._cosine, math.sin, math.pi
+        lrs, mom = [], []
+        for s in range(t, stop):
+            while s > end and phase < final:
+                start, phase = end, phase + 1
+                end = ends[phase]
+                (a, b), (c, d) = rates[phase], moms[phase]
+            done, left = (s - start) / (end - start), (end - s) / (end - start)
+            if cosine:
+                high, low = sin(pi * left / 2), sin(pi * done / 2)
+                done, left = low * low, high * high
+            lrs.append([a * left + b * done])
+            mom.append(c * left + d * done)
+        self._lrs, self._mom = lrs, mom
 
     def _index(self, t: int) -> int:
         if t > self._last:
