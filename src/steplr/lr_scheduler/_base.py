@@ -418,20 +418,16 @@ class ScheduleLR(LRScheduler):
                 f"checkpoint has {len(base_lrs)} base_lrs but the optimizer has "
                 f"{len(self.optimizer.param_groups)} param groups"
             )
-        last_epoch = state_dict["last_epoch"]
-        if isinstance(last_epoch, bool) or not isinstance(last_epoch, numbers.Integral) or last_epoch < -1:
-            raise SteplrValueError(f"checkpoint last_epoch must be an integer >= -1, got {last_epoch!r}")
+        last_epoch = _integer(state_dict["last_epoch"], "checkpoint last_epoch", -1)
         steps_per_epoch = state_dict["steps_per_epoch"]
         if steps_per_epoch is not None:  # as the constructor checks it (a ValueError here, like every key's)
             try:
                 steps_per_epoch = check_positive_int(steps_per_epoch, "checkpoint steps_per_epoch")
             except TypeError as error:
                 raise SteplrValueError(str(error)) from None
-        step_count = state_dict.get("_step_count", self._step_count)
-        if isinstance(step_count, bool) or not isinstance(step_count, numbers.Integral) or step_count < 0:
-            raise SteplrValueError(f"checkpoint _step_count must be a non-negative integer, got {step_count!r}")
+        step_count = _integer(state_dict.get("_step_count", self._step_count), "checkpoint _step_count", 0)
         schedule = schedule_from_params(state_dict["schedule"])
-        return schedule, steps_per_epoch, base_lrs, int(last_epoch), int(step_count)
+        return schedule, steps_per_epoch, base_lrs, last_epoch, step_count
 
     def _from_torch(self, state: dict[str, Any]) -> dict[str, Any]:
         """A torch scheduler's ``state_dict()`` as steplr's, if it is of this scheduler's kind."""
@@ -517,17 +513,21 @@ def _watch_optimizer_steps(scheduler: ScheduleLR) -> RemovableHandle:
 
 
 def _check_last_epoch(last_epoch: object) -> int:
-    if isinstance(last_epoch, bool) or not isinstance(last_epoch, numbers.Integral) or last_epoch < -1:
-        raise SteplrValueError(f"last_epoch must be an integer >= -1, got {last_epoch!r}")
-    return int(last_epoch)
+    return _integer(last_epoch, "last_epoch", -1)
 
 
 def _check_epoch(epoch: object) -> int:
-    """A step passed to ``step(epoch)``: a non-negative integer (a function, so that type checkers, which do not
-    count ``int`` as a ``numbers.Integral``, still see the code after the check)."""
-    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
-        raise SteplrValueError(f"epoch must be a non-negative integer, got {epoch!r}")
-    return int(epoch)
+    """A step passed to ``step(epoch)``: a non-negative integer."""
+    return _integer(epoch, "epoch", 0)
+
+
+def _integer(value: object, name: str, least: int) -> int:
+    """``value`` as an int if it is an integer (not a bool) >= ``least``; otherwise an error naming it. A function,
+    so that type checkers, which do not count ``int`` as a ``numbers.Integral``, still see the code after it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        wanted = "a non-negative integer" if least == 0 else f"an integer >= {least}"
+        raise SteplrValueError(f"{name} must be {wanted}, got {value!r}")
+    return int(value)
 
 
 def _as_float(value: object, name: str) -> float:
