@@ -121,7 +121,7 @@ def test_a_diverging_loss_stops_with_epoch_and_iteration_and_saves_history(tmp_p
 
 
 def test_bad_settings_are_named():
-    with pytest.raises(ValueError, match="optimizer must be one of sgd, adam, got 'rmsprop'"):
+    with pytest.raises(ValueError, match="optimizer must be one of sgd, adam, adamw, got 'rmsprop'"):
         recipe_config("qwerty", optimizer="rmsprop")
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         recipe_config("qwerty", batch_size=0)

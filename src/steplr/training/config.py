@@ -16,11 +16,13 @@ from steplr.schedules.kinds import Schedule
 from steplr.schedules.registry import lookup
 from steplr.schedules.spec import SETTINGS, ScheduleSpec
 
-__all__ = ["TrainConfig", "EpochRecord", "History", "OPTIMIZERS", "INTERVALS", "MAX_SEED"]
+__all__ = ["TrainConfig", "EpochRecord", "History", "OPTIMIZERS", "INTERVALS", "LOSSES", "MAX_SEED"]
 
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes no larger seed
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "adamw")
 INTERVALS = ("iteration", "epoch")
+# "custom": a loss function given in Python (steplr.training.task.Task.loss); a config records only that it was one.
+LOSSES = ("cross_entropy", "mse", "custom")
 
 
 def _recipe_schedule() -> ScheduleSpec:
@@ -46,6 +48,10 @@ class TrainConfig:
     interval: str = "iteration"
     seed: int = 0
     validation: float = 0.0  # fraction of the training set held out (steplr.training.data.split_validation); 0: none
+    momentum: float = 0.0  # SGD's momentum (torch.optim.SGD, dampening 0)
+    nesterov: bool = False  # SGD's Nesterov momentum (needs momentum > 0)
+    weight_decay: float = 0.0  # L2 penalty for sgd and adam, decoupled decay for adamw, as torch's optimizers
+    loss: str = "cross_entropy"
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -65,6 +71,22 @@ class TrainConfig:
             raise SteplrValueError(f"validation must be a fraction in [0, 1), got {v!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
             raise SteplrValueError(f"seed must be an integer in [0, 2**63 - 1], got {self.seed!r}")
+        self._check_optimizer_settings()
+
+    def _check_optimizer_settings(self) -> None:
+        m, wd = self.momentum, self.weight_decay
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 <= m < 1:
+            raise SteplrValueError(f"momentum must be a number in [0, 1), got {m!r}")
+        if m and self.optimizer != "sgd":
+            raise SteplrValueError(f"momentum is SGD's setting; {self.optimizer} takes none, got momentum {m!r}")
+        if not isinstance(self.nesterov, bool):
+            raise SteplrValueError(f"nesterov must be True or False, got {self.nesterov!r}")
+        if self.nesterov and not m:
+            raise SteplrValueError("nesterov needs a momentum > 0, got momentum 0")
+        if isinstance(wd, bool) or not isinstance(wd, (int, float)) or not 0 <= wd < math.inf:
+            raise SteplrValueError(f"weight_decay must be a finite number >= 0, got {wd!r}")
+        if self.loss not in LOSSES:
+            raise SteplrValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
 
     def steps_per_epoch(self, batches: int) -> int:
         """Scheduler steps per epoch: every batch when stepping per iteration, else one."""

@@ -191,14 +191,15 @@ def split_validation(data: TrainData, fraction: float) -> Split:
         return Split(data.x_train, data.y_train, empty_x, empty_y, data.x_test, data.y_test, data.num_classes)
     from sklearn.model_selection import train_test_split
 
-    labels = data.y_train.numpy()
+    labels = data.y_train.cpu().numpy()
+    stratify = None if data.y_train.is_floating_point() else labels  # a regression's targets: a plain split
     try:
         keep, held = train_test_split(
-            np.arange(labels.size), test_size=fraction, random_state=VALIDATION_SEED, stratify=labels
+            np.arange(labels.shape[0]), test_size=fraction, random_state=VALIDATION_SEED, stratify=stratify
         )
     except ValueError as error:
         raise SteplrValueError(
-            f"validation {fraction:g} cannot split {labels.size} training examples by class: {error}"
+            f"validation {fraction:g} cannot split {labels.shape[0]} training examples by class: {error}"
         ) from None
     # Sorted, so the training examples keep their order (each run's epoch shuffles draw from this order).
     keep_index, held_index = torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(held))

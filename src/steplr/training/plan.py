@@ -29,6 +29,7 @@ from steplr.training.config import EpochRecord, TrainConfig
 from steplr.training.data import Split, TrainData, split_validation
 from steplr.training.models import build_model
 from steplr.training.numerics import ADAM_BETAS, ADAM_EPS, Plateau
+from steplr.training.task import LossFunction, Task, check_model, loss_function
 
 __all__ = [
     "RunPlan",
@@ -44,7 +45,19 @@ __all__ = [
 ]
 
 # Settings that fix the shape of the computation: configs trained together must agree on them.
-SHARED_FIELDS = ("dataset", "model", "optimizer", "batch_size", "epochs", "interval", "validation")
+SHARED_FIELDS = (
+    "dataset",
+    "model",
+    "optimizer",
+    "batch_size",
+    "epochs",
+    "interval",
+    "validation",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "loss",
+)
 
 
 # ------------------------------------------------------------------- reads of a config's schedule settings
@@ -106,12 +119,20 @@ class RunPlan:
     Args:
         configs: at least one config; they must agree on :data:`SHARED_FIELDS`.
         data: the data set; a validation split is held out as the configs say.
+        task: a user's model (and loss); None: the model the configs name (:func:`build_model`).
+        device: where the models and the data live (None: where the data is).
 
     Raises:
         SteplrValueError: for no configs, or configs that differ in a shared field.
     """
 
-    def __init__(self, configs: Sequence[TrainConfig], data: TrainData) -> None:
+    def __init__(
+        self,
+        configs: Sequence[TrainConfig],
+        data: TrainData,
+        task: Task | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
         if not configs:
             raise SteplrValueError("a run plan needs at least one config, got none")
         for name in SHARED_FIELDS:
@@ -120,7 +141,16 @@ class RunPlan:
                 raise SteplrValueError(f"configs trained together must share {name}, got {sorted(map(str, values))}")
         first = configs[0]
         self.configs = tuple(configs)
-        self.split: Split = split_validation(data, first.validation)
+        self.task = task
+        split = split_validation(data, first.validation)
+        self.device = torch.device(device) if device is not None else split.x_train.device
+        if split.x_train.device != self.device:
+            x_train, y_train, x_val, y_val, x_test, y_test = (t.to(self.device) for t in _tensors(split))
+            split = Split(x_train, y_train, x_val, y_val, x_test, y_test, split.num_classes)
+        self.split: Split = split
+        self.loss: LossFunction = loss_function(first.loss, task)
+        # Accuracy is counted for integer class labels; a regression's targets are floats (accuracy NaN).
+        self.classify = not split.y_train.is_floating_point()
         x = self.split.x_train
         self.examples = int(x.shape[0])
         self.batch_size, self.epochs = first.batch_size, first.epochs
@@ -151,28 +181,55 @@ class RunPlan:
         return torch.Generator().manual_seed(self.configs[i].seed)
 
     def order(self, generator: torch.Generator) -> torch.Tensor:
-        """The next epoch's order of the training examples (a permutation drawn from ``generator``)."""
-        return torch.randperm(self.examples, generator=generator)
+        """The next epoch's order of the training examples (a permutation drawn from ``generator``, on the CPU
+        whatever the device, so every device trains on the same orders)."""
+        order = torch.randperm(self.examples, generator=generator)
+        return order if self.device.type == "cpu" else order.to(self.device)
 
     def initial_model(self, i: int) -> nn.Module:
         """Config ``i``'s model with its initial weights, drawn from its seed (torch's global RNG left as it was)."""
         config = self.configs[i]
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(config.seed)  # the CPU generator only: no device seeding to pay for
-            return build_model(config.model, self.in_features, self.split.num_classes)
+            if self.task is not None:
+                model = check_model(self.task.build(), self.task.name)
+            else:
+                model = build_model(config.model, self.in_features, self.split.num_classes)
+        return model.to(self.device)
 
     def optimizer(self, model: nn.Module, i: int = 0) -> torch.optim.Optimizer:
         """The sequential trainer's optimizer for config ``i`` (Adam with the constants the batched engine uses)."""
         config = self.configs[i]
-        if config.optimizer == "adam":
+        fused = self.device.type == "cpu" or self.device.type == "cuda"
+        if config.optimizer in ("adam", "adamw"):
             # fused: one kernel for the whole update instead of a Python loop over tensors (benchmarks/RESULTS.md)
-            return torch.optim.Adam(model.parameters(), lr=config.lr, betas=ADAM_BETAS, eps=ADAM_EPS, fused=True)
-        return torch.optim.SGD(model.parameters(), lr=config.lr)
+            adam = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+            return adam(
+                model.parameters(),
+                lr=config.lr,
+                betas=ADAM_BETAS,
+                eps=ADAM_EPS,
+                weight_decay=config.weight_decay,
+                fused=fused,
+            )
+        return torch.optim.SGD(
+            model.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+            weight_decay=config.weight_decay,
+        )
 
     def scheduler(self, optimizer: torch.optim.Optimizer, i: int = 0) -> Any:
         """The sequential trainer's scheduler for config ``i`` (:func:`torch_scheduler`; typed Any as the two kinds'
         ``step`` differ: ReduceLROnPlateau steps on a loss)."""
         return torch_scheduler(self.configs[i], optimizer, self.batches)
+
+    def accuracy_count(self, outputs: torch.Tensor, targets: torch.Tensor) -> int:
+        """How many rows of a batch the outputs classify right (0 for a regression: :attr:`classify` is False)."""
+        if not self.classify:
+            return 0
+        return int((outputs.argmax(dim=1) == targets).sum())
 
     def batches_of(self, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One model's batches (inputs, labels) of an epoch in ``order``, gathered as :attr:`copy_per_epoch` says."""
@@ -190,11 +247,16 @@ class RunPlan:
         self, epoch: int, loss_sum: float, correct: int, lr: float, test: tuple[float, float], val: tuple[float, float]
     ) -> EpochRecord:
         """Epoch ``epoch``'s (0-based) record from the sums over its batches and the evaluated (loss, accuracy)."""
-        return EpochRecord(epoch + 1, loss_sum / self.batches, correct / self.examples, test[0], test[1], lr, *val)
+        accuracy = correct / self.examples if self.classify else math.nan
+        return EpochRecord(epoch + 1, loss_sum / self.batches, accuracy, test[0], test[1], lr, *val)
 
     def learning_rates(self, dtype: torch.dtype) -> LearningRates:
         """The LR table of every config, with a controller for the reactive ones (the batched engine's LRs)."""
         return LearningRates(self, dtype)
+
+
+def _tensors(split: Split) -> tuple[torch.Tensor, ...]:
+    return split.x_train, split.y_train, split.x_val, split.y_val, split.x_test, split.y_test
 
 
 def rows(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from steplr._files import remove_stale_temps
@@ -39,6 +38,7 @@ from steplr.training._checkpoint import (
 from steplr.training.config import EpochRecord, History, TrainConfig
 from steplr.training.data import TrainData
 from steplr.training.plan import RunPlan, plateau_signal
+from steplr.training.task import Task
 
 __all__ = [
     "TrainData",
@@ -65,6 +65,9 @@ def train(
     on_iteration: Callable[[], None] | None = None,
     checkpoint_seconds: float = CHECKPOINT_SECONDS,
     replace: str | os.PathLike[str] | None = None,
+    *,
+    task: Task | None = None,
+    device: torch.device | str | None = None,
 ) -> History:
     """Train one model; return its history. With ``out_dir``, write atomic checkpoints (and the history so far)
     every ``checkpoint_seconds`` of wall-clock time and after the last epoch; ``resume=True`` continues from the
@@ -72,12 +75,14 @@ def train(
     ``config.validation`` holds out a stratified split, evaluated every epoch, on whose loss ``plateau`` steps (on
     the training loss without one, never on the test set). ``replace``: ``out_dir`` is a staging folder moved over
     ``replace`` once it holds the first checkpoint (``steplr train --force`` keeps the old run until then).
+    ``task``: a user's model and loss (None: the model the config names); ``device``: where to train (None: where
+    the data is).
 
     Raises:
         DivergedError: when the loss becomes NaN or infinite (after saving the history so far).
         TrainError: for a missing or corrupt checkpoint on resume.
     """
-    plan = RunPlan([config], data)
+    plan = RunPlan([config], data, task, device)
     model = plan.initial_model(0)
     optimizer = plan.optimizer(model)
     scheduler = plan.scheduler(optimizer)
@@ -90,12 +95,12 @@ def train(
     parameters = list(model.parameters())
     for epoch in range(start_epoch, plan.epochs):
         model.train()
-        loss_sum, correct, lr = 0.0, torch.zeros((), dtype=torch.int64), math.nan
+        loss_sum, correct, lr = 0.0, torch.zeros((), dtype=torch.int64, device=plan.device), math.nan
         for batch, (xb, yb) in enumerate(plan.batches_of(plan.order(generator))):
             for parameter in parameters:  # zero_grad(set_to_none=True) without its per-call profiling overhead
                 parameter.grad = None
             logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
+            loss = plan.loss(logits, yb)
             value = loss.item()
             if not math.isfinite(value):
                 folder.write_history(history)
@@ -107,7 +112,8 @@ def train(
             if plan.steps_after_each_batch(0):
                 scheduler.step()
             loss_sum += value
-            correct += (logits.argmax(dim=1) == yb).sum()
+            if plan.classify:
+                correct += (logits.argmax(dim=1) == yb).sum()
             if on_iteration is not None:
                 on_iteration()
         history.epochs.append(record := _evaluate(plan, model, epoch, loss_sum, int(correct), lr))
@@ -189,16 +195,16 @@ def _evaluate(plan: RunPlan, model: nn.Module, epoch: int, loss_sum: float, corr
         loss_sum,
         correct,
         lr,
-        _metrics(model, split.x_test, split.y_test),
-        _metrics(model, split.x_val, split.y_val),
+        _metrics(plan, model, split.x_test, split.y_test),
+        _metrics(plan, model, split.x_val, split.y_val),
     )
 
 
-def _metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def _metrics(plan: RunPlan, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     if y.shape[0] == 0:
         return math.nan, math.nan
     with torch.no_grad():
         logits = model(x)
-        loss = F.cross_entropy(logits, y).item()
-        accuracy = int((logits.argmax(dim=1) == y).sum()) / y.shape[0]
+        loss = plan.loss(logits, y).item()
+    accuracy = plan.accuracy_count(logits, y) / y.shape[0] if plan.classify else math.nan
     return loss, accuracy
