@@ -20,6 +20,7 @@ from steplr.training.numerics import (
     ADAM_EPS,
     PLATEAU_EPS,
     PLATEAU_THRESHOLD,
+    SGD,
     Adam,
     Plateau,
     StackedModels,
@@ -147,6 +148,87 @@ def test_adam_steps_are_torch_adam_with_one_lr_per_model(fused, steps):
         for ours, theirs in zip(stacked.parameters, parameters):
             assert torch.allclose(ours[i], theirs, rtol=1e-5, atol=1e-7)
     assert not any(torch.equal(p, q) for p, q in zip(stacked.parameters, initial))
+
+
+def grads_for_steps(stacked, steps, seed=0):
+    """A different batch's gradients for every step (fixed: computed at the initial weights)."""
+    return [stacked_with_grads(seed + step)[2] for step in range(steps)]
+
+
+def torch_trajectory(models, grads_per_step, lrs, make_optimizer):
+    """Each model's parameters after one torch optimizer step per entry of ``grads_per_step``."""
+    results = []
+    for i, model in enumerate(models):
+        optimizer = make_optimizer(model.parameters(), float(lrs[i]))
+        for grads in grads_per_step:
+            for parameter, grad in zip(model.parameters(), grads):
+                parameter.grad = grad[i].clone()
+            optimizer.step()
+        results.append([p.detach().clone() for p in model.parameters()])
+    return results
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    momentum=st.sampled_from([0.0, 0.5, 0.9]),
+    nesterov=st.booleans(),
+    weight_decay=st.sampled_from([0.0, 1e-4, 0.05]),
+    steps=st.integers(1, 4),
+)
+def test_sgd_with_momentum_nesterov_and_weight_decay_is_torch_sgd_per_model(momentum, nesterov, weight_decay, steps):
+    nesterov = nesterov and momentum > 0
+    models, stacked, _ = stacked_with_grads()
+    grads_per_step = grads_for_steps(stacked, steps)
+    lrs = torch.tensor([0.1, 0.003, 1.7], dtype=torch.float64)
+    expected = torch_trajectory(
+        models,
+        grads_per_step,
+        lrs,
+        lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay),
+    )
+    sgd = SGD(stacked.parameters, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    for grads in grads_per_step:
+        sgd.step(grads, lrs.to(torch.float32))
+    for i, parameters in enumerate(expected):
+        for ours, theirs in zip(stacked.parameters, parameters):
+            assert torch.allclose(ours[i], theirs, rtol=1e-6, atol=1e-6)
+
+
+def test_sgd_momentum_starts_its_buffer_at_the_first_gradient():
+    """torch's first step moves by lr * grad (the buffer starts as the gradient, not as (1 - dampening) * grad)."""
+    p = torch.zeros(2, 3)
+    grad = torch.ones(2, 3)
+    SGD([p], momentum=0.9).step([grad], torch.tensor([0.5, 0.25]))
+    assert p.tolist() == [[-0.5] * 3, [-0.25] * 3]
+
+
+def test_a_missing_gradient_leaves_its_parameter_alone():
+    p, q = torch.ones(2, 3), torch.ones(2, 4)
+    lrs = torch.tensor([0.5, 0.25])
+    SGD([p, q], momentum=0.9, weight_decay=0.1).step([None, torch.ones(2, 4)], lrs)
+    adam = Adam([p, q], weight_decay=0.1, decoupled=True)
+    adam.step([None, torch.ones(2, 4)], lrs.double())
+    assert torch.equal(p, torch.ones(2, 3)) and adam.counts == [0, 1]
+    assert not torch.equal(q, torch.ones(2, 4))
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("decoupled", [False, True])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01, 0.5])
+def test_adam_and_adamw_with_weight_decay_are_torchs_per_model(fused, decoupled, weight_decay):
+    models, stacked, _ = stacked_with_grads()
+    grads_per_step = grads_for_steps(stacked, 4)
+    lrs = torch.tensor([1e-3, 0.05, 0.3], dtype=torch.float64)
+    optimizer = torch.optim.AdamW if decoupled else torch.optim.Adam
+    expected = torch_trajectory(
+        models, grads_per_step, lrs, lambda p, lr: optimizer(p, lr=lr, weight_decay=weight_decay, fused=fused)
+    )
+    adam = Adam(stacked.parameters, weight_decay=weight_decay, decoupled=decoupled)
+    for grads in grads_per_step:
+        adam.step(grads, lrs)
+    for i, parameters in enumerate(expected):
+        for ours, theirs in zip(stacked.parameters, parameters):
+            assert torch.allclose(ours[i], theirs, rtol=1e-5, atol=1e-7)
 
 
 def test_constants_are_torch_defaults():

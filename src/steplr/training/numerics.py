@@ -1,5 +1,6 @@
-"""The batched engine's arithmetic: K models of one :class:`~steplr.training.models.StackSpec` stacked along a
-leading axis, their loss and gradients written out, per-model SGD and Adam, and torch's plateau rule for K models.
+"""The batched engines' arithmetic: K models of one :class:`~steplr.training.models.StackSpec` stacked along a
+leading axis, their loss and gradients written out, per-model SGD (momentum, Nesterov, weight decay) and
+Adam/AdamW, and torch's plateau rule for K models.
 
 Each piece is checked one step at a time against its torch reference (autograd, ``torch.optim.SGD``,
 ``torch.optim.Adam``, ``torch.optim.lr_scheduler.ReduceLROnPlateau``) in ``tests/training/test_numerics.py``.
@@ -23,6 +24,7 @@ from steplr.training.models import stack_spec
 __all__ = [
     "StackedModels",
     "sgd_step",
+    "SGD",
     "Adam",
     "Plateau",
     "metrics",
@@ -136,26 +138,80 @@ def sgd_step(parameters: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], 
     torch._foreach_addcmul_(list(parameters), views, list(grads), value=-1)  # one call for every tensor
 
 
-class Adam:
-    """torch.optim.Adam (no weight decay, no amsgrad, :data:`ADAM_BETAS`, :data:`ADAM_EPS`) with one learning
-    rate per model; torch's optimizers take one per parameter group, not per row of a tensor.
+class SGD:
+    """torch.optim.SGD (dampening 0) on stacked parameters (K, ...) with one learning rate per model.
 
-    With ``m``, ``v`` the moments and ``t`` the 1-based step count:
-    ``p -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)``.
+    With ``g`` the gradient, ``wd`` the weight decay, ``mu`` the momentum and ``b`` its buffer (``b = g`` at the
+    first step, as torch starts it): ``g += wd * p``; ``b = mu * b + g``; ``p -= lr * (g + mu * b)`` with Nesterov,
+    else ``p -= lr * b``. A gradient given as None leaves its parameter (and its buffer) as it is, as torch skips a
+    parameter without ``.grad``.
     """
 
-    def __init__(self, parameters: Sequence[torch.Tensor]) -> None:
+    def __init__(
+        self,
+        parameters: Sequence[torch.Tensor],
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        self.parameters = list(parameters)
+        self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
+        self.buffers: list[torch.Tensor | None] = [None] * len(self.parameters)
+
+    def step(self, grads: Sequence[torch.Tensor | None], lrs: torch.Tensor) -> None:
+        """One update, model ``i`` at rate ``lrs[i]`` (already of the parameters' dtype: torch rounds a Python float
+        LR to it)."""
+        params, updates = [], []
+        for index, (p, grad) in enumerate(zip(self.parameters, grads)):
+            if grad is None:
+                continue
+            if self.weight_decay:
+                grad = grad.add(p, alpha=self.weight_decay)
+            if self.momentum:
+                buf = self.buffers[index]
+                if buf is None:
+                    buf = self.buffers[index] = grad.clone()
+                else:
+                    buf.mul_(self.momentum).add_(grad)
+                grad = grad.add(buf, alpha=self.momentum) if self.nesterov else buf
+            params.append(p)
+            updates.append(grad)
+        if params:
+            sgd_step(params, updates, lrs)
+
+
+class Adam:
+    """torch.optim.Adam, or AdamW with ``decoupled=True`` (no amsgrad, :data:`ADAM_BETAS`, :data:`ADAM_EPS`), with
+    one learning rate per model; torch's optimizers take one per parameter group, not per row of a tensor.
+
+    With ``m``, ``v`` the moments and ``t`` the parameter's 1-based step count:
+    ``p -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)``. Weight decay ``wd`` is an L2 term
+    ``g += wd * p`` for Adam, and a decay ``p *= 1 - lr * wd`` before the update for AdamW. A gradient given as
+    None leaves its parameter, moments and step count as they are.
+    """
+
+    def __init__(self, parameters: Sequence[torch.Tensor], weight_decay: float = 0.0, decoupled: bool = False) -> None:
         self.parameters = list(parameters)
         self.moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.parameters]
-        self.steps = 0
+        self.weight_decay, self.decoupled = weight_decay, decoupled
+        self.steps = 0  # calls of step()
+        self.counts = [0] * len(self.parameters)  # updates of each parameter
 
-    def step(self, grads: Sequence[torch.Tensor], lrs: torch.Tensor) -> None:
+    def step(self, grads: Sequence[torch.Tensor | None], lrs: torch.Tensor) -> None:
         """One update of every parameter, model ``i`` at rate ``lrs[i]`` (float64: divided before rounding)."""
         beta1, beta2 = ADAM_BETAS
         self.steps += 1
-        correction1 = 1 - beta1**self.steps
-        correction2_sqrt = math.sqrt(1 - beta2**self.steps)
-        for p, grad, (exp_avg, exp_avg_sq) in zip(self.parameters, grads, self.moments):
+        for index, (p, grad, (exp_avg, exp_avg_sq)) in enumerate(zip(self.parameters, grads, self.moments)):
+            if grad is None:
+                continue
+            self.counts[index] += 1
+            count = self.counts[index]
+            if self.weight_decay and self.decoupled:
+                p.mul_(_per_model((1 - lrs * self.weight_decay).to(p.dtype), p))
+            elif self.weight_decay:
+                grad = grad.add(p, alpha=self.weight_decay)
+            correction1 = 1 - beta1**count
+            correction2_sqrt = math.sqrt(1 - beta2**count)
             exp_avg.lerp_(grad, 1 - beta1)
             exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
             step_size = _per_model((lrs / correction1).to(p.dtype), p)
