@@ -6,22 +6,33 @@ Knows nothing about argument parsing: the CLI turns flags into ``overrides``.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from steplr.errors import SteplrValueError
 from steplr.experiments.results import BASELINE, Comparison
 from steplr.schedules.registry import RunShape, compared, lookup
 from steplr.schedules.spec import SETTINGS, ScheduleSpec
-from steplr.training.config import History, TrainConfig
-from steplr.training.train import TrainData
+from steplr.training.config import EpochRecord, History, TrainConfig
+from steplr.training.data import TrainData
+
+if TYPE_CHECKING:
+    from steplr.training.task import Task
 
 __all__ = [
     "RECIPES",
     "recipe_config",
     "schedule_config",
     "compare",
+    "compare_config",
+    "train_comparison",
+    "train_runs",
+    "batches_per_epoch",
+    "takes_max_memory",
+    "plan_lines",
+    "compare_figures",
     "Comparison",
     "BASELINE",
     "DEFAULT_VALIDATION",
@@ -122,16 +133,20 @@ def compare(
     overrides: dict[str, Any] | None = None,
     on_epoch: Callable[[int], None] | None = None,
     max_batch: int | None = None,
+    *,
+    engine: str = "auto",
+    device: Any = None,
+    max_memory: int | None = None,
 ) -> Comparison:
     """Train every schedule on every seed (the same seeds, so the same initial weights and batch orders: the
-    differences are paired), in batches of up to ``max_batch`` models (see :mod:`steplr.training.batched`).
+    differences are paired), in chunks of up to ``max_batch`` models, each trained by
+    :func:`steplr.training.engines.train_many` (``engine``, ``device``, ``max_memory`` as it takes them).
 
     The constant LR (``none``) is always trained: every verdict is against it. ``overrides`` are the user's
     settings; they win over each schedule's fair default (:func:`schedule_config`). Unless ``overrides`` set
-    ``validation``, :data:`DEFAULT_VALIDATION` of the training set is held out.
+    ``validation``, :data:`DEFAULT_VALIDATION` of the training set is held out. ``on_epoch`` is called with the
+    epoch number of each epoch a chunk of models finishes.
     """
-    from steplr.training.batched import train_batched
-
     overrides = {"validation": DEFAULT_VALIDATION, **{k: v for k, v in (overrides or {}).items() if v is not None}}
     schedule_settings = {k: v for k, v in overrides.items() if k in SETTINGS}
     base = recipe_config(recipe, **{k: v for k, v in overrides.items() if k not in SETTINGS})
@@ -140,25 +155,101 @@ def compare(
     if not seeds:
         raise SteplrValueError("seeds must name at least one seed")
     names = [BASELINE, *[s for s in schedules if s != BASELINE]]
-    result = Comparison(recipe, base, list(seeds))
+    batches = batches_per_epoch(data, base)
+    configs = {name: compare_config(base, name, schedule_settings, batches) for name in names}
+    return train_comparison(
+        recipe,
+        base,
+        configs,
+        data,
+        seeds,
+        engine=engine,
+        device=device,
+        max_memory=max_memory,
+        max_batch=max_batch,
+        on_epoch=None if on_epoch is None else lambda records: on_epoch(records[0].epoch),
+    )
+
+
+def batches_per_epoch(data: TrainData, config: TrainConfig) -> int:
+    """Batches per epoch of ``config`` on ``data``, once its validation split is held out."""
     from steplr.training.data import split_validation
 
-    batches = math.ceil(split_validation(data, base.validation).x_train.shape[0] / base.batch_size)
-    configs = []
-    for name in names:
-        result.configs[name] = config = compare_config(base, name, schedule_settings, batches)
-        configs += [dataclasses.replace(config, seed=seed) for seed in seeds]
+    return math.ceil(split_validation(data, config.validation).x_train.shape[0] / config.batch_size)
+
+
+def train_comparison(
+    label: str,
+    base: TrainConfig,
+    configs: Mapping[str, TrainConfig],
+    data: TrainData,
+    seeds: Sequence[int],
+    *,
+    task: Task | None = None,
+    engine: str = "auto",
+    device: Any = None,
+    max_memory: int | None = None,
+    max_batch: int | None = None,
+    on_epoch: Callable[[list[EpochRecord]], None] | None = None,
+) -> Comparison:
+    """Train each named config (the baseline ``none`` first) on every seed and pair the results: what
+    :func:`compare` does for a recipe, and :func:`steplr.compare` for a user's model (``task``). ``label`` names
+    the comparison in the report (the recipe, or the model)."""
+    if BASELINE not in configs:
+        raise SteplrValueError(f"a comparison needs the constant LR ({BASELINE!r}) to compare against")
+    result = Comparison(label, base, list(seeds))
+    runs: list[TrainConfig] = []
+    for name, config in configs.items():
+        result.configs[name] = config
+        runs += [dataclasses.replace(config, seed=seed) for seed in seeds]
+    histories = train_runs(
+        runs,
+        data,
+        task=task,
+        engine=engine,
+        device=device,
+        max_memory=max_memory,
+        max_batch=max_batch,
+        on_epoch=on_epoch,
+    )
+    for index, name in enumerate(configs):
+        result.runs[name] = histories[index * len(seeds) : (index + 1) * len(seeds)]
+    return result
+
+
+def takes_max_memory() -> bool:
+    """Whether :func:`steplr.training.engines.train_many` splits its models to fit a memory budget."""
+    from steplr.training.engines import train_many
+
+    return "max_memory" in inspect.signature(train_many).parameters
+
+
+def train_runs(
+    configs: Sequence[TrainConfig],
+    data: TrainData,
+    *,
+    task: Task | None = None,
+    engine: str = "auto",
+    device: Any = None,
+    max_memory: int | None = None,
+    max_batch: int | None = None,
+    on_epoch: Callable[[list[EpochRecord]], None] | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> list[History]:
+    """Every config trained by :func:`~steplr.training.engines.train_many`, in chunks of up to ``max_batch``
+    (None: all at once); one History per config, in order. ``max_memory`` (bytes) is handed on where
+    ``train_many`` takes a memory budget; ``on_chunk`` is called with the size of each chunk once trained."""
+    from steplr.training.engines import train_many
+
+    budget: dict[str, Any] = {"max_memory": max_memory} if max_memory is not None and takes_max_memory() else {}
     size = max_batch or len(configs)
     histories: list[History] = []
     for start in range(0, len(configs), size):
-        histories += train_batched(
-            configs[start : start + size],
-            data,
-            on_epoch=None if on_epoch is None else lambda records: on_epoch(records[0].epoch),
-        )
-    for index, name in enumerate(names):
-        result.runs[name] = histories[index * len(seeds) : (index + 1) * len(seeds)]
-    return result
+        chunk = configs[start : start + size]
+        histories += train_many(chunk, data, task=task, engine=engine, device=device, on_epoch=on_epoch, **budget)
+        if on_chunk is not None:
+            on_chunk(len(chunk))
+    return histories
 
 
 def compare_config(
@@ -166,3 +257,27 @@ def compare_config(
 ) -> TrainConfig:
     """The config ``compare`` trains for schedule ``name`` (fair defaults, the user's settings winning)."""
     return schedule_config(base, name, given, batches)
+
+
+def plan_lines(config: TrainConfig, batches: int) -> list[str]:
+    """The explain plan of a run config (validates its schedule); a reactive schedule's rule in words."""
+    from steplr.schedules.explain import explain, format_plan
+
+    described = config.schedule.describe()
+    if config.schedule.reactive:
+        factor, patience = config.plateau()
+        watched = "validation" if config.validation else "training"
+        return [f"{described}, lr {config.lr:g}: x{factor:g} after {patience} epochs without a better {watched} loss"]
+    plan = explain(config.build_schedule(batches), config.lr, config.epochs, config.steps_per_epoch(batches))
+    return format_plan(f"{described}, lr {config.lr:g}, per {config.interval}", plan)
+
+
+def compare_figures(out: Any, runs: Mapping[str, list[History]]) -> dict[str, Any]:
+    """The figures of a comparison (or a run) in folder ``out``: LR per iteration, loss and accuracy per epoch."""
+    from steplr.experiments.plots import plot_run_lrs, plot_run_metric
+
+    return {
+        "Learning rate per iteration": plot_run_lrs(dict(runs), out / "lr.png"),
+        "Loss": plot_run_metric(dict(runs), "loss", out / "loss.png"),
+        "Accuracy": plot_run_metric(dict(runs), "acc", out / "accuracy.png"),
+    }

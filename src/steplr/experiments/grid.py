@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from steplr.errors import SteplrTypeError, SteplrValueError
-from steplr.experiments.compare import DEFAULT_VALIDATION, recipe_config
+from steplr.experiments.compare import DEFAULT_VALIDATION, recipe_config, train_runs
 from steplr.experiments.results import BASELINE, GridResult, SeedRun, grid_config, point_label
 from steplr.schedules.explain import Plan, explain
 from steplr.schedules.registry import KINDS, Param, lookup
 from steplr.training.config import History, TrainConfig
-from steplr.training.train import TrainData
+from steplr.training.data import TrainData
+
+if TYPE_CHECKING:
+    from steplr.training.task import Task
 
 __all__ = [
     "GridResult",
@@ -189,11 +192,21 @@ def grid_sweep(
     on_progress: Callable[[int], None] | None = None,
     max_batch: int = MAX_BATCH,
     schedule: str = DEFAULT_KIND,
+    base: TrainConfig | None = None,
+    task: Task | None = None,
+    engine: str = "auto",
+    device: Any = None,
+    max_memory: int | None = None,
 ) -> GridResult:
     """Train every point of ``grid`` (a parameter of ``schedule`` -> its values) at every base LR of ``lrs``
     (default: the recipe's) on every seed, plus a constant LR per (lr, seed), holding out
     :data:`~steplr.experiments.DEFAULT_VALIDATION` of the training set unless ``overrides`` set ``validation``.
     Parameters the grid leaves out keep the recipe's (when it runs ``schedule``) or the kind's defaults.
+
+    ``base``: the settings to start from in place of the recipe's (a user's model: ``recipe`` is then only its
+    label, and ``task`` the model). Chunks of ``max_batch`` models are trained by
+    :func:`steplr.training.engines.train_many` (``engine``, ``device``, ``max_memory`` as it takes them);
+    ``on_progress`` is called with the size of each chunk once trained.
 
     >>> grid_sweep("qwerty", data, grid={"power": [1.0, 2.0]}, seeds=[0, 1], schedule="polynomial")  # doctest: +SKIP
 
@@ -204,18 +217,21 @@ def grid_sweep(
     kind = lookup(schedule).name
     grid = check_grid(kind, {} if grid is None else grid)
     overrides = {"validation": DEFAULT_VALIDATION, **{k: v for k, v in (overrides or {}).items() if v is not None}}
-    base = recipe_config(recipe, **overrides)
+    base = recipe_config(recipe, **overrides) if base is None else base.with_settings(**overrides)
     lrs = _check_list(lrs, "learning rates") if lrs else [base.lr]
     seeds = _check_list([] if seeds is None else seeds, "seeds")
     configs = _grid_configs(base, kind, grid, lrs, seeds)
     result = GridResult(recipe, base, kind, grid, lrs, seeds, [])
-    from steplr.training.batched import train_batched
-
-    for start in range(0, len(configs), max_batch):
-        chunk = configs[start : start + max_batch]
-        histories = train_batched(chunk, data)
-        for config, history in zip(chunk, histories):
-            _record(result, config, history)
-        if on_progress is not None:
-            on_progress(len(chunk))
+    histories = train_runs(
+        configs,
+        data,
+        task=task,
+        engine=engine,
+        device=device,
+        max_memory=max_memory,
+        max_batch=max_batch,
+        on_chunk=on_progress,
+    )
+    for config, history in zip(configs, histories, strict=True):
+        _record(result, config, history)
     return result
