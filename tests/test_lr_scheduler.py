@@ -414,7 +414,9 @@ def test_public_surface_is_pinned():
         "Sequence",
         "StepDecay",
         "StepLR",
+        "compare",
         "join",
+        "sweep",
     ]
     for name in steplr.__all__:
         assert callable(getattr(steplr, name)), name

@@ -1,7 +1,8 @@
 """steplr: exact learning-rate schedules, PyTorch drop-in schedulers, and tools to see the plan.
 
-The math (``steplr.schedules.kinds``) needs only NumPy; the torch schedulers (``steplr.StepLR`` and friends) are loaded
-on first use, so ``import steplr`` and ``steplr explain`` stay fast.
+The math (``steplr.schedules.kinds``) needs only NumPy; the torch schedulers (``steplr.StepLR`` and friends) and the
+experiments on a user's own model (``steplr.compare``, ``steplr.sweep``) are loaded on first use, so ``import steplr``
+and ``steplr explain`` stay fast.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from steplr.schedules.kinds import (
 )
 
 if TYPE_CHECKING:
+    from steplr.experiments.user import compare, sweep
     from steplr.lr_scheduler import (
         ConstantLR,
         CosineAnnealingLR,
@@ -71,8 +73,12 @@ __all__ = [
     "Sequence",
     "StepDecay",
     "StepLR",
+    "compare",
     "join",
+    "sweep",
 ]
+
+_EXPERIMENT_NAMES = ("compare", "sweep")
 
 
 def __getattr__(name: str) -> Any:
@@ -80,4 +86,8 @@ def __getattr__(name: str) -> Any:
         from steplr import lr_scheduler
 
         return getattr(lr_scheduler, name)
+    if name in _EXPERIMENT_NAMES:
+        from steplr.experiments import user
+
+        return getattr(user, name)
     raise AttributeError(f"module 'steplr' has no attribute {name!r}")
