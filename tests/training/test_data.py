@@ -497,3 +497,17 @@ def test_validation_fraction_is_checked(fraction):
 
     with pytest.raises(ValueError, match="validation must be a fraction in"):
         split_validation(load_qwerty(), fraction)
+
+
+@pytest.mark.skipif(not Path(data.FASHION_MNIST_SYSTEM_DIR).is_dir(), reason="needs Debian's dataset-fashion-mnist")
+def test_the_12k_subset_is_a_fixed_stratified_draw_of_the_real_training_set():
+    full = load_dataset("fashion-mnist", download=False)
+    small = load_dataset("fashion-mnist-12k", download=False)
+    assert small.name == "fashion-mnist-12k" and small.x_train.shape == (12_000, 784)
+    assert torch.equal(small.x_test, full.x_test) and torch.equal(small.y_test, full.y_test)
+    assert torch.bincount(small.y_train).tolist() == [1200] * 10  # 6,000 of each class in 60,000: a fifth of each
+    # Rows of the full set, in their original order, and the same rows on every load.
+    rows = {bytes(row.numpy()): i for i, row in enumerate(full.x_train)}
+    positions = [rows[bytes(row.numpy())] for row in small.x_train[:200]]
+    assert positions == sorted(positions)
+    assert torch.equal(load_dataset("fashion-mnist-12k", download=False).x_train, small.x_train)

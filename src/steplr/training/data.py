@@ -37,6 +37,7 @@ from steplr.errors import SteplrValueError
 
 __all__ = [
     "DATASET_NAMES",
+    "SUBSETS",
     "DEFAULT_CHECKSUMS",
     "DEFAULT_MIRRORS",
     "FASHION_MNIST_SYSTEM_DIR",
@@ -53,7 +54,10 @@ __all__ = [
     "read_idx",
 ]
 
-DATASET_NAMES: Final = ("qwerty", "digits", "mnist", "fashion-mnist")
+DATASET_NAMES: Final = ("qwerty", "digits", "mnist", "fashion-mnist", "fashion-mnist-12k")
+# Fixed subsets of a dataset's training set: the source and how many training examples are kept (a stratified draw
+# with seed 0, in their original order); the test set stays whole.
+SUBSETS: Final[Mapping[str, tuple[str, int]]] = {"fashion-mnist-12k": ("fashion-mnist", 12_000)}
 
 # Where Debian's dataset-fashion-mnist package installs the files. Read at call time, so tests can monkeypatch it.
 FASHION_MNIST_SYSTEM_DIR: str | os.PathLike[str] = "/usr/share/datasets/fashion-mnist"
@@ -516,4 +520,17 @@ def load_dataset(
         return load_digits(seed=seed)
     if key in ("mnist", "fashion-mnist"):
         return load_mnist(data_dir, kind=key, download=download)
+    if key in SUBSETS:
+        source, size = SUBSETS[key]
+        return _subset(load_dataset(source, data_dir, seed, download), key, size)
     raise SteplrValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASET_NAMES)}")
+
+
+def _subset(data: Dataset, name: str, size: int) -> Dataset:
+    """``size`` training examples of ``data``, stratified by class and drawn with seed 0, in their original order."""
+    from sklearn.model_selection import train_test_split
+
+    labels = data.y_train.numpy()
+    keep, _ = train_test_split(np.arange(labels.size), train_size=size, random_state=0, stratify=labels)
+    index = torch.from_numpy(np.sort(keep))
+    return Dataset(name, data.x_train[index], data.y_train[index], data.x_test, data.y_test, data.num_classes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -10,7 +11,7 @@ from torch import nn
 
 from steplr.errors import SteplrValueError
 
-__all__ = ["StackSpec", "QwertyNet", "SimpleNet", "build_model", "stack_spec", "MODELS"]
+__all__ = ["StackSpec", "QwertyNet", "SimpleNet", "SmallCNN", "build_model", "stack_spec", "MODELS"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,33 @@ class SimpleNet(nn.Module):
         return logits
 
 
-MODELS = ("qwerty", "linear")
+class SmallCNN(nn.Module):
+    """Two 3x3 convolutions (8 and 16 channels, each with BatchNorm, ReLU and 2x2 max-pooling) and a linear layer
+    to the class logits: a small network for square one-channel images given flattened (``fashion-cnn``)."""
+
+    def __init__(self, side: int = 28, num_classes: int = 10, channels: tuple[int, int] = (8, 16)) -> None:
+        super().__init__()
+        c1, c2 = channels
+        self.side = side
+        self.features = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1),
+            nn.BatchNorm2d(c1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1),
+            nn.BatchNorm2d(c2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.fc = nn.Linear(c2 * (side // 4) ** 2, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        images = x.reshape(x.shape[0], 1, self.side, self.side)
+        logits: torch.Tensor = self.fc(self.features(images).flatten(1))
+        return logits
+
+
+MODELS = ("qwerty", "linear", "cnn")
 
 
 def build_model(name: str, in_features: int, num_classes: int) -> nn.Module:
@@ -74,6 +101,11 @@ def build_model(name: str, in_features: int, num_classes: int) -> nn.Module:
         return QwertyNet(in_features, 8, num_classes)
     if name == "linear":
         return SimpleNet(in_features, num_classes)
+    if name == "cnn":
+        side = math.isqrt(in_features)
+        if side * side != in_features or side < 4:
+            raise SteplrValueError(f"model cnn takes square images of 4x4 pixels or more, got {in_features} features")
+        return SmallCNN(side, num_classes)
     raise SteplrValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
 
 

@@ -54,6 +54,9 @@ __all__ = [
 ]
 
 CHECKPOINT_SECONDS = 10.0  # wall-clock time between checkpoints; the last epoch always writes one
+# Rows evaluated per forward pass: one pass over a whole test set of images takes about 3x as long as passes of
+# 1000 for a small CNN (cache-sized activations); for the MLPs it makes no difference.
+EVAL_ROWS = 1000
 
 
 def train(
@@ -204,7 +207,7 @@ def _metrics(plan: RunPlan, model: nn.Module, x: torch.Tensor, y: torch.Tensor) 
     if y.shape[0] == 0:
         return math.nan, math.nan
     with torch.no_grad():
-        logits = model(x)
+        logits = torch.cat([model(x[start : start + EVAL_ROWS]) for start in range(0, x.shape[0], EVAL_ROWS)])
         loss = plan.loss(logits, y).item()
     accuracy = plan.accuracy_count(logits, y) / y.shape[0] if plan.classify else math.nan
     return loss, accuracy
