@@ -1,0 +1,295 @@
+"""Many runs of any model at once: K copies of a functional model trained together with ``torch.func``.
+
+The K models' parameters and buffers are stacked along a leading axis (``torch.func.stack_module_state``), and
+one ``vmap`` of ``functional_call`` runs every model's forward pass on its own batch in one go: each model has its
+own seed (initial weights), batch order, schedule and learning rate, its own buffers (BatchNorm's running
+statistics, updated in training mode, read in evaluation mode) and, under ``randomness="different"``, its own
+dropout masks. The gradients come from one backward pass of the sum of the K losses: each model's loss depends on
+its own slice of the stacked parameters only, so that slice of the gradient is exactly its own loss's gradient
+(one backward pass through the batched graph is cheaper than ``vmap`` over ``grad``). The update is the per-model
+SGD or Adam/AdamW of :mod:`steplr.training.numerics`.
+
+Everything the sequential trainer also decides (split, batches, step indices, LR table or plateau rule, orders,
+initial weights, loss, accuracy) comes from the same :class:`~steplr.training.plan.RunPlan`. Model ``i``
+reproduces ``train(configs[i], data, task=task)``: the same LR at every iteration (exactly), and the same metrics
+and weights up to float32 rounding (batched kernels round in another order); dropout draws other masks than the
+sequential run does, so a model with dropout agrees with it in distribution only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from steplr.training.config import EpochRecord, History, TrainConfig
+from steplr.training.data import TrainData
+from steplr.training.numerics import SGD, Adam
+from steplr.training.plan import LearningRates, RunPlan, rows
+from steplr.training.task import LossFunction, Task
+
+__all__ = ["FunctionalModels", "train_functional", "Probe", "probe"]
+
+
+class FunctionalModels:
+    """K models of one architecture as stacked tensors, run with ``vmap`` over ``functional_call``.
+
+    ``parameters`` holds the trainable parameters (K, ...) in the order of ``model.named_parameters()``;
+    ``state`` everything else the forward pass reads (frozen parameters and buffers, also stacked).
+    """
+
+    def __init__(self, models: Sequence[nn.Module]) -> None:
+        self.module = models[0]  # the architecture; its own tensors are never read (functional_call swaps them)
+        params, buffers = stack_module_state(list(models))
+        trainable = {name for name, p in self.module.named_parameters() if p.requires_grad}
+        self.names = [name for name in params if name in trainable]
+        self.parameters = [params[name].detach().requires_grad_() for name in self.names]
+        self.state = {name: t.detach() for name, t in params.items() if name not in trainable}
+        self.state.update(buffers)
+        self.count = len(models)
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        tensors = dict(zip(self.names, self.parameters))
+        tensors.update(self.state)
+        return tensors
+
+    def _call(self, tensors: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = functional_call(self.module, tensors, (x,))
+        return out
+
+    def forward_backward(
+        self, x: torch.Tensor, y: torch.Tensor, loss: LossFunction
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None]]:
+        """Training mode: each model's mean loss (K,) on its batch ``x`` (K, B, ...) with targets ``y`` (K, B, ...),
+        its outputs (K, B, ...), and the gradients of its loss (None for a parameter the loss does not reach).
+        Buffers (running statistics) are updated in place, each model's from its own batch."""
+        self.module.train()
+
+        def run(tensors: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor) -> Any:
+            out = self._call(tensors, xb)
+            return loss(out, yb), out
+
+        with torch.enable_grad():
+            losses, outputs = vmap(run, randomness="different")(self._tensors(), x, y)
+            grads = torch.autograd.grad(losses.sum(), self.parameters, allow_unused=True)
+        return losses.detach(), outputs.detach(), list(grads)
+
+    def __call__(self, x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+        """Evaluation mode: every model's outputs (K, N, ...) for ``x`` (N, ...) shared by all, ``chunk`` models
+        at a time (None: all at once)."""
+        self.module.eval()
+        with torch.no_grad():
+            out: torch.Tensor = vmap(self._call, in_dims=(0, None), chunk_size=chunk, randomness="different")(
+                self._tensors(), x
+            )
+        return out
+
+    def state_dict(self, i: int) -> dict[str, torch.Tensor]:
+        """Model ``i``'s trained weights and buffers, under its ``nn.Module``'s names and in their order."""
+        tensors = self._tensors()
+        return {name: tensors[name][i].detach().clone() for name in self.module.state_dict()}
+
+
+def _optimizer(config: TrainConfig, parameters: list[torch.Tensor]) -> SGD | Adam:
+    """The per-model optimizer the configs share (their optimizer settings are shared fields of a plan)."""
+    if config.optimizer == "sgd":
+        return SGD(parameters, config.momentum, config.nesterov, config.weight_decay)
+    return Adam(parameters, config.weight_decay, decoupled=config.optimizer == "adamw")
+
+
+def train_functional(
+    configs: Sequence[TrainConfig],
+    data: TrainData,
+    task: Task | None = None,
+    device: torch.device | str | None = None,
+    on_epoch: Callable[[list[EpochRecord]], None] | None = None,
+    models_out: list[FunctionalModels] | None = None,
+    eval_models: int | None = None,
+) -> list[History]:
+    """Train every config at once with ``torch.func``; return one History per config, in order.
+
+    ``task``: a user's model and loss (None: the model the configs name); ``device``: where to train (None: where
+    the data is). ``on_epoch``: called after every epoch with each model's record of it, in the order of
+    ``configs`` (an exception it raises stops the training). ``models_out``: the trained models are appended to it
+    (:meth:`FunctionalModels.state_dict` gives model ``i``'s weights). ``eval_models``: how many models evaluate
+    the validation and test sets at a time (None: as many as :func:`eval_chunk` says).
+
+    A model whose loss becomes NaN or infinite gets NaN records from that epoch on, as a diverged sequential run
+    does (:func:`steplr.training.engines.train_many`); the others are unaffected.
+
+    Raises:
+        SteplrValueError: for no configs or configs that differ in a shared field.
+    """
+    plan = RunPlan(configs, data, task, device)
+    models = FunctionalModels([plan.initial_model(i) for i in range(len(configs))])
+    if models_out is not None:
+        models_out.append(models)
+    lrs = plan.learning_rates(models.parameters[0].dtype)
+    optimizer = _optimizer(configs[0], models.parameters)
+    # SGD takes the LRs rounded as torch rounds a Python float for the parameters; Adam divides them first.
+    table = lrs.rounded if isinstance(optimizer, SGD) else lrs.table
+    generators = [plan.generator(i) for i in range(len(configs))]
+    histories = [History() for _ in configs]
+    chunk = eval_chunk(plan, len(configs)) if eval_models is None else eval_models
+    diverged = torch.zeros(len(configs), dtype=torch.bool)
+    for epoch in range(plan.epochs):
+        lrs.start_epoch(epoch)
+        loss_sum = torch.zeros(len(configs), dtype=torch.float64, device=plan.device)
+        correct = torch.zeros(len(configs), dtype=torch.int64, device=plan.device)
+        first, last = plan.step(epoch, 0), plan.step(epoch, plan.batches - 1)
+        epoch_lrs = table[:, first : last + 1].to(plan.device)  # this epoch's columns, where the models are
+        for batch, (xb, yb) in enumerate(_batches(plan, torch.stack([plan.order(g) for g in generators]))):
+            losses, outputs, grads = models.forward_backward(xb, yb, plan.loss)
+            with torch.no_grad():  # the stacked parameters are autograd leaves, updated in place
+                optimizer.step(grads, epoch_lrs[:, plan.step(epoch, batch) - first])
+            loss_sum += losses
+            if plan.classify:
+                correct += (outputs.argmax(dim=2) == yb).sum(dim=1)
+        diverged |= ~torch.isfinite(loss_sum).cpu()
+        records = _records(plan, models, lrs, epoch, loss_sum, correct, diverged, chunk)
+        for history, record in zip(histories, records):
+            history.epochs.append(record)
+        lrs.end_epoch(records)
+        if on_epoch is not None:
+            on_epoch(records)
+    for history, row in zip(histories, lrs.per_iteration()):
+        history.iteration_lrs = row  # the LR each model used at each iteration
+    return histories
+
+
+def _batches(plan: RunPlan, orders: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Every model's batches of an epoch, (K, B, ...) inputs and targets, for the orders (K, n): one gather of the
+    whole epoch when the plan copies per epoch (a batch is then a view), else one gather per batch."""
+    x, y = plan.split.x_train, plan.split.y_train
+    if plan.copy_per_epoch:
+        x, y = rows(x, orders), rows(y, orders)
+    for batch in range(plan.batches):
+        span = plan.batch_rows(batch)
+        if plan.copy_per_epoch:
+            yield x[:, span], y[:, span]
+        else:
+            yield rows(x, orders[:, span]), rows(y, orders[:, span])
+
+
+def _evaluate(
+    plan: RunPlan, models: FunctionalModels, x: torch.Tensor, y: torch.Tensor, chunk: int | None
+) -> tuple[list[float], list[float]]:
+    """Each model's loss and accuracy on (x, y) in evaluation mode (NaN for an empty set; accuracy NaN for a
+    regression)."""
+    k = models.count
+    if y.shape[0] == 0:
+        return [math.nan] * k, [math.nan] * k
+    outputs = models(x, chunk)
+    losses = vmap(plan.loss, in_dims=(0, None))(outputs, y)
+    if plan.classify:
+        accuracies = ((outputs.argmax(dim=2) == y).sum(dim=1).to(torch.float64) / y.shape[0]).tolist()
+    else:
+        accuracies = [math.nan] * k
+    return losses.tolist(), accuracies
+
+
+def _records(
+    plan: RunPlan,
+    models: FunctionalModels,
+    lrs: LearningRates,
+    epoch: int,
+    loss_sum: torch.Tensor,
+    correct: torch.Tensor,
+    diverged: torch.Tensor,
+    chunk: int | None,
+) -> list[EpochRecord]:
+    """Each model's record of the epoch: the sums over its batches, then loss and accuracy on the test set and
+    the validation split; all NaN for a model that has diverged."""
+    split = plan.split
+    test = _evaluate(plan, models, split.x_test, split.y_test, chunk)
+    val = _evaluate(plan, models, split.x_val, split.y_val, chunk)
+    last = lrs.table[:, plan.step(epoch, plan.batches - 1)].tolist()
+    records = []
+    for i, (loss, right) in enumerate(zip(loss_sum.tolist(), correct.tolist())):
+        if diverged[i]:
+            nan = math.nan
+            records.append(EpochRecord(epoch + 1, nan, nan, nan, nan, nan, nan, nan))
+        else:
+            records.append(plan.record(epoch, loss, right, last[i], (test[0][i], test[1][i]), (val[0][i], val[1][i])))
+    return records
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one tiny trial of the functional engine found: why ``vmap`` cannot take the model (None: it can), and
+    the bytes one model needs while training (:func:`probe`)."""
+
+    error: str | None
+    bytes_per_model: int
+
+
+def probe(
+    configs: Sequence[TrainConfig], data: TrainData, task: Task | None, device: torch.device | str | None
+) -> Probe:
+    """Try the functional engine on two copies of the model and a batch of two examples, then measure one model.
+
+    The estimate of one model's memory (bytes) while training, with ``P`` the bytes of its parameters:
+    ``P`` (weights) + ``P`` (gradients) + ``P`` per optimizer state (momentum buffer; two moments for Adam) +
+    ``P`` for the update's temporaries + its buffers + the tensors autograd keeps for the backward pass of one
+    batch (measured with saved-tensor hooks on one forward pass, of the batch size) counted twice (the backward
+    pass makes gradients of the same sizes) + its copy of the training set per epoch when the plan copies one.
+    Evaluation runs models in chunks whose activations fit in the same room (:func:`eval_chunk`).
+    """
+    plan = RunPlan(configs[:1], data, task, device)
+    try:
+        models = FunctionalModels([plan.initial_model(0), plan.initial_model(0)])
+        rows_ = min(2, plan.examples)
+        x, y = plan.split.x_train[:rows_], plan.split.y_train[:rows_]
+        models.forward_backward(torch.stack([x, x]), torch.stack([y, y]), plan.loss)
+        models(x)
+    except Exception as error:  # any failure means: this engine cannot train the model
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        return Probe(f"vmap cannot take this model: {lines[0]}", 0)
+    return Probe(None, _model_bytes(plan))
+
+
+def _model_bytes(plan: RunPlan) -> int:
+    model = plan.initial_model(0)
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    other = sum(t.numel() * t.element_size() for t in model.buffers())
+    other += sum(p.numel() * p.element_size() for p in model.parameters() if not p.requires_grad)
+    config = plan.configs[0]
+    states = 2 if config.optimizer != "sgd" else (1 if config.momentum else 0)
+    x = plan.split.x_train
+    data = x.element_size() * x.nelement() + plan.split.y_train.element_size() * plan.examples
+    per_epoch_copy = data if plan.copy_per_epoch else 0
+    return trainable * (3 + states) + other + 2 * activation_bytes(plan, model, plan.batch_size) + per_epoch_copy
+
+
+def activation_bytes(plan: RunPlan, model: nn.Module, rows_: int) -> int:
+    """Bytes autograd keeps for the backward pass of ``model`` on ``rows_`` training examples (and the outputs),
+    measured with saved-tensor hooks (each stored tensor counted once)."""
+    seen: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        seen[id(tensor)] = tensor.numel() * tensor.element_size()
+        return tensor
+
+    model.train()
+    x = plan.split.x_train[: min(rows_, plan.examples)]
+    scale = rows_ / max(1, x.shape[0])
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(x)
+        plan.loss(out, plan.split.y_train[: x.shape[0]])
+    params = {id(p) for p in model.parameters()}
+    saved = sum(size for key, size in seen.items() if key not in params)
+    return int((saved + out.numel() * out.element_size()) * scale)
+
+
+def eval_chunk(plan: RunPlan, models: int) -> int:
+    """How many models evaluate the largest evaluation set at a time so that their activations take no more
+    room than the training batch's of all ``models`` (at least 1)."""
+    rows_ = max(plan.split.x_test.shape[0], plan.split.x_val.shape[0])
+    if rows_ <= plan.batch_size:
+        return models
+    return max(1, models * plan.batch_size // rows_)
