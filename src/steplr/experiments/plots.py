@@ -15,7 +15,10 @@ Rules every figure follows, so that a reader can trust it at a glance:
 * epoch axes tick at whole epochs; an LR (or loss) axis turns logarithmic when its positive values span
   :data:`LOG_SPAN` or more, zeros ignored;
 * NaN or infinite values (a diverged seed) are left out of means and bands, and the epochs where seeds diverged
-  are marked on the x axis.
+  are marked on the x axis;
+* runs judged on loss (a regression, which measures no accuracy) draw loss, never an empty accuracy figure:
+  :func:`run_figures` leaves the accuracy figure out, an accuracy panel with no accuracy at all says so, and a
+  sweep's heatmap (``metric="loss"``) maps validation loss on a reversed scale (bright = low = good).
 
 May import numpy, matplotlib (not pyplot) and steplr's schedule, explain, paired and file modules; never torch.
 """
@@ -56,6 +59,7 @@ __all__ = [
     "plot_run_lrs",
     "plot_run_metric",
     "plot_heatmap",
+    "run_figures",
 ]
 
 LOG_SPAN = 100.0  # two decades: the digits recipe's 1e-3 -> 1e-5 is drawn on a log axis
@@ -88,11 +92,13 @@ class HeatmapPanel:
 
     Args:
         lr: the base learning rate of every cell of the panel.
-        values: mean final test accuracy as fractions in [0, 1], rows = the first parameter's values (one row when
-            a single parameter is swept), columns = the second's; NaN for a cell without a result.
+        values: mean final test accuracy as fractions in [0, 1] (for :func:`plot_heatmap`'s ``metric="loss"``:
+            mean final losses), rows = the first parameter's values (one row when a single parameter is swept),
+            columns = the second's; NaN for a cell without a result.
         verdicts: the same shape, each one of :data:`steplr.experiments.paired.VERDICTS` (the cell against the
             constant LR).
-        baseline: the constant LR's mean final test accuracy at ``lr``, as a fraction (NaN if unknown).
+        baseline: the constant LR's mean final test accuracy at ``lr``, as a fraction (or its loss; NaN if
+            unknown).
 
     Raises:
         ValueError: if ``values`` is not two-dimensional, ``verdicts`` has another shape, or a verdict is not
@@ -169,18 +175,44 @@ def plot_heatmap(
     path: str | os.PathLike[str],
     title: str,
     axis_names: tuple[str, str] = ("step_size", "gamma"),
+    metric: str = "accuracy",
 ) -> Path:
     """Mean final test accuracy per (row, column) of two swept parameters, named by ``axis_names`` (rows first;
     an empty name leaves its axis unlabelled, as for the one row of a single swept parameter), one panel per base
     LR on one colour scale.
 
     A cell is outlined exactly when its verdict is ``better``; each panel's constant-LR baseline is in its title
-    and marked on the colour bar, whose range always includes it.
+    and marked on the colour bar, whose range always includes it. With ``metric="loss"`` the panels hold mean final
+    validation losses (what a sweep judged on loss chooses on), drawn as they are (4 significant digits, not
+    percents) on a reversed colour scale, so that bright is low and good as it is for accuracy.
 
     Raises:
-        ValueError: if there is no panel, or the labels do not match the panels' shape.
+        ValueError: if there is no panel, the labels do not match the panels' shape, or ``metric`` is neither
+            "accuracy" nor "loss".
     """
-    return save_figure(_heatmap_figure(panels, row_labels, column_labels, title, axis_names), path)
+    return save_figure(_heatmap_figure(panels, row_labels, column_labels, title, axis_names, metric), path)
+
+
+def run_figures(
+    folder: str | os.PathLike[str], runs: Mapping[str, Sequence[History]], metric: str = "accuracy"
+) -> dict[str, Path]:
+    """The figures of a comparison's runs in ``folder``, by title: the LR applied (lr.png), the loss (loss.png)
+    and, unless the runs are judged on ``metric="loss"`` (a regression measures no accuracy), the accuracy
+    (accuracy.png).
+
+    Raises:
+        ValueError: for another ``metric``, or as :func:`plot_run_metric`.
+    """
+    if metric not in ("accuracy", "loss"):
+        raise ValueError(f"metric must be 'accuracy' or 'loss', got {metric!r}")
+    out = Path(folder)
+    found = {
+        "Learning rate per iteration": plot_run_lrs(runs, out / "lr.png"),
+        "Loss": plot_run_metric(runs, "loss", out / "loss.png"),
+    }
+    if metric == "accuracy":
+        found["Accuracy"] = plot_run_metric(runs, "acc", out / "accuracy.png")
+    return found
 
 
 # Builders: each returns the Figure, so tests can inspect axes, scales and outlines before anything is saved.
@@ -444,10 +476,16 @@ def _metric_panel(ax: Axes, runs: Mapping[str, Sequence[History]], column: str, 
         drawn.append(table.ravel())
     values = np.concatenate(drawn)
     if not np.isfinite(values).any():
+        # Accuracy is NaN on every epoch of a run that never diverged only when none was measured (a regression).
+        unmeasured = column.endswith("_acc") and any(
+            h.diverged_at is None for histories in runs.values() for h in histories
+        )
         ax.text(
             0.5,
             0.5,
-            "no finite values:\nevery seed diverged",
+            "no accuracy measured:\na regression is judged on loss"
+            if unmeasured
+            else "no finite values:\nevery seed diverged",
             transform=ax.transAxes,
             ha="center",
             va="center",
@@ -500,26 +538,57 @@ def _metric_figure(runs: Mapping[str, Sequence[History]], metric: str) -> Figure
     return fig
 
 
+@dataclass(frozen=True)
+class _Units:
+    """How a heatmap shows its values: ``scale`` (100: fractions as percents), the colour map, the texts."""
+
+    scale: float
+    cmap: str
+    bar: str
+    better: str
+
+    def cell(self, value: float) -> str:
+        return f"{value * 100:.1f}" if self.scale == 100 else f"{value:.3g}"
+
+    def baseline(self, value: float) -> str:
+        return "n/a" if np.isnan(value) else f"{value * 100:.1f}%" if self.scale == 100 else f"{value:.4g}"
+
+
+_HEATMAP_UNITS = {
+    "accuracy": _Units(100.0, "viridis", "mean final test acc. (%)", "better than the constant LR at the same lr"),
+    "loss": _Units(
+        1.0,
+        "viridis_r",
+        "mean final validation loss",
+        "better than the constant LR at the same lr on test loss",
+    ),
+}
+
+
 def _heatmap_figure(
     panels: Sequence[HeatmapPanel],
     row_labels: Sequence[str],
     column_labels: Sequence[str],
     title: str,
     axis_names: tuple[str, str] = ("step_size", "gamma"),
+    metric: str = "accuracy",
 ) -> Figure:
+    if metric not in _HEATMAP_UNITS:
+        raise ValueError(f"metric must be 'accuracy' or 'loss', got {metric!r}")
+    units = _HEATMAP_UNITS[metric]
     if not panels:
         raise ValueError("plot_heatmap needs at least one panel")
     shape = (len(row_labels), len(column_labels))
     for panel in panels:
         if panel.values.shape != shape:
             raise ValueError(f"panel lr {panel.lr:g} has shape {panel.values.shape}, labels say {shape}")
-    norm = _shared_norm(panels)
-    cmap = colormaps["viridis"].with_extremes(bad="0.85")
+    norm = _shared_norm(panels, units.scale)
+    cmap = colormaps[units.cmap].with_extremes(bad="0.85")
     panel_width = max(2.1, 0.8 * shape[1] + 0.4)
     width = 1.0 + len(panels) * panel_width + 1.6
     tested = any(v != VERDICTS[3] for p in panels for v in p.verdicts.flat)
     legend = (
-        "outlined: better than the constant LR at the same lr (paired over seeds, Holm-adjusted)"
+        f"outlined: {units.better} (paired over seeds, Holm-adjusted)"
         if tested
         else "one seed per config: no test, so no cell is outlined"
     )
@@ -527,40 +596,44 @@ def _heatmap_figure(
     grid_height = max(1.9, 0.5 * shape[0] + 0.6)
     fig, axes = _canvas(width, grid_height + 0.25 * heading.count("\n") + 1.6, len(panels))
     for ax, panel in zip(axes, panels):
-        ax.imshow(np.ma.masked_invalid(panel.values * 100), cmap=cmap, norm=norm, aspect="auto")
-        _label_cells(ax, panel, cmap, norm)
+        ax.imshow(np.ma.masked_invalid(panel.values * units.scale), cmap=cmap, norm=norm, aspect="auto")
+        _label_cells(ax, panel, cmap, norm, units)
         ax.set_gid("heatmap-panel")
         ax.set_xticks(range(shape[1]), list(column_labels))
         ax.set_yticks(range(shape[0]), list(row_labels))
         ax.set_xlabel(axis_names[1])
-        baseline = "n/a" if np.isnan(panel.baseline) else f"{panel.baseline * 100:.1f}%"
-        ax.set_title(f"lr {panel.lr:g}\nconstant LR: {baseline}", fontsize=9)
+        ax.set_title(f"lr {panel.lr:g}\nconstant LR: {units.baseline(panel.baseline)}", fontsize=9)
     axes[0].set_ylabel(axis_names[0])
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), fraction=0.08, aspect=12)
     bar.ax.yaxis.set_ticks_position("left")
     bar.ax.yaxis.set_label_position("left")
-    bar.set_label("mean final test acc. (%)", fontsize=8)
+    bar.set_label(units.bar, fontsize=8)
     bar.ax.tick_params(labelsize=7)
-    _mark_baselines(bar.ax, panels, grid_height)
+    _mark_baselines(bar.ax, panels, grid_height, units.scale)
     fig.suptitle(heading, fontsize=9)
     return fig
 
 
-def _shared_norm(panels: Sequence[HeatmapPanel]) -> Normalize:
-    """One colour scale for every panel, wide enough for every value and every baseline (in percent)."""
-    found = np.concatenate([p.values.ravel() for p in panels] + [np.array([p.baseline for p in panels])]) * 100
+def _shared_norm(panels: Sequence[HeatmapPanel], scale: float = 100.0) -> Normalize:
+    """One colour scale for every panel, wide enough for every value and every baseline (in percent; losses, with
+    ``scale`` 1, as they are)."""
+    found = np.concatenate([p.values.ravel() for p in panels] + [np.array([p.baseline for p in panels])]) * scale
     found = found[np.isfinite(found)]
-    low, high = (float(found.min()), float(found.max())) if found.size else (0.0, 100.0)
-    pad = max(0.5, 0.02 * (high - low))  # keeps extremes, and a baseline at the edge, inside the bar
+    low, high = (float(found.min()), float(found.max())) if found.size else (0.0, scale)
+    # Keeps extremes, and a baseline at the edge, inside the bar; a loss has no natural unit to pad by.
+    if scale == 100:
+        pad = max(0.5, 0.02 * (high - low))
+    else:
+        pad = 0.02 * (high - low) if high > low else max(0.05 * abs(high), 1e-12)
     return Normalize(vmin=low - pad, vmax=high + pad)
 
 
-def _mark_baselines(bar: Axes, panels: Sequence[HeatmapPanel], height: float) -> None:
+def _mark_baselines(bar: Axes, panels: Sequence[HeatmapPanel], height: float, scale: float = 100.0) -> None:
     """A line on the colour bar at each panel's constant-LR accuracy, labelled on its right; baselines closer
     than a line of text share one label, so no two labels overlap."""
-    marked = sorted((p.baseline * 100, p.lr) for p in panels if not np.isnan(p.baseline))
+    marked = sorted((p.baseline * scale, p.lr) for p in panels if not np.isnan(p.baseline))
     low, high = bar.get_ylim()
-    gap = 7 * 1.5 / 72 / height * (high - low)  # one 7 pt line of text, in percent
+    gap = 7 * 1.5 / 72 / height * (high - low)  # one 7 pt line of text, in the bar's units
     groups: list[list[tuple[float, float]]] = []
     for value, lr in marked:
         bar.axhline(
@@ -576,18 +649,18 @@ def _mark_baselines(bar: Axes, panels: Sequence[HeatmapPanel], height: float) ->
         bar.text(1.15, group[0][0], text, va="center", fontsize=7, transform=bar.get_yaxis_transform())
 
 
-def _label_cells(ax: Axes, panel: HeatmapPanel, cmap: Any, norm: Normalize) -> None:
+def _label_cells(ax: Axes, panel: HeatmapPanel, cmap: Any, norm: Normalize, units: _Units) -> None:
     for (r, c), value in np.ndenumerate(panel.values):
         if np.isnan(value):
             ax.text(c, r, "n/a", ha="center", va="center", fontsize=8, color="0.3")
             continue
-        red, green, blue, _ = cmap(norm(value * 100))
+        red, green, blue, _ = cmap(norm(value * units.scale))
         dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
         better = panel.verdicts[r, c] == "better"
         ax.text(
             c,
             r,
-            f"{value * 100:.1f}",
+            units.cell(value),
             ha="center",
             va="center",
             fontsize=8,

@@ -6,6 +6,12 @@ it (paragraphs, table, verdicts, notes, figures, plans, settings), not in how it
 ``write_*_outputs`` take a result object (:mod:`steplr.experiments.results`) and write a command's files; the CLI
 only calls them and prints the lines they return.
 
+A comparison judged on loss (a regression: :attr:`steplr.experiments.results.PairedResult.metric` is ``"loss"``)
+is shown in its own words: the tables show validation and test loss (4 significant digits, not percents) and the
+paired difference of test loss (negative = lower = better), the sentences and the choice on validation speak of
+loss (the lowest validation loss is chosen), summary.json says ``"metric": "loss"``, and the explanation under the
+table states the rule for diverged seeds. Everything a classification writes is as it was.
+
 Imports no torch; matplotlib (through :mod:`steplr.experiments.plots`) only when a figure is drawn.
 """
 
@@ -27,7 +33,6 @@ from steplr._files import atomic_write_text
 from steplr.errors import SteplrValueError
 from steplr.experiments.paired import NO_TEST
 from steplr.experiments.results import (
-    COMPARE_COLUMNS,
     OPTUNA_COLUMNS,
     Comparison,
     Confirmation,
@@ -49,6 +54,7 @@ __all__ = [
     "chosen_on_validation",
     "text_table",
     "percent",
+    "loss_value",
     "difference",
     "p_value",
     "seeds_phrase",
@@ -65,6 +71,7 @@ __all__ = [
     "write_optuna_nothing",
     "CHOSEN_ON",
     "STATISTICS",
+    "LOSS_STATISTICS",
     "TRIAL_TEST_INFO",
 ]
 
@@ -78,6 +85,9 @@ _GRID_HEADER = (  # after the swept parameters' names
     "verdict",
     "diverged",
 )
+# Judged on loss: the same places, holding losses.
+_LOSS_COLUMNS = ("schedule", "val loss", "test loss", "vs constant LR (95% CI)", "p (Holm)", "verdict", "diverged")
+_LOSS_GRID_HEADER = ("lr", *_LOSS_COLUMNS[1:])
 
 CHOSEN_ON = (
     "Choices (the best schedule or config) are made on the validation split held out of the training set; "
@@ -90,6 +100,17 @@ STATISTICS = (
     "otherwise no detectable difference. The interval is that comparison's alone, unadjusted: an "
     "interval that excludes 0 can still be no detectable difference once the other comparisons are "
     "accounted for. A diverged seed counts as 0 accuracy."
+)
+LOSS_STATISTICS = (
+    "Judged on loss (lower is better; the runs measure no accuracy). vs constant LR: mean over seeds of the "
+    "paired difference in final test loss, schedule minus constant LR (negative: lower than the constant LR), "
+    "with its 95% confidence interval (paired t); p (Holm): the paired t-test's p-value adjusted for the number "
+    "of comparisons in this report (Holm); verdict: better when the adjusted p is below 0.05 and the difference "
+    "is negative, worse when it is positive, otherwise no detectable difference. The interval is that "
+    "comparison's alone, unadjusted. A diverged seed (loss NaN or infinite) has no loss: it is left out of the "
+    "means, and a seed on which either side diverged is left out of the paired test; since leaving it out can "
+    "only flatter the schedule, a schedule with a diverged seed is never called better (and is chosen on "
+    "validation only when every one has one)."
 )
 TRIAL_TEST_INFO = (
     "The test accuracy of each trial (trials.csv, column test_acc_info) is shown for information; "
@@ -116,6 +137,26 @@ def difference(diff: float | None, low: float | None, high: float | None) -> str
     return f"{diff:+.2f} pts [{low:+.2f}, {high:+.2f}]"
 
 
+def loss_value(value: float | None, sd: float | None = None) -> str:
+    """A loss to 4 significant digits, ``"0.1235"`` (``"0.1235 ± 0.01200"`` with an sd); ``-`` for a missing value.
+
+    >>> loss_value(0.123456, 0.012)
+    '0.1235 ± 0.012'
+    """
+    if value is None or value != value:
+        return "-"
+    return f"{value:.4g}" + ("" if sd is None or sd != sd else f" ± {sd:.4g}")
+
+
+def _loss_difference(diff: float | None, low: float | None, high: float | None) -> str:
+    """A paired difference of losses with its interval: ``"-0.01234 [-0.02, -0.004567]"``."""
+    if diff is None:
+        return "-"
+    if low is None or high is None:
+        return f"{diff:+.4g}"
+    return f"{diff:+.4g} [{low:+.4g}, {high:+.4g}]"
+
+
 def p_value(p: float | None) -> str:
     return "-" if p is None else f"{p:.2g}"
 
@@ -133,27 +174,46 @@ def verdict_sentence(
     p_adjusted: float | None,
     verdict: str,
     compared: int,
+    metric: str = "accuracy",
 ) -> str:
-    """One sentence on a candidate against the constant LR that claims no more than its verdict word."""
+    """One sentence on a candidate against the constant LR that claims no more than its verdict word; ``metric``
+    ``"loss"`` words it for a difference of test loss."""
     if diff is None:
-        return f"{label}: no comparison"
-    if p_adjusted is None:
-        return f"{label}: {verdict} ({diff:+.2f} points of test accuracy against a constant LR on one seed)"
+        return f"{label}: no comparison" + (" (no seed on which both finished)" if metric == "loss" else "")
+    loss = metric == "loss"
+    amount = f"{diff:+.4g} test loss" if loss else f"{diff:+.2f} points of test accuracy"
+    if p_adjusted is None or low is None or high is None:
+        return f"{label}: {verdict} ({amount} against a constant LR on one seed)"
     relation = {"better": "better than", "worse": "worse than"}.get(verdict, "no detectable difference from")
+    interval = f"[{low:+.4g}, {high:+.4g}]" if loss else f"[{low:+.2f}, {high:+.2f}]"
     return (
-        f"{label}: {relation} a constant LR ({diff:+.2f} points of test accuracy, 95% CI [{low:+.2f}, "
-        f"{high:+.2f}], p = {p_adjusted:.2g} after Holm's adjustment for {compared} comparison"
-        f"{'s' if compared != 1 else ''})"
+        f"{label}: {relation} a constant LR ({amount}, 95% CI {interval}, p = {p_adjusted:.2g} after Holm's "
+        f"adjustment for {compared} comparison{'s' if compared != 1 else ''})"
     )
 
 
 def _sentence(label: str, row: PairedResult, compared: int) -> str:
     return verdict_sentence(
-        label, row.diff_mean, row.diff_ci_low, row.diff_ci_high, row.p_adjusted, row.verdict, compared
+        label, row.diff_mean, row.diff_ci_low, row.diff_ci_high, row.p_adjusted, row.verdict, compared, row.metric
     )
 
 
+def _is_loss(rows: Sequence[PairedResult]) -> bool:
+    """Whether these rows (one comparison's) are judged on loss."""
+    return bool(rows) and rows[0].metric == "loss"
+
+
 def _cells(row: PairedResult) -> list[str]:
+    if row.metric == "loss":
+        return [
+            row.schedule,
+            loss_value(row.val_loss_mean),
+            loss_value(row.test_loss_mean, row.test_loss_sd),
+            _loss_difference(row.diff_mean, row.diff_ci_low, row.diff_ci_high),
+            p_value(row.p_adjusted),
+            row.verdict,
+            str(row.diverged) if row.diverged else "",
+        ]
     return [
         row.schedule,
         percent(row.val_acc_mean),
@@ -167,7 +227,7 @@ def _cells(row: PairedResult) -> list[str]:
 
 def summary_table(rows: Sequence[PairedResult]) -> str:
     """The summary as aligned plain text (what ``steplr compare`` prints)."""
-    return text_table(_COLUMNS, [_cells(row) for row in rows])
+    return text_table(_LOSS_COLUMNS if _is_loss(rows) else _COLUMNS, [_cells(row) for row in rows])
 
 
 def verdicts(rows: Sequence[PairedResult]) -> list[str]:
@@ -177,7 +237,10 @@ def verdicts(rows: Sequence[PairedResult]) -> list[str]:
 
 
 def chosen_on_validation(rows: Sequence[PairedResult]) -> str:
-    """Which schedule the validation split picks, and its test accuracy."""
+    """Which schedule the validation split picks, and its test accuracy (or, judged on loss, the lowest validation
+    loss and its test loss; a schedule with a diverged seed only when every one has one)."""
+    if _is_loss(rows):
+        return _chosen_on_validation_loss(rows)
     if all(r.val_acc_mean != r.val_acc_mean for r in rows):
         return "No validation split: nothing is chosen."
     ranked = [r for r in rows if r.val_acc_mean == r.val_acc_mean and r.diverged < r.seeds]
@@ -187,6 +250,21 @@ def chosen_on_validation(rows: Sequence[PairedResult]) -> str:
     return (
         f"Chosen on validation: {best.schedule} (mean final validation accuracy {percent(best.val_acc_mean)}); "
         f"its test accuracy: {percent(best.test_acc_mean, best.test_acc_sd)}."
+    )
+
+
+def _chosen_on_validation_loss(rows: Sequence[PairedResult]) -> str:
+    measured = [r for r in rows if r.val_loss_mean == r.val_loss_mean]
+    if not measured:
+        if all(r.diverged == r.seeds for r in rows):
+            return "Every schedule diverged on every seed: nothing is chosen."
+        return "No validation split: nothing is chosen."
+    steady = [r for r in measured if not r.diverged]
+    best = min(steady or measured, key=lambda r: r.val_loss_mean)
+    caveat = "" if steady else " (every schedule diverged on some seed; this one on " + f"{best.diverged})"
+    return (
+        f"Chosen on validation: {best.schedule} (lowest mean final validation loss {loss_value(best.val_loss_mean)})"
+        f"{caveat}; its test loss: {loss_value(best.test_loss_mean, best.test_loss_sd)}."
     )
 
 
@@ -299,24 +377,28 @@ def _plan(heading: str, lines: Sequence[str], level: int = 2) -> Section:
     return Section(heading, "\n".join(lines), level)
 
 
-def _sweep_explanation(*extra: str, statistics: bool = True) -> str:
-    return " ".join(e for e in (CHOSEN_ON, *extra, STATISTICS if statistics else "") if e)
+def _sweep_explanation(*extra: str, statistics: bool = True, metric: str = "accuracy") -> str:
+    words = (LOSS_STATISTICS if metric == "loss" else STATISTICS) if statistics else ""
+    return " ".join(e for e in (CHOSEN_ON, *extra, words) if e)
 
 
 # --------------------------------------------------------------------------------------------- compare
 
 
-def _write_summary_files(folder: Path, rows: Sequence[dict[str, Any]], notes: Sequence[str]) -> None:
-    """summary.csv (a list as its items joined by spaces) and summary.json (non-finite numbers as null)."""
+def _write_summary_files(
+    folder: Path, rows: Sequence[dict[str, Any]], notes: Sequence[str], metric: str = "accuracy"
+) -> None:
+    """summary.csv (a list as its items joined by spaces) and summary.json (non-finite numbers as null; judged on
+    loss, it starts with ``"metric": "loss"``)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
     for row in rows:
         writer.writerow({k: " ".join(map(str, v)) if isinstance(v, list) else v for k, v in row.items()})
     atomic_write_text(folder / "summary.csv", buffer.getvalue())
-    atomic_write_text(
-        folder / "summary.json", json.dumps({"rows": [jsonable(r) for r in rows], "notes": list(notes)}, indent=1)
-    )
+    summary: dict[str, Any] = {"metric": "loss"} if metric == "loss" else {}
+    summary.update(rows=[jsonable(r) for r in rows], notes=list(notes))
+    atomic_write_text(folder / "summary.json", json.dumps(summary, indent=1))
 
 
 def write_compare_outputs(
@@ -329,7 +411,8 @@ def write_compare_outputs(
     """Write ``compare``'s summary.csv, summary.json, config.json and report.html (summary table, verdicts,
     notes, ``figures``, each schedule's plan, the configs) into ``folder``; returns the summary rows."""
     rows = comparison.summary()
-    _write_summary_files(folder, [as_row(row, COMPARE_COLUMNS) for row in rows], notes)
+    metric = comparison.judged_on
+    _write_summary_files(folder, [as_row(row, comparison.columns) for row in rows], notes, metric)
     configs = {name: config.as_dict() for name, config in comparison.configs.items()}
     atomic_write_text(
         folder / "config.json",
@@ -346,11 +429,11 @@ def write_compare_outputs(
             f"steplr compare: {comparison.recipe}",
             [intro],
             chosen_on_validation(rows),
-            _COLUMNS,
+            _LOSS_COLUMNS if metric == "loss" else _COLUMNS,
             [_cells(row) for row in rows],
             verdicts(rows),
             notes,
-            STATISTICS,
+            LOSS_STATISTICS if metric == "loss" else STATISTICS,
             figures,
             [
                 Section("The plan of each schedule"),
@@ -414,7 +497,8 @@ def _heatmap_axes(grid: Mapping[str, Sequence[Any]]) -> tuple[list[str], dict[st
 
 
 def _heatmap(folder: Path, result: GridResult, summaries: Sequence[PairedResult]) -> dict[str, Path]:
-    """heatmap.png of mean final test accuracy, one panel per base LR (see :func:`_heatmap_axes`), if drawn."""
+    """heatmap.png of mean final test accuracy (judged on loss: validation loss, what the choice is made on), one
+    panel per base LR (see :func:`_heatmap_axes`), if drawn."""
     import numpy as np
 
     from steplr.experiments.plots import HeatmapPanel, plot_heatmap
@@ -423,6 +507,7 @@ def _heatmap(folder: Path, result: GridResult, summaries: Sequence[PairedResult]
     if found is None:
         return {}
     axes, fixed = found
+    loss = result.judged_on == "loss"
     labels = [[_shown(v) for v in result.grid[name]] for name in axes]
     if len(axes) == 1:
         labels.insert(0, [""])
@@ -435,14 +520,17 @@ def _heatmap(folder: Path, result: GridResult, summaries: Sequence[PairedResult]
             if s.lr == lr:
                 cell = tuple(result.grid[name].index(s.params[name]) for name in axes)
                 cell = (0, *cell) if len(cell) == 1 else cell
-                values[cell], words[cell], baseline = s.test_acc_mean, s.verdict, s.baseline_test_acc_mean
+                if loss:
+                    values[cell], words[cell], baseline = s.val_loss_mean, s.verdict, s.baseline_val_loss_mean
+                else:
+                    values[cell], words[cell], baseline = s.test_acc_mean, s.verdict, s.baseline_test_acc_mean
         panels.append(HeatmapPanel(lr, values, words, np.nan if baseline is None else baseline))
     at = "".join(f" at {name} {_shown(value)}" for name, value in fixed.items())
     names = ("", axes[0]) if len(axes) == 1 else (axes[0], axes[1])
     title = f"{result.recipe}: {' x '.join(axes)}{at}, {len(result.seeds)} seeds"
     return {
-        "Mean final test accuracy": plot_heatmap(
-            panels, labels[0], labels[1], folder / "heatmap.png", title, axis_names=names
+        ("Mean final validation loss" if loss else "Mean final test accuracy"): plot_heatmap(
+            panels, labels[0], labels[1], folder / "heatmap.png", title, axis_names=names, metric=result.judged_on
         )
     }
 
@@ -475,7 +563,7 @@ def _grid_schedule(result: GridResult, row: PairedResult, steps_per_epoch: int) 
 
 
 def _grid_sentences(result: GridResult, summaries: Sequence[PairedResult]) -> list[str]:
-    best = summaries[0]  # the highest mean validation accuracy
+    best = summaries[0]  # the highest mean validation accuracy (judged on loss: the lowest validation loss)
     counts = {word: sum(s.verdict == word for s in summaries) for word in ("better", "worse")}
     tally = (
         f"{counts['better']} better, {counts['worse']} worse, the rest no detectable difference (Holm-adjusted "
@@ -524,10 +612,12 @@ def _write_grid_files(
     writer.writerows(result.rows)
     atomic_write_text(folder / "results.csv", buffer.getvalue())
     rows = [jsonable(as_row(s, result.columns)) for s in summaries]
-    atomic_write_text(
-        folder / "summary.json",
-        json.dumps({"rows": rows, "notes": list(notes), "chosen_on": "validation accuracy"}, indent=1),
-    )
+    if result.judged_on == "loss":
+        summary: dict[str, Any] = {"metric": "loss", "rows": rows, "notes": list(notes)}
+        summary["chosen_on"] = "validation loss (lowest; configs with a diverged seed last)"
+    else:
+        summary = {"rows": rows, "notes": list(notes), "chosen_on": "validation accuracy"}
+    atomic_write_text(folder / "summary.json", json.dumps(summary, indent=1))
     atomic_write_text(folder / "config.json", json.dumps(_grid_settings(result), indent=1))
 
 
@@ -540,7 +630,8 @@ def write_grid_outputs(
     notes = [*warnings, *result.notes()]
     _write_grid_files(folder, result, summaries, notes)
     figures = _grid_figures(folder, result, summaries, steps_per_epoch)
-    header = (*result.grid, *_GRID_HEADER)
+    metric = result.judged_on
+    header = (*result.grid, *(_LOSS_GRID_HEADER if metric == "loss" else _GRID_HEADER))
     rows = [(*(_shown(s.params[name]) for name in result.grid), f"{s.lr:g}", *_cells(s)[1:]) for s in summaries]
     plan = _grid_plan(result, summaries[0], steps_per_epoch)
     sentences = _grid_sentences(result, summaries)
@@ -548,7 +639,7 @@ def write_grid_outputs(
         f"{len(summaries)} {_kind_words(result.schedule)} configs x {len(result.seeds)} seeds, trained in batches "
         f"with a constant LR on the same seeds; validation split {result.base.validation:.3g} of the training set."
     ]
-    if "Mean final test accuracy" not in figures:
+    if _heatmap_axes(result.grid) is None:
         intro.append(
             f"{len(result.grid)} parameters vary ({', '.join(result.grid)}), so there is no heatmap (one of "
             "two would hide the others): the table lists every config."
@@ -563,7 +654,7 @@ def write_grid_outputs(
             rows,
             sentences,
             notes,
-            _sweep_explanation(),
+            _sweep_explanation(metric=metric),
             figures,
             [_plan("The plan of the config chosen on validation", plan), _settings("Settings", _grid_settings(result))],
         ),
