@@ -356,8 +356,12 @@ RECIPES_HELP = "qwerty, digits, mnist or fashion-mnist"
 DURATIONS = "durations count epochs: 5 or 5ep is 5 epochs, 115it is 115 iterations (scheduler steps)"
 
 
-def add_recipe_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", help=RECIPES_HELP)
+def add_recipe_argument(parser: argparse.ArgumentParser, optional: bool = False) -> None:
+    """The recipe positional; ``optional``: it may be left out (``--model`` and ``--data`` stand in for it)."""
+    if optional:
+        parser.add_argument("recipe", nargs="?", default=None, help=f"{RECIPES_HELP}; or leave out and give --model")
+    else:
+        parser.add_argument("recipe", help=RECIPES_HELP)
 
 
 def add_out_option(parser: argparse.ArgumentParser, default: str) -> None:

@@ -18,19 +18,23 @@ from steplr.cli.args import (
 )
 from steplr.cli.runs import (
     add_run_options,
+    add_trainer_options,
     batches,
     check_out,
     check_work,
     claim_out,
+    engine_note,
     figures,
     given_settings,
     load_data,
+    memory_budget,
     out_path,
     plan_lines,
     print_warnings,
     progress,
     recipe_default,
 )
+from steplr.cli.user import add_model_options, check_model_flags
 from steplr.schedules.registry import KINDS, Param, RunShape, compared, lookup
 from steplr.schedules.spec import SETTINGS
 
@@ -59,10 +63,13 @@ def add_compare_command(commands: Any) -> None:
     )
     add_run_options(
         parser,
-        "runs/RECIPE-compare",
+        "runs/RECIPE-compare, or runs/FUNCTION-compare for --model",
         "replace a non-empty --out folder (the old run stays until the new one replaces it)",
         _compare_default,
+        optional_recipe=True,
     )
+    add_model_options(parser)
+    add_trainer_options(parser, "--engine")
     parser.add_argument(
         "--schedules",
         type=name_list,
@@ -100,10 +107,11 @@ def _check_settings(args: argparse.Namespace, schedules: list[str]) -> None:
         )
 
 
-def _print_plans(args: argparse.Namespace, base: Any, plans: dict[str, list[str]], out_stream: TextIO) -> None:
+def _print_plans(
+    label: str, args: argparse.Namespace, base: Any, plans: dict[str, list[str]], out_stream: TextIO
+) -> None:
     out_stream.write(
-        f"{args.recipe}: {len(plans)} schedules x {args.seeds} seeds, validation "
-        f"{base.validation:.3g} of the training set\n"
+        f"{label}: {len(plans)} schedules x {args.seeds} seeds, validation {base.validation:.3g} of the training set\n"
     )
     for plan in plans.values():
         totals = [line for line in plan if " decay" in line and "; final lr " in line]
@@ -113,12 +121,19 @@ def _print_plans(args: argparse.Namespace, base: Any, plans: dict[str, list[str]
 def cmd_compare(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> int:
     import torch
 
-    from steplr.experiments.compare import BASELINE, DEFAULT_VALIDATION, compare, compare_config, recipe_config
+    torch.set_num_threads(1)
+    if check_model_flags(args):
+        return _cmd_compare_user(args, out_stream, err)
+    return _cmd_compare_recipe(args, out_stream, err)
+
+
+def _cmd_compare_recipe(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> int:
+    from steplr.experiments.compare import BASELINE, DEFAULT_VALIDATION, compare_config, recipe_config, train_comparison
     from steplr.experiments.grid import MAX_BATCH
     from steplr.experiments.report import compare_lines, write_compare_outputs
+    from steplr.training.engines import choose_engine
     from steplr.training.train import replace_folder
 
-    torch.set_num_threads(1)
     names = _schedules(args, BASELINE)
     out = out_path(args, f"runs/{args.recipe}-compare")
     check_out(out, args.force)
@@ -128,22 +143,28 @@ def cmd_compare(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> in
     base = recipe_config(args.recipe, **{k: v for k, v in given.items() if k not in SETTINGS})
     data = load_data(base.dataset, args)
     per_epoch = batches(data, base)
-    check_work(f"compare {args.recipe}", len(names) * args.seeds, base, data, per_epoch, args.max_memory)
+    budget = memory_budget(args)
+    check_work(f"compare {args.recipe}", len(names) * args.seeds, base, data, per_epoch, budget)
     configs = {name: compare_config(base, name, chosen, per_epoch) for name in names}
     plans = {name: plan_lines(config, per_epoch) for name, config in configs.items()}  # validates every schedule
+    engine, reason = choose_engine(list(configs.values()), data, engine=args.trainer, device=args.device)
     plan_warnings = [w for name in names for w in print_warnings(name, plans[name], err)]
+    engine_note(engine, reason, args.trainer, err)
     with claim_out(out, force=args.force) as claim:
         folder = claim.folder
-        _print_plans(args, base, plans, out_stream)
-        bar = progress(base.epochs)
-        result = compare(
+        _print_plans(args.recipe, args, base, plans, out_stream)
+        bar = progress(len(names) * args.seeds * base.epochs)
+        result = train_comparison(
             args.recipe,
+            base,
+            configs,
             data,
-            names,
             list(range(args.seeds)),
-            given,
-            on_epoch=(lambda _: bar.update()) if bar is not None else None,
+            engine=args.trainer,
+            device=args.device,
+            max_memory=budget,
             max_batch=MAX_BATCH,
+            on_epoch=(lambda records: bar.update(len(records))) if bar is not None else None,
         )
         if bar is not None:
             bar.close()
@@ -153,5 +174,57 @@ def cmd_compare(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> in
         replace_folder(folder, out)
     # The plan warnings went to stderr before training.
     out_stream.write("\n".join(compare_lines(rows, notes[len(plan_warnings) :])) + "\n")
+    out_stream.write(f"report: {out / 'report.html'}\n")
+    return 0
+
+
+def _cmd_compare_user(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> int:
+    """``compare --model SPEC --data SPEC``: the user's file imported once, the data loaded once, every setting
+    checked (one trial batch through the model) before the folder is touched."""
+    from steplr.cli.user import UserCode, user_errors
+    from steplr.experiments.report import compare_lines
+    from steplr.experiments.user import USER_DEFAULTS, prepare_compare, run_compare
+    from steplr.training.train import replace_folder
+
+    code = UserCode()
+    build = code.function(args.model, "--model")
+    loss = args.loss or "cross_entropy"
+    data = code.load_data(args.data, loss)
+    out = out_path(args, f"runs/{build.__name__}-compare")
+    check_out(out, args.force)
+    names = [s for s in args.schedules if s != "none"]
+    _schedules(args, "none")
+    _check_settings(args, ["none", *names])
+    given = given_settings(args)
+    with user_errors(args):
+        prepared = prepare_compare(
+            model=build,
+            data=data,
+            schedules=["none", *names],
+            seeds=args.seeds,
+            **{k: given.get(k, v) for k, v in USER_DEFAULTS.items()},
+            loss=loss,
+            engine=args.trainer,
+            device=args.device,
+            max_memory=memory_budget(args),
+            data_label=args.data,
+            schedule_settings={k: v for k, v in given.items() if k in SETTINGS},
+        )
+    for label, lines in prepared.plans.items():
+        print_warnings(label, lines, err)
+    engine_note(prepared.engine, prepared.engine_reason, args.trainer, err)
+    with claim_out(out, force=args.force) as claim:
+        folder = claim.folder
+        _print_plans(prepared.setup.base.model, args, prepared.setup.base, prepared.plans, out_stream)
+        bar = progress(prepared.models * prepared.setup.base.epochs)
+        result = run_compare(
+            prepared, (lambda records: bar.update(len(records))) if bar is not None else None, out=folder
+        )
+        if bar is not None:
+            bar.close()
+    if folder != out:
+        replace_folder(folder, out)
+    rows = result.comparison.summary()
+    out_stream.write("\n".join(compare_lines(rows, result.notes[len(prepared.warnings) :])) + "\n")
     out_stream.write(f"report: {out / 'report.html'}\n")
     return 0

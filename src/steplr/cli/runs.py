@@ -28,7 +28,6 @@ from steplr.cli.args import (
     add_warmup_options,
     positive_int,
 )
-from steplr.schedules.explain import explain, format_plan
 from steplr.schedules.registry import Param
 from steplr.schedules.spec import SETTINGS
 
@@ -52,11 +51,31 @@ __all__ = [
     "describe",
     "figures",
     "progress",
+    "ENGINES",
+    "add_optimizer_options",
+    "add_interval_option",
+    "add_trainer_options",
+    "memory_budget",
+    "engine_note",
 ]
 
 RunUsageError = UsageError  # the name other modules used before the CLI shared one error type
 
-FIELDS = ("optimizer", "lr", "batch_size", "epochs", "interval", "seed", "validation")  # TrainConfig's, not schedule's
+# TrainConfig's fields, not the schedule's
+FIELDS = (
+    "optimizer",
+    "lr",
+    "batch_size",
+    "epochs",
+    "interval",
+    "seed",
+    "validation",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "loss",
+)
+ENGINES = ("auto", "batched", "sequential")  # steplr.training.engines.ENGINES (a test keeps them equal)
 RECIPE_DEFAULT = "(default: the recipe's value)"
 
 
@@ -75,23 +94,24 @@ def recipe_default(param: Param, readers: list[str]) -> str:
 
 
 def add_run_options(
-    parser: argparse.ArgumentParser, out: str, force: str, default_note: Callable[[Param, list[str]], str]
+    parser: argparse.ArgumentParser,
+    out: str,
+    force: str,
+    default_note: Callable[[Param, list[str]], str],
+    *,
+    optional_recipe: bool = False,
 ) -> None:
-    """The recipe, its folders, and every run setting train and compare can override (None when not given)."""
-    add_recipe_argument(parser)
+    """The recipe, its folders, and every run setting train and compare can override (None when not given).
+    ``optional_recipe``: the recipe may be left out (``--model`` stands in for it)."""
+    add_recipe_argument(parser, optional=optional_recipe)
     add_out_option(parser, out)
     add_data_options(parser)
     add_force_option(parser, force)
-    parser.add_argument("--optimizer", choices=("sgd", "adam"), default=None, help=f"optimizer {RECIPE_DEFAULT}")
+    add_optimizer_options(parser, RECIPE_DEFAULT)
     parser.add_argument("--lr", type=float, default=None, help=f"initial learning rate {RECIPE_DEFAULT}")
     parser.add_argument("--batch-size", type=positive_int, default=None, help=f"examples per batch {RECIPE_DEFAULT}")
     parser.add_argument("--epochs", type=positive_int, default=None, help=f"length of the run {RECIPE_DEFAULT}")
-    parser.add_argument(
-        "--interval",
-        choices=("iteration", "epoch"),
-        default=None,
-        help=f"step the scheduler per iteration or per epoch {RECIPE_DEFAULT}",
-    )
+    add_interval_option(parser, RECIPE_DEFAULT)
     add_schedule_flags(parser, closed_forms=False, lists=False, default_note=default_note)
     add_warmup_options(
         parser,
@@ -99,6 +119,55 @@ def add_run_options(
         None,
         "the warm-up starts at this x lr (default: 0.1)",
     )
+
+
+def add_optimizer_options(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--optimizer`` and SGD's and the decays' settings (None when not given)."""
+    parser.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default=None, help=f"optimizer {default}")
+    parser.add_argument(
+        "--momentum", type=float, default=None, help="SGD's momentum, in [0, 1) (default: the recipe's, else 0)"
+    )
+    parser.add_argument(
+        "--nesterov", action="store_true", default=None, help="SGD's Nesterov momentum (needs --momentum > 0)"
+    )
+    parser.add_argument(
+        "--weight-decay",
+        type=float,
+        default=None,
+        help="L2 penalty (sgd, adam) or decoupled weight decay (adamw) (default: the recipe's, else 0)",
+    )
+
+
+def add_interval_option(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--interval",
+        choices=("iteration", "epoch"),
+        default=None,
+        help=f"step the scheduler per iteration or per epoch {default}",
+    )
+
+
+def add_trainer_options(parser: argparse.ArgumentParser, engine_flag: str | None) -> None:
+    """``--loss``, ``--device`` and (when ``engine_flag``) the flag choosing the engine that trains the models."""
+    parser.add_argument(
+        "--loss",
+        choices=("cross_entropy", "mse"),
+        default=None,
+        help="with --model: the loss (default: cross_entropy; mse for a regression's float targets); recipes "
+        "train with cross_entropy",
+    )
+    parser.add_argument(
+        "--device", default=None, help="where to train, a torch device such as cpu or cuda:0 (default: cpu)"
+    )
+    if engine_flag is not None:
+        parser.add_argument(
+            engine_flag,
+            dest="trainer",
+            choices=ENGINES,
+            default="auto",
+            help="what trains the models: batched (many models at once), sequential (one after another), or auto "
+            "(batched where it can; otherwise sequential, saying why on stderr)",
+        )
 
 
 def given_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -217,8 +286,18 @@ def batches(data: Any, config: Any) -> int:
     return int(-(-split_validation(data, config.validation).x_train.shape[0] // config.batch_size))
 
 
+def memory_budget(args: argparse.Namespace) -> int | None:
+    """``--max-memory``, else half the memory available (None where the system does not say)."""
+    from steplr.training import budget as limits
+
+    return args.max_memory if args.max_memory is not None else limits.default_budget()
+
+
 def check_work(what: str, models: int, config: Any, data: Any, batches: int, budget: int | None) -> None:
-    """Refuse a command's work before anything is allocated: iterations per run, models, estimated memory."""
+    """Refuse a command's work before anything is allocated: iterations per run, models, estimated memory. Where
+    the engines split the models to fit the budget (``max_memory`` of ``train_many``), only one model's state must
+    fit beside every model's history; otherwise all the models trained together."""
+    from steplr.experiments.compare import takes_max_memory
     from steplr.experiments.grid import MAX_BATCH
     from steplr.training import budget as limits
     from steplr.training.models import build_model
@@ -230,7 +309,7 @@ def check_work(what: str, models: int, config: Any, data: Any, batches: int, bud
         models=models,
         iterations=config.epochs * batches,
         steps=config.epochs * config.steps_per_epoch(batches),
-        together=min(models, MAX_BATCH),
+        together=1 if takes_max_memory() else min(models, MAX_BATCH),
         parameters=int(parameters),
         data_bytes=data_bytes,
     )
@@ -247,14 +326,9 @@ def print_warnings(label: str, lines: list[str], err: TextIO) -> list[str]:
 
 def plan_lines(config: Any, batches: int) -> list[str]:
     """The explain plan of a run config (validates its schedule); a reactive schedule's rule in words."""
-    if config.schedule.reactive:
-        factor, patience = config.plateau()
-        watched = "validation" if config.validation else "training"
-        return [
-            f"{describe(config)}, lr {config.lr:g}: x{factor:g} after {patience} epochs without a better {watched} loss"
-        ]
-    plan = explain(config.build_schedule(batches), config.lr, config.epochs, config.steps_per_epoch(batches))
-    return format_plan(f"{describe(config)}, lr {config.lr:g}, per {config.interval}", plan)
+    from steplr.experiments.compare import plan_lines as lines
+
+    return lines(config, batches)
 
 
 def describe(config: Any) -> str:
@@ -263,13 +337,15 @@ def describe(config: Any) -> str:
 
 
 def figures(out: Path, runs: dict[str, Any]) -> dict[str, Path]:
-    from steplr.experiments.plots import plot_run_lrs, plot_run_metric
+    from steplr.experiments.compare import compare_figures
 
-    return {
-        "Learning rate per iteration": plot_run_lrs(runs, out / "lr.png"),
-        "Loss": plot_run_metric(runs, "loss", out / "loss.png"),
-        "Accuracy": plot_run_metric(runs, "acc", out / "accuracy.png"),
-    }
+    return compare_figures(out, runs)
+
+
+def engine_note(engine: str, reason: str, asked: str, err: TextIO) -> None:
+    """One line on stderr when ``auto`` fell back to training one model after another, with the reason."""
+    if asked == "auto" and engine == "sequential":
+        err.write(f"steplr: note: training the models one after another: {reason}\n")
 
 
 def progress(total: int) -> Any:

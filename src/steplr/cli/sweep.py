@@ -30,21 +30,42 @@ from steplr.cli.args import (
     refuse_unread,
 )
 from steplr.cli.runs import (
+    ENGINES,
+    add_interval_option,
+    add_optimizer_options,
+    add_trainer_options,
     batches,
     check_out,
     check_work,
     claim_out,
+    engine_note,
+    given_settings,
     load_data,
+    memory_budget,
     out_path,
     print_warnings,
     progress,
 )
+from steplr.cli.user import add_model_options, check_model_flags
 from steplr.schedules.explain import format_plan
 from steplr.schedules.registry import lookup, names, params_by_name
 
 __all__ = ["add_sweep_command", "cmd_sweep", "GRID_DEFAULTS"]
 
-_GRID_ONLY: tuple[str, ...] = ()
+# Settings of the trained runs the grid reads; Optuna trains the recipe's.
+_GRID_ONLY: tuple[str, ...] = (
+    "model",
+    "data",
+    "optimizer",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "batch_size",
+    "interval",
+    "loss",
+    "device",
+)
+_USER_DEFAULT = "(default: the recipe's; for --model sgd, lr 0.01, batch 32, 10 epochs, per epoch)"
 _OPTUNA_ONLY = ("trials", "storage", "study", "workers", "report", "grace", "db_timeout")
 GRID_DEFAULTS = {"step_size": "1ep,2ep,5ep,10ep", "gamma": "0.1,0.3,0.5,0.7,0.9"}  # of --schedule step only
 _DEFAULT_KIND = "step"  # what both engines tune unless told; Optuna tunes nothing else
@@ -171,13 +192,19 @@ def add_sweep_command(commands: Any) -> None:
         description="Tune StepLR's step_size and gamma (the grid engine: any closed-form --schedule's parameters) "
         "against a constant LR: choose on validation, report on test. Durations are in epochs unless written Nit.",
     )
-    add_recipe_argument(sweep)
+    add_recipe_argument(sweep, optional=True)
     sweep.add_argument(
         "--engine",
-        choices=("grid", "optuna"),
+        choices=("grid", "optuna", *ENGINES),
         default="grid",
-        help="grid: every combination, trained as one batch; optuna: a TPE search",
+        help="grid: every combination, its models trained batched where an engine can (else one after another, "
+        "said on stderr); auto, batched, sequential: the grid, its models trained so; optuna: a TPE search",
     )
+    add_model_options(sweep)
+    add_optimizer_options(sweep, _USER_DEFAULT)
+    sweep.add_argument("--batch-size", type=positive_int, default=None, help=f"examples per batch {_USER_DEFAULT}")
+    add_interval_option(sweep, _USER_DEFAULT)
+    add_trainer_options(sweep, None)
     _add_spaces(sweep)
     _add_schedule_options(sweep)
     add_seeds_option(
@@ -250,6 +277,9 @@ def _plan_warnings(
 
 
 def cmd_sweep(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> int:
+    args.trainer = args.engine if args.engine in ENGINES else "auto"
+    if args.engine in ENGINES:
+        args.engine = "grid"
     _check_engine_flags(args)
     if args.engine == "optuna":
         import torch
@@ -264,27 +294,34 @@ def cmd_sweep(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> int:
 
 
 def _cmd_grid(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> int:
-    from steplr.experiments.compare import DEFAULT_VALIDATION, recipe_config
-    from steplr.experiments.grid import grid_points, grid_sweep
+    if check_model_flags(args):
+        return _cmd_grid_user(args, out_stream, err)
+    from steplr.experiments.compare import recipe_config
+    from steplr.experiments.grid import _grid_configs, grid_points, grid_sweep
     from steplr.experiments.report import write_grid_outputs
+    from steplr.training.engines import choose_engine
     from steplr.training.train import replace_folder
 
     grid, lrs = _grid_values(args)
     out = out_path(args, f"runs/{args.recipe}-sweep")
     check_out(out, args.force)
-    validation = DEFAULT_VALIDATION if args.validation is None else args.validation
-    if validation == 0:
-        raise UsageError("--validation 0 leaves nothing to choose the best config on: give a fraction such as 0.2")
-    base = recipe_config(args.recipe, epochs=args.epochs, validation=validation)
+    validation = _validation(args)
+    settings = {k: v for k, v in given_settings(args).items() if k in _RUN_FIELDS}
+    overrides = {**settings, "epochs": args.epochs, "validation": validation}
+    base = recipe_config(args.recipe, **overrides)
     for lr in lrs or []:
         recipe_config(args.recipe, lr=lr)  # names a bad lr before any work
     data = load_data(base.dataset, args)
     seeds = args.seeds or 3
     models = (len(grid_points(grid)) + 1) * len(lrs or [base.lr]) * seeds
     per_epoch = batches(data, base)
-    check_work(f"sweep {args.recipe}", models, base, data, per_epoch, args.max_memory)
+    budget = memory_budget(args)
+    check_work(f"sweep {args.recipe}", models, base, data, per_epoch, budget)
     spe = int(base.steps_per_epoch(per_epoch))
     warnings = _plan_warnings(base, args.schedule, grid, lrs or [base.lr], spe, err)
+    configs = _grid_configs(base, args.schedule, grid, lrs or [base.lr], list(range(seeds)))
+    engine, reason = choose_engine(configs, data, engine=args.trainer, device=args.device)
+    engine_note(engine, reason, args.trainer, err)
     with claim_out(out, force=args.force) as claim:
         folder = claim.folder
         bar = progress(models)
@@ -294,9 +331,12 @@ def _cmd_grid(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> int:
             grid=grid,
             seeds=list(range(seeds)),
             lrs=lrs,
-            overrides={"epochs": args.epochs, "validation": validation},
+            overrides=overrides,
             on_progress=bar.update if bar is not None else None,
             schedule=args.schedule,
+            engine=args.trainer,
+            device=args.device,
+            max_memory=budget,
         )
         if bar is not None:
             bar.close()
@@ -304,4 +344,62 @@ def _cmd_grid(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> int:
     if folder != out:
         replace_folder(folder, out)
     out_stream.write("\n".join(lines) + "\n")
+    return 0
+
+
+_RUN_FIELDS = ("optimizer", "momentum", "nesterov", "weight_decay", "batch_size", "interval")
+
+
+def _validation(args: argparse.Namespace) -> float:
+    from steplr.experiments.compare import DEFAULT_VALIDATION
+
+    validation = DEFAULT_VALIDATION if args.validation is None else args.validation
+    if validation == 0:
+        raise UsageError("--validation 0 leaves nothing to choose the best config on: give a fraction such as 0.2")
+    return float(validation)
+
+
+def _cmd_grid_user(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> int:
+    """``sweep --model SPEC --data SPEC``: the user's file imported once, the data loaded once, every setting
+    checked (one trial batch through the model) before the folder is touched."""
+    from steplr.cli.user import UserCode, user_errors
+    from steplr.experiments.user import USER_DEFAULTS, prepare_sweep, run_sweep
+    from steplr.training.train import replace_folder
+
+    grid, lrs = _grid_values(args)
+    code = UserCode()
+    build = code.function(args.model, "--model")
+    loss = args.loss or "cross_entropy"
+    data = code.load_data(args.data, loss)
+    out = out_path(args, f"runs/{build.__name__}-sweep")
+    check_out(out, args.force)
+    given = {**given_settings(args), "validation": _validation(args)}
+    settings = {k: given.get(k, v) for k, v in USER_DEFAULTS.items() if k != "lr"}
+    with user_errors(args):
+        prepared = prepare_sweep(
+            model=build,
+            data=data,
+            schedule=args.schedule,
+            grid=grid,
+            lr=lrs or USER_DEFAULTS["lr"],
+            seeds=args.seeds or 3,
+            **settings,
+            loss=loss,
+            engine=args.trainer,
+            device=args.device,
+            max_memory=memory_budget(args),
+            data_label=args.data,
+        )
+    for warning in prepared.warnings:
+        err.write(f"steplr: warning: {warning}\n")
+    engine_note(prepared.engine, prepared.engine_reason, args.trainer, err)
+    with claim_out(out, force=args.force) as claim:
+        folder = claim.folder
+        bar = progress(prepared.models)
+        result = run_sweep(prepared, bar.update if bar is not None else None, out=folder, shown=out)
+        if bar is not None:
+            bar.close()
+    if folder != out:
+        replace_folder(folder, out)
+    out_stream.write("\n".join(result.lines) + "\n")
     return 0

@@ -55,6 +55,13 @@ __all__ = [
     "check_task",
     "STEP_GRID",
     "DEFAULT_SEEDS",
+    "USER_DEFAULTS",
+    "prepare_compare",
+    "run_compare",
+    "prepare_sweep",
+    "run_sweep",
+    "PreparedCompare",
+    "PreparedSweep",
 ]
 
 STEP_GRID: dict[str, list[Any]] = {
@@ -62,6 +69,18 @@ STEP_GRID: dict[str, list[Any]] = {
     "gamma": [0.1, 0.3, 0.5, 0.7, 0.9],
 }  # sweep's default grid
 DEFAULT_SEEDS = {"compare": 5, "sweep": 3}
+# The settings of a user's runs unless given (the keyword defaults of compare and sweep; the CLI's with --model).
+USER_DEFAULTS: dict[str, Any] = {
+    "optimizer": "sgd",
+    "lr": 0.01,
+    "momentum": 0.0,
+    "nesterov": False,
+    "weight_decay": 0.0,
+    "batch_size": 32,
+    "epochs": 10,
+    "interval": "epoch",
+    "validation": DEFAULT_VALIDATION,
+}
 _NAMED_LOSSES = tuple(name for name in LOSSES if name != "custom")
 
 
@@ -499,9 +518,11 @@ def prepare_compare(
     max_memory: int | None = None,
     out: str | os.PathLike[str] | None = None,
     data_label: str = "data",
+    schedule_settings: Mapping[str, Any] | None = None,
 ) -> PreparedCompare:
     """Every check of :func:`compare`, and its configs and plans, without training (arguments as there;
-    ``data_label`` names the data in the configs)."""
+    ``data_label`` names the data in the configs; ``schedule_settings``, flat settings such as ``gamma`` or
+    ``warmup``, win over the fair defaults of schedules given by name, as ``steplr compare``'s flags do)."""
     settings = {
         "optimizer": optimizer,
         "lr": lr,
@@ -517,7 +538,7 @@ def prepare_compare(
     named = _schedules(schedules)
     batches = batches_per_epoch(setup.data, setup.base)
     configs = {
-        label: compare_config(setup.base, value, {}, batches)
+        label: compare_config(setup.base, value, dict(schedule_settings or {}), batches)
         if isinstance(value, str)
         else dataclasses.replace(setup.base, schedule=value)
         for label, value in named.items()
@@ -788,9 +809,13 @@ def prepare_sweep(
 
 
 def run_sweep(
-    prepared: PreparedSweep, progress: Callable[[int], None] | None = None, out: Path | None = None
+    prepared: PreparedSweep,
+    progress: Callable[[int], None] | None = None,
+    out: Path | None = None,
+    shown: Path | None = None,
 ) -> SweepResult:
-    """Train a prepared sweep; with ``out`` (or the prepared one), write its folder there."""
+    """Train a prepared sweep; with ``out`` (or the prepared one), write its folder there (``shown``: the folder
+    the printed lines name, when ``out`` is a staging folder that will replace it)."""
     from steplr.experiments.grid import grid_sweep
 
     setup = prepared.setup
@@ -815,7 +840,7 @@ def run_sweep(
         from steplr.experiments.report import write_grid_outputs
 
         folder.mkdir(parents=True, exist_ok=True)
-        lines = write_grid_outputs(folder, setup.out or folder, result, prepared.steps_per_epoch, prepared.warnings)
+        lines = write_grid_outputs(folder, shown or folder, result, prepared.steps_per_epoch, prepared.warnings)
     rows = [jsonable(as_row(row, result.columns)) for row in summaries]
     swept = SweepResult(
         rows=rows,
