@@ -331,7 +331,7 @@ def check_task(task: Task, data: UserData, config: TrainConfig) -> None:
     """
     from steplr.training.task import loss_function
 
-    name = task.name.rsplit(":", 1)[-1]
+    name = str(getattr(task.build, "__name__", task.name))
     with torch.random.fork_rng(devices=[]):
         try:
             built = task.build()
@@ -340,24 +340,32 @@ def check_task(task: Task, data: UserData, config: TrainConfig) -> None:
         module = check_model(built, name)
     loss = loss_function(config.loss, task)
     xb, yb = data.x_train[:2], data.y_train[:2]
-    try:
-        with torch.no_grad():
+    shape = tuple(xb.shape[1:])
+    with torch.no_grad():
+        try:
             outputs = module(xb)
+        except Exception as error:
+            raise SteplrValueError(
+                f"model: {name}() fails on 2 training examples of shape {shape}: {type(error).__name__}: {error}"
+            ) from None
+        if not isinstance(outputs, torch.Tensor):
+            raise SteplrTypeError(
+                f"model: {name}() makes a model whose output is {type(outputs).__name__}, not a tensor"
+            )
+        if data.classify and (outputs.dim() != 2 or outputs.shape[1] < data.num_classes):
+            raise SteplrValueError(
+                f"model: {name}() gives outputs of shape {tuple(outputs.shape)} for 2 examples; the labels need "
+                f"(2, C) with C >= {data.num_classes} classes"
+            )
+        try:
             value = loss(outputs, yb)
-    except Exception as error:
-        raise SteplrValueError(
-            f"model: {name}() fails on 2 training examples of shape {tuple(xb.shape[1:])} with loss "
-            f"{config.loss}: {type(error).__name__}: {error}"
-        ) from None
-    if not isinstance(outputs, torch.Tensor):
-        raise SteplrTypeError(f"model: {name}() returns a model whose output is {type(outputs).__name__}, not a tensor")
+        except Exception as error:
+            raise SteplrValueError(
+                f"model: the loss {config.loss} fails on {name}()'s outputs of shape {tuple(outputs.shape)} and "
+                f"targets of shape {tuple(yb.shape)}: {type(error).__name__}: {error}"
+            ) from None
     if not isinstance(value, torch.Tensor) or value.numel() != 1:
         raise SteplrTypeError(f"loss must return one number (a scalar tensor), got {value!r}")
-    if data.classify and (outputs.dim() != 2 or outputs.shape[1] < data.num_classes):
-        raise SteplrValueError(
-            f"model: {name}() gives outputs of shape {tuple(outputs.shape)} for 2 examples; the labels need "
-            f"(2, C) with C >= {data.num_classes} classes"
-        )
 
 
 def _check_out(out: Any) -> Path | None:
