@@ -283,6 +283,11 @@ def test_the_loss_table_sentences_and_choice_read_as_loss():
         f"{good.diff_ci_high:+.4g}], p = {good.p_adjusted:.2g} after Holm's adjustment for 3 comparisons)"
     )
     assert all("points" not in s and "accuracy" not in s for s in sentences)
+    # The diverged schedule's test alone says lower: the sentence says why its verdict does not.
+    assert sentences[1].startswith("exponential: no detectable difference from a constant LR (-0.")
+    assert sentences[1].endswith(
+        "lower on the seeds both finished, but it diverged on 1 of 5 seeds, so it is not called better)"
+    )
     assert chosen_on_validation(rows).endswith(f"its test loss: {loss_value(good.test_loss_mean, good.test_loss_sd)}.")
     lines = compare_lines(rows, ["a note"])
     assert lines[0] == table and lines[-1] == "note: a note"
@@ -369,6 +374,23 @@ def test_a_grid_judged_on_loss_chooses_the_lowest_validation_loss_without_diverg
     assert "Mean final validation loss" in page and html.escape(LOSS_STATISTICS) in page
     assert any(line.startswith("- chosen on validation (step 2ep, gamma 0.9, lr 0.01): better than") for line in lines)
     assert matplotlib.image.imread(tmp_path / "heatmap.png")[..., :3].std() > 0.05
+    # The heatmap maps validation loss, and marks the config whose mean left a diverged seed out.
+    fig = plots._heatmap_figure(*_heatmap_inputs(result, summaries), metric="loss")
+    (ax,) = [a for a in fig.axes if a.get_gid() == "heatmap-panel"]
+    assert sorted(t.get_text() for t in ax.texts) == sorted(
+        f"{s.val_loss_mean:.3g}" + ("*" if s.diverged else "") for s in summaries
+    )
+    assert "*: a seed diverged" in fig.get_suptitle().replace("\n", " ")
+
+
+def _heatmap_inputs(result: GridResult, summaries) -> tuple:
+    """What write_grid_outputs gives the heatmap, rebuilt from the summaries (rows step_size, columns gamma)."""
+    values, words, diverged = np.full((2, 2), np.nan), np.full((2, 2), "", dtype=object), np.zeros((2, 2), int)
+    for s in summaries:
+        cell = (result.grid["step_size"].index(s.params["step_size"]), result.grid["gamma"].index(s.params["gamma"]))
+        values[cell], words[cell], diverged[cell] = s.val_loss_mean, s.verdict, s.diverged
+    panel = HeatmapPanel(0.01, values, words, summaries[0].baseline_val_loss_mean, diverged)
+    return [panel], ["1ep", "2ep"], ["0.5", "0.9"], "t"
 
 
 def test_the_loss_heatmap_labels_losses_not_percents_on_a_reversed_scale():
@@ -388,6 +410,8 @@ def test_the_loss_heatmap_labels_losses_not_percents_on_a_reversed_scale():
     assert low < 0.1234 and high > 0.25 and high - low < 0.2  # in loss units, not percent
     with pytest.raises(ValueError, match="got 'acc'"):
         plots._heatmap_figure([HeatmapPanel(0.1, values, verdicts_, 0.2)], ["2ep"], ["0.5", "0.9"], "t", metric="acc")
+    with pytest.raises(ValueError, match=r"diverged must have the shape of values \(1, 2\), got \(2,\)"):
+        HeatmapPanel(0.1, values, verdicts_, 0.2, np.zeros(2))
 
 
 def test_run_figures_of_a_classification_keep_the_accuracy_figure(tmp_path):

@@ -99,16 +99,19 @@ class HeatmapPanel:
             constant LR).
         baseline: the constant LR's mean final test accuracy at ``lr``, as a fraction (or its loss; NaN if
             unknown).
+        diverged: optional, the same shape: how many seeds of each cell diverged. A cell with one is labelled with
+            a ``*`` (for losses, whose means leave diverged seeds out: the colour alone would flatter it).
 
     Raises:
-        ValueError: if ``values`` is not two-dimensional, ``verdicts`` has another shape, or a verdict is not
-            one of the verdict words.
+        ValueError: if ``values`` is not two-dimensional, ``verdicts`` or ``diverged`` has another shape, or a
+            verdict is not one of the verdict words.
     """
 
     lr: float
     values: np.ndarray
     verdicts: np.ndarray
     baseline: float
+    diverged: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         values = np.asarray(self.values, dtype=float)
@@ -122,6 +125,11 @@ class HeatmapPanel:
             raise ValueError(f"verdicts must be among {list(VERDICTS)}, got {unknown}")
         object.__setattr__(self, "values", values)
         object.__setattr__(self, "verdicts", verdicts)
+        if self.diverged is not None:
+            diverged = np.asarray(self.diverged, dtype=int)
+            if diverged.shape != values.shape:
+                raise ValueError(f"diverged must have the shape of values {values.shape}, got {diverged.shape}")
+            object.__setattr__(self, "diverged", diverged)
 
 
 def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
@@ -592,6 +600,8 @@ def _heatmap_figure(
         if tested
         else "one seed per config: no test, so no cell is outlined"
     )
+    if any(p.diverged is not None and p.diverged.any() for p in panels):
+        legend += "; *: a seed diverged (left out of the mean)"
     heading = "\n".join(textwrap.fill(line, max(20, int(width * 12))) for line in (title, legend))
     grid_height = max(1.9, 0.5 * shape[0] + 0.6)
     fig, axes = _canvas(width, grid_height + 0.25 * heading.count("\n") + 1.6, len(panels))
@@ -660,7 +670,7 @@ def _label_cells(ax: Axes, panel: HeatmapPanel, cmap: Any, norm: Normalize, unit
         ax.text(
             c,
             r,
-            units.cell(value),
+            units.cell(value) + ("*" if panel.diverged is not None and panel.diverged[r, c] else ""),
             ha="center",
             va="center",
             fontsize=8,

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from steplr._files import atomic_write_text
 from steplr.errors import SteplrValueError
-from steplr.experiments.paired import NO_TEST
+from steplr.experiments.paired import ALPHA, NO_TEST
 from steplr.experiments.results import (
     OPTUNA_COLUMNS,
     Comparison,
@@ -108,9 +108,9 @@ LOSS_STATISTICS = (
     "of comparisons in this report (Holm); verdict: better when the adjusted p is below 0.05 and the difference "
     "is negative, worse when it is positive, otherwise no detectable difference. The interval is that "
     "comparison's alone, unadjusted. A diverged seed (loss NaN or infinite) has no loss: it is left out of the "
-    "means, and a seed on which either side diverged is left out of the paired test; since leaving it out can "
-    "only flatter the schedule, a schedule with a diverged seed is never called better (and is chosen on "
-    "validation only when every one has one)."
+    "means, and a seed on which either side diverged is left out of the paired test; since leaving out a seed "
+    "the schedule diverged on flatters it, a schedule with a diverged seed is never called better (and is "
+    "chosen on validation only when every one has one)."
 )
 TRIAL_TEST_INFO = (
     "The test accuracy of each trial (trials.csv, column test_acc_info) is shown for information; "
@@ -193,9 +193,17 @@ def verdict_sentence(
 
 
 def _sentence(label: str, row: PairedResult, compared: int) -> str:
-    return verdict_sentence(
+    sentence = verdict_sentence(
         label, row.diff_mean, row.diff_ci_low, row.diff_ci_high, row.p_adjusted, row.verdict, compared, row.metric
     )
+    lower = row.diff_mean is not None and row.diff_mean < 0 and row.p_adjusted is not None and row.p_adjusted < ALPHA
+    if row.metric == "loss" and row.diverged and lower and row.verdict != "better":
+        # The test alone would say better: say why the verdict does not.
+        sentence = (
+            f"{sentence[:-1]}; lower on the seeds both finished, but it diverged on {row.diverged} of {row.seeds} "
+            "seeds, so it is not called better)"
+        )
+    return sentence
 
 
 def _is_loss(rows: Sequence[PairedResult]) -> bool:
@@ -261,7 +269,7 @@ def _chosen_on_validation_loss(rows: Sequence[PairedResult]) -> str:
         return "No validation split: nothing is chosen."
     steady = [r for r in measured if not r.diverged]
     best = min(steady or measured, key=lambda r: r.val_loss_mean)
-    caveat = "" if steady else " (every schedule diverged on some seed; this one on " + f"{best.diverged})"
+    caveat = "" if steady else f" (every schedule diverged on some seed, this one on {best.diverged} of {best.seeds})"
     return (
         f"Chosen on validation: {best.schedule} (lowest mean final validation loss {loss_value(best.val_loss_mean)})"
         f"{caveat}; its test loss: {loss_value(best.test_loss_mean, best.test_loss_sd)}."
@@ -515,6 +523,7 @@ def _heatmap(folder: Path, result: GridResult, summaries: Sequence[PairedResult]
     for lr in result.lrs:
         values = np.full((len(labels[0]), len(labels[1])), np.nan)
         words = np.full(values.shape, "no detectable difference", dtype=object)
+        diverged = np.zeros(values.shape, dtype=int)
         baseline: float | None = None
         for s in summaries:
             if s.lr == lr:
@@ -522,9 +531,11 @@ def _heatmap(folder: Path, result: GridResult, summaries: Sequence[PairedResult]
                 cell = (0, *cell) if len(cell) == 1 else cell
                 if loss:
                     values[cell], words[cell], baseline = s.val_loss_mean, s.verdict, s.baseline_val_loss_mean
+                    diverged[cell] = s.diverged
                 else:
                     values[cell], words[cell], baseline = s.test_acc_mean, s.verdict, s.baseline_test_acc_mean
-        panels.append(HeatmapPanel(lr, values, words, np.nan if baseline is None else baseline))
+        marks = diverged if loss else None  # an accuracy's mean already counts a diverged seed as 0
+        panels.append(HeatmapPanel(lr, values, words, np.nan if baseline is None else baseline, marks))
     at = "".join(f" at {name} {_shown(value)}" for name, value in fixed.items())
     names = ("", axes[0]) if len(axes) == 1 else (axes[0], axes[1])
     title = f"{result.recipe}: {' x '.join(axes)}{at}, {len(result.seeds)} seeds"

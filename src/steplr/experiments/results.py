@@ -23,13 +23,15 @@ Judged on loss (:func:`pair_runs` with ``metric="loss"``):
 
 * ``val_loss_mean``, ``test_loss_mean``, ``test_loss_sd``: final losses over the seeds that did not diverge;
 * ``diff_*``: the paired difference of final test loss, candidate minus constant LR (negative = lower = better),
-  in the loss's own units, with its 95% CI (paired t), ``p`` and Holm's ``p_adjusted`` as for accuracy;
+  in the loss's own units, with its 95% CI (paired t), ``p`` and Holm's ``p_adjusted`` as for accuracy (when
+  every seed shows the same difference, to within 1e-9 of the largest loss, the exact sign-flip p instead);
 * ``verdict``: ``better`` when the adjusted p is below 0.05 and the mean difference is negative, ``worse`` when
-  it is positive, else ``no detectable difference`` (``1 seed: no test`` with fewer than two seeds to pair);
+  it is positive, else ``no detectable difference``; ``1 seed: no test`` with a single seed to pair, and no
+  difference at all (None, verdict ``no detectable difference``) when diverged seeds leave none to pair;
 * **diverged seeds**: a diverged run has no loss to average or pair (its loss is NaN or infinite), so it is left
   out of the means, and a seed where *either* side diverged is left out of the paired test (the test is over the
-  seeds both finished); ``diverged`` counts the candidate's. Because leaving a diverged seed out can only flatter
-  the candidate, **a candidate with a diverged seed is never called better**: such a verdict reads ``no
+  seeds both finished); ``diverged`` counts the candidate's. Because leaving out a seed the candidate diverged on
+  flatters it, **a candidate with a diverged seed is never called better**: such a verdict reads ``no
   detectable difference`` (it can still be ``worse``), and on validation it is chosen only if every candidate
   diverged somewhere. ``wins`` counts seeds it ended below the constant LR (a seed only the constant LR diverged
   on is a win, one the candidate diverged on never is).
