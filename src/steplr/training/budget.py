@@ -32,6 +32,7 @@ __all__ = [
     "check",
     "format_size",
     "SMALL_DATA_BYTES",
+    "models_per_chunk",
 ]
 
 MAX_RUN_STEPS = 20_000_000  # iterations of one run (explain tabulates plans up to this many steps)
@@ -156,3 +157,20 @@ def check(work: Work, budget: int | None, what: str) -> None:
             f"{what} needs about {format_size(need)} ({work.models:,} models x {work.iterations:,} iterations), more "
             f"than --max-memory {format_size(budget)}: lower --epochs or --seeds, or raise --max-memory"
         )
+
+
+def models_per_chunk(per_model: int, models: int, budget: int | None) -> int:
+    """How many of ``models`` train together when each needs ``per_model`` bytes and all of them together may take
+    ``budget`` bytes (None: no budget, all of them); at least 1.
+
+    Raises:
+        BudgetError: when one model alone needs more than the budget, naming ``--max-memory``.
+    """
+    if budget is None or per_model <= 0:
+        return models
+    if per_model > budget:
+        raise BudgetError(
+            f"one model needs about {format_size(per_model)} to train, more than --max-memory "
+            f"{format_size(budget)}: raise --max-memory (or lower --batch-size)"
+        )
+    return max(1, min(models, budget // per_model))

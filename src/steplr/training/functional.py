@@ -240,7 +240,11 @@ def probe(
     pass makes gradients of the same sizes) + its copy of the training set per epoch when the plan copies one.
     Evaluation runs models in chunks whose activations fit in the same room (:func:`eval_chunk`).
     """
-    plan = RunPlan(configs[:1], data, task, device)
+    with torch.random.fork_rng(devices=[]):  # dropout in the trial leaves torch's global RNG as it was
+        return _probe(RunPlan(configs[:1], data, task, device))
+
+
+def _probe(plan: RunPlan) -> Probe:
     try:
         models = FunctionalModels([plan.initial_model(0), plan.initial_model(0)])
         rows_ = min(2, plan.examples)
