@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
@@ -33,7 +34,9 @@ from steplr.training.numerics import SGD, Adam
 from steplr.training.plan import LearningRates, RunPlan, rows
 from steplr.training.task import LossFunction, Task
 
-__all__ = ["FunctionalModels", "train_functional", "Probe", "probe"]
+__all__ = ["FunctionalModels", "train_functional", "Probe", "probe", "stacked_loss", "eval_chunk", "EVAL_BYTES"]
+
+EVAL_BYTES = 64 * 2**20  # evaluation may take this much room for its activations beyond the training batch's
 
 
 class FunctionalModels:
@@ -44,7 +47,7 @@ class FunctionalModels:
     """
 
     def __init__(self, models: Sequence[nn.Module]) -> None:
-        self.module = models[0]  # the architecture; its own tensors are never read (functional_call swaps them)
+        self.module = models[0]  # the architecture; its own tensors are never read (they are swapped out)
         params, buffers = stack_module_state(list(models))
         trainable = {name for name, p in self.module.named_parameters() if p.requires_grad}
         self.names = [name for name in params if name in trainable]
@@ -52,15 +55,32 @@ class FunctionalModels:
         self.state = {name: t.detach() for name, t in params.items() if name not in trainable}
         self.state.update(buffers)
         self.count = len(models)
+        self._slots = _slots(self.module, [*self.names, *self.state])
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         tensors = dict(zip(self.names, self.parameters))
         tensors.update(self.state)
         return tensors
 
-    def _call(self, tensors: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = functional_call(self.module, tensors, (x,))
-        return out
+    def _flat(self) -> tuple[torch.Tensor, ...]:
+        return (*self.parameters, *self.state.values())
+
+    def _call(self, flat: tuple[torch.Tensor, ...], x: torch.Tensor) -> torch.Tensor:
+        """The module's forward pass on ``x`` with the tensors ``flat`` (in the order of :meth:`_flat`) in place of
+        its own."""
+        if self._slots is None:  # shared tensors: functional_call ties them
+            names = [*self.names, *self.state]
+            out: torch.Tensor = functional_call(self.module, dict(zip(names, flat)), (x,))
+            return out
+        saved = [table[key] for table, key in self._slots]
+        try:
+            for (table, key), tensor in zip(self._slots, flat):
+                table[key] = tensor
+            result: torch.Tensor = self.module(x)
+        finally:
+            for (table, key), tensor in zip(self._slots, saved):
+                table[key] = tensor
+        return result
 
     def forward_backward(
         self, x: torch.Tensor, y: torch.Tensor, loss: LossFunction
@@ -69,13 +89,9 @@ class FunctionalModels:
         its outputs (K, B, ...), and the gradients of its loss (None for a parameter the loss does not reach).
         Buffers (running statistics) are updated in place, each model's from its own batch."""
         self.module.train()
-
-        def run(tensors: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor) -> Any:
-            out = self._call(tensors, xb)
-            return loss(out, yb), out
-
         with torch.enable_grad():
-            losses, outputs = vmap(run, randomness="different")(self._tensors(), x, y)
+            outputs = vmap(self._call, randomness="different")(self._flat(), x)
+            losses = stacked_loss(loss, outputs, y, shared=False)
             grads = torch.autograd.grad(losses.sum(), self.parameters, allow_unused=True)
         return losses.detach(), outputs.detach(), list(grads)
 
@@ -85,7 +101,7 @@ class FunctionalModels:
         self.module.eval()
         with torch.no_grad():
             out: torch.Tensor = vmap(self._call, in_dims=(0, None), chunk_size=chunk, randomness="different")(
-                self._tensors(), x
+                self._flat(), x
             )
         return out
 
@@ -93,6 +109,38 @@ class FunctionalModels:
         """Model ``i``'s trained weights and buffers, under its ``nn.Module``'s names and in their order."""
         tensors = self._tensors()
         return {name: tensors[name][i].detach().clone() for name in self.module.state_dict()}
+
+
+def _slots(module: nn.Module, names: Sequence[str]) -> list[tuple[dict[str, Any], str]] | None:
+    """Where each named tensor lives: its owner's ``_parameters`` or ``_buffers`` table and key. Swapping the
+    entries of those tables is all ``functional_call`` needs to do for a module without shared tensors, and costs
+    a fraction of its generic path per step. None when the module shares a tensor between names (or keeps one
+    elsewhere): then ``functional_call`` does the swapping."""
+    all_names = [name for name, _ in module.named_parameters(remove_duplicate=False)]
+    all_names += [name for name, _ in module.named_buffers(remove_duplicate=False)]
+    if sorted(all_names) != sorted(names):
+        return None
+    slots = []
+    for name in names:
+        owner_name, _, key = name.rpartition(".")
+        owner = module.get_submodule(owner_name)
+        table = owner._parameters if key in owner._parameters else owner._buffers
+        if table.get(key) is None:
+            return None
+        slots.append((table, key))
+    return slots
+
+
+def stacked_loss(loss: LossFunction, outputs: torch.Tensor, targets: torch.Tensor, shared: bool) -> torch.Tensor:
+    """Each model's loss (K,) of its outputs (K, N, ...) against its targets (K, N, ...), or with ``shared``
+    against targets (N, ...) shared by all. Cross-entropy of logits (K, N, C) is one call for all the models, as
+    the mean of the rows' losses (under ``vmap`` its rule runs in Python, once per call)."""
+    if loss is F.cross_entropy and outputs.dim() == 3 and not targets.is_floating_point():
+        k, n, c = outputs.shape
+        labels = targets.expand(k, n).reshape(k * n)
+        return F.cross_entropy(outputs.reshape(k * n, c), labels, reduction="none").view(k, n).mean(dim=1)
+    losses: torch.Tensor = vmap(loss, in_dims=(0, None if shared else 0))(outputs, targets)
+    return losses
 
 
 def _optimizer(config: TrainConfig, parameters: list[torch.Tensor]) -> SGD | Adam:
@@ -135,7 +183,7 @@ def train_functional(
     table = lrs.rounded if isinstance(optimizer, SGD) else lrs.table
     generators = [plan.generator(i) for i in range(len(configs))]
     histories = [History() for _ in configs]
-    chunk = eval_chunk(plan, len(configs)) if eval_models is None else eval_models
+    chunk = eval_chunk(plan, len(configs), plan.initial_model(0)) if eval_models is None else eval_models
     diverged = torch.zeros(len(configs), dtype=torch.bool)
     for epoch in range(plan.epochs):
         lrs.start_epoch(epoch)
@@ -185,7 +233,7 @@ def _evaluate(
     if y.shape[0] == 0:
         return [math.nan] * k, [math.nan] * k
     outputs = models(x, chunk)
-    losses = vmap(plan.loss, in_dims=(0, None))(outputs, y)
+    losses = stacked_loss(plan.loss, outputs, y, shared=True)
     if plan.classify:
         accuracies = ((outputs.argmax(dim=2) == y).sum(dim=1).to(torch.float64) / y.shape[0]).tolist()
     else:
@@ -238,7 +286,8 @@ def probe(
     ``P`` for the update's temporaries + its buffers + the tensors autograd keeps for the backward pass of one
     batch (measured with saved-tensor hooks on one forward pass, of the batch size) counted twice (the backward
     pass makes gradients of the same sizes) + its copy of the training set per epoch when the plan copies one.
-    Evaluation runs models in chunks whose activations fit in the same room (:func:`eval_chunk`).
+    Evaluation runs models in chunks whose activations fit in the same room, or in :data:`EVAL_BYTES` when that is
+    more (:func:`eval_chunk`): a fixed allowance beside the per-model estimate.
     """
     with torch.random.fork_rng(devices=[]):  # dropout in the trial leaves torch's global RNG as it was
         return _probe(RunPlan(configs[:1], data, task, device))
@@ -290,10 +339,12 @@ def activation_bytes(plan: RunPlan, model: nn.Module, rows_: int) -> int:
     return int((saved + out.numel() * out.element_size()) * scale)
 
 
-def eval_chunk(plan: RunPlan, models: int) -> int:
-    """How many models evaluate the largest evaluation set at a time so that their activations take no more
-    room than the training batch's of all ``models`` (at least 1)."""
+def eval_chunk(plan: RunPlan, models: int, model: nn.Module) -> int:
+    """How many of ``models`` copies of ``model`` evaluate the largest evaluation set at a time: as many as keep
+    their activations within :data:`EVAL_BYTES`, or within the room the training batch's activations of all the
+    models take when that is more (at least 1, at most ``models``)."""
     rows_ = max(plan.split.x_test.shape[0], plan.split.x_val.shape[0])
     if rows_ <= plan.batch_size:
         return models
-    return max(1, models * plan.batch_size // rows_)
+    per_model = max(1, activation_bytes(plan, model, rows_))
+    return max(1, min(models, max(models * plan.batch_size // rows_, EVAL_BYTES // per_model)))
