@@ -265,3 +265,22 @@ def test_schedule_objects_of_each_closed_form_kind_map_to_their_kind():
     assert dict(schedule_spec(MultiStep(["2ep", "4ep"], 0.5)).params) == {"milestones": ("2ep", "4ep"), "gamma": 0.5}
     with pytest.raises(SteplrValueError, match="counted"):
         schedule_spec(MultiStep([2, 2], 0.5, counted=True))
+
+
+def wide() -> nn.Module:
+    return nn.Sequential(nn.Linear(4, 12_500), nn.ReLU(), nn.Linear(12_500, 3))  # ~100k parameters, ~1.6 MB of state
+
+
+def test_the_budget_refuses_only_what_one_model_cannot_fit_when_the_engines_split():
+    from steplr.experiments.compare import takes_max_memory
+    from steplr.experiments.user import prepare_compare
+    from steplr.training.budget import BudgetError
+
+    settings = {"model": wide, "data": blobs(), "schedules": ["step"], "seeds": 10, "epochs": 2}
+    with pytest.raises(BudgetError, match="needs about"):
+        prepare_compare(**settings, max_memory=500_000)  # not even one model's state
+    if takes_max_memory():  # 20 models' state (~32 MB) need not fit at once: the engines split them
+        assert prepare_compare(**settings, max_memory=4 * 2**20).models == 20
+    else:
+        with pytest.raises(BudgetError):
+            prepare_compare(**settings, max_memory=4 * 2**20)

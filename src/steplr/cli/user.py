@@ -33,7 +33,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="SPEC",
         help="your own model in place of a recipe: path/to/file.py:build_net or module.path:build_net, a function "
-        "returning a fresh torch nn.Module (called under each run's seed); needs --data",
+        "returning a fresh torch nn.Module (called under each run's seed); needs --data. Its runs default to sgd, "
+        "lr 0.01, batch size 32, 10 epochs, the scheduler stepped once an epoch",
     )
     parser.add_argument(
         "--data",
