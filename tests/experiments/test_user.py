@@ -17,7 +17,7 @@ from torch.utils.data import TensorDataset
 
 import steplr
 from steplr.errors import SteplrTypeError, SteplrValueError
-from steplr.experiments.results import COMPARE_COLUMNS
+from steplr.experiments.results import COMPARE_COLUMNS, LOSS_COMPARE_COLUMNS
 from steplr.experiments.user import as_data, model_label, schedule_spec
 from steplr.schedules.kinds import Constant, Cosine, LinearWarmup, MultiStep, StepDecay, join
 
@@ -133,10 +133,16 @@ def test_a_cnn_from_map_style_datasets_with_adamw():
     assert len(history.epochs) == 3 and all(0 <= e.test_acc <= 1 for e in history.epochs)
 
 
-def test_a_regression_with_mse_and_with_a_loss_function():
-    mse = steplr.compare(model=regressor, data=targets(), schedules=["cosine"], seeds=2, loss="mse", **SMALL)
+def test_a_regression_with_mse_and_with_a_loss_function(tmp_path):
+    out = tmp_path / "regression"
+    mse = steplr.compare(model=regressor, data=targets(), schedules=["cosine"], seeds=2, loss="mse", out=out, **SMALL)
     last = mse.histories[("cosine", 0)].epochs[-1]
     assert math.isfinite(last.test_loss) and math.isnan(last.test_acc)
+    # judged on loss: the rows, summary.json and figures of a regression (no accuracy figure)
+    assert list(mse.rows[0]) == list(LOSS_COMPARE_COLUMNS)
+    assert json.loads((out / "summary.json").read_text())["rows"] == mse.rows
+    assert {p.name for p in out.iterdir()} >= {"report.html", "lr.png", "loss.png"}
+    assert not (out / "accuracy.png").exists()
 
     def l1(outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return (outputs.squeeze(-1) - y).abs().mean()

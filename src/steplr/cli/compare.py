@@ -169,7 +169,7 @@ def _cmd_compare_recipe(args: argparse.Namespace, out_stream: TextIO, err: TextI
         if bar is not None:
             bar.close()
         notes = plan_warnings + result.notes()
-        rows = write_compare_outputs(folder, result, figures(folder, result.runs), plans, notes)
+        rows = write_compare_outputs(folder, result, figures(folder, result.runs, result.judged_on), plans, notes)
     if folder != out:
         replace_folder(folder, out)
     # The plan warnings went to stderr before training.

@@ -336,10 +336,10 @@ def describe(config: Any) -> str:
     return str(config.schedule.describe())
 
 
-def figures(out: Path, runs: dict[str, Any]) -> dict[str, Path]:
+def figures(out: Path, runs: dict[str, Any], metric: str = "accuracy") -> dict[str, Path]:
     from steplr.experiments.compare import compare_figures
 
-    return compare_figures(out, runs)
+    return compare_figures(out, runs, metric)
 
 
 def engine_note(engine: str, reason: str, asked: str, err: TextIO) -> None:

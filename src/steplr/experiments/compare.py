@@ -272,12 +272,9 @@ def plan_lines(config: TrainConfig, batches: int) -> list[str]:
     return format_plan(f"{described}, lr {config.lr:g}, per {config.interval}", plan)
 
 
-def compare_figures(out: Any, runs: Mapping[str, list[History]]) -> dict[str, Any]:
-    """The figures of a comparison (or a run) in folder ``out``: LR per iteration, loss and accuracy per epoch."""
-    from steplr.experiments.plots import plot_run_lrs, plot_run_metric
+def compare_figures(out: Any, runs: Mapping[str, list[History]], metric: str = "accuracy") -> dict[str, Any]:
+    """The figures of a comparison (or a run) in folder ``out``: LR per iteration, loss and (unless judged on
+    ``metric="loss"``, a regression) accuracy per epoch."""
+    from steplr.experiments.plots import run_figures
 
-    return {
-        "Learning rate per iteration": plot_run_lrs(dict(runs), out / "lr.png"),
-        "Loss": plot_run_metric(dict(runs), "loss", out / "loss.png"),
-        "Accuracy": plot_run_metric(dict(runs), "acc", out / "accuracy.png"),
-    }
+    return dict(run_figures(out, dict(runs), metric))

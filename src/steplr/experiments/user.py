@@ -34,7 +34,7 @@ from steplr.experiments.compare import (
     plan_lines,
     train_comparison,
 )
-from steplr.experiments.results import BASELINE, COMPARE_COLUMNS, Comparison, GridResult, as_row, jsonable
+from steplr.experiments.results import BASELINE, Comparison, GridResult, as_row, jsonable
 from steplr.schedules.kinds import LinearWarmup, Schedule
 from steplr.schedules.kinds import Sequence as Joined
 from steplr.schedules.registry import KINDS, compared, lookup
@@ -588,7 +588,7 @@ def run_compare(
         for seed, history in zip(setup.seeds, runs_of, strict=True)
     }
     return CompareResult(
-        rows=[jsonable(as_row(row, COMPARE_COLUMNS)) for row in summary],
+        rows=[jsonable(as_row(row, comparison.columns)) for row in summary],
         histories=histories,
         notes=notes,
         engine=prepared.engine,
@@ -690,7 +690,7 @@ def write_compare(out: Path, comparison: Comparison, plans: Mapping[str, list[st
     from steplr.experiments.report import write_compare_outputs
 
     out.mkdir(parents=True, exist_ok=True)
-    write_compare_outputs(out, comparison, compare_figures(out, comparison.runs), plans, notes)
+    write_compare_outputs(out, comparison, compare_figures(out, comparison.runs, comparison.judged_on), plans, notes)
 
 
 # --------------------------------------------------------------------------------------------- sweep
