@@ -197,7 +197,7 @@ def train_functional(
                 optimizer.step(grads, epoch_lrs[:, plan.step(epoch, batch) - first])
             loss_sum += losses
             if plan.classify:
-                correct += (outputs.argmax(dim=2) == yb).sum(dim=1)
+                correct += (_predicted(outputs) == yb).sum(dim=1)
         diverged |= ~torch.isfinite(loss_sum).cpu()
         records = _records(plan, models, lrs, epoch, loss_sum, correct, diverged, chunk)
         for history, record in zip(histories, records):
@@ -208,6 +208,12 @@ def train_functional(
     for history, row in zip(histories, lrs.per_iteration()):
         history.iteration_lrs = row  # the LR each model used at each iteration
     return histories
+
+
+def _predicted(outputs: torch.Tensor) -> torch.Tensor:
+    """Each model's predicted classes (the sequential trainer's ``argmax(dim=1)``, the first of equal maxima), for
+    outputs (K, N, C, ...); ``max`` finds them faster than ``argmax`` when C is small."""
+    return outputs.max(dim=2).indices
 
 
 def _batches(plan: RunPlan, orders: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -235,7 +241,7 @@ def _evaluate(
     outputs = models(x, chunk)
     losses = stacked_loss(plan.loss, outputs, y, shared=True)
     if plan.classify:
-        accuracies = ((outputs.argmax(dim=2) == y).sum(dim=1).to(torch.float64) / y.shape[0]).tolist()
+        accuracies = ((_predicted(outputs) == y).sum(dim=1).to(torch.float64) / y.shape[0]).tolist()
     else:
         accuracies = [math.nan] * k
     return losses.tolist(), accuracies
