@@ -215,7 +215,7 @@ def test_an_old_flat_config_still_loads():
     plateau = TrainConfig.from_dict({**old, "schedule": "plateau", "warmup": None, "plateau_patience": 0})
     assert plateau.plateau() == (0.5, 0)
     with pytest.raises(SteplrValueError, match="unknown config keys"):
-        TrainConfig.from_dict({**old, "momentum": 0.9})
+        TrainConfig.from_dict({**old, "dampening": 0.9})
 
 
 def test_every_parameter_has_a_flag_in_every_command_that_takes_schedules():
