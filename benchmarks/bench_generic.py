@@ -14,16 +14,22 @@ and the peak memory per model: the max RSS of child processes training K1 and K2
 (``torch.set_num_threads(1)``). Writes the section "generic" of benchmarks/RESULTS.md.
 
 Run: ``.venv/bin/python benchmarks/bench_generic.py`` (a few minutes). ``--memory mlp|cnn K`` runs one child.
+``--sweep N BYTES`` trains N configs of the CNN for one epoch through ``train_many`` with ``max_memory=BYTES`` and
+writes the section "generic-sweep" (wall time, chunk size, peak RSS growth).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import json
+import math
 import platform
 import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from datetime import date
 
@@ -35,6 +41,7 @@ from torch import nn
 from steplr.schedules.spec import ScheduleSpec
 from steplr.training.config import TrainConfig
 from steplr.training.data import load_digits, load_qwerty
+from steplr.training.engines import choose_engine, chunk_size, train_many
 from steplr.training.functional import probe, train_functional
 from steplr.training.task import Task
 from steplr.training.train import train
@@ -103,16 +110,75 @@ def time_functional(name: str, k: int) -> float:
 
 
 def child_memory(name: str, k: int) -> int:
-    """Max RSS (bytes) of a fresh process that trains K models of the case."""
-    out = subprocess.run([sys.executable, __file__, "--memory", name, str(k)], capture_output=True, text=True, check=True)
-    return int(json.loads(out.stdout)["max_rss"])
+    """Peak RSS growth (bytes) of a fresh process while it trains K models of the case (after a warm-up)."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory", name, str(k)], capture_output=True, text=True, check=True
+    )
+    return int(json.loads(out.stdout)["growth"])
+
+
+def rss() -> int:
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+class PeakRSS:
+    """The largest RSS seen while the block runs (sampled every millisecond by a thread)."""
+
+    def __enter__(self) -> PeakRSS:
+        self.peak, self.done = rss(), threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self.done.wait(0.001):
+            self.peak = max(self.peak, rss())
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+        self.peak = max(self.peak, rss())
 
 
 def memory_main(name: str, k: int) -> None:
     torch.set_num_threads(1)
     data, task, base = setup(name)
-    train_functional(configs(TrainConfig(**{**base.__dict__, "epochs": 1}), k), data, task=task)
-    print(json.dumps({"max_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+    one_epoch = dataclasses.replace(base, epochs=1)
+    train_functional(configs(one_epoch, 2), data, task=task)  # warm-up: the code paths, torch's own caches
+    gc.collect()
+    start = rss()
+    with PeakRSS() as peak:
+        train_functional(configs(one_epoch, k), data, task=task)
+    print(json.dumps({"growth": peak.peak - start}))
+
+
+def sweep_main(n: int, max_memory: int) -> None:
+    """Train ``n`` CNN configs for one epoch through ``train_many`` within ``max_memory``; section "generic-sweep"."""
+    torch.set_num_threads(1)
+    data, task, base = setup("cnn")
+    chosen = configs(dataclasses.replace(base, epochs=1), n)
+    engine, reason = choose_engine(chosen, data, task)
+    size = chunk_size(chosen, data, task, max_memory=max_memory)
+    start_rss, start = rss(), time.perf_counter()
+    with PeakRSS() as peak:
+        histories = train_many(chosen, data, task=task, max_memory=max_memory)
+    elapsed = time.perf_counter() - start
+    finite = sum(1 for h in histories if math.isfinite(h.epochs[-1].test_loss))
+    text = "\n".join(
+        [
+            f"## A {n:,}-config sweep of the small CNN through `train_many` (one process, 1 epoch each)",
+            "",
+            f"Written by `benchmarks/bench_generic.py --sweep {n} {max_memory}` on {date.today()}, 1 thread.",
+            "",
+            "| configs | engine | max_memory | chunk | wall time (s) | peak RSS growth (MiB) | runs with a finite test loss |",
+            "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+            f"| {n:,} | {engine} ({reason}) | {max_memory / 2**20:.0f} MiB | {size} | {elapsed:.0f} | "
+            f"{(peak.peak - start_rss) / 2**20:.0f} | {finite:,} |",
+        ]
+    )
+    write_section("generic-sweep", text)
+    print(text)
 
 
 def main() -> None:
@@ -141,12 +207,12 @@ def main() -> None:
             )
     memory_rows = []
     for name, (k1, k2) in MEMORY_SIZES.items():
-        rss1, rss2 = child_memory(name, k1), child_memory(name, k2)
+        growth1, growth2 = child_memory(name, k1), child_memory(name, k2)
         data, task, base = setup(name)
         estimate = probe([base], data, task, None).bytes_per_model
-        per_model = (rss2 - rss1) / (k2 - k1)
+        per_model = (growth2 - growth1) / (k2 - k1)
         memory_rows.append(
-            f"| {name} | {k1} / {k2} | {rss1 / 2**20:.0f} / {rss2 / 2**20:.0f} | {per_model / 1024:.1f} | "
+            f"| {name} | {k1} / {k2} | {growth1 / 2**20:.1f} / {growth2 / 2**20:.1f} | {per_model / 1024:.1f} | "
             f"{estimate / 1024:.1f} |"
         )
     text = "\n".join(
@@ -168,9 +234,10 @@ def main() -> None:
             "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
             *rows,
             "",
-            "## Peak memory per model (max RSS of a child process training K1 and K2 models for 1 epoch; the slope)",
+            "## Peak memory per model (a child process trains K1, another K2 models for 1 epoch after a warm-up; peak "
+            "RSS growth sampled every ms; per model = the slope between them)",
             "",
-            "| model | K1 / K2 | max RSS (MiB) | measured per model (KiB) | engine's estimate per model (KiB) |",
+            "| model | K1 / K2 | peak RSS growth (MiB) | measured per model (KiB) | engine's estimate per model (KiB) |",
             "| --- | --- | --- | ---: | ---: |",
             *memory_rows,
         ]
@@ -182,5 +249,7 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--memory":
         memory_main(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) == 4 and sys.argv[1] == "--sweep":
+        sweep_main(int(sys.argv[2]), int(sys.argv[3]))
     else:
         main()

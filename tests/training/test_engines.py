@@ -16,7 +16,7 @@ from steplr.training.budget import BudgetError, models_per_chunk
 from steplr.training.config import EpochRecord, TrainConfig
 from steplr.training.data import load_digits, load_qwerty
 from steplr.training.engines import choose_engine, chunk_size, train_many
-from steplr.training.functional import probe
+from steplr.training.functional import EVAL_BYTES, probe
 from steplr.training.task import Task
 from steplr.training.train import train
 
@@ -93,11 +93,12 @@ def test_chunks_fit_the_budget_and_change_no_result():
     base = TrainConfig(epochs=2, lr=0.05, batch_size=64, momentum=0.9, validation=0.2)
     configs = [dataclasses.replace(base, seed=seed, lr=0.01 * (1 + seed)) for seed in range(5)]
     per_model = probe(configs, data, task, None).bytes_per_model
-    assert chunk_size(configs, data, task, max_memory=2 * per_model + 1) == 2
-    assert chunk_size(configs, data, task, max_memory=100 * per_model) == 5
+    two = EVAL_BYTES + 2 * per_model + 1  # room for two models beside evaluation's allowance
+    assert chunk_size(configs, data, task, max_memory=two) == 2
+    assert chunk_size(configs, data, task, max_memory=EVAL_BYTES + 100 * per_model) == 5
     seen: list[list[EpochRecord]] = []
-    chunked = train_many(configs, data, task=task, max_memory=2 * per_model + 1, on_epoch=seen.append)
-    whole = train_many(configs, data, task=task, max_memory=100 * per_model)
+    chunked = train_many(configs, data, task=task, max_memory=two, on_epoch=seen.append)
+    whole = train_many(configs, data, task=task, max_memory=EVAL_BYTES + 100 * per_model)
     assert [len(records) for records in seen] == [2, 2, 2, 2, 1, 1]  # each chunk's epochs, in turn
     for ours, theirs in zip(chunked, whole):
         assert ours.iteration_lrs == theirs.iteration_lrs
@@ -105,7 +106,7 @@ def test_chunks_fit_the_budget_and_change_no_result():
             for field in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr"):
                 assert getattr(a, field) == pytest.approx(getattr(b, field), abs=1e-6, rel=0)
     with pytest.raises(BudgetError, match="more than --max-memory"):
-        train_many(configs, data, task=task, max_memory=per_model // 2)
+        train_many(configs, data, task=task, max_memory=EVAL_BYTES + per_model // 2)
 
 
 def test_the_estimate_grows_with_the_batch_and_the_optimizer_state():
@@ -123,6 +124,7 @@ def test_models_per_chunk():
     assert models_per_chunk(100, 5, 1_000) == 5
     assert models_per_chunk(100, 5, None) == 5
     assert models_per_chunk(1_000, 5, 1_000) == 1
+    assert models_per_chunk(100, 10_000, 1_000, fixed=500) == 5
     with pytest.raises(BudgetError, match=r"one model needs about 1\.0 KiB to train, more than --max-memory 999 bytes"):
         models_per_chunk(1024, 5, 999)
 

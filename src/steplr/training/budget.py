@@ -159,18 +159,18 @@ def check(work: Work, budget: int | None, what: str) -> None:
         )
 
 
-def models_per_chunk(per_model: int, models: int, budget: int | None) -> int:
-    """How many of ``models`` train together when each needs ``per_model`` bytes and all of them together may take
-    ``budget`` bytes (None: no budget, all of them); at least 1.
+def models_per_chunk(per_model: int, models: int, budget: int | None, fixed: int = 0) -> int:
+    """How many of ``models`` train together when each needs ``per_model`` bytes, all of them together need
+    ``fixed`` bytes more, and the whole may take ``budget`` bytes (None: no budget, all of them); at least 1.
 
     Raises:
-        BudgetError: when one model alone needs more than the budget, naming ``--max-memory``.
+        BudgetError: when one model alone does not fit the budget, naming ``--max-memory``.
     """
     if budget is None or per_model <= 0:
         return models
-    if per_model > budget:
+    if per_model + fixed > budget:
         raise BudgetError(
-            f"one model needs about {format_size(per_model)} to train, more than --max-memory "
+            f"one model needs about {format_size(per_model + fixed)} to train, more than --max-memory "
             f"{format_size(budget)}: raise --max-memory (or lower --batch-size)"
         )
-    return max(1, min(models, budget // per_model))
+    return max(1, min(models, (budget - fixed) // per_model))

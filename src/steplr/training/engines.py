@@ -121,7 +121,8 @@ def chunk_size(
 ) -> int:
     """How many models :func:`train_many` trains together: all of them for the stack engine, one for the
     sequential one, and for the functional engine as many as fit ``max_memory`` bytes (None:
-    :func:`~steplr.training.budget.default_budget`) at the probe's estimate per model.
+    :func:`~steplr.training.budget.default_budget`) at the probe's estimate per model, beside the fixed allowance
+    for evaluation (:data:`~steplr.training.functional.EVAL_BYTES`).
 
     Raises:
         BudgetError: when one model alone does not fit ``max_memory`` (the message names ``--max-memory``).
@@ -134,7 +135,10 @@ def _chunk(choice: _Choice, models: int, max_memory: int | None) -> int:
         return 1
     if choice.engine == "stack":
         return models
-    return models_per_chunk(choice.bytes_per_model, models, max_memory if max_memory is not None else default_budget())
+    from steplr.training.functional import EVAL_BYTES
+
+    budget = max_memory if max_memory is not None else default_budget()
+    return models_per_chunk(choice.bytes_per_model, models, budget, fixed=EVAL_BYTES)
 
 
 def _groups(configs: Sequence[TrainConfig]) -> list[list[int]]:

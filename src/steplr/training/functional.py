@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from steplr.errors import SteplrValueError
 from steplr.training.config import EpochRecord, History, TrainConfig
 from steplr.training.data import TrainData
 from steplr.training.numerics import SGD, Adam
@@ -46,15 +47,32 @@ class FunctionalModels:
     ``state`` everything else the forward pass reads (frozen parameters and buffers, also stacked).
     """
 
-    def __init__(self, models: Sequence[nn.Module]) -> None:
-        self.module = models[0]  # the architecture; its own tensors are never read (they are swapped out)
-        params, buffers = stack_module_state(list(models))
+    def __init__(self, make: Callable[[int], nn.Module], count: int) -> None:
+        """Stack ``make(0)``, ..., ``make(count - 1)``, built one at a time (only the first is kept: it is the
+        architecture, whose own tensors are never read, as they are swapped out for the stacked ones).
+
+        Raises:
+            SteplrValueError: when a model's tensors differ in name, shape or dtype from the first model's.
+        """
+        self.module = make(0)
+        params, buffers = stack_module_state([self.module])  # (1, ...) each: names and layouts as torch.func has them
+        stacked = {name: t.detach().new_empty((count, *t.shape[1:])) for name, t in (*params.items(), *buffers.items())}
+        for i in range(count):
+            model = self.module if i == 0 else make(i)
+            tensors: dict[str, torch.Tensor] = dict(model.named_parameters())
+            tensors.update(model.named_buffers())
+            if {name: (t.shape, t.dtype) for name, t in tensors.items()} != {
+                name: (t.shape[1:], t.dtype) for name, t in stacked.items()
+            }:
+                raise SteplrValueError(f"model {i} differs in its tensors' names, shapes or dtypes from model 0")
+            with torch.no_grad():
+                for name, tensor in tensors.items():
+                    stacked[name][i].copy_(tensor)
         trainable = {name for name, p in self.module.named_parameters() if p.requires_grad}
         self.names = [name for name in params if name in trainable]
-        self.parameters = [params[name].detach().requires_grad_() for name in self.names]
-        self.state = {name: t.detach() for name, t in params.items() if name not in trainable}
-        self.state.update(buffers)
-        self.count = len(models)
+        self.parameters = [stacked[name].requires_grad_() for name in self.names]
+        self.state = {name: t for name, t in stacked.items() if name not in trainable}
+        self.count = count
         self._slots = _slots(self.module, [*self.names, *self.state])
 
     def _tensors(self) -> dict[str, torch.Tensor]:
@@ -174,7 +192,7 @@ def train_functional(
         SteplrValueError: for no configs or configs that differ in a shared field.
     """
     plan = RunPlan(configs, data, task, device)
-    models = FunctionalModels([plan.initial_model(i) for i in range(len(configs))])
+    models = FunctionalModels(plan.initial_model, len(configs))
     if models_out is not None:
         models_out.append(models)
     lrs = plan.learning_rates(models.parameters[0].dtype)
@@ -291,9 +309,10 @@ def probe(
     ``P`` (weights) + ``P`` (gradients) + ``P`` per optimizer state (momentum buffer; two moments for Adam) +
     ``P`` for the update's temporaries + its buffers + the tensors autograd keeps for the backward pass of one
     batch (measured with saved-tensor hooks on one forward pass, of the batch size) counted twice (the backward
-    pass makes gradients of the same sizes) + its copy of the training set per epoch when the plan copies one.
-    Evaluation runs models in chunks whose activations fit in the same room, or in :data:`EVAL_BYTES` when that is
-    more (:func:`eval_chunk`): a fixed allowance beside the per-model estimate.
+    pass makes gradients of the same sizes) + its copy of the training set and its order per epoch when the plan
+    copies one + its row of the LR table and its list of iteration LRs (Python floats). Evaluation runs models in
+    chunks whose activations fit in the same room, or in :data:`EVAL_BYTES` when that is more (:func:`eval_chunk`):
+    a fixed allowance beside the per-model estimate.
     """
     with torch.random.fork_rng(devices=[]):  # dropout in the trial leaves torch's global RNG as it was
         return _probe(RunPlan(configs[:1], data, task, device))
@@ -301,7 +320,7 @@ def probe(
 
 def _probe(plan: RunPlan) -> Probe:
     try:
-        models = FunctionalModels([plan.initial_model(0), plan.initial_model(0)])
+        models = FunctionalModels(lambda _: plan.initial_model(0), 2)
         rows_ = min(2, plan.examples)
         x, y = plan.split.x_train[:rows_], plan.split.y_train[:rows_]
         models.forward_backward(torch.stack([x, x]), torch.stack([y, y]), plan.loss)
@@ -322,7 +341,10 @@ def _model_bytes(plan: RunPlan) -> int:
     x = plan.split.x_train
     data = x.element_size() * x.nelement() + plan.split.y_train.element_size() * plan.examples
     per_epoch_copy = data if plan.copy_per_epoch else 0
-    return trainable * (3 + states) + other + 2 * activation_bytes(plan, model, plan.batch_size) + per_epoch_copy
+    order = 8 * plan.examples
+    lrs = plan.epochs * (12 * plan.steps_per_epoch + 32 * plan.batches)  # float64 and float32 tables; floats
+    activations = 2 * activation_bytes(plan, model, plan.batch_size)
+    return trainable * (3 + states) + other + activations + per_epoch_copy + order + lrs
 
 
 def activation_bytes(plan: RunPlan, model: nn.Module, rows_: int) -> int:
