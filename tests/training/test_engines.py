@@ -16,7 +16,7 @@ from steplr.training.budget import BudgetError, models_per_chunk
 from steplr.training.config import EpochRecord, TrainConfig
 from steplr.training.data import load_digits, load_qwerty
 from steplr.training.engines import choose_engine, chunk_size, train_many
-from steplr.training.functional import EVAL_BYTES, probe
+from steplr.training.functional import ESTIMATE_MARGIN, EVAL_BYTES, probe
 from steplr.training.task import Task
 from steplr.training.train import train
 
@@ -116,7 +116,7 @@ def test_the_estimate_grows_with_the_batch_and_the_optimizer_state():
     adam = probe([TrainConfig(batch_size=16, optimizer="adam")], data, task, None).bytes_per_model
     assert small < large and small < adam
     parameters = sum(p.numel() * 4 for p in SmallCNN().parameters())
-    assert adam - small == 2 * parameters  # two moments a parameter
+    assert abs(adam - small - ESTIMATE_MARGIN * 2 * parameters) <= 1  # two moments a parameter
 
 
 def test_models_per_chunk():
