@@ -50,6 +50,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_experiments.py
 	$(PY) benchmarks/bench_sweep.py
 	$(PY) benchmarks/bench_command.py
+	$(PY) benchmarks/bench_generic.py
+	$(PY) benchmarks/bench_user_model.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis .mypy_cache

@@ -73,6 +73,22 @@ RECIPES: dict[str, dict[str, Any]] = {
         "schedule": ScheduleSpec("step", {"step_size": "2ep", "gamma": 0.1}),
         "interval": "epoch",
     },
+    # Where decay is expected to pay: a small CNN (two conv/BatchNorm blocks) on real Fashion-MNIST, SGD with
+    # momentum 0.9 and weight decay at a large LR, decayed x0.1 every 5 of 15 epochs (the classic setting of step
+    # decay). Trained on a fixed stratified 12,000 of the 60,000 training images (fashion-mnist-12k), so that
+    # `compare fashion-cnn --seeds 3` of none, step and cosine fits in minutes on two cores; tested on all 10,000.
+    "fashion-cnn": {
+        "dataset": "fashion-mnist-12k",
+        "model": "cnn",
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "batch_size": 128,
+        "epochs": 15,
+        "schedule": ScheduleSpec("step", {"step_size": "5ep", "gamma": 0.1}),
+        "interval": "epoch",
+    },
     "digits": {
         "dataset": "digits",
         "model": "linear",
