@@ -296,8 +296,9 @@ def _records(
     val = _evaluate(plan, models, split.x_val, split.y_val, chunk)
     last = lrs.table[:, plan.step(epoch, plan.batches - 1)].tolist()
     records = []
+    gone = diverged.tolist()
     for i, (loss, right) in enumerate(zip(loss_sum.tolist(), correct.tolist())):
-        if diverged[i]:
+        if gone[i]:
             nan = math.nan
             records.append(EpochRecord(epoch + 1, nan, nan, nan, nan, nan, nan, nan))
         else:
