@@ -32,7 +32,13 @@ DISTRIBUTION = {
     "tqdm": "tqdm",
     "optuna": "optuna",
     "psycopg": "psycopg",
+    "tensorboard": "tensorboard",
+    "keras": "keras",
+    "jax": "jax",
+    "optax": "optax",
 }
+# Extras left out of `all` on purpose: large frameworks only their adapters need.
+NOT_IN_ALL = {"keras", "jax"}
 
 
 def _extras_declared() -> dict[str, set[str]]:
@@ -64,7 +70,8 @@ def test_every_optional_module_is_in_the_extra_it_names_and_in_all():
     extras = _extras_declared()
     for module, extra in EXTRA_OF_MODULE.items():
         assert DISTRIBUTION[module] in extras[extra], (module, extra)
-        assert DISTRIBUTION[module] in extras["all"], module
+        assert (DISTRIBUTION[module] in extras["all"]) == (extra not in NOT_IN_ALL), module
+    assert set(_COVERS) == set(extras) - {"all", "test"}  # every extra users install is mapped
     for extra, covered in _COVERS.items():  # which extra installs everything another one does
         assert covered == {other for other in _COVERS if extras[other] <= extras[extra]}, extra
 
@@ -80,6 +87,11 @@ def test_every_optional_module_is_in_the_extra_it_names_and_in_all():
         ("tqdm", "sweep", "experiments"),
         ("optuna", "sweep", "tune"),  # a grid sweep needs experiments, an Optuna one tune
         ("psycopg", None, "tune"),
+        ("tensorboard", "train", "tensorboard"),  # not the command's extra: experiments does not bring it
+        ("tensorboard", "sweep", "tensorboard"),
+        ("keras", None, "keras"),
+        ("jax.numpy", None, "jax"),
+        ("optax", None, "jax"),
     ],
 )
 def test_a_missing_optional_module_names_its_extra_in_one_line(module, command, extra):
@@ -162,7 +174,8 @@ def test_the_core_venv_has_no_extra(core_venv):
         core_venv,
         """
         import importlib.util
-        for name in ("matplotlib", "sklearn", "scipy", "tqdm", "optuna", "psycopg", "lightning"):
+        for name in ("matplotlib", "sklearn", "scipy", "tqdm", "optuna", "psycopg", "lightning", "tensorboard",
+                     "keras", "jax", "optax"):
             assert importlib.util.find_spec(name) is None, name
         import steplr
         print(steplr.__file__)
@@ -210,7 +223,8 @@ def test_the_core_layers_import_without_any_extra(core_venv):
         for name in names:
             importlib.import_module(name)
         loaded = sorted(m for m in sys.modules if m.partition(".")[0] in
-                        ("matplotlib", "sklearn", "scipy", "tqdm", "optuna", "psycopg"))
+                        ("matplotlib", "sklearn", "scipy", "tqdm", "optuna", "psycopg", "tensorboard",
+                         "keras", "jax", "optax"))
         assert not loaded, loaded
         print(len(names))
     """,

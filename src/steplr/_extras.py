@@ -2,8 +2,10 @@
 
 The core install is numpy and torch: the schedules, the torch drop-ins and ``steplr explain``. Everything else is
 an extra (``pyproject.toml``): ``plot`` draws figures, ``experiments`` trains, compares and sweeps, ``tune`` adds the
-Optuna search, ``all`` is the three. This module imports only :mod:`steplr.errors` and the standard library, so it
-works when an import has just failed.
+Optuna search, ``tensorboard`` writes TensorBoard event files (``--tensorboard DIR``), ``all`` is those four;
+``keras`` and ``jax`` (jax and optax) bring what the adapters :mod:`steplr.keras` and :mod:`steplr.optax` wrap, and
+are left out of ``all``. This module imports only :mod:`steplr.errors` and the standard library, so it works when
+an import has just failed.
 
 >>> error = ModuleNotFoundError("No module named 'matplotlib'", name="matplotlib")
 >>> print(missing_extra(error, "plot"))
@@ -14,6 +16,10 @@ steplr compare needs matplotlib, which is not installed: pip install 'steplr[exp
 optuna is not installed: pip install 'steplr[tune]'
 >>> missing_extra(ModuleNotFoundError("No module named 'steplr.nowhere'", name="steplr.nowhere")) is None
 True
+>>> print(missing_extra(ModuleNotFoundError("No module named 'tensorboard'", name="tensorboard"), "train"))
+steplr train needs tensorboard, which is not installed: pip install 'steplr[tensorboard]'
+>>> print(missing_extra(ModuleNotFoundError("No module named 'optax'", name="optax")))
+optax is not installed: pip install 'steplr[jax]'
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ EXTRA_OF_MODULE = {
     "tqdm": "experiments",
     "optuna": "tune",
     "psycopg": "tune",
+    "tensorboard": "tensorboard",
+    "keras": "keras",
+    "jax": "jax",
+    "optax": "jax",
 }
 
 # Top-level module -> the distribution to name to users (pip's name for it).
@@ -40,6 +50,9 @@ _COVERS = {
     "plot": {"plot"},
     "experiments": {"plot", "experiments"},
     "tune": {"plot", "experiments", "tune"},
+    "tensorboard": {"tensorboard"},
+    "keras": {"keras"},
+    "jax": {"jax"},
 }
 
 # The extra a command needs as a whole, so that one install is enough (an Optuna sweep may still ask for tune).
