@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO := demo
 
-.PHONY: install test test-fast lint typecheck demo bench clean
+.PHONY: install test test-fast lint typecheck demo bench clean docs
 
 install: $(STAMP)
 
@@ -52,6 +52,13 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_command.py
 	$(PY) benchmarks/bench_generic.py
 	$(PY) benchmarks/bench_user_model.py
+
+# The documentation site into site/ (mkdocs-material, mkdocstrings; pinned in docs/requirements.txt, installed into
+# .venv when missing). --strict: a broken link or reference fails it. docs/hooks.py runs the commands the pages show
+# and draws their figures with steplr itself (about a minute).
+docs: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -r docs/requirements.txt
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis .mypy_cache

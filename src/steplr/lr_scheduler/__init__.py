@@ -1,10 +1,10 @@
-"""PyTorch schedulers driven by the closed forms of :mod:`steplr.schedules.kinds`.
+"""PyTorch schedulers driven by the closed forms of ``steplr.schedules.kinds``.
 
 ``StepLR``, ``MultiStepLR``, ``ExponentialLR``, ``CosineAnnealingLR``, ``ConstantLR``, ``LinearLR``,
 ``PolynomialLR``, ``CosineAnnealingWarmRestarts``, ``OneCycleLR`` and ``CyclicLR`` take the same arguments as
-torch's and are :class:`torch.optim.lr_scheduler.LRScheduler` subclasses, so Lightning, Ignite, the HF Trainer
+torch's and are ``torch.optim.lr_scheduler.LRScheduler`` subclasses, so Lightning, Ignite, the HF Trainer
 and torch's own ``SequentialLR`` and ``ChainedScheduler`` accept them. ``ScheduleLR(optimizer, schedule)`` drives
-any :class:`~steplr.schedules.Schedule`. What differs from torch:
+any ``Schedule``. What differs from torch:
 
 * the learning rate of step ``t`` is ``schedule.lr(base_lr, t)``, never a running product, so it does not drift
   over millions of steps and reaches exactly 0.0 on underflow;
@@ -29,14 +29,15 @@ The machinery lives in ``_base`` (the per-step rates in ``_rates``), the torch-n
 ``_cyclical``; every public name is importable from here, and reports this module as its home (reprs, pickles and
 doctests name ``steplr.lr_scheduler``).
 
->>> import torch
->>> from steplr.schedules import Exponential
->>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
->>> sched = ScheduleLR(opt, Exponential(0.5))
->>> for _ in range(3):
-...     opt.step(); sched.step()
->>> sched.get_last_lr()
-[0.0125]
+Examples:
+    >>> import torch
+    >>> from steplr.schedules import Exponential
+    >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    >>> sched = ScheduleLR(opt, Exponential(0.5))
+    >>> for _ in range(3):
+    ...     opt.step(); sched.step()
+    >>> sched.get_last_lr()
+    [0.0125]
 """
 
 from __future__ import annotations

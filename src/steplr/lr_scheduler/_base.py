@@ -1,7 +1,7 @@
-"""The machinery every drop-in shares: :class:`ScheduleLR` (closed-form writes, chaining by ratio, torch's
+"""The machinery every drop-in shares: ``ScheduleLR`` (closed-form writes, chaining by ratio, torch's
 ``SequentialLR`` hooks, the call-order check, checked state dicts); the rates it writes come from ``_rates``.
 
-Imports torch, steplr's schedules and errors. The public names are re-exported by :mod:`steplr.lr_scheduler`.
+Imports torch, steplr's schedules and errors. The public names are re-exported by ``steplr.lr_scheduler``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class ScheduleLR(LRScheduler):
 
     Args:
         optimizer: the optimizer whose ``param_groups[i]["lr"]`` this scheduler owns.
-        schedule: any :class:`~steplr.schedules.Schedule` with scalar parameters.
+        schedule: any ``Schedule`` with scalar parameters.
         last_epoch: the last step already taken; ``-1`` (default) starts a new run at step 0. With ``L >= 0``
             each group must hold ``"initial_lr"`` (as restored from an optimizer checkpoint) and the optimizer is
             set to the learning rate of step ``L``.

@@ -1,7 +1,7 @@
-"""torch's cyclical schedulers, ``OneCycleLR`` and ``CyclicLR``: the rate from a :mod:`steplr.schedules.cycles`
+"""torch's cyclical schedulers, ``OneCycleLR`` and ``CyclicLR``: the rate from a ``steplr.schedules.cycles``
 kind and, as torch's, the momentum (``momentum``, or ``betas[0]``) cycled the other way at every step.
 
-Imports torch and steplr's schedules; re-exported by :mod:`steplr.lr_scheduler`.
+Imports torch and steplr's schedules; re-exported by ``steplr.lr_scheduler``.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ class _CycledMomentum(ScheduleLR):
         self._write_momentum()
 
     def state_dict(self) -> dict[str, Any]:
-        """:meth:`ScheduleLR.state_dict` and ``momentum``: None, or ``use_beta1``, ``base`` and ``max`` per group."""
+        """``ScheduleLR.state_dict`` and ``momentum``: None, or ``use_beta1``, ``base`` and ``max`` per group."""
         state = super().state_dict()
         if self._momentum is None:
             state["momentum"] = None
@@ -123,7 +123,7 @@ class _CycledMomentum(ScheduleLR):
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """:meth:`ScheduleLR.load_state_dict`, and the momentum settings saved with it (kept if absent)."""
+        """``ScheduleLR.load_state_dict``, and the momentum settings saved with it (kept if absent)."""
         momentum = state_dict.get("momentum", self._momentum) if isinstance(state_dict, dict) else None
         if isinstance(momentum, dict):
             count = len(self.optimizer.param_groups)
@@ -143,7 +143,7 @@ class OneCycleLR(_CycledMomentum):
     """The one-cycle policy (torch's signature): up from ``max_lr / div_factor`` to ``max_lr``, then down to
     ``max_lr / div_factor / final_div_factor``, with the momentum cycled the other way.
 
-    The rate of step ``t`` is :class:`~steplr.schedules.OneCycle`'s closed form with ``max_lr`` as its base, the
+    The rate of step ``t`` is ``OneCycle``'s closed form with ``max_lr`` as its base, the
     momentum (``momentum``, or ``betas[0]`` for Adam-like optimizers) its ``momentum(t, ...)``; both are written
     whatever the group held, as torch's are. What differs from torch: ``base_lrs`` (and each
     group's ``initial_lr``) are the peaks ``max_lr``, the base the schedule scales (torch keeps
@@ -172,15 +172,16 @@ class OneCycleLR(_CycledMomentum):
             groups, neither ``total_steps`` nor ``epochs`` and ``steps_per_epoch``, or ``cycle_momentum`` with an
             optimizer that has neither ``momentum`` nor ``betas``.
 
-    >>> import torch
-    >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
-    >>> sched = OneCycleLR(opt, max_lr=1.0, total_steps=10, pct_start=0.5, anneal_strategy="linear", div_factor=10)
-    >>> seen = []
-    >>> for _ in range(5):
-    ...     seen.append((round(opt.param_groups[0]["lr"], 6), round(opt.param_groups[0]["momentum"], 6)))
-    ...     opt.step(); sched.step()
-    >>> seen
-    [(0.1, 0.95), (0.325, 0.925), (0.55, 0.9), (0.775, 0.875), (1.0, 0.85)]
+    Examples:
+        >>> import torch
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
+        >>> sched = OneCycleLR(opt, max_lr=1.0, total_steps=10, pct_start=0.5, anneal_strategy="linear", div_factor=10)
+        >>> seen = []
+        >>> for _ in range(5):
+        ...     seen.append((round(opt.param_groups[0]["lr"], 6), round(opt.param_groups[0]["momentum"], 6)))
+        ...     opt.step(); sched.step()
+        >>> seen
+        [(0.1, 0.95), (0.325, 0.925), (0.55, 0.9), (0.775, 0.875), (1.0, 0.85)]
     """
 
     _REPR_ARGS = ("max_lrs", "total_steps")
@@ -233,7 +234,7 @@ class OneCycleLR(_CycledMomentum):
 class CyclicLR(_CycledMomentum):
     """Rates cycling between ``base_lr`` and ``max_lr`` (torch's signature), the momentum cycled the other way.
 
-    The rate of step ``t`` is :class:`~steplr.schedules.Cyclic`'s closed form from each group's ``base_lr``: the
+    The rate of step ``t`` is ``Cyclic``'s closed form from each group's ``base_lr``: the
     position in the cycle comes from integer division, so cycles repeat exactly however long the run (torch forms
     it from ``t / cycle_length`` in floating point). The momentum (``momentum``, or ``betas[0]``) is
     ``max_momentum - (max_momentum - base_momentum) * h * s``, the same curve. Both are written whatever the group
@@ -262,15 +263,16 @@ class CyclicLR(_CycledMomentum):
             groups, differing ``max_lr`` values, a ``scale_fn``, or ``cycle_momentum`` with an optimizer that has
             neither ``momentum`` nor ``betas``.
 
-    >>> import torch
-    >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.5, momentum=0.9)
-    >>> sched = CyclicLR(opt, base_lr=0.25, max_lr=1.0, step_size_up=2, mode="triangular2")
-    >>> seen = []
-    >>> for _ in range(6):
-    ...     seen.append((opt.param_groups[0]["lr"], round(opt.param_groups[0]["momentum"], 6)))
-    ...     opt.step(); sched.step()
-    >>> seen
-    [(0.25, 0.9), (0.625, 0.85), (1.0, 0.8), (0.625, 0.85), (0.25, 0.9), (0.4375, 0.875)]
+    Examples:
+        >>> import torch
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.5, momentum=0.9)
+        >>> sched = CyclicLR(opt, base_lr=0.25, max_lr=1.0, step_size_up=2, mode="triangular2")
+        >>> seen = []
+        >>> for _ in range(6):
+        ...     seen.append((opt.param_groups[0]["lr"], round(opt.param_groups[0]["momentum"], 6)))
+        ...     opt.step(); sched.step()
+        >>> seen
+        [(0.25, 0.9), (0.625, 0.85), (1.0, 0.8), (0.625, 0.85), (0.25, 0.9), (0.4375, 0.875)]
     """
 
     _REPR_ARGS = ("base_lrs", "max_lrs", "mode")

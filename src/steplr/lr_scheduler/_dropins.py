@@ -1,9 +1,9 @@
 """torch's closed-form schedulers, one for one: each takes torch's arguments (plus ``steps_per_epoch`` where a
-length may be a duration such as ``"5ep"``) and hands the matching :mod:`steplr.schedules` kind to
-:class:`~steplr.lr_scheduler.ScheduleLR`, which does all the writing. Attribute names are torch's (``gamma``,
+length may be a duration such as ``"5ep"``) and hands the matching ``steplr.schedules`` kind to
+``ScheduleLR``, which does all the writing. Attribute names are torch's (``gamma``,
 ``T_max``, ``total_iters``, ...), read back from the schedule so that a loaded checkpoint's values show.
 
-Imports torch and steplr's schedules; re-exported by :mod:`steplr.lr_scheduler`.
+Imports torch and steplr's schedules; re-exported by ``steplr.lr_scheduler``.
 """
 
 from __future__ import annotations
@@ -54,13 +54,14 @@ class StepLR(_GammaMixin, ScheduleLR):
     ``lr = base_lr * gamma ** (last_epoch // step_size)``, correctly rounded. ``step_size`` may be ``"5ep"``
     with ``steps_per_epoch`` (e.g. ``len(train_loader)`` when stepping per batch).
 
-    >>> import torch
-    >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    >>> sched = StepLR(opt, step_size=10, gamma=0.5)
-    >>> for _ in range(25):
-    ...     opt.step(); sched.step()
-    >>> sched.get_last_lr()
-    [0.025]
+    Examples:
+        >>> import torch
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        >>> sched = StepLR(opt, step_size=10, gamma=0.5)
+        >>> for _ in range(25):
+        ...     opt.step(); sched.step()
+        >>> sched.get_last_lr()
+        [0.025]
     """
 
     _REPR_ARGS = ("step_size", "gamma")
@@ -103,7 +104,7 @@ class MultiStepLR(_GammaMixin, ScheduleLR):
         return list(self.schedule.params()["milestones"])
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """As :meth:`ScheduleLR.load_state_dict`; a checkpoint from a steplr that did not yet take milestones as
+        """As ``ScheduleLR.load_state_dict``; a checkpoint from a steplr that did not yet take milestones as
         torch does (no ``counted``) holds strictly increasing ones, which mean the same either way."""
         schedule = state_dict.get("schedule") if isinstance(state_dict, dict) else None
         if isinstance(schedule, dict) and schedule.get("type") == "MultiStep" and "counted" not in schedule:
@@ -166,14 +167,15 @@ class ConstantLR(ScheduleLR):
         SteplrValueError, SteplrTypeError: for a factor outside [0, 1] or a ``total_iters`` that is not a positive
             duration (torch's ``total_iters=0`` keeps the factor forever; pass ``factor=1`` for no scaling).
 
-    >>> import torch
-    >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    >>> sched = ConstantLR(opt, factor=0.5, total_iters=2)
-    >>> rates = []
-    >>> for _ in range(4):
-    ...     rates.append(sched.get_last_lr()[0]); opt.step(); sched.step()
-    >>> rates
-    [0.05, 0.05, 0.1, 0.1]
+    Examples:
+        >>> import torch
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        >>> sched = ConstantLR(opt, factor=0.5, total_iters=2)
+        >>> rates = []
+        >>> for _ in range(4):
+        ...     rates.append(sched.get_last_lr()[0]); opt.step(); sched.step()
+        >>> rates
+        [0.05, 0.05, 0.1, 0.1]
     """
 
     _REPR_ARGS = ("factor", "total_iters")
@@ -216,14 +218,15 @@ class LinearLR(ScheduleLR):
         SteplrValueError, SteplrTypeError: for a factor outside [0, 1] or a ``total_iters`` that is not a positive
             duration.
 
-    >>> import torch
-    >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    >>> sched = LinearLR(opt, start_factor=0.25, total_iters=3)
-    >>> rates = []
-    >>> for _ in range(5):
-    ...     rates.append(sched.get_last_lr()[0]); opt.step(); sched.step()
-    >>> rates
-    [0.25, 0.5, 0.75, 1.0, 1.0]
+    Examples:
+        >>> import torch
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        >>> sched = LinearLR(opt, start_factor=0.25, total_iters=3)
+        >>> rates = []
+        >>> for _ in range(5):
+        ...     rates.append(sched.get_last_lr()[0]); opt.step(); sched.step()
+        >>> rates
+        [0.25, 0.5, 0.75, 1.0, 1.0]
     """
 
     _REPR_ARGS = ("start_factor", "end_factor", "total_iters")
@@ -270,14 +273,15 @@ class PolynomialLR(ScheduleLR):
         SteplrValueError, SteplrTypeError: for a ``total_iters`` that is not a positive duration or a ``power`` that
             is not a finite number > 0.
 
-    >>> import torch
-    >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    >>> sched = PolynomialLR(opt, total_iters=4, power=2.0)
-    >>> rates = []
-    >>> for _ in range(6):
-    ...     rates.append(sched.get_last_lr()[0]); opt.step(); sched.step()
-    >>> rates
-    [1.0, 0.5625, 0.25, 0.0625, 0.0, 0.0]
+    Examples:
+        >>> import torch
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        >>> sched = PolynomialLR(opt, total_iters=4, power=2.0)
+        >>> rates = []
+        >>> for _ in range(6):
+        ...     rates.append(sched.get_last_lr()[0]); opt.step(); sched.step()
+        >>> rates
+        [1.0, 0.5625, 0.25, 0.0625, 0.0, 0.0]
     """
 
     _REPR_ARGS = ("total_iters", "power")
@@ -339,14 +343,15 @@ class CosineAnnealingWarmRestarts(ScheduleLR):
         SteplrValueError, SteplrTypeError: for a ``T_0`` that is not a positive duration, a ``T_mult`` that is not
             an integer >= 1, or a negative or non-finite ``eta_min``.
 
-    >>> import torch
-    >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    >>> sched = CosineAnnealingWarmRestarts(opt, T_0=2, T_mult=2)
-    >>> rates = []
-    >>> for _ in range(7):
-    ...     rates.append(round(sched.get_last_lr()[0], 4)); opt.step(); sched.step()
-    >>> rates
-    [1.0, 0.5, 1.0, 0.8536, 0.5, 0.1464, 1.0]
+    Examples:
+        >>> import torch
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        >>> sched = CosineAnnealingWarmRestarts(opt, T_0=2, T_mult=2)
+        >>> rates = []
+        >>> for _ in range(7):
+        ...     rates.append(round(sched.get_last_lr()[0], 4)); opt.step(); sched.step()
+        >>> rates
+        [1.0, 0.5, 1.0, 0.8536, 0.5, 0.1464, 1.0]
     """
 
     _REPR_ARGS = ("T_0", "T_mult", "eta_min")
@@ -453,18 +458,18 @@ class CosineAnnealingWarmRestarts(ScheduleLR):
         super()._initial_step()
 
     def state_dict(self) -> dict[str, Any]:
-        """:meth:`ScheduleLR.state_dict` and ``epoch_fraction``: the fraction of the last fractional epoch stepped
+        """``ScheduleLR.state_dict`` and ``epoch_fraction``: the fraction of the last fractional epoch stepped
         to (0.0 after a whole step)."""
         state = super().state_dict()
         state["epoch_fraction"] = self._fraction
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """:meth:`ScheduleLR.load_state_dict`, then the fraction: steplr's ``epoch_fraction`` (0 if absent), or
+        """``ScheduleLR.load_state_dict``, then the fraction: steplr's ``epoch_fraction`` (0 if absent), or
         the fractional part of ``T_cur`` in torch's state; with one, that epoch's rates are written.
 
         Raises:
-            SteplrValueError: as :meth:`ScheduleLR.load_state_dict`, or for a fraction outside [0, 1).
+            SteplrValueError: as ``ScheduleLR.load_state_dict``, or for a fraction outside [0, 1).
         """
         fraction = _fraction_in(state_dict)
         self._fraction = 0.0

@@ -1,7 +1,7 @@
 """Schedules that go up as well as down: cosine annealing with warm restarts, the one-cycle policy, cyclical rates.
 
 The closed forms of torch's ``CosineAnnealingWarmRestarts``, ``OneCycleLR`` and ``CyclicLR`` (learning rates only;
-momentum is the optimizer's business), each a :class:`~steplr.schedules.kinds.Schedule` whose arguments are
+momentum is the optimizer's business), each a ``Schedule`` whose arguments are
 torch's, one for one. Every position inside a cycle is found in integers, so cycle boundaries fall on the right
 step however long the run; the curves are evaluated in forms that keep their few-ulp accuracy where torch's own
 formulas cancel digits (at the foot of a cosine, at the end of a linear anneal).
@@ -72,11 +72,13 @@ class CosineWarmRestarts(Schedule):
     r"""Cosine annealing from ``base_lr`` to ``eta_min`` that restarts at ``base_lr``: torch's
     ``CosineAnnealingWarmRestarts`` (SGDR), each cycle ``t_mult`` times as long as the one before.
 
-    .. math:: \mathrm{lr}(t) = \eta_{min} + (\mathrm{base\_lr} - \eta_{min}) \frac{1 + \cos(\pi n / T_i)}{2}
+    $$
+    \mathrm{lr}(t) = \eta_{min} + (\mathrm{base\_lr} - \eta_{min}) \frac{1 + \cos(\pi n / T_i)}{2}
+    $$
 
     where cycle ``i`` lasts ``T_i = t_0 * t_mult**i`` steps and ``n`` is ``t``'s step within it. The cycle is found
     in integers (no logarithm, which can round a step at a cycle's start into the cycle before), and the weights
-    are :func:`steplr.schedules._exact.cosine_weights`: a few ulps from the exact value also at the foot of each
+    are ``steplr.schedules._exact.cosine_weights``: a few ulps from the exact value also at the foot of each
     cycle, where torch's ``1 + cos`` loses digits.
 
     Args:
@@ -88,8 +90,9 @@ class CosineWarmRestarts(Schedule):
         SteplrValueError, SteplrTypeError: for a ``t_0`` that is not a positive duration, a ``t_mult`` that is not an
             integer >= 1, or a bad ``eta_min`` (each named).
 
-    >>> [CosineWarmRestarts(2, 2).lr(1.0, t) for t in range(7)]
-    [1.0, 0.5, 1.0, 0.8535533905932737, 0.5, 0.14644660940672624, 1.0]
+    Examples:
+        >>> [CosineWarmRestarts(2, 2).lr(1.0, t) for t in range(7)]
+        [1.0, 0.5, 1.0, 0.8535533905932737, 0.5, 0.14644660940672624, 1.0]
     """
 
     def __init__(self, t_0: Any, t_mult: Any = 1, eta_min: Any = 0.0) -> None:
@@ -108,7 +111,7 @@ class CosineWarmRestarts(Schedule):
         return t - start, length
 
     def _cycles(self, t: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-        """:meth:`cycle` for arrays: every element walks its own cycles, all at once, in int64 without overflow."""
+        """``cycle`` for arrays: every element walks its own cycles, all at once, in int64 without overflow."""
         t_0 = np.asarray(require_steps(self.t_0, "t_0"), dtype=np.int64)
         t_mult = np.asarray(self.t_mult, dtype=np.int64)
         shape = np.broadcast_shapes(t.shape, t_0.shape, t_mult.shape)
@@ -161,8 +164,10 @@ class OneCycle(Schedule):
     start by step ``2 * pct_start * total_steps - 2`` first, then to the floor). Each phase runs from its start
     value ``a`` to its end value ``b`` along
 
-    .. math:: \text{cos: } a \frac{1 + \cos \pi p}{2} + b \frac{1 - \cos \pi p}{2}, \qquad
-              \text{linear: } a (1 - p) + b p
+    $$
+    \text{cos: } a \frac{1 + \cos \pi p}{2} + b \frac{1 - \cos \pi p}{2}, \qquad
+    \text{linear: } a (1 - p) + b p
+    $$
 
     with ``p`` the fraction of the phase done. The phase ends are torch's, the same floats compared the same way,
     so every step falls in the phase torch puts it in. The weights are evaluated as ``sin(pi (1 - p) / 2) ** 2``
@@ -189,8 +194,9 @@ class OneCycle(Schedule):
             ``pct_start * total_steps == 1``, which makes the first phase zero steps long (torch divides by zero
             at step 0).
 
-    >>> [round(OneCycle(10, 0.5, "linear", div_factor=10).lr(1.0, t), 6) for t in (0, 2, 4, 9, 12)]
-    [0.1, 0.55, 1.0, 1e-05, 1e-05]
+    Examples:
+        >>> [round(OneCycle(10, 0.5, "linear", div_factor=10).lr(1.0, t), 6) for t in (0, 2, 4, 9, 12)]
+        [0.1, 0.55, 1.0, 1e-05, 1e-05]
     """
 
     def __init__(
@@ -251,8 +257,9 @@ class OneCycle(Schedule):
         rises, back up while it falls (with ``three_phase``, back up while it comes down to the start, then held
         at ``max_momentum``); along the same phases and curve as the rate, and held after ``total_steps``.
 
-        >>> [round(OneCycle(10, 0.5, "linear").momentum(t, 0.85, 0.95), 6) for t in (0, 2, 4, 9, 12)]
-        [0.95, 0.9, 0.85, 0.95, 0.95]
+        Examples:
+            >>> [round(OneCycle(10, 0.5, "linear").momentum(t, 0.85, 0.95), 6) for t in (0, 2, 4, 9, 12)]
+            [0.95, 0.9, 0.85, 0.95, 0.95]
         """
         down, up = (max_momentum, base_momentum), (base_momentum, max_momentum)
         return self._along(t, [down, up, (max_momentum, max_momentum)] if self.three_phase else [down, up])
@@ -325,7 +332,9 @@ class Cyclic(Schedule):
     Each cycle rises for ``step_size_up`` steps and falls for ``step_size_down`` (default: as many). With ``n`` the
     step within the cycle and ``c`` the cycle's number counted from 1,
 
-    .. math:: \mathrm{lr}(t) = \mathrm{base\_lr} + (\mathrm{max\_lr} - \mathrm{base\_lr}) \, h(n) \, s(t)
+    $$
+    \mathrm{lr}(t) = \mathrm{base\_lr} + (\mathrm{max\_lr} - \mathrm{base\_lr}) \, h(n) \, s(t)
+    $$
 
     where ``h`` climbs ``n / up`` to 1 and falls ``(up + down - n) / down`` back, and ``s`` is 1 (``triangular``),
     ``2 ** (1 - c)`` (``triangular2``: each cycle half the height) or ``gamma ** t`` (``exp_range``). ``n`` and
@@ -342,8 +351,9 @@ class Cyclic(Schedule):
     Raises:
         SteplrValueError, SteplrTypeError: for a bad value of any argument (named).
 
-    >>> [Cyclic(1.0, 2, mode="triangular2").lr(0.0, t) for t in range(9)]
-    [0.0, 0.5, 1.0, 0.5, 0.0, 0.25, 0.5, 0.25, 0.0]
+    Examples:
+        >>> [Cyclic(1.0, 2, mode="triangular2").lr(0.0, t) for t in range(9)]
+        [0.0, 0.5, 1.0, 0.5, 0.0, 0.25, 0.5, 0.25, 0.0]
     """
 
     def __init__(

@@ -4,12 +4,13 @@ Every schedule answers ``schedule.lr(base_lr, t)``: the learning rate at 0-based
 group whose initial learning rate is ``base_lr``. ``t`` may be a Python int or a NumPy integer array, and the
 schedule's own parameters may be NumPy arrays too; they all broadcast, so one call gives a configs x steps table:
 
->>> import numpy as np
->>> StepDecay(step_size=10, gamma=0.5).lr(0.1, 25)
-0.025
->>> StepDecay(step_size=np.array([[1], [2]]), gamma=0.5).lr(1.0, np.arange(4))
-array([[1.   , 0.5  , 0.25 , 0.125],
-       [1.   , 1.   , 0.5  , 0.5  ]])
+Examples:
+    >>> import numpy as np
+    >>> StepDecay(step_size=10, gamma=0.5).lr(0.1, 25)
+    0.025
+    >>> StepDecay(step_size=np.array([[1], [2]]), gamma=0.5).lr(1.0, np.arange(4))
+    array([[1.   , 0.5  , 0.25 , 0.125],
+           [1.   , 1.   , 0.5  , 0.5  ]])
 
 This module imports NumPy only (no torch), so planning and plotting start fast.
 """
@@ -144,7 +145,9 @@ class _PowerDecay(Schedule):
 class StepDecay(_PowerDecay):
     r"""Multiply the learning rate by ``gamma`` every ``step_size`` steps.
 
-    .. math:: \mathrm{lr}(t) = \mathrm{base\_lr} \cdot \gamma^{\lfloor t / \mathrm{step\_size} \rfloor}
+    $$
+    \mathrm{lr}(t) = \mathrm{base\_lr} \cdot \gamma^{\lfloor t / \mathrm{step\_size} \rfloor}
+    $$
 
     Args:
         step_size: steps between decays: an int > 0, ``"230it"``, or ``"5ep"`` (needs steps_per_epoch).
@@ -154,8 +157,9 @@ class StepDecay(_PowerDecay):
     Raises:
         TypeError, ValueError: for step sizes that are not positive integers or durations, and bad gammas.
 
-    >>> [StepDecay(10, 0.5).lr(0.1, t) for t in (0, 9, 10, 20, 30)]
-    [0.1, 0.1, 0.05, 0.025, 0.0125]
+    Examples:
+        >>> [StepDecay(10, 0.5).lr(0.1, t) for t in (0, 9, 10, 20, 30)]
+        [0.1, 0.1, 0.05, 0.025, 0.0125]
     """
 
     def __init__(self, step_size: Any, gamma: Any = 0.1) -> None:
@@ -178,7 +182,9 @@ class StepDecay(_PowerDecay):
 class MultiStep(_PowerDecay):
     r"""Multiply the learning rate by ``gamma`` at each milestone.
 
-    .. math:: \mathrm{lr}(t) = \mathrm{base\_lr} \cdot \gamma^{\#\{m \in \mathrm{milestones} : m \le t\}}
+    $$
+    \mathrm{lr}(t) = \mathrm{base\_lr} \cdot \gamma^{\#\{m \in \mathrm{milestones} : m \le t\}}
+    $$
 
     Args:
         milestones: strictly increasing steps > 0 (ints or durations such as ``"30ep"``); with ``counted``,
@@ -187,8 +193,9 @@ class MultiStep(_PowerDecay):
         counted: take the milestones as torch does (the drop-in ``MultiStepLR`` sets it).
         gamma: the factor, finite and > 0.
 
-    >>> [MultiStep([2, 5], 0.1).lr(1.0, t) for t in (0, 2, 5)]
-    [1.0, 0.1, 0.010000000000000002]
+    Examples:
+        >>> [MultiStep([2, 5], 0.1).lr(1.0, t) for t in (0, 2, 5)]
+        [1.0, 0.1, 0.010000000000000002]
     """
 
     def __init__(self, milestones: Iterable[Any], gamma: Any = 0.1, *, counted: bool = False) -> None:
@@ -233,10 +240,11 @@ class MultiStep(_PowerDecay):
 
 
 class Exponential(_PowerDecay):
-    r"""Multiply the learning rate by ``gamma`` every step: :math:`\mathrm{base\_lr} \cdot \gamma^t`.
+    r"""Multiply the learning rate by ``gamma`` every step: \(\mathrm{base\_lr} \cdot \gamma^t\).
 
-    >>> Exponential(0.5).lr(1.0, 3)
-    0.125
+    Examples:
+        >>> Exponential(0.5).lr(1.0, 3)
+        0.125
     """
 
     def __init__(self, gamma: Any) -> None:
@@ -252,8 +260,9 @@ class Exponential(_PowerDecay):
 class Constant(Schedule):
     """The base learning rate at every step.
 
-    >>> Constant().lr(0.1, 1000)
-    0.1
+    Examples:
+        >>> Constant().lr(0.1, 1000)
+        0.1
     """
 
     def _lr_scalar(self, base_lr: float, t: int) -> float:
@@ -272,8 +281,10 @@ class Constant(Schedule):
 class Cosine(Schedule):
     r"""Cosine annealing from ``base_lr`` to ``eta_min`` over ``t_max`` steps (and back up, periodically).
 
-    .. math:: \mathrm{lr}(t) = \eta_{min} + (\mathrm{base\_lr} - \eta_{min})
-              \frac{1 + \cos(\pi t / t_{max})}{2}
+    $$
+    \mathrm{lr}(t) = \eta_{min} + (\mathrm{base\_lr} - \eta_{min})
+    \frac{1 + \cos(\pi t / t_{max})}{2}
+    $$
 
     Evaluated as ``base_lr * (1 + cos x) / 2 + eta_min * (1 - cos x) / 2`` with ``t`` reduced modulo the period
     in integers and the angle folded so that no digits cancel: the value stays within a few ulps of the exact one
@@ -289,8 +300,9 @@ class Cosine(Schedule):
         ValueError, TypeError: for a ``t_max`` that is not a positive duration, or an ``eta_min`` that is
             negative, non-finite or not a number (a negative learning rate makes the optimizer climb the loss).
 
-    >>> [Cosine(10).lr(1.0, t) for t in (0, 5, 10, 15, 20)]
-    [1.0, 0.5, 0.0, 0.5, 1.0]
+    Examples:
+        >>> [Cosine(10).lr(1.0, t) for t in (0, 5, 10, 15, 20)]
+        [1.0, 0.5, 0.0, 0.5, 1.0]
     """
 
     def __init__(self, t_max: Any, eta_min: Any = 0.0) -> None:
@@ -348,8 +360,10 @@ class Cosine(Schedule):
 class PolynomialDecay(Schedule):
     r"""Decay from ``base_lr`` to ``end_lr`` along a power of the steps left, then hold ``end_lr``.
 
-    .. math:: \mathrm{lr}(t) = (\mathrm{base\_lr} - \mathrm{end\_lr})
-              \left(1 - \frac{\min(t, T)}{T}\right)^{p} + \mathrm{end\_lr}
+    $$
+    \mathrm{lr}(t) = (\mathrm{base\_lr} - \mathrm{end\_lr})
+    \left(1 - \frac{\min(t, T)}{T}\right)^{p} + \mathrm{end\_lr}
+    $$
 
     With ``end_lr = 0`` this is the closed form of torch's ``PolynomialLR(total_iters=T, power=p)``, to the last
     bit (the same operations on the same floats). ``power = 1`` is a straight line.
@@ -363,8 +377,9 @@ class PolynomialDecay(Schedule):
         SteplrValueError, SteplrTypeError: for a ``total`` that is not a positive duration, a ``power`` that is not
             a finite number > 0, or an ``end_lr`` that is negative, non-finite or not a number.
 
-    >>> [PolynomialDecay(4, 2.0).lr(1.0, t) for t in (0, 1, 2, 4, 9)]
-    [1.0, 0.5625, 0.25, 0.0, 0.0]
+    Examples:
+        >>> [PolynomialDecay(4, 2.0).lr(1.0, t) for t in (0, 1, 2, 4, 9)]
+        [1.0, 0.5625, 0.25, 0.0, 0.0]
     """
 
     def __init__(self, total: Any, power: Any = 1.0, end_lr: Any = 0.0) -> None:
@@ -414,7 +429,9 @@ class Linear(Schedule):
     r"""Scale ``base_lr`` by a factor moving linearly from ``start_factor`` to ``end_factor`` over ``total_iters``
     steps, then hold ``end_factor * base_lr``: torch's ``LinearLR``.
 
-    .. math:: \mathrm{lr}(t) = \mathrm{base\_lr} \, \frac{s (T - \min(t, T)) + e \min(t, T)}{T}
+    $$
+    \mathrm{lr}(t) = \mathrm{base\_lr} \, \frac{s (T - \min(t, T)) + e \min(t, T)}{T}
+    $$
 
     The two weights are formed in integers, so the factor is ``s`` at step 0 and ``e`` from ``T`` on up to the
     rounding of one product and one division (torch's closed form ``s + (e - s) min(t, T) / T`` is the same
@@ -429,8 +446,9 @@ class Linear(Schedule):
         SteplrValueError, SteplrTypeError: for a factor outside [0, 1] or not a number, and a ``total_iters`` that
             is not a positive duration.
 
-    >>> [Linear(0.5, 0.0, 4).lr(1.0, t) for t in (0, 2, 4, 9)]
-    [0.5, 0.25, 0.0, 0.0]
+    Examples:
+        >>> [Linear(0.5, 0.0, 4).lr(1.0, t) for t in (0, 2, 4, 9)]
+        [0.5, 0.25, 0.0, 0.0]
     """
 
     def __init__(self, start_factor: Any = 1.0 / 3, end_factor: Any = 1.0, total_iters: Any = 5) -> None:
@@ -473,17 +491,20 @@ class Linear(Schedule):
 class LinearWarmup(Linear):
     r"""Ramp linearly from ``start_factor * base_lr`` to ``base_lr`` over ``warmup_steps``, then hold.
 
-    :class:`Linear` with ``end_factor = 1`` (the same rates, bit for bit), under the names ``--warmup`` and saved
+    ``Linear`` with ``end_factor = 1`` (the same rates, bit for bit), under the names ``--warmup`` and saved
     configs and checkpoints use.
 
-    .. math:: \mathrm{lr}(t) = \mathrm{base\_lr} \left(s + (1 - s) \frac{\min(t, W)}{W}\right)
+    $$
+    \mathrm{lr}(t) = \mathrm{base\_lr} \left(s + (1 - s) \frac{\min(t, W)}{W}\right)
+    $$
 
     Args:
         warmup_steps: ``W`` > 0 (int or duration).
         start_factor: ``s`` in [0, 1].
 
-    >>> [LinearWarmup(4, 0.2).lr(1.0, t) for t in (0, 2, 4, 9)]
-    [0.2, 0.6, 1.0, 1.0]
+    Examples:
+        >>> [LinearWarmup(4, 0.2).lr(1.0, t) for t in (0, 2, 4, 9)]
+        [0.2, 0.6, 1.0, 1.0]
     """
 
     def __init__(self, warmup_steps: Any, start_factor: Any = 0.1) -> None:
@@ -494,7 +515,7 @@ class LinearWarmup(Linear):
 
     @property
     def warmup_steps(self) -> Any:
-        """``W``: the steps of the ramp (``total_iters`` of :class:`Linear`)."""
+        """``W``: the steps of the ramp (``total_iters`` of ``Linear``)."""
         return self.total_iters
 
     def params(self) -> dict[str, Any]:
@@ -514,7 +535,9 @@ class LinearWarmup(Linear):
 class ConstantFactor(Schedule):
     r"""``factor * base_lr`` for the first ``total_iters`` steps, then ``base_lr``: torch's ``ConstantLR``.
 
-    .. math:: \mathrm{lr}(t) = \mathrm{base\_lr} \cdot (f \text{ if } t < T \text{ else } 1)
+    $$
+    \mathrm{lr}(t) = \mathrm{base\_lr} \cdot (f \text{ if } t < T \text{ else } 1)
+    $$
 
     From step ``T`` on the rate is ``base_lr`` exactly (torch's recursive form divides by the factor again, which
     can leave it an ulp off, and fails for a factor of 0).
@@ -527,8 +550,9 @@ class ConstantFactor(Schedule):
         SteplrValueError, SteplrTypeError: for a factor outside [0, 1] or not a number, and a ``total_iters`` that
             is not a positive duration.
 
-    >>> [ConstantFactor(0.5, 2).lr(1.0, t) for t in (0, 1, 2, 9)]
-    [0.5, 0.5, 1.0, 1.0]
+    Examples:
+        >>> [ConstantFactor(0.5, 2).lr(1.0, t) for t in (0, 1, 2, 9)]
+        [0.5, 0.5, 1.0, 1.0]
     """
 
     def __init__(self, factor: Any = 1.0 / 3, total_iters: Any = 5) -> None:
@@ -565,9 +589,10 @@ class Sequence(Schedule):
         schedules: two or more schedules.
         boundaries: ``len(schedules) - 1`` strictly increasing steps > 0 (ints or durations).
 
-    >>> warm_then_step = Sequence([LinearWarmup(2, 0.5), StepDecay(3, 0.1)], boundaries=[2])
-    >>> [warm_then_step.lr(1.0, t) for t in range(7)]
-    [0.5, 0.75, 1.0, 1.0, 1.0, 0.1, 0.1]
+    Examples:
+        >>> warm_then_step = Sequence([LinearWarmup(2, 0.5), StepDecay(3, 0.1)], boundaries=[2])
+        >>> [warm_then_step.lr(1.0, t) for t in range(7)]
+        [0.5, 0.75, 1.0, 1.0, 1.0, 0.1, 0.1]
     """
 
     def __init__(self, schedules: SequenceABC[Schedule], boundaries: SequenceABC[Any]) -> None:
@@ -639,8 +664,9 @@ class Sequence(Schedule):
 def join(schedules: SequenceABC[Schedule], boundaries: SequenceABC[Any]) -> Sequence:
     """``Sequence(schedules, boundaries)``: e.g. warm-up for 5 epochs, then step decay.
 
-    >>> join([LinearWarmup("5ep", 0.1), StepDecay("10ep", 0.5)], ["5ep"]).resolve(steps_per_epoch=1).lr(1.0, 15)
-    0.5
+    Examples:
+        >>> join([LinearWarmup("5ep", 0.1), StepDecay("10ep", 0.5)], ["5ep"]).resolve(steps_per_epoch=1).lr(1.0, 15)
+        0.5
     """
     return Sequence(schedules, boundaries)
 
@@ -671,7 +697,7 @@ def _types() -> dict[str, type[Schedule]]:
 
 
 def schedule_from_params(params: dict[str, Any]) -> Schedule:
-    """Rebuild a schedule from :meth:`Schedule.params` output (checkpoints, saved configs).
+    """Rebuild a schedule from ``Schedule.params`` output (checkpoints, saved configs).
 
     Raises:
         ValueError: for an unknown ``"type"`` or missing parameters.

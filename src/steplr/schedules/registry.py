@@ -1,10 +1,10 @@
 """The registry: the one list of schedule kinds, and everything the rest of steplr needs to know about each.
 
-An entry (:class:`Kind`) names a kind as the command line and saved configs spell it, the :class:`Schedule` class
+An entry (``Kind``) names a kind as the command line and saved configs spell it, the ``Schedule`` class
 that computes it (none for a reactive kind such as ``plateau``, which follows the loss and has no closed form), its
-parameters (:class:`Param`: value type, flag, help, default, whether the default is the run's length), and the fair
+parameters (``Param``: value type, flag, help, default, whether the default is the run's length), and the fair
 default ``compare`` gives it. The CLI flags of every command, config validation, ``compare``'s list and the LR tables
-are made from these entries, so adding a closed-form kind is one class in :mod:`steplr.schedules.kinds`, one entry
+are made from these entries, so adding a closed-form kind is one class in ``steplr.schedules.kinds``, one entry
 here, and its tests.
 
 Imports NumPy only (through the kinds).
