@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import steplr.schedules.piecewise as piecewise_module
-from steplr.schedules.cycles import CosineWarmRestarts
+from steplr.schedules.cycles import CosineWarmRestarts, Cyclic, OneCycle
 from steplr.schedules.kinds import (
     Constant,
     ConstantFactor,
@@ -41,6 +41,8 @@ simple = st.one_of(
     st.builds(Linear, st.floats(0.0, 1.0), st.floats(0.0, 1.0), steps),
     st.builds(PolynomialDecay, steps, st.floats(0.5, 3.0)),
     st.builds(CosineWarmRestarts, steps, st.integers(1, 3)),
+    st.builds(OneCycle, st.integers(3, 300), st.sampled_from([0.25, 0.5]), st.sampled_from(["cos", "linear"])),
+    st.builds(Cyclic, st.floats(0.0, 2.0), steps, st.none() | steps, st.sampled_from(["triangular", "triangular2"])),
 )
 schedules = st.one_of(
     simple,
@@ -86,6 +88,7 @@ def test_a_schedule_that_changes_every_step_has_one_entry_per_step_until_it_sett
     assert len(piecewise(Exponential(0.999), 1.0, max_steps=10_000).starts) == 10_001
     assert len(piecewise(LinearWarmup(100, 0.1), 1.0, max_steps=10**9).starts) == 101
     assert len(piecewise(PolynomialDecay(50, 2.0), 1.0, max_steps=10**9).starts) == 51
+    assert len(piecewise(OneCycle(1000), 1.0, max_steps=10**9).starts) == 1000  # the last step's rate from then on
     assert len(piecewise(Exponential(0.5), 1.0, max_steps=10**9).starts) == 1076  # 2**-1075 rounds to 0.0
 
 

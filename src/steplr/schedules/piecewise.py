@@ -8,13 +8,13 @@ table they look up in, from the schedule's own ``lr`` (one formula, one place):
 - where the rate changes only at known steps (step decay, multi-step, constant, constant factor, and those pieces
   of a :func:`~steplr.schedules.join`), the table holds one entry per decay, not per step;
 - elsewhere (exponential, cosine, polynomial, linear ramps, cycles) it holds one entry per step up to the horizon
-  ``max_steps``.
+  ``max_steps``, or up to the step from which the rate provably stays constant, if that comes first.
 
 Neighbouring entries of equal rate are merged. Evaluating at step ``t`` is ``values[searchsorted(starts, t,
 "right") - 1]``: the exact rate for every ``t`` from 0 to ``max_steps``. After the horizon the rate of step
-``max_steps`` is held; when the schedule provably stays constant from some step at or before the horizon on
-(a multi-step's last milestone, a ramp's end, a decay that has reached 0.0, :attr:`Piecewise.settled`), that is
-the exact rate for every step, however large.
+``max_steps`` is held; when the schedule provably stays constant from some step at or before the horizon on (a
+multi-step's last milestone, the end of a ramp or of a one-cycle, a decay that has reached 0.0), that is the exact
+rate for every step, however large (:attr:`Piecewise.settled`).
 
 Imports NumPy and steplr's schedule modules only.
 """
@@ -33,6 +33,7 @@ from steplr.errors import SteplrTypeError, SteplrValueError
 from steplr.schedules._checks import require_steps
 from steplr.schedules._exact import PowerSeries
 from steplr.schedules._segments import _Blocks, _pieces
+from steplr.schedules.cycles import OneCycle
 from steplr.schedules.kinds import (
     Constant,
     ConstantFactor,
@@ -170,6 +171,8 @@ def _settled(schedule: Schedule, base_lr: float) -> int | None:
         return int(require_steps(schedule.total_iters, "total_iters"))
     if isinstance(schedule, PolynomialDecay):
         return int(require_steps(schedule.total, "total"))
+    if isinstance(schedule, OneCycle):  # holds the rate of its last step
+        return max(int(require_steps(schedule.total_steps, "total_steps")) - 1, 0)
     if isinstance(schedule, MultiStep):
         return max((int(require_steps(m, "milestones")) for m in schedule.milestones), default=0)
     if isinstance(schedule, (StepDecay, Exponential)):
