@@ -3,7 +3,8 @@ command that needs an extra names it (``steplr._extras``) in one line.
 
 The integration test builds a fresh venv (no system site-packages) with pip, from the same numpy and torch the
 test's own environment runs (``constraints.txt`` pins torch's CPU build, which pip takes from its local wheels or
-cache, so no large download happens), installs this checkout with ``--no-deps`` and runs it there.
+cache, so no large download happens), installs the wheel tests/test_wheel.py builds with ``--no-deps`` (the wheel,
+not the checkout: what users get) and runs it there.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from pathlib import Path
 
 import pytest
 
+import steplr
 from steplr._extras import _COVERS, EXTRA_OF_MODULE, MissingExtraError, missing_extra
 from steplr.cli.main import main
 from steplr.errors import SteplrError
+from test_wheel import built_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPLAIN = ["explain", "--lr", "0.1", "--step-size", "10", "--gamma", "0.5", "--epochs", "40"]
@@ -134,7 +137,8 @@ def _run(argv: list[str], cwd: Path, timeout: float = 300) -> subprocess.Complet
 
 @pytest.fixture(scope="module")
 def core_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv holding steplr (``--no-deps``), numpy and torch (with torch's own dependencies), nothing else."""
+    """A venv holding steplr's wheel (``--no-deps``), numpy and torch (with torch's own dependencies), nothing
+    else."""
     where = tmp_path_factory.mktemp("core")
     venv = where / "venv"
     done = _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], where)
@@ -158,7 +162,7 @@ def core_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"numpy=={importlib.metadata.version('numpy')}",
         f"torch=={importlib.metadata.version('torch').partition('+')[0]}",
     ]
-    for arguments in (same, ["--no-deps", str(ROOT)]):
+    for arguments in (same, ["--no-deps", str(built_wheel(tmp_path_factory))]):
         done = _run([*pip, *arguments], where, timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]
     return venv
@@ -231,6 +235,19 @@ def test_the_core_layers_import_without_any_extra(core_venv):
     )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) >= 10
+
+
+@pytest.mark.integration
+def test_the_wheel_s_steplr_command_prints_the_version(core_venv):
+    done = _run([str(core_venv / "bin" / "steplr"), "--version"], core_venv.parent)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"steplr {steplr.__version__}\n", "")
+    shown = _core_python(core_venv, "import importlib.metadata; print(importlib.metadata.version('steplr'))")
+    assert shown.stdout == f"{steplr.__version__}\n"
+    # Installed from the wheel, not linked to the checkout: the package's files are in the venv, py.typed too.
+    typed = _core_python(
+        core_venv, "import pathlib, steplr; print(pathlib.Path(steplr.__file__).with_name('py.typed'))"
+    )
+    assert typed.stdout.startswith(str(core_venv)) and Path(typed.stdout.strip()).is_file()
 
 
 @pytest.mark.integration

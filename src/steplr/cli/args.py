@@ -64,6 +64,7 @@ __all__ = [
     "add_seeds_option",
     "add_validation_option",
     "add_budget_option",
+    "add_tensorboard_option",
     "add_warmup_options",
     "DURATIONS",
 ]
@@ -394,6 +395,17 @@ def add_budget_option(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="refuse work whose estimated peak memory is above this, e.g. 4G (default: half of the "
         "memory available when the command starts)",
+    )
+
+
+def add_tensorboard_option(parser: argparse.ArgumentParser, runs: str) -> None:
+    """``--tensorboard DIR``: write every run's scalars as TensorBoard events under DIR (the extra tensorboard)."""
+    parser.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        default=None,
+        help="also write TensorBoard runs under DIR, one per " + runs + ": lr per iteration, loss/* and accuracy/* "
+        "(train, validation, test) per epoch (needs the tensorboard extra)",
     )
 
 

@@ -11,6 +11,7 @@ from steplr.cli.args import (
     UsageError,
     add_budget_option,
     add_seeds_option,
+    add_tensorboard_option,
     add_validation_option,
     check_lrs,
     name_list,
@@ -33,6 +34,8 @@ from steplr.cli.runs import (
     print_warnings,
     progress,
     recipe_default,
+    tensorboard_folder,
+    write_tensorboard,
 )
 from steplr.cli.user import add_model_options, check_model_flags
 from steplr.schedules.registry import KINDS, Param, RunShape, compared, lookup
@@ -81,6 +84,7 @@ def add_compare_command(commands: Any) -> None:
     add_seeds_option(parser, 5, "seeds 0..N-1, the same for every schedule")
     add_validation_option(parser, "fraction of the training set held out to choose on (default: 1/6)")
     add_budget_option(parser)
+    add_tensorboard_option(parser, "schedule and seed (DIR/SCHEDULE/seed-N)")
 
 
 def _schedules(args: argparse.Namespace, baseline: str) -> list[str]:
@@ -131,6 +135,7 @@ def _cmd_compare_recipe(args: argparse.Namespace, out_stream: TextIO, err: TextI
     from steplr.experiments.compare import BASELINE, DEFAULT_VALIDATION, compare_config, recipe_config, train_comparison
     from steplr.experiments.grid import MAX_BATCH
     from steplr.experiments.report import compare_lines, write_compare_outputs
+    from steplr.experiments.tensorboard import comparison_runs
     from steplr.training.engines import choose_engine
     from steplr.training.train import replace_folder
 
@@ -138,6 +143,7 @@ def _cmd_compare_recipe(args: argparse.Namespace, out_stream: TextIO, err: TextI
     out = out_path(args, f"runs/{args.recipe}-compare")
     check_out(out, args.force)
     _check_settings(args, names)
+    board = tensorboard_folder(args, [(name, seed) for name in names for seed in range(args.seeds)], args.force)
     given = {"validation": DEFAULT_VALIDATION, **given_settings(args)}
     chosen = {k: v for k, v in given.items() if k in SETTINGS}  # win over each schedule's fair default
     base = recipe_config(args.recipe, **{k: v for k, v in given.items() if k not in SETTINGS})
@@ -175,6 +181,7 @@ def _cmd_compare_recipe(args: argparse.Namespace, out_stream: TextIO, err: TextI
     # The plan warnings went to stderr before training.
     out_stream.write("\n".join(compare_lines(rows, notes[len(plan_warnings) :])) + "\n")
     out_stream.write(f"report: {out / 'report.html'}\n")
+    write_tensorboard(board, comparison_runs(result.runs, list(range(args.seeds))), out_stream)
     return 0
 
 
@@ -192,6 +199,7 @@ def _cmd_compare_user(args: argparse.Namespace, out_stream: TextIO, err: TextIO)
     data = code.load_data(args.data, loss)
     out = out_path(args, f"runs/{build.__name__}-compare")
     check_out(out, args.force)
+    tensorboard_folder(args, [], args.force)  # the extra and the folder, before any work (the runs: below)
     names = [s for s in args.schedules if s != "none"]
     _schedules(args, "none")
     _check_settings(args, ["none", *names])
@@ -212,6 +220,7 @@ def _cmd_compare_user(args: argparse.Namespace, out_stream: TextIO, err: TextIO)
         )
     for label, lines in prepared.plans.items():
         print_warnings(label, lines, err)
+    board = tensorboard_folder(args, [(k, s) for k in prepared.configs for s in prepared.setup.seeds], args.force)
     engine_note(prepared.engine, prepared.engine_reason, args.trainer, err)
     with claim_out(out, force=args.force) as claim:
         folder = claim.folder
@@ -227,4 +236,5 @@ def _cmd_compare_user(args: argparse.Namespace, out_stream: TextIO, err: TextIO)
     rows = result.comparison.summary()
     out_stream.write("\n".join(compare_lines(rows, result.notes[len(prepared.warnings) :])) + "\n")
     out_stream.write(f"report: {out / 'report.html'}\n")
+    write_tensorboard(board, [(k, s, h) for (k, s), h in result.histories.items()], out_stream)
     return 0

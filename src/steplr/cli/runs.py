@@ -57,6 +57,8 @@ __all__ = [
     "add_trainer_options",
     "memory_budget",
     "engine_note",
+    "tensorboard_folder",
+    "write_tensorboard",
 ]
 
 RunUsageError = UsageError  # the name other modules used before the CLI shared one error type
@@ -355,3 +357,27 @@ def progress(total: int) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, unit="it", leave=False, file=sys.stderr)
+
+
+def tensorboard_folder(args: argparse.Namespace, runs: list[tuple[str, int]], replace: bool) -> Path | None:
+    """``--tensorboard DIR`` checked before any work (None when not given): the extra installed, DIR usable, and
+    each (label, seed) run's folder free unless ``replace`` (--force, --resume)."""
+    if args.tensorboard is None:
+        return None
+    from steplr.experiments import tensorboard as board
+
+    board.require()
+    folder = board.check_folder(args.tensorboard)
+    board.check_free(folder, runs, replace=replace, hint=": pass --force to replace it, or another --tensorboard")
+    return folder
+
+
+def write_tensorboard(folder: Path | None, runs: list[tuple[str, int, Any]], out_stream: TextIO) -> None:
+    """Write the finished runs (label, seed, History) as TensorBoard runs under ``folder`` and say where."""
+    if folder is None:
+        return
+    from steplr.experiments.tensorboard import write_runs
+
+    write_runs(folder, runs, replace=True)
+    count = f"{len(runs)} run" + ("s" if len(runs) != 1 else "")
+    out_stream.write(f"tensorboard: {count} in {folder}/ (tensorboard --logdir {folder})\n")

@@ -19,6 +19,7 @@ from steplr.cli.args import (
     add_out_option,
     add_recipe_argument,
     add_seeds_option,
+    add_tensorboard_option,
     add_validation_option,
     check_lrs,
     duration_list,
@@ -45,6 +46,8 @@ from steplr.cli.runs import (
     out_path,
     print_warnings,
     progress,
+    tensorboard_folder,
+    write_tensorboard,
 )
 from steplr.cli.user import add_model_options, check_model_flags
 from steplr.schedules.explain import format_plan
@@ -64,6 +67,7 @@ _GRID_ONLY: tuple[str, ...] = (
     "interval",
     "loss",
     "device",
+    "tensorboard",
 )
 _USER_DEFAULT = "(default: the recipe's; for --model sgd, lr 0.01, batch 32, 10 epochs, per epoch)"
 _OPTUNA_ONLY = ("trials", "storage", "study", "workers", "report", "grace", "db_timeout")
@@ -224,6 +228,7 @@ def add_sweep_command(commands: Any) -> None:
     add_data_options(sweep)
     _add_optuna_options(sweep)
     add_budget_option(sweep)
+    add_tensorboard_option(sweep, "config and seed (grid: DIR/CONFIG/seed-N, the constant LR as none_lr-X)")
 
 
 def _check_engine_flags(args: argparse.Namespace) -> None:
@@ -299,12 +304,14 @@ def _cmd_grid(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> int:
     from steplr.experiments.compare import recipe_config
     from steplr.experiments.grid import _grid_configs, grid_points, grid_sweep
     from steplr.experiments.report import write_grid_outputs
+    from steplr.experiments.tensorboard import grid_sweep_runs, sweep_run_keys
     from steplr.training.engines import choose_engine
     from steplr.training.train import replace_folder
 
     grid, lrs = _grid_values(args)
     out = out_path(args, f"runs/{args.recipe}-sweep")
     check_out(out, args.force)
+    tensorboard_folder(args, [], args.force)  # the extra and the folder, before any work (the runs: below)
     validation = _validation(args)
     settings = {k: v for k, v in given_settings(args).items() if k in _RUN_FIELDS}
     overrides = {**settings, "epochs": args.epochs, "validation": validation}
@@ -321,29 +328,34 @@ def _cmd_grid(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> int:
     warnings = _plan_warnings(base, args.schedule, grid, lrs or [base.lr], spe, err)
     configs = _grid_configs(base, args.schedule, grid, lrs or [base.lr], list(range(seeds)))
     engine, reason = choose_engine(configs, data, engine=args.trainer, device=args.device)
+    board = tensorboard_folder(args, sweep_run_keys(args.schedule, list(grid), configs), args.force)
     engine_note(engine, reason, args.trainer, err)
+    runs: list[Any] = []
     with claim_out(out, force=args.force) as claim:
         folder = claim.folder
         bar = progress(models)
-        result = grid_sweep(
-            args.recipe,
-            data,
-            grid=grid,
-            seeds=list(range(seeds)),
-            lrs=lrs,
-            overrides=overrides,
-            on_progress=bar.update if bar is not None else None,
-            schedule=args.schedule,
-            engine=args.trainer,
-            device=args.device,
-            max_memory=budget,
-        )
+        sweep_arguments: dict[str, Any] = {
+            "grid": grid,
+            "seeds": list(range(seeds)),
+            "lrs": lrs,
+            "overrides": overrides,
+            "on_progress": bar.update if bar is not None else None,
+            "schedule": args.schedule,
+            "engine": args.trainer,
+            "device": args.device,
+            "max_memory": budget,
+        }
+        if board is None:
+            result = grid_sweep(args.recipe, data, **sweep_arguments)
+        else:  # the same sweep, keeping every run's history for TensorBoard
+            result, runs = grid_sweep_runs(args.recipe, data, **sweep_arguments)
         if bar is not None:
             bar.close()
         lines = write_grid_outputs(folder, out, result, spe, warnings)
     if folder != out:
         replace_folder(folder, out)
     out_stream.write("\n".join(lines) + "\n")
+    write_tensorboard(board, runs, out_stream)
     return 0
 
 
@@ -363,6 +375,7 @@ def _cmd_grid_user(args: argparse.Namespace, out_stream: TextIO, err: TextIO) ->
     """``sweep --model SPEC --data SPEC``: the user's file imported once, the data loaded once, every setting
     checked (one trial batch through the model) before the folder is touched."""
     from steplr.cli.user import UserCode, user_errors
+    from steplr.experiments.tensorboard import sweep_run_keys
     from steplr.experiments.user import USER_DEFAULTS, prepare_sweep, run_sweep
     from steplr.training.train import replace_folder
 
@@ -373,6 +386,7 @@ def _cmd_grid_user(args: argparse.Namespace, out_stream: TextIO, err: TextIO) ->
     data = code.load_data(args.data, loss)
     out = out_path(args, f"runs/{build.__name__}-sweep")
     check_out(out, args.force)
+    tensorboard_folder(args, [], args.force)  # the extra and the folder, before any work (the runs: below)
     given = {**given_settings(args), "validation": _validation(args)}
     settings = {k: given.get(k, v) for k, v in USER_DEFAULTS.items() if k != "lr"}
     with user_errors(args):
@@ -392,14 +406,18 @@ def _cmd_grid_user(args: argparse.Namespace, out_stream: TextIO, err: TextIO) ->
         )
     for warning in prepared.warnings:
         err.write(f"steplr: warning: {warning}\n")
+    board = tensorboard_folder(args, sweep_run_keys(prepared.kind, list(prepared.grid), prepared.configs), args.force)
     engine_note(prepared.engine, prepared.engine_reason, args.trainer, err)
     with claim_out(out, force=args.force) as claim:
         folder = claim.folder
         bar = progress(prepared.models)
-        result = run_sweep(prepared, bar.update if bar is not None else None, out=folder, shown=out)
+        result = run_sweep(
+            prepared, bar.update if bar is not None else None, out=folder, shown=out, keep_histories=board is not None
+        )
         if bar is not None:
             bar.close()
     if folder != out:
         replace_folder(folder, out)
     out_stream.write("\n".join(result.lines) + "\n")
+    write_tensorboard(board, result.histories, out_stream)
     return 0

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from steplr.cli.args import (
     UsageError,
     add_budget_option,
+    add_tensorboard_option,
     add_validation_option,
     check_lrs,
     format_lr,
@@ -36,6 +37,8 @@ from steplr.cli.runs import (
     print_warnings,
     progress,
     recipe_default,
+    tensorboard_folder,
+    write_tensorboard,
 )
 from steplr.errors import Interrupted
 from steplr.schedules.registry import names
@@ -70,6 +73,7 @@ def add_train_command(commands: Any) -> None:
         "with a larger --epochs, extend a finished run",
     )
     add_budget_option(parser)
+    add_tensorboard_option(parser, "run (DIR/SCHEDULE/seed-N)")
 
 
 def _resume_config(out: Path, args: argparse.Namespace) -> Any:
@@ -136,6 +140,7 @@ def cmd_train(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> int:
     torch.set_num_threads(1)  # small models: threads cost more than they save
     out = out_path(args, f"runs/{args.recipe}")
     config = _config(args, out)
+    board = tensorboard_folder(args, [(config.schedule.kind, config.seed)], replace=args.force or args.resume)
     data = load_data(config.dataset, args)
     per_epoch = batches(data, config)
     check_work(f"train {args.recipe}", 1, config, data, per_epoch, args.max_memory)
@@ -173,4 +178,5 @@ def cmd_train(args: argparse.Namespace, out_stream: TextIO, err: TextIO) -> int:
     out_stream.write(
         f"wrote {out}/: config.json, history.csv, history.json, lr.png, loss.png, accuracy.png, {CHECKPOINT}\n"
     )
+    write_tensorboard(board, [(config.schedule.kind, config.seed, history)], out_stream)
     return 0

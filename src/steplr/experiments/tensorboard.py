@@ -101,16 +101,23 @@ def run_folder(root: Path, label: str, seed: int) -> Path:
     return root / _safe(label) / f"seed-{seed}"
 
 
-def check_free(root: Path, runs: Iterable[tuple[str, int]], name: str = "--tensorboard", hint: str = "") -> None:
-    """Refuse, before any training, a run folder under ``root`` that already holds files (TensorBoard would show
-    the old events and the new ones as one run).
+def check_free(
+    root: Path, runs: Iterable[tuple[str, int]], *, replace: bool = False, name: str = "--tensorboard", hint: str = ""
+) -> None:
+    """Refuse, before any training, two runs that would share a folder under ``root`` (labels that differ only in
+    characters a folder name cannot hold), and unless ``replace``, a run folder that already holds files
+    (TensorBoard would show the old events and the new ones as one run). ``hint`` ends that error's message.
 
     Raises:
-        SteplrValueError: naming the first such folder.
+        SteplrValueError: naming the folder.
     """
+    seen: dict[Path, str] = {}
     for label, seed in runs:
         folder = run_folder(root, label, seed)
-        if folder.is_dir() and any(folder.iterdir()):
+        if folder in seen and seen[folder] != label:
+            raise SteplrValueError(f"{name}: the runs of {seen[folder]!r} and {label!r} would share {folder}")
+        seen[folder] = label
+        if not replace and folder.is_dir() and any(folder.iterdir()):
             raise SteplrValueError(f"{name}: {folder} already holds a run{hint}")
 
 

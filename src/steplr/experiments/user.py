@@ -620,6 +620,7 @@ def compare(
     max_memory: int | None = None,
     out: str | os.PathLike[str] | None = None,
     progress: Callable[[list[EpochRecord]], None] | None = None,
+    tensorboard: str | os.PathLike[str] | None = None,
 ) -> CompareResult:
     """Train each schedule on the same seeds as a constant LR (added as ``"none"`` when absent) and pair the
     results: choose on the validation split, report on the test set.
@@ -641,6 +642,9 @@ def compare(
             and handed to the engines. out: a new folder to write summary.json, summary.csv, config.json, the
             figures and report.html into (as ``steplr compare --out``). progress: called with the records of the
             models that just finished an epoch.
+        tensorboard: a folder to write every run into as a TensorBoard run, ``tensorboard/SCHEDULE/seed-N``
+            (:mod:`steplr.experiments.tensorboard`; needs the extra ``tensorboard``; runs of other calls may share
+            the folder, a run's own folder must be new).
 
     Raises:
         SteplrValueError, SteplrTypeError: for any bad argument, named, before anything trains or is written.
@@ -665,7 +669,11 @@ def compare(
         max_memory=max_memory,
         out=out,
     )
-    return run_compare(prepared, progress)
+    keys = [(label, seed) for label in prepared.configs for seed in prepared.setup.seeds]
+    board = _tensorboard(tensorboard, keys)
+    result = run_compare(prepared, progress)
+    _write_tensorboard(board, [(label, seed, h) for (label, seed), h in result.histories.items()])
+    return result
 
 
 def _plan(label: str, config: TrainConfig, batches: int) -> list[str]:
@@ -714,6 +722,8 @@ class SweepResult:
     grid: GridResult
     out: Path | None = None
     lines: list[str] = field(default_factory=list)  # what steplr sweep prints, when a folder was written
+    # (config label, seed, History) of every run, kept for TensorBoard only (tensorboard=, keep_histories=True)
+    histories: list[tuple[str, int, History]] = field(default_factory=list)
 
 
 @dataclass
@@ -821,26 +831,31 @@ def run_sweep(
     progress: Callable[[int], None] | None = None,
     out: Path | None = None,
     shown: Path | None = None,
+    keep_histories: bool = False,
 ) -> SweepResult:
     """Train a prepared sweep; with ``out`` (or the prepared one), write its folder there (``shown``: the folder
     the printed lines name, when ``out`` is a staging folder that will replace it)."""
     from steplr.experiments.grid import grid_sweep
+    from steplr.experiments.tensorboard import grid_sweep_runs
 
     setup = prepared.setup
-    result = grid_sweep(
-        setup.base.model,
-        setup.data,
-        grid=prepared.grid,
-        seeds=setup.seeds,
-        lrs=prepared.lrs,
-        schedule=prepared.kind,
-        base=setup.base,
-        task=setup.task,
-        engine=prepared.asked,
-        device=prepared.device,
-        max_memory=prepared.max_memory,
-        on_progress=progress,
-    )
+    arguments: dict[str, Any] = {
+        "grid": prepared.grid,
+        "seeds": setup.seeds,
+        "lrs": prepared.lrs,
+        "schedule": prepared.kind,
+        "base": setup.base,
+        "task": setup.task,
+        "engine": prepared.asked,
+        "device": prepared.device,
+        "max_memory": prepared.max_memory,
+        "on_progress": progress,
+    }
+    histories: list[tuple[str, int, History]] = []
+    if keep_histories:  # the same sweep, keeping every run's history (keep_histories: for TensorBoard)
+        result, histories = grid_sweep_runs(setup.base.model, setup.data, **arguments)
+    else:
+        result = grid_sweep(setup.base.model, setup.data, **arguments)
     summaries = result.summaries()
     folder = out if out is not None else setup.out
     lines: list[str] = []
@@ -861,6 +876,7 @@ def run_sweep(
         grid=result,
         out=setup.out if out is None else out,
         lines=lines,
+        histories=histories,
     )
     return swept
 
@@ -889,6 +905,7 @@ def sweep(
     max_memory: int | None = None,
     out: str | os.PathLike[str] | None = None,
     progress: Callable[[int], None] | None = None,
+    tensorboard: str | os.PathLike[str] | None = None,
 ) -> SweepResult:
     """Train every combination of a closed-form schedule's parameters (StepLR's ``step_size`` x ``gamma`` by
     default) x base LRs ``lr`` x ``seeds``, each LR also with a constant LR on the same seeds; choose the best on
@@ -924,4 +941,35 @@ def sweep(
         max_memory=max_memory,
         out=out,
     )
-    return run_sweep(prepared, progress)
+    from steplr.experiments.tensorboard import sweep_run_keys
+
+    board = _tensorboard(tensorboard, sweep_run_keys(prepared.kind, list(prepared.grid), prepared.configs))
+    result = run_sweep(prepared, progress, keep_histories=board is not None)
+    _write_tensorboard(board, result.histories)
+    return result
+
+
+def _tensorboard(folder: Any, runs: list[tuple[str, int]]) -> Path | None:
+    """``tensorboard=`` checked before anything trains: a folder, the extra installed, each run's folder free."""
+    if folder is None:
+        return None
+    from steplr._extras import missing_extra
+    from steplr.experiments import tensorboard as board
+
+    path = board.check_folder(folder, "tensorboard")
+    try:
+        board.require()
+    except ModuleNotFoundError as error:
+        missing = missing_extra(error)
+        if missing is None:
+            raise
+        raise missing from None
+    board.check_free(path, runs, name="tensorboard", hint=": give another folder")
+    return path
+
+
+def _write_tensorboard(folder: Path | None, runs: list[tuple[str, int, History]]) -> None:
+    if folder is not None:
+        from steplr.experiments.tensorboard import write_runs
+
+        write_runs(folder, runs)
