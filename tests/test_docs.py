@@ -8,10 +8,12 @@ import importlib
 import pytest
 
 MODULES = [
+    "steplr",
     "steplr.schedules.durations",
     "steplr.schedules._exact",
     "steplr.schedules.kinds",
     "steplr.schedules.cycles",
+    "steplr.schedules.registry",
     "steplr.schedules.explain",
     "steplr.lr_scheduler",
 ]

@@ -54,6 +54,18 @@ class StepLR(_GammaMixin, ScheduleLR):
     ``lr = base_lr * gamma ** (last_epoch // step_size)``, correctly rounded. ``step_size`` may be ``"5ep"``
     with ``steps_per_epoch`` (e.g. ``len(train_loader)`` when stepping per batch).
 
+    Args:
+        optimizer: the optimizer whose learning rates this scheduler sets.
+        step_size: scheduler steps between decays: an int > 0, ``"230it"``, or ``"5ep"`` with ``steps_per_epoch``.
+        gamma: the factor applied at each decay, a finite number > 0 (default 0.1).
+        last_epoch: the last step already taken; ``-1`` (default) starts a new run at step 0. With ``L >= 0``
+            each group must hold ``"initial_lr"`` and the optimizer gets the learning rate of step ``L``.
+        steps_per_epoch: scheduler steps per epoch, needed for durations in epochs such as ``"5ep"``.
+
+    Raises:
+        SteplrValueError, SteplrTypeError: for a ``step_size`` of 0, negative, fractional or not a duration, and a
+            ``gamma`` that is not a finite number > 0 (each named with its value).
+
     Examples:
         >>> import torch
         >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
@@ -85,6 +97,28 @@ class MultiStepLR(_GammaMixin, ScheduleLR):
     """Multiply by ``gamma`` at each milestone (torch's signature); milestones may be durations.
 
     As in torch, milestones may come in any order, include 0, and repeat (a milestone listed twice decays twice).
+
+    Args:
+        optimizer: the optimizer whose learning rates this scheduler sets.
+        milestones: the steps at which to decay, ints >= 0 or durations such as ``"30ep"``.
+        gamma: the factor applied at each milestone, a finite number > 0 (default 0.1).
+        last_epoch: the last step already taken; ``-1`` (default) starts a new run at step 0. With ``L >= 0``
+            each group must hold ``"initial_lr"`` and the optimizer gets the learning rate of step ``L``.
+        steps_per_epoch: scheduler steps per epoch, needed for durations in epochs such as ``"5ep"``.
+
+    Raises:
+        SteplrValueError, SteplrTypeError: for a milestone that is negative, fractional or not a duration, and a
+            ``gamma`` that is not a finite number > 0.
+
+    Examples:
+        >>> import torch
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        >>> sched = MultiStepLR(opt, milestones=[2, 4], gamma=0.5)
+        >>> rates = []
+        >>> for _ in range(5):
+        ...     rates.append(sched.get_last_lr()[0]); opt.step(); sched.step()
+        >>> rates
+        [1.0, 1.0, 0.5, 0.5, 0.25]
     """
 
     _REPR_ARGS = ("milestones", "gamma")
@@ -113,7 +147,26 @@ class MultiStepLR(_GammaMixin, ScheduleLR):
 
 
 class ExponentialLR(_GammaMixin, ScheduleLR):
-    """Multiply by ``gamma`` every step (torch's signature): ``base_lr * gamma ** last_epoch``, rounded once."""
+    """Multiply by ``gamma`` every step (torch's signature): ``base_lr * gamma ** last_epoch``, rounded once.
+
+    Args:
+        optimizer: the optimizer whose learning rates this scheduler sets.
+        gamma: the factor applied every step, a finite number > 0.
+        last_epoch: the last step already taken; ``-1`` (default) starts a new run at step 0. With ``L >= 0``
+            each group must hold ``"initial_lr"`` and the optimizer gets the learning rate of step ``L``.
+
+    Raises:
+        SteplrValueError, SteplrTypeError: for a ``gamma`` that is not a finite number > 0.
+
+    Examples:
+        >>> import torch
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        >>> sched = ExponentialLR(opt, gamma=0.5)
+        >>> for _ in range(3):
+        ...     opt.step(); sched.step()
+        >>> sched.get_last_lr()
+        [0.125]
+    """
 
     _REPR_ARGS = ("gamma",)
 
@@ -122,7 +175,34 @@ class ExponentialLR(_GammaMixin, ScheduleLR):
 
 
 class CosineAnnealingLR(ScheduleLR):
-    """Cosine annealing to ``eta_min`` over ``T_max`` steps (torch's signature), from the closed form."""
+    """Cosine annealing to ``eta_min`` over ``T_max`` steps (torch's signature), from the closed form.
+
+    ``lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * last_epoch / T_max)) / 2``, evaluated afresh at each step
+    (torch's recursive form drifts); past ``T_max`` the curve climbs back up, as torch's does.
+
+    Args:
+        optimizer: the optimizer whose learning rates this scheduler sets.
+        T_max: half the period, > 0: an int, a positive float (as torch takes it), or a duration such as
+            ``"10ep"`` with ``steps_per_epoch``.
+        eta_min: the floor, a finite number >= 0 (default 0).
+        last_epoch: the last step already taken; ``-1`` (default) starts a new run at step 0. With ``L >= 0``
+            each group must hold ``"initial_lr"`` and the optimizer gets the learning rate of step ``L``.
+        steps_per_epoch: scheduler steps per epoch, needed for durations in epochs such as ``"5ep"``.
+
+    Raises:
+        SteplrValueError, SteplrTypeError: for a ``T_max`` that is not a positive duration, or an ``eta_min`` that is
+            negative, non-finite or not a number.
+
+    Examples:
+        >>> import torch
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        >>> sched = CosineAnnealingLR(opt, T_max=4)
+        >>> rates = []
+        >>> for _ in range(5):
+        ...     rates.append(round(sched.get_last_lr()[0], 6)); opt.step(); sched.step()
+        >>> rates
+        [1.0, 0.853553, 0.5, 0.146447, 0.0]
+    """
 
     _REPR_ARGS = ("T_max", "eta_min")
 

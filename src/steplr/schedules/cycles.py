@@ -101,7 +101,18 @@ class CosineWarmRestarts(Schedule):
         self.eta_min = Cosine._check_eta_min(eta_min)
 
     def cycle(self, t: int) -> tuple[int, int]:
-        """``(n, T_i)``: step ``t``'s place in its cycle and that cycle's length."""
+        """Step ``t``'s place in its cycle and that cycle's length, found in integers.
+
+        Args:
+            t: a 0-based scheduler step (the schedule resolved to steps).
+
+        Returns:
+            ``(n, T_i)``: the step within the cycle, from 0, and the cycle's length.
+
+        Examples:
+            >>> [CosineWarmRestarts(2, 2).cycle(t) for t in (0, 1, 2, 5, 6)]
+            [(0, 2), (1, 2), (0, 4), (3, 4), (0, 8)]
+        """
         t_0, t_mult = int(require_steps(self.t_0, "t_0")), int(self.t_mult)
         if t_mult == 1:
             return t % t_0, t_0
@@ -256,6 +267,14 @@ class OneCycle(Schedule):
         """Torch's cycled momentum at step ``t``: from ``max_momentum`` down to ``base_momentum`` while the rate
         rises, back up while it falls (with ``three_phase``, back up while it comes down to the start, then held
         at ``max_momentum``); along the same phases and curve as the rate, and held after ``total_steps``.
+
+        Args:
+            t: a 0-based scheduler step.
+            base_momentum: the momentum at the rate's peak (torch's default 0.85).
+            max_momentum: the momentum at the cycle's ends (torch's default 0.95).
+
+        Returns:
+            The momentum of step ``t``.
 
         Examples:
             >>> [round(OneCycle(10, 0.5, "linear").momentum(t, 0.85, 0.95), 6) for t in (0, 2, 4, 9, 12)]

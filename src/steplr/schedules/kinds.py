@@ -69,15 +69,39 @@ __all__ = [
 
 
 class Schedule(ABC):
-    """A learning rate as a pure function of the scheduler step."""
+    """A learning rate as a pure function of the scheduler step.
+
+    Every kind below is a subclass: it checks its parameters once, when made, and answers
+    [`lr`][steplr.schedules.kinds.Schedule.lr] for any step from the closed form alone (no state, no running
+    product). Two schedules with the same [`params`][steplr.schedules.kinds.Schedule.params] are equal.
+
+    Examples:
+        >>> s = StepDecay(step_size="2ep", gamma=0.5)
+        >>> s.params()
+        {'type': 'StepDecay', 'step_size': '2ep', 'gamma': 0.5}
+        >>> s.resolve(steps_per_epoch=3).lr(1.0, [0, 5, 6, 12])
+        array([1.  , 1.  , 0.5 , 0.25])
+    """
 
     def lr(self, base_lr: Param, t: Steps) -> Any:
         """The learning rate at step ``t`` for a group whose initial learning rate is ``base_lr``.
 
-        Returns a Python float when every input is a scalar, otherwise a broadcast NumPy array.
+        Args:
+            base_lr: the initial learning rate, a finite number (or a NumPy array of them, which broadcasts).
+            t: the 0-based scheduler step, an int >= 0 or a NumPy integer array of them.
+
+        Returns:
+            A Python float when every input (and every parameter of the schedule) is a scalar, otherwise a
+            float64 NumPy array of the broadcast shape.
 
         Raises:
             ValueError: for negative steps, or for durations in epochs that were never given steps_per_epoch.
+
+        Examples:
+            >>> Exponential(0.5).lr(0.1, 2)
+            0.025
+            >>> Exponential(0.5).lr(0.1, [0, 1, 2])
+            array([0.1  , 0.05 , 0.025])
         """
         steps = check_step(t)
         base = check_real(base_lr, "base_lr")
@@ -93,15 +117,46 @@ class Schedule(ABC):
     def _lr_array(self, base_lr: NDArray[np.float64], t: NDArray[np.int64]) -> NDArray[np.float64]: ...
 
     def segment(self, t: int) -> Hashable:
-        """A key equal for two steps whenever their learning rates are equal (for caching); default: ``t``."""
+        """A key equal for two steps whenever their learning rates are equal (for caching).
+
+        Args:
+            t: a 0-based scheduler step.
+
+        Returns:
+            A hashable key; the default is ``t`` itself (every step its own segment).
+        """
         return t
 
     @abstractmethod
     def params(self) -> dict[str, Any]:
-        """The schedule's parameters as plain data (JSON- and ``weights_only``-safe), with a ``"type"`` key."""
+        """The schedule's parameters as plain data (JSON- and ``weights_only``-safe), with a ``"type"`` key.
+
+        Returns:
+            A dict that [`schedule_from_params`][steplr.schedules.kinds.schedule_from_params] turns back into
+            an equal schedule.
+
+        Examples:
+            >>> MultiStep(["10ep", "20ep"], 0.1).params()
+            {'type': 'MultiStep', 'milestones': ['10ep', '20ep'], 'gamma': 0.1}
+        """
 
     def resolve(self, steps_per_epoch: int | None) -> Schedule:
-        """A copy with every epoch duration converted to steps (``steps_per_epoch`` scheduler steps an epoch)."""
+        """A copy with every epoch duration converted to steps.
+
+        Args:
+            steps_per_epoch: scheduler steps per epoch (``len(train_loader)`` when stepping per batch, 1 when
+                stepping per epoch); None when the schedule holds no duration in epochs.
+
+        Returns:
+            The same kind of schedule with step counts only (the schedule itself when it has nothing to convert).
+
+        Raises:
+            SteplrValueError: for a duration in epochs with ``steps_per_epoch`` None or not a positive integer.
+
+        Examples:
+            >>> StepDecay("5ep", 0.5).resolve(steps_per_epoch=23)
+            StepDecay(step_size=115, gamma=0.5)
+        """
         return self
 
     def _check_resolved(self) -> None:  # noqa: B027
@@ -193,6 +248,10 @@ class MultiStep(_PowerDecay):
         counted: take the milestones as torch does (the drop-in ``MultiStepLR`` sets it).
         gamma: the factor, finite and > 0.
 
+    Raises:
+        SteplrValueError, SteplrTypeError: for milestones that are not a list of positive steps or durations, not
+            strictly increasing (without ``counted``), and a bad ``gamma``.
+
     Examples:
         >>> [MultiStep([2, 5], 0.1).lr(1.0, t) for t in (0, 2, 5)]
         [1.0, 0.1, 0.010000000000000002]
@@ -241,6 +300,12 @@ class MultiStep(_PowerDecay):
 
 class Exponential(_PowerDecay):
     r"""Multiply the learning rate by ``gamma`` every step: \(\mathrm{base\_lr} \cdot \gamma^t\).
+
+    Args:
+        gamma: the factor, finite and > 0. An array broadcasts.
+
+    Raises:
+        SteplrValueError, SteplrTypeError: for a ``gamma`` that is not a finite number > 0.
 
     Examples:
         >>> Exponential(0.5).lr(1.0, 3)
@@ -502,6 +567,10 @@ class LinearWarmup(Linear):
         warmup_steps: ``W`` > 0 (int or duration).
         start_factor: ``s`` in [0, 1].
 
+    Raises:
+        SteplrValueError, SteplrTypeError: for a ``warmup_steps`` that is not a positive duration, or a
+            ``start_factor`` outside [0, 1] or not a number.
+
     Examples:
         >>> [LinearWarmup(4, 0.2).lr(1.0, t) for t in (0, 2, 4, 9)]
         [0.2, 0.6, 1.0, 1.0]
@@ -589,6 +658,10 @@ class Sequence(Schedule):
         schedules: two or more schedules.
         boundaries: ``len(schedules) - 1`` strictly increasing steps > 0 (ints or durations).
 
+    Raises:
+        SteplrTypeError: for schedules that are not a non-empty list of scalar Schedule objects.
+        SteplrValueError: for boundaries that are not one fewer than the schedules, or not strictly increasing.
+
     Examples:
         >>> warm_then_step = Sequence([LinearWarmup(2, 0.5), StepDecay(3, 0.1)], boundaries=[2])
         >>> [warm_then_step.lr(1.0, t) for t in range(7)]
@@ -664,6 +737,16 @@ class Sequence(Schedule):
 def join(schedules: SequenceABC[Schedule], boundaries: SequenceABC[Any]) -> Sequence:
     """``Sequence(schedules, boundaries)``: e.g. warm-up for 5 epochs, then step decay.
 
+    Args:
+        schedules: the schedules in the order they run; each starts at its own local step 0.
+        boundaries: the steps where each next schedule takes over, one fewer than ``schedules``.
+
+    Returns:
+        The [`Sequence`][steplr.schedules.kinds.Sequence].
+
+    Raises:
+        SteplrValueError, SteplrTypeError: as [`Sequence`][steplr.schedules.kinds.Sequence].
+
     Examples:
         >>> join([LinearWarmup("5ep", 0.1), StepDecay("10ep", 0.5)], ["5ep"]).resolve(steps_per_epoch=1).lr(1.0, 15)
         0.5
@@ -697,10 +780,22 @@ def _types() -> dict[str, type[Schedule]]:
 
 
 def schedule_from_params(params: dict[str, Any]) -> Schedule:
-    """Rebuild a schedule from ``Schedule.params`` output (checkpoints, saved configs).
+    """Rebuild a schedule from the output of [`Schedule.params`][steplr.schedules.kinds.Schedule.params].
+
+    Checkpoints and saved configs hold schedules so.
+
+    Args:
+        params: a dict with a ``"type"`` key naming a schedule class and that class's parameters.
+
+    Returns:
+        The schedule, equal to the one whose ``params()`` these were.
 
     Raises:
         ValueError: for an unknown ``"type"`` or missing parameters.
+
+    Examples:
+        >>> schedule_from_params({"type": "StepDecay", "step_size": 10, "gamma": 0.5}) == StepDecay(10, 0.5)
+        True
     """
     if not isinstance(params, dict) or "type" not in params:
         raise SteplrValueError(f"schedule parameters must be a dict with a 'type' key, got {params!r}")

@@ -374,7 +374,19 @@ _BY_NAME: dict[str, Kind] = {name: kind for kind in KINDS for name in (kind.name
 
 
 def names(*, aliases: bool = True, reactive: bool = True) -> tuple[str, ...]:
-    """Every kind's name in registry order (aliases right after their kind), e.g. for help texts."""
+    """Every kind's name in registry order (aliases right after their kind), e.g. for help texts.
+
+    Args:
+        aliases: include each kind's other names.
+        reactive: include the kinds without a closed form (``plateau``).
+
+    Returns:
+        The names, registry order.
+
+    Examples:
+        >>> names(aliases=False)[:4]
+        ('none', 'step', 'multistep', 'exponential')
+    """
     return tuple(
         n
         for kind in KINDS
@@ -384,17 +396,41 @@ def names(*, aliases: bool = True, reactive: bool = True) -> tuple[str, ...]:
 
 
 def compared(*, by_default: bool = False) -> tuple[str, ...]:
-    """The kinds ``compare`` can train (one name each, the constant-LR baseline first); ``by_default``: only those
-    it trains when not told which."""
+    """The kinds ``compare`` can train, one name each, the constant-LR baseline first.
+
+    Args:
+        by_default: only those ``compare`` trains when not told which.
+
+    Returns:
+        The kinds' names, registry order.
+
+    Examples:
+        >>> compared(by_default=True)
+        ('none', 'step')
+    """
     return tuple(n for n in names(aliases=False) if not by_default or lookup(n).compared_by_default)
 
 
 def lookup(name: str, *, reactive: bool = True) -> Kind:
-    """The entry of ``name``.
+    """The registry's entry for a kind.
+
+    Args:
+        name: a kind's name or alias, as the command line and saved configs spell it.
+        reactive: accept a kind without a closed form (``plateau``).
+
+    Returns:
+        The kind's entry: its class, parameters, flags and fair default.
 
     Raises:
         SteplrValueError: for an unknown name (listing the known ones), or a reactive kind when ``reactive`` is
             False (it has no closed form to plan or draw).
+
+    Examples:
+        >>> kind = lookup("step")
+        >>> [param.name for param in kind.params]
+        ['step_size', 'gamma']
+        >>> kind.schedule(step_size=10, gamma=0.5).lr(0.1, 25)
+        0.025
     """
     kind = _BY_NAME.get(name) if isinstance(name, str) else None
     if kind is None:
@@ -408,7 +444,15 @@ def lookup(name: str, *, reactive: bool = True) -> Kind:
 
 
 def params_by_name() -> dict[str, tuple[Param, list[str]]]:
-    """Every parameter name across the kinds, with its first declaration and the kinds that read it (in order)."""
+    """Every parameter name across the kinds, with its first declaration and the kinds that read it.
+
+    Returns:
+        ``{name: (param, kinds)}``, in registry order.
+
+    Examples:
+        >>> params_by_name()["gamma"][1][:2]
+        ['step', 'multistep']
+    """
     found: dict[str, tuple[Param, list[str]]] = {}
     for kind in KINDS:
         for param in kind.params:
