@@ -5,6 +5,7 @@ float TensorBoard stores), one run folder per schedule (or sweep config) and see
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import math
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 import steplr
+from steplr._extras import MissingExtraError
 from steplr.cli.main import main
 from steplr.errors import SteplrValueError
 from steplr.training.config import History
@@ -230,3 +232,60 @@ def test_a_regression_has_no_accuracy_tags(tmp_path):
     scalars = read_run(tmp_path / "tb" / "step" / "seed-0")
     assert sorted(scalars) == ["loss/test", "loss/train", "loss/validation", "lr"]
     assert scalars == expected(result.histories[("step", 0)])
+
+
+def test_api_without_tensorboard_installed_names_the_extra_before_training(tmp_path, monkeypatch):
+    for name in [m for m in sys.modules if m == "tensorboard" or m.startswith(("tensorboard.", "torch.utils.tens"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    trained: list[object] = []
+    with pytest.raises(MissingExtraError, match=r"^tensorboard is not installed: pip install 'steplr\[tensorboard\]'$"):
+        steplr.sweep(model=mlp, data=blobs(), gamma=[0.5], step_size=["1ep"], seeds=1, progress=trained.append,
+                     tensorboard=tmp_path / "tb", **SMALL)  # fmt: skip
+    assert trained == [] and list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------ --model and --data
+
+NET = """
+import torch
+from torch import nn
+
+
+def build_net():
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def load():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 4, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
+    return x[:96], y[:96], x[96:], y[96:]
+"""
+
+
+@pytest.mark.parametrize("command", ["compare", "sweep"])
+def test_a_user_model_on_the_command_line_writes_the_runs_the_api_writes(tmp_path, command):
+    (tmp_path / "net.py").write_text(NET)
+    model = ["--model", f"{tmp_path / 'net.py'}:build_net", "--data", f"{tmp_path / 'net.py'}:load"]
+    chosen = ["--schedules", "step"] if command == "compare" else ["--step-size", "1", "--gamma", "0.5"]
+    code, out, err = run(
+        command, *model, *chosen, "--seeds", "2", "--epochs", "2", "--batch-size", "16", "--lr", "0.05",
+        "--engine", "sequential", "--out", str(tmp_path / "out"), "--tensorboard", str(tmp_path / "cli"),
+    )  # fmt: skip
+    assert code == 0, err
+    labels = ["none", "step"] if command == "compare" else ["none_lr-0.05", "step-1ep_gamma-0.5_lr-0.05"]
+    folders = [f"{label}/seed-{seed}" for label in labels for seed in (0, 1)]
+    assert run_folders(tmp_path / "cli") == folders
+    assert f"tensorboard: 4 runs in {tmp_path / 'cli'}/" in out
+    # The same runs through the API write the same scalars.
+    spec = importlib.util.spec_from_file_location("tensorboard_test_net", tmp_path / "net.py")
+    net = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(net)
+    same = {"model": net.build_net, "data": net.load(), "seeds": 2, "epochs": 2, "batch_size": 16, "lr": 0.05}
+    if command == "compare":
+        steplr.compare(**same, schedules=["step"], engine="sequential", tensorboard=tmp_path / "api")
+    else:
+        steplr.sweep(**same, step_size=["1ep"], gamma=[0.5], engine="sequential", tensorboard=tmp_path / "api")
+    for folder in folders:
+        assert read_run(tmp_path / "cli" / folder) == read_run(tmp_path / "api" / folder), folder
