@@ -65,6 +65,9 @@ def test_every_step_up_to_a_million(sched):
 def test_a_scalar_step_and_the_optimizers_iteration_variable():
     lr = steplr.keras.schedule(StepDecay(10, 0.5), base_lr=0.1)
     assert float(lr(25)) == np.float32(0.025)
+    assert float(lr(2**40)) == 0.0  # settled: 0.0 from step 10720 on
+    held = steplr.keras.schedule(Cosine(100), base_lr=0.1, max_steps=150)
+    assert float(held(151)) == float(held(2**40)) == np.float32(Cosine(100).lr(0.1, 150))  # after the horizon
     optimizer = keras.optimizers.SGD(learning_rate=lr)
     optimizer.iterations.assign(30)
     assert float(optimizer.learning_rate) == np.float32(0.0125)
@@ -170,3 +173,59 @@ def test_without_keras_the_import_names_the_extra():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "MissingExtraError keras is not installed: pip install 'steplr[keras]'"
+
+
+def test_a_missing_keras_backend_is_named():
+    code = textwrap.dedent(
+        """
+        import os, sys
+
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+
+        class NoTensorflow:
+            def find_spec(self, name, path=None, target=None):
+                if name.partition(".")[0] == "tensorflow":
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+        sys.meta_path.insert(0, NoTensorflow())
+        try:
+            import steplr.keras
+        except ImportError as error:
+            print(type(error).__name__, error)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip().startswith(
+        "KerasBackendError Keras' backend tensorflow is not installed: set KERAS_BACKEND"
+    )
+
+
+def test_the_same_rates_and_training_on_the_jax_backend():
+    pytest.importorskip("jax")
+    code = textwrap.dedent(
+        """
+        import os, warnings
+
+        os.environ["KERAS_BACKEND"] = "jax"
+        warnings.simplefilter("error")
+        import numpy as np, keras, steplr.keras
+        from steplr.schedules.kinds import Exponential, StepDecay
+
+        assert keras.backend.backend() == "jax"
+        t = np.arange(10**5 + 1)
+        for sched in (StepDecay(10, 0.5), Exponential(0.9999)):
+            lr = steplr.keras.schedule(sched, 0.1, max_steps=10**5)
+            assert np.array_equal(np.asarray(lr(keras.ops.convert_to_tensor(t))), np.float32(sched.lr(0.1, t)))
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(64, 4)).astype("float32")
+        y = x @ np.float32([1.0, -2.0, 0.5, 3.0])[:, None]
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        model.compile(keras.optimizers.SGD(learning_rate=steplr.keras.schedule(StepDecay(8, 0.5), 0.05)), "mse")
+        losses = model.fit(x, y, batch_size=16, epochs=6, verbose=0).history["loss"]
+        assert losses[-1] < 0.5 * losses[0], losses
+        assert float(model.optimizer.learning_rate) == np.float32(StepDecay(8, 0.5).lr(0.05, 24))
+        print("ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

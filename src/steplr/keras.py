@@ -1,4 +1,5 @@
-"""steplr schedules for Keras 3: the same rates as ``schedule.lr``, rounded once to float32, on any backend.
+"""steplr schedules for Keras 3: the same rates as ``schedule.lr``, rounded once to float32, on any backend (tested on
+torch and JAX).
 
 Set ``KERAS_BACKEND`` (e.g. ``torch``) before the first ``import keras``, as always with Keras 3.
 
@@ -24,20 +25,32 @@ from __future__ import annotations
 from typing import Any
 
 from steplr._extras import missing_extra
-from steplr.errors import SteplrTypeError
+from steplr.errors import SteplrError, SteplrTypeError
 from steplr.schedules.kinds import Schedule as StepSchedule
 from steplr.schedules.kinds import schedule_from_params
 from steplr.schedules.piecewise import DEFAULT_MAX_STEPS, piecewise
+
+__all__ = ["KerasBackendError", "Schedule", "schedule"]
+
+
+class KerasBackendError(SteplrError, ImportError):
+    """Keras is installed but the backend it was told to use (``KERAS_BACKEND``, ``~/.keras/keras.json``) is not."""
+
 
 try:
     import keras
 except ModuleNotFoundError as error:
     missing = missing_extra(error)
-    if missing is None:
+    if missing is not None:
+        raise missing from error
+    backend = (error.name or "").partition(".")[0]
+    if backend not in ("tensorflow", "torch", "jax", "openvino"):
         raise
-    raise missing from error
-
-__all__ = ["Schedule", "schedule"]
+    raise KerasBackendError(
+        f"Keras' backend {backend} is not installed: set KERAS_BACKEND to an installed one (torch, jax, tensorflow) "
+        "before importing Keras",
+        name=backend,
+    ) from error
 
 
 @keras.saving.register_keras_serializable(package="steplr")
@@ -50,17 +63,17 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):  # type: ignore
         table = piecewise(sched, base_lr, max_steps)
         self.sched, self.base_lr, self.max_steps = sched, float(base_lr), int(max_steps)
         starts, values = table.float32()
-        self._starts, self._values = starts, values
-        self._tensors: tuple[Any, Any] | None = None  # made on the first call, on the backend's device
+        # Steps in int32 where they fit (JAX's default has no int64); later steps are the horizon's anyway.
+        self._dtype = "int32" if self.max_steps < 2**31 - 1 else "int64"
+        # Made here, outside any traced function: a tensor first made inside a JAX trace and kept would leak it.
+        self._starts = keras.ops.convert_to_tensor(starts, dtype=self._dtype)
+        self._values = keras.ops.convert_to_tensor(values, dtype="float32")
 
     def __call__(self, step: Any) -> Any:
-        if self._tensors is None:
-            self._tensors = (
-                keras.ops.convert_to_tensor(self._starts, dtype="int64"),
-                keras.ops.convert_to_tensor(self._values, dtype="float32"),
-            )
-        starts, values = self._tensors
-        t = keras.ops.cast(step, "int64")
+        starts, values = self._starts, self._values
+        if isinstance(step, int):  # Keras would make a Python int an int32 tensor
+            step = min(step, self.max_steps + 1)
+        t = keras.ops.cast(keras.ops.minimum(step, self.max_steps + 1), self._dtype)
         index = keras.ops.searchsorted(starts, keras.ops.reshape(t, (-1,)), side="right") - 1
         return keras.ops.reshape(keras.ops.take(values, index), keras.ops.shape(t))
 
@@ -83,7 +96,7 @@ def schedule(sched: StepSchedule, base_lr: float, *, max_steps: int = DEFAULT_MA
         base_lr: the initial learning rate, a finite number > 0.
         max_steps: the horizon, an int >= 0: exact rates (the float64 rate rounded once to float32) for steps
             ``0..max_steps``; after it, the rate of step ``max_steps`` (exact too when the schedule has settled by
-            then). A schedule that changes at every step keeps one entry per step (12 bytes each).
+            then). A schedule that changes at every step keeps one entry per step (8 bytes each).
 
     Raises:
         SteplrTypeError, SteplrValueError: as :func:`steplr.schedules.piecewise.piecewise`.
