@@ -16,6 +16,7 @@ MODULES = [
     "steplr.schedules.registry",
     "steplr.schedules.explain",
     "steplr.lr_scheduler",
+    "steplr.experiments.user",
 ]
 
 

@@ -1,11 +1,11 @@
-"""Schedules compared and swept on a user's own model and data: :func:`compare` and :func:`sweep`
+"""Schedules compared and swept on a user's own model and data: ``compare`` and ``sweep``
 (``steplr.compare``, ``steplr.sweep``).
 
 Every argument is checked before anything trains or any file is written, each error naming the argument: the
 data's shapes and types, the schedules (names get the registry's fair defaults, schedule objects are taken as
 given), the optimizer settings, and one trial call of the model on two training examples with the loss. Then the
-runs go through the same path as the built-in recipes (:func:`steplr.experiments.compare.train_comparison`,
-:func:`steplr.experiments.grid.grid_sweep`, both training with :func:`steplr.training.engines.train_many`), and
+runs go through the same path as the built-in recipes (``steplr.experiments.compare.train_comparison``,
+``steplr.experiments.grid.grid_sweep``, both training with ``steplr.training.engines.train_many``), and
 ``out`` is written exactly as ``steplr compare`` / ``steplr sweep`` write their folders.
 
 A user's run steps its scheduler once an epoch unless ``interval="iteration"``: that is how most training loops
@@ -89,7 +89,7 @@ _NAMED_LOSSES = tuple(name for name in LOSSES if name != "custom")
 
 @dataclass(frozen=True)
 class UserData:
-    """A user's data in memory (a :class:`~steplr.training.data.TrainData`): integer labels are classes, float
+    """A user's data in memory (a ``TrainData``): integer labels are classes, float
     targets a regression (``num_classes`` is then the number of outputs)."""
 
     x_train: torch.Tensor
@@ -202,7 +202,7 @@ def as_data(data: Any, loss: str | Callable[..., Any] = "cross_entropy") -> User
 
 
 def schedule_spec(schedule: Schedule | ScheduleSpec, name: str = "schedule") -> ScheduleSpec:
-    """The config's :class:`ScheduleSpec` of a schedule object: its registry kind and parameters (a bare integer
+    """The config's ``ScheduleSpec`` of a schedule object: its registry kind and parameters (a bare integer
     is scheduler steps, as in the Python API everywhere); ``join([LinearWarmup(w, f), s], [w])`` is ``s`` with a
     warm-up of ``w`` steps.
 
@@ -466,13 +466,20 @@ def _budget(setup: _Setup, models: int, batches: int, max_memory: int | None) ->
 
 @dataclass
 class CompareResult:
-    """What :func:`compare` found.
+    """What [`compare`][steplr.experiments.user.compare] found.
 
-    ``rows``: one dict per schedule, the same fields as summary.json (means and sds over seeds, the paired
-    difference against the constant LR with its CI, p, Holm-adjusted p, verdict); ``histories``: the History of
-    each run by ``(schedule name, seed)``; ``notes``: what to know before trusting the verdicts; ``engine`` and
-    ``engine_reason``: what trained the runs and why; ``configs``: each schedule's config (seed 0);
-    ``comparison``: the :class:`~steplr.experiments.results.Comparison` the report is written from.
+    Attributes:
+        rows: one dict per schedule, the same fields as summary.json (means and sds over seeds, the paired
+            difference against the constant LR with its CI, p, Holm-adjusted p, verdict); the constant LR
+            (``"none"``) is the baseline.
+        histories: the ``History`` of each run (per-epoch metrics, per-iteration LRs) by ``(schedule name, seed)``.
+        notes: what to know before trusting the verdicts (a constant LR still improving at the end, a reactive
+            schedule that never acted, diverged seeds).
+        engine: what trained the runs: ``stack``, ``functional`` or ``sequential``.
+        engine_reason: why that engine, in words.
+        configs: each schedule's config (seed 0).
+        comparison: the ``steplr.experiments.results.Comparison`` the report is written from.
+        out: the folder written, or None.
     """
 
     rows: list[dict[str, Any]]
@@ -487,7 +494,7 @@ class CompareResult:
 
 @dataclass
 class PreparedCompare:
-    """A comparison checked and ready to train (:func:`prepare_compare`): the CLI prints its plans' warnings and
+    """A comparison checked and ready to train (``prepare_compare``): the CLI prints its plans' warnings and
     claims its folder between the two steps."""
 
     setup: _Setup
@@ -528,7 +535,7 @@ def prepare_compare(
     data_label: str = "data",
     schedule_settings: Mapping[str, Any] | None = None,
 ) -> PreparedCompare:
-    """Every check of :func:`compare`, and its configs and plans, without training (arguments as there;
+    """Every check of ``compare``, and its configs and plans, without training (arguments as there;
     ``data_label`` names the data in the configs; ``schedule_settings``, flat settings such as ``gamma`` or
     ``warmup``, win over the fair defaults of schedules given by name, as ``steplr compare``'s flags do)."""
     settings = {
@@ -625,6 +632,9 @@ def compare(
     """Train each schedule on the same seeds as a constant LR (added as ``"none"`` when absent) and pair the
     results: choose on the validation split, report on the test set.
 
+    Every argument is keyword-only and checked, with two training examples sent through the model and the loss,
+    before anything trains or is written.
+
     Args:
         model: called with no arguments, returns a fresh ``nn.Module``; steplr calls it under each run's seed.
         data: ``(x_train, y_train, x_test, y_test)`` tensors (integer labels: classes; float targets: a
@@ -634,20 +644,48 @@ def compare(
             a list of registry names. Default: compare's default list.
         seeds: a count ``n`` (seeds 0..n-1) or a list of seeds; every schedule trains on all of them.
         optimizer: ``sgd`` (with ``momentum``, ``nesterov``, ``weight_decay``), ``adam`` or ``adamw``.
+        lr: the base learning rate of every schedule, > 0.
+        momentum: SGD's momentum, in [0, 1).
+        nesterov: SGD's Nesterov momentum (needs ``momentum`` > 0).
+        weight_decay: SGD's, Adam's or AdamW's weight decay, >= 0.
+        batch_size: training examples per batch, > 0.
+        epochs: passes over the training set, > 0.
         interval: step the scheduler once an ``epoch`` or every ``iteration``.
         validation: share of the training set held out to choose on, in [0, 1).
         loss: ``cross_entropy``, ``mse``, or ``loss(outputs, targets) -> scalar tensor``.
         engine: ``auto`` (the fastest engine that can train the model), ``batched`` or ``sequential``.
-        device: where to train (None: where the data is). max_memory: a budget in bytes, checked before training
-            and handed to the engines. out: a new folder to write summary.json, summary.csv, config.json, the
-            figures and report.html into (as ``steplr compare --out``). progress: called with the records of the
-            models that just finished an epoch.
+        device: where to train (None: where the data is).
+        max_memory: a budget in bytes, checked before training and handed to the engines (None: half the memory
+            available).
+        out: a new folder to write summary.json, summary.csv, config.json, the figures and report.html into (as
+            ``steplr compare --out``); None writes nothing.
+        progress: called with the records of the models that just finished an epoch.
         tensorboard: a folder to write every run into as a TensorBoard run, ``tensorboard/SCHEDULE/seed-N``
-            (:mod:`steplr.experiments.tensorboard`; needs the extra ``tensorboard``; runs of other calls may share
+            (``steplr.experiments.tensorboard``; needs the extra ``tensorboard``; runs of other calls may share
             the folder, a run's own folder must be new).
+
+    Returns:
+        A [`CompareResult`][steplr.experiments.user.CompareResult]: one row per schedule, every run's history,
+        the notes and the engine used.
 
     Raises:
         SteplrValueError, SteplrTypeError: for any bad argument, named, before anything trains or is written.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> import steplr
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(240, 4, generator=g)
+        >>> y = (x[:, 0] > 0).long()
+        >>> result = steplr.compare(
+        ...     model=lambda: nn.Linear(4, 2), data=(x[:200], y[:200], x[200:], y[200:]),
+        ...     schedules={"step": steplr.StepDecay("1ep", 0.5)}, seeds=2, epochs=2, lr=0.1,
+        ... )
+        >>> [row["schedule"] for row in result.rows]
+        ['none', 'step']
+        >>> result.histories[("step", 1)].epochs[-1].lr  # the LR of the last epoch: 0.1 halved once
+        0.05
     """
     prepared = prepare_compare(
         model=model,
@@ -706,10 +744,21 @@ def write_compare(out: Path, comparison: Comparison, plans: Mapping[str, list[st
 
 @dataclass
 class SweepResult:
-    """What :func:`sweep` found. ``rows``: one dict per swept config (the summary.json fields), best on validation
-    first; ``best``: the first of them, the config chosen on validation with its test result, and
-    ``best_config`` its config (seed 0); ``runs``: every run's final metrics (results.csv); ``notes``, ``engine``,
-    ``engine_reason`` as for :class:`CompareResult`; ``grid``: the :class:`GridResult` the report is written from.
+    """What [`sweep`][steplr.experiments.user.sweep] found.
+
+    Attributes:
+        rows: one dict per swept config (the summary.json fields), best on validation first.
+        best: the first of them: the config chosen on validation, with its test result against the constant LR.
+        best_config: that config (seed 0).
+        runs: every run's final metrics (the rows of results.csv).
+        notes: what to know before trusting the verdicts, as for
+            [`CompareResult`][steplr.experiments.user.CompareResult].
+        engine: what trained the runs.
+        engine_reason: why that engine, in words.
+        grid: the ``GridResult`` the report is written from.
+        out: the folder written, or None.
+        lines: what ``steplr sweep`` prints, when a folder was written.
+        histories: ``(config label, seed, History)`` of every run, kept for TensorBoard only.
     """
 
     rows: list[dict[str, Any]]
@@ -728,7 +777,7 @@ class SweepResult:
 
 @dataclass
 class PreparedSweep:
-    """A sweep checked and ready to train (:func:`prepare_sweep`)."""
+    """A sweep checked and ready to train (``prepare_sweep``)."""
 
     setup: _Setup
     kind: str
@@ -773,7 +822,7 @@ def prepare_sweep(
     out: str | os.PathLike[str] | None = None,
     data_label: str = "data",
 ) -> PreparedSweep:
-    """Every check of :func:`sweep`, and its configs and plans, without training (arguments as there)."""
+    """Every check of ``sweep``, and its configs and plans, without training (arguments as there)."""
     from steplr.experiments.grid import _grid_configs, check_grid, grid_plans
     from steplr.schedules.explain import format_plan
 
@@ -911,12 +960,54 @@ def sweep(
     default) x base LRs ``lr`` x ``seeds``, each LR also with a constant LR on the same seeds; choose the best on
     validation and report its test result against the constant LR.
 
-    ``grid`` maps parameters of ``schedule`` to their values; ``step_size`` and ``gamma`` are shorthands for
-    ``grid`` entries (``schedule="step"`` with neither sweeps :data:`STEP_GRID`). ``lr``: one base LR or a list.
-    ``progress`` is called with the number of runs each trained chunk finished. Other arguments as :func:`compare`.
+    Args:
+        model: called with no arguments, returns a fresh ``nn.Module``, as for
+            [`compare`][steplr.experiments.user.compare].
+        data: the data, as for [`compare`][steplr.experiments.user.compare].
+        schedule: the registry name of a closed-form kind whose parameters are swept (default ``"step"``).
+        grid: parameters of ``schedule`` mapped to their values; every combination is trained.
+        step_size: shorthand for ``grid["step_size"]``.
+        gamma: shorthand for ``grid["gamma"]`` (``schedule="step"`` with neither sweeps ``STEP_GRID``).
+        lr: one base LR or a list of them; each is swept with every config and has its own constant-LR baseline.
+        seeds: a count ``n`` (seeds 0..n-1) or a list of seeds.
+        optimizer: as for [`compare`][steplr.experiments.user.compare].
+        momentum: as for [`compare`][steplr.experiments.user.compare].
+        nesterov: as for [`compare`][steplr.experiments.user.compare].
+        weight_decay: as for [`compare`][steplr.experiments.user.compare].
+        batch_size: as for [`compare`][steplr.experiments.user.compare].
+        epochs: as for [`compare`][steplr.experiments.user.compare].
+        interval: as for [`compare`][steplr.experiments.user.compare].
+        validation: as for [`compare`][steplr.experiments.user.compare].
+        loss: as for [`compare`][steplr.experiments.user.compare].
+        engine: as for [`compare`][steplr.experiments.user.compare].
+        device: as for [`compare`][steplr.experiments.user.compare].
+        max_memory: as for [`compare`][steplr.experiments.user.compare].
+        out: a new folder to write results.csv, summary.json, the heatmap, the best configs' LR curves and
+            report.html into (as ``steplr sweep --out``); None writes nothing.
+        progress: called with the number of runs each trained chunk finished.
+        tensorboard: as for [`compare`][steplr.experiments.user.compare], one run per config and seed.
+
+    Returns:
+        A [`SweepResult`][steplr.experiments.user.SweepResult]: every config's row, best on validation first.
 
     Raises:
         SteplrValueError, SteplrTypeError: for any bad argument, named, before anything trains or is written.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> import steplr
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(240, 4, generator=g)
+        >>> y = (x[:, 0] > 0).long()
+        >>> result = steplr.sweep(
+        ...     model=lambda: nn.Linear(4, 2), data=(x[:200], y[:200], x[200:], y[200:]),
+        ...     step_size=["1ep", "2ep"], gamma=[0.1, 0.5], lr=0.1, seeds=2, epochs=2,
+        ... )
+        >>> len(result.rows)  # 2 step sizes x 2 gammas at one base LR
+        4
+        >>> result.best == result.rows[0]
+        True
     """
     prepared = prepare_sweep(
         model=model,
