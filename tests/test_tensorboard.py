@@ -99,6 +99,16 @@ def test_train_without_validation_has_no_validation_tags_and_a_second_run_is_ref
     assert len(list((tb / "step" / "seed-3").iterdir())) == 1  # the old events replaced, not added to
 
 
+def test_train_resume_rewrites_the_run_with_the_whole_history(tmp_path):
+    args = ["train", "qwerty", "--out", str(tmp_path / "run"), "--tensorboard", str(tmp_path / "tb")]
+    assert run(*args, "--epochs", "1")[0] == 0
+    assert run(*args, "--epochs", "2", "--resume")[0] == 0  # a finished run extended by one epoch
+    history = History.from_dict(json.loads((tmp_path / "run" / "history.json").read_text()))
+    assert [e.epoch for e in history.epochs] == [1, 2]
+    assert read_run(tmp_path / "tb" / "step" / "seed-0") == expected(history)
+    assert len(list((tmp_path / "tb" / "step" / "seed-0").iterdir())) == 1
+
+
 def test_a_file_as_the_tensorboard_folder_is_one_line_and_nothing_is_written(tmp_path):
     (tmp_path / "tb").write_text("")
     code, out, err = run("train", "qwerty", "--epochs", "1", "--out", str(tmp_path / "run"), "--tensorboard",

@@ -398,13 +398,15 @@ def add_budget_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_tensorboard_option(parser: argparse.ArgumentParser, runs: str) -> None:
-    """``--tensorboard DIR``: write every run's scalars as TensorBoard events under DIR (the extra tensorboard)."""
+def add_tensorboard_option(parser: argparse.ArgumentParser, layout: str, engine: str = "") -> None:
+    """``--tensorboard DIR``: write every run's scalars as TensorBoard events under DIR (the extra tensorboard);
+    ``layout`` says which run goes where, ``engine`` the only engine that takes the flag."""
     parser.add_argument(
         "--tensorboard",
         metavar="DIR",
         default=None,
-        help="also write TensorBoard runs under DIR, one per " + runs + ": lr per iteration, loss/* and accuracy/* "
+        help=(f"{engine}: " if engine else "")
+        + f"also write TensorBoard runs under DIR, {layout}; each holds lr per iteration, loss/* and accuracy/* "
         "(train, validation, test) per epoch (needs the tensorboard extra)",
     )
 

@@ -84,7 +84,7 @@ def add_compare_command(commands: Any) -> None:
     add_seeds_option(parser, 5, "seeds 0..N-1, the same for every schedule")
     add_validation_option(parser, "fraction of the training set held out to choose on (default: 1/6)")
     add_budget_option(parser)
-    add_tensorboard_option(parser, "schedule and seed (DIR/SCHEDULE/seed-N)")
+    add_tensorboard_option(parser, "one per schedule and seed (DIR/SCHEDULE/seed-N)")
 
 
 def _schedules(args: argparse.Namespace, baseline: str) -> list[str]:

@@ -228,7 +228,9 @@ def add_sweep_command(commands: Any) -> None:
     add_data_options(sweep)
     _add_optuna_options(sweep)
     add_budget_option(sweep)
-    add_tensorboard_option(sweep, "config and seed (grid: DIR/CONFIG/seed-N, the constant LR as none_lr-X)")
+    add_tensorboard_option(
+        sweep, "one per config and seed, DIR/CONFIG/seed-N (the constant LR: DIR/none_lr-X/seed-N)", "grid"
+    )
 
 
 def _check_engine_flags(args: argparse.Namespace) -> None:

@@ -73,7 +73,7 @@ def add_train_command(commands: Any) -> None:
         "with a larger --epochs, extend a finished run",
     )
     add_budget_option(parser)
-    add_tensorboard_option(parser, "run (DIR/SCHEDULE/seed-N)")
+    add_tensorboard_option(parser, "the run as DIR/SCHEDULE/seed-N")
 
 
 def _resume_config(out: Path, args: argparse.Namespace) -> Any:
