@@ -89,6 +89,8 @@ def test_after_the_horizon_the_rate_is_held_or_exact_when_settled():
     assert float(held(2**31 - 1)) == float(held(1000)) == np.float32(0.1 * 0.5**100)
     settled = steplr.optax.schedule(StepDecay(10, 0.5), 0.1, max_steps=20_000)  # 0.0 from step 10720 on: exact
     assert float(settled(2**31 - 1)) == 0.0 and float(settled(995)) == np.float32(0.1 * 0.5**99)
+    beyond = np.asarray(settled(np.array([995, 2**40])))  # concrete steps past int32: clamped, not wrapped
+    assert float(settled(2**40)) == 0.0 and beyond.tolist() == [np.float32(0.1 * 0.5**99), 0.0]
 
 
 def _loss(params, x, y):

@@ -68,7 +68,11 @@ def schedule(sched: Schedule, base_lr: float, *, max_steps: int = DEFAULT_MAX_ST
     starts = jnp.asarray(starts64.astype(np.int32))
     values = jnp.asarray(values32)
 
+    limit = int(max_steps) + 1  # every later step has the horizon's rate: clamp before the cast to int32
+
     def lr(count: Any) -> Any:
+        if isinstance(count, (int, np.integer, np.ndarray)):  # concrete: may hold steps beyond int32
+            count = np.minimum(count, limit)
         index = jnp.searchsorted(starts, jnp.asarray(count, dtype=jnp.int32), side="right") - 1
         return values[index]
 
