@@ -56,6 +56,20 @@ class ScheduleLR(LRScheduler):
         TypeError: if ``optimizer`` is not a torch Optimizer or ``schedule`` not a Schedule.
         ValueError: for a bad ``last_epoch`` or ``steps_per_epoch``.
         KeyError: (also a ValueError) for a missing ``initial_lr`` on resume.
+
+    Examples:
+        A warm-up over 2 epochs of 3 steps, then decay by half every 3 epochs, as one schedule:
+
+        >>> import torch
+        >>> from steplr import LinearWarmup, StepDecay, join
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        >>> schedule = join([LinearWarmup("2ep", 0.5), StepDecay("3ep", 0.5)], ["2ep"])
+        >>> sched = ScheduleLR(opt, schedule, steps_per_epoch=3)
+        >>> rates = []
+        >>> for _ in range(16):
+        ...     rates.append(sched.get_last_lr()[0]); opt.step(); sched.step()
+        >>> rates[:7], rates[15]
+        ([0.5, 0.5833333333333334, 0.6666666666666666, 0.75, 0.8333333333333334, 0.9166666666666666, 1.0], 0.5)
     """
 
     _REPR_ARGS: tuple[str, ...] = ("schedule",)
