@@ -182,6 +182,29 @@ def test_sweep_writes_one_run_per_config_and_seed_with_the_final_metrics_of_resu
             assert scalars[tag][-1] == (2, float(np.float32(float(row[column])))), (label, tag)
 
 
+def test_grid_sweep_runs_is_grid_sweep_with_the_histories_kept():
+    """The TensorBoard path of a sweep trains through its own copy of grid_sweep's steps: the same result."""
+    from steplr.experiments.grid import grid_sweep
+    from steplr.experiments.tensorboard import grid_sweep_runs
+    from steplr.training.data import load_qwerty
+
+    arguments = {
+        "grid": {"power": [1.0, 2.0]},
+        "seeds": [0, 1],
+        "lrs": [0.01, 0.05],
+        "overrides": {"epochs": 2},
+        "schedule": "polynomial",
+    }
+    plain = grid_sweep("qwerty", load_qwerty(), **arguments)
+    kept, runs = grid_sweep_runs("qwerty", load_qwerty(), **arguments)
+    assert kept == plain  # every row, final metric, baseline loss and setting
+    assert len(runs) == len(plain.rows) == (2 + 1) * 2 * 2
+    for row, (label, seed, history) in zip(plain.rows, runs):
+        assert seed == row["seed"] and history.epochs[-1].test_acc == row["test_acc"]
+        assert label == (f"none, lr {row['lr']:g}" if row["schedule"] == "none" else
+                         f"power {row['power']:g}, lr {row['lr']:g}")  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------- the API
 
 
