@@ -322,3 +322,15 @@ def test_a_user_model_on_the_command_line_writes_the_runs_the_api_writes(tmp_pat
         steplr.sweep(**same, step_size=["1ep"], gamma=[0.5], engine="sequential", tensorboard=tmp_path / "api")
     for folder in folders:
         assert read_run(tmp_path / "cli" / folder) == read_run(tmp_path / "api" / folder), folder
+
+
+def test_schedule_labels_become_folders_inside_the_tensorboard_folder(tmp_path):
+    tb = tmp_path / "inside" / "tb"
+    steplr.compare(model=mlp, data=blobs(), schedules={"..": "step", "a/b": "cosine"}, seeds=1, tensorboard=tb,
+                   **SMALL)  # fmt: skip
+    assert run_folders(tb) == ["a-b/seed-0", "none/seed-0", "run/seed-0"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inside"] and list((tmp_path / "inside").iterdir()) == [tb]
+    with pytest.raises(SteplrValueError, match=r"^tensorboard: the runs of 'a b' and 'a-b' would share .*a-b/seed-0"):
+        steplr.compare(model=mlp, data=blobs(), schedules={"a b": "step", "a-b": "cosine"}, seeds=1,
+                       tensorboard=tmp_path / "other", **SMALL)  # fmt: skip
+    assert not (tmp_path / "other").exists()

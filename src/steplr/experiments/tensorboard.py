@@ -92,8 +92,8 @@ def check_folder(folder: Any, name: str = "--tensorboard") -> Path:
 
 def _safe(label: str) -> str:
     """A run's label as one folder name: ``step 2ep, gamma 0.5, lr 0.1`` -> ``step-2ep_gamma-0.5_lr-0.1``."""
-    text = label.replace(", ", "_").replace(" ", "-")
-    return re.sub(r"[^A-Za-z0-9_.,=+-]", "-", text) or "run"
+    text = re.sub(r"[^A-Za-z0-9_.,=+-]", "-", label.replace(", ", "_").replace(" ", "-"))
+    return text.lstrip(".") or "run"  # never "..", nor a hidden folder TensorBoard would skip
 
 
 def run_folder(root: Path, label: str, seed: int) -> Path:
