@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "docs-generated"
 PUBLISHED = "generated"
-HELP_WIDTH = 100  # columns of the help text in the CLI reference
+HELP_WIDTH = 92  # columns of help text in the CLI reference and of command output in the pages
 MARKER = re.compile(r"^<!-- (steplr|steplr quiet|python): (.+?) -->[ \t]*$", re.MULTILINE)
 _OUTPUTS: dict[tuple[str, str], str] = {}  # (kind, command) -> the Markdown that replaces the marker
 
