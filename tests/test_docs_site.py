@@ -111,7 +111,6 @@ def test_the_python_examples_in_a_page_run(page):
     assert runner.failures == 0
 
 
-@pytest.mark.integration
 def test_the_lightning_example_logs_steplr_rates_through_learning_rate_monitor(tmp_path):
     pytest.importorskip("lightning.pytorch")
     done = subprocess.run(
@@ -129,7 +128,6 @@ def test_the_lightning_example_logs_steplr_rates_through_learning_rate_monitor(t
     ]
 
 
-@pytest.mark.integration
 def test_the_your_own_model_example_compares_and_sweeps(tmp_path):
     done = subprocess.run(
         [sys.executable, str(DOCS / "examples" / "your_own_model.py")],
