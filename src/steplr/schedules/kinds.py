@@ -245,8 +245,8 @@ class MultiStep(_PowerDecay):
         milestones: strictly increasing steps > 0 (ints or durations such as ``"30ep"``); with ``counted``,
             steps >= 0 in any order, a step listed ``k`` times decaying ``k`` times (torch's ``MultiStepLR``
             takes its milestones so, as a ``Counter``).
-        counted: take the milestones as torch does (the drop-in ``MultiStepLR`` sets it).
         gamma: the factor, finite and > 0.
+        counted: take the milestones as torch does (the drop-in ``MultiStepLR`` sets it).
 
     Raises:
         SteplrValueError, SteplrTypeError: for milestones that are not a list of positive steps or durations, not

@@ -40,7 +40,12 @@ ValueType = Literal["duration", "durations", "number", "count", "choice", "flag"
 
 @dataclass(frozen=True)
 class RunShape:
-    """What a fair default may depend on: the run's epochs and its scheduler steps in all."""
+    """What a fair default may depend on: the run's length.
+
+    Attributes:
+        epochs: the run's epochs.
+        steps: its scheduler steps in all.
+    """
 
     epochs: int
     steps: int
@@ -50,14 +55,32 @@ class RunShape:
 class Param:
     """One parameter of a schedule kind.
 
-    ``name`` is the class's keyword, the key in a spec's params and in old flat configs, and (with ``-`` for ``_``)
-    the CLI flag. ``default`` None means required, unless ``run_length``: then None means "the rest of the run after
-    any warm-up". ``in_run``: the values are times in the whole run (a warm-up does not move them). ``vary``: explain
-    and plot take a comma-separated list and draw one curve per value; ``label`` names such a value in a curve's
-    label. ``example`` is what explain and plot use for a required parameter the user did not give. ``shown``: the
-    name a plan's description uses (default ``name``). ``type`` "choice" takes one of ``choices`` (a word), "flag"
-    True or False. ``optional``: None is a value of its own (the class's meaning of "not set", e.g. cyclic's
-    ``step_size_down`` as long as ``step_size_up``), which ``unset`` says in words.
+    Attributes:
+        name: the class's keyword, the key in a spec's params and in old flat configs, and (with ``-`` for ``_``)
+            the CLI flag.
+        type: the kind of value: ``"duration"``, ``"durations"``, ``"number"``, ``"count"``, ``"choice"`` (one of
+            ``choices``, a word) or ``"flag"`` (True or False).
+        help: the help text of the CLI flag.
+        default: the value when not given; None means required, unless ``run_length`` or ``optional``.
+        run_length: None means "the rest of the run after any warm-up".
+        in_run: the values are times in the whole run (a warm-up does not move them).
+        vary: explain and plot take a comma-separated list and draw one curve per value.
+        label: names such a value in a curve's label.
+        example: what explain and plot use for a required parameter the user did not give.
+        shown: the name a plan's description uses (default ``name``).
+        checker: for ``"number"`` parameters, turns the value into a float or raises.
+        choices: the words a ``"choice"`` parameter takes.
+        least: for ``"count"`` parameters, the smallest value.
+        optional: None is a value of its own (the class's meaning of "not set", e.g. cyclic's ``step_size_down``
+            as long as ``step_size_up``), which ``unset`` says in words.
+        unset: what None means, in words, for an ``optional`` parameter.
+
+    Examples:
+        >>> gamma = lookup("step").param("gamma")
+        >>> gamma.flag, gamma.default, gamma.required
+        ('--gamma', 0.1, False)
+        >>> gamma.check(0.5)
+        0.5
     """
 
     name: str
@@ -118,8 +141,25 @@ def _no_fair(run: RunShape) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Kind:
-    """One schedule kind. ``schedule`` builds it from its params (None: reactive, no closed form); ``fair`` gives
-    the settings that make it a fair contender in ``compare``; ``check`` adds checks the class cannot make."""
+    """One schedule kind: the registry's entry for it.
+
+    Attributes:
+        name: the kind's name as the command line and saved configs spell it (``"step"``).
+        summary: one line about it, for help texts.
+        params: its parameters, in the order of the class's keywords.
+        schedule: builds the schedule from its params (None: a reactive kind, with no closed form).
+        fair: the settings that make it a fair contender in ``compare``, for a run of a given shape.
+        check: checks the class cannot make itself, or None.
+        aliases: other names it answers to.
+        fair_help: the fair default in words, for compare's help.
+        compared_by_default: ``compare`` trains it when not told which schedules.
+
+    Examples:
+        >>> lookup("multistep").fair(RunShape(epochs=20, steps=400))  # decay at 50% and 75% of the run
+        {'milestones': ('10ep', '15ep')}
+        >>> lookup("step").reactive, lookup("plateau").reactive
+        (False, True)
+    """
 
     name: str
     summary: str
