@@ -15,7 +15,7 @@ from steplr.experiments.compare import recipe_config
 from steplr.training.budget import BudgetError, models_per_chunk
 from steplr.training.config import EpochRecord, TrainConfig
 from steplr.training.data import load_digits, load_qwerty
-from steplr.training.engines import choose_engine, chunk_size, train_many
+from steplr.training.engines import LARGE_ACTIVATIONS, choose_engine, chunk_size, train_many
 from steplr.training.functional import ESTIMATE_MARGIN, EVAL_BYTES, probe
 from steplr.training.task import Task
 from steplr.training.train import train
@@ -65,6 +65,39 @@ def test_auto_takes_the_stack_engine_then_torch_func_then_the_sequential_one():
         choose_engine([base], qwerty, task=Task(ItemCalling), engine="batched")
     with pytest.raises(SteplrValueError, match="engine must be one of auto, batched, sequential, got 'fast'"):
         choose_engine([base], qwerty, engine="fast")
+
+
+def test_auto_trains_models_with_large_activations_one_at_a_time():
+    """The same CNN at batch 32 stacks (0.2 MiB of activations a model), at batch 512 it does not (2.9 MiB: past
+    LARGE_ACTIVATIONS), unless batched is asked for."""
+    digits = load_digits()
+    small = dataclasses.replace(recipe_config("digits"), batch_size=32)
+    large = dataclasses.replace(small, batch_size=512)
+    assert probe([small], digits, Task(SmallCNN), None).activations < LARGE_ACTIVATIONS
+    assert probe([large], digits, Task(SmallCNN), None).activations > LARGE_ACTIVATIONS
+    assert choose_engine([small, small], digits, task=Task(SmallCNN))[0] == "functional"
+    engine, reason = choose_engine([large, large], digits, task=Task(SmallCNN))
+    assert engine == "sequential" and reason.endswith("overflow the caches")
+    assert choose_engine([large, large], digits, task=Task(SmallCNN), engine="batched")[0] == "functional"
+
+
+def dropout_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3))
+
+
+def test_a_sequential_run_with_dropout_is_reproducible_and_leaves_the_global_rng_alone():
+    qwerty = load_qwerty()
+    config = dataclasses.replace(recipe_config("qwerty"), epochs=2, seed=3)
+    torch.manual_seed(123)
+    first = train_many([config], qwerty, task=Task(dropout_mlp), engine="sequential")[0]
+    after = torch.rand(3)
+    torch.manual_seed(999)  # another state of the global RNG before the run: the same history
+    second = train_many([config], qwerty, task=Task(dropout_mlp), engine="sequential")[0]
+    assert first.as_dict() == second.as_dict()
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(3), after)  # the run consumed nothing from the caller's RNG
+    other = train_many([dataclasses.replace(config, seed=4)], qwerty, task=Task(dropout_mlp), engine="sequential")
+    assert other[0].as_dict() != first.as_dict()
 
 
 def test_the_probe_leaves_torchs_global_rng_as_it_was():

@@ -143,7 +143,6 @@ def _cmd_compare_recipe(args: argparse.Namespace, out_stream: TextIO, err: TextI
     out = out_path(args, f"runs/{args.recipe}-compare")
     check_out(out, args.force)
     _check_settings(args, names)
-    board = tensorboard_folder(args, [(name, seed) for name in names for seed in range(args.seeds)], args.force)
     given = {"validation": DEFAULT_VALIDATION, **given_settings(args)}
     chosen = {k: v for k, v in given.items() if k in SETTINGS}  # win over each schedule's fair default
     base = recipe_config(args.recipe, **{k: v for k, v in given.items() if k not in SETTINGS})
@@ -151,6 +150,8 @@ def _cmd_compare_recipe(args: argparse.Namespace, out_stream: TextIO, err: TextI
     per_epoch = batches(data, base)
     budget = memory_budget(args)
     check_work(f"compare {args.recipe}", len(names) * args.seeds, base, data, per_epoch, budget)
+    # After check_work has capped the number of runs: the list below has one entry per run.
+    board = tensorboard_folder(args, [(name, seed) for name in names for seed in range(args.seeds)], args.force)
     configs = {name: compare_config(base, name, chosen, per_epoch) for name in names}
     plans = {name: plan_lines(config, per_epoch) for name, config in configs.items()}  # validates every schedule
     engine, reason = choose_engine(list(configs.values()), data, engine=args.trainer, device=args.device)

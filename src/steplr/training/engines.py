@@ -38,6 +38,12 @@ from steplr.training.task import Task
 __all__ = ["ENGINES", "choose_engine", "chunk_size", "train_many"]
 
 ENGINES = ("auto", "batched", "sequential")
+# Above this many bytes of activations per model and batch, auto trains the models one at a time. Measured on this
+# project's 2-core machine: the BatchNorm CNN on 8x8 digits at batch 32 (0.3 MiB) trains 1.6x faster per model
+# stacked (benchmarks/RESULTS.md, generic); the same kind of CNN on 28x28 Fashion-MNIST at batch 128 (fashion-cnn,
+# ~10 MiB) 0.75x as fast stacked as one at a time (`compare fashion-cnn --seeds 3 --epochs 2`: 40 s against 30 s),
+# as K copies of its activations no longer fit the caches.
+LARGE_ACTIVATIONS = 2 * 2**20
 
 
 def _stack_reason(config: TrainConfig, task: Task | None, device: torch.device | str | None) -> str | None:
@@ -85,6 +91,13 @@ def _choose(
 
     found = [probe([configs[group[0]]], data, task, device) for group in _groups(configs)]
     error = next((f.error for f in found if f.error is not None), None)
+    activations = max(f.activations for f in found)
+    if error is None and engine == "auto" and activations > LARGE_ACTIVATIONS:
+        return _Choice(
+            "sequential",
+            f"{activations / 2**20:.1f} MiB of activations per model and batch: one model at a time runs faster "
+            "than stacked copies that overflow the caches",
+        )
     if error is None:
         return _Choice("functional", f"torch.func for {stack_reason}", max(f.bytes_per_model for f in found))
     if engine == "batched":
@@ -211,7 +224,11 @@ def _sequential(
     device: torch.device | str | None,
     on_epoch: Callable[[list[EpochRecord]], None] | None,
 ) -> History:
-    """One run of the reference trainer; a diverged run's history is padded with NaN epochs to the run's end."""
+    """One run of the reference trainer; a diverged run's history is padded with NaN epochs to the run's end.
+
+    What the model draws from torch's global RNG while it trains (dropout) comes from the run's seed, so a run is
+    reproducible whatever ran before it; the caller's RNG is left as it was.
+    """
     from steplr.training.train import train
 
     history = History()
@@ -222,7 +239,9 @@ def _sequential(
             on_epoch([epoch])
 
     try:
-        return train(config, data, on_epoch=record, task=task, device=device)
+        with torch.random.fork_rng(devices=[] if device is None else [torch.device(device)]):
+            torch.manual_seed(config.seed)
+            return train(config, data, on_epoch=record, task=task, device=device)
     except DivergedError:
         nan = math.nan
         for epoch in range(len(history.epochs) + 1, config.epochs + 1):

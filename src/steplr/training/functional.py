@@ -313,6 +313,7 @@ class Probe:
 
     error: str | None
     bytes_per_model: int
+    activations: int = 0  # bytes autograd keeps for one model's backward pass of one batch
 
 
 def probe(
@@ -343,11 +344,11 @@ def _probe(plan: RunPlan) -> Probe:
     except Exception as error:  # any failure means: this engine cannot train the model
         lines = str(error).strip().splitlines() or [type(error).__name__]
         return Probe(f"vmap cannot take this model: {lines[0]}", 0)
-    return Probe(None, _model_bytes(plan))
-
-
-def _model_bytes(plan: RunPlan) -> int:
     model = plan.initial_model(0)
+    return Probe(None, _model_bytes(plan, model), activation_bytes(plan, model, plan.batch_size))
+
+
+def _model_bytes(plan: RunPlan, model: nn.Module) -> int:
     trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     other = sum(t.numel() * t.element_size() for t in model.buffers())
     other += sum(p.numel() * p.element_size() for p in model.parameters() if not p.requires_grad)
