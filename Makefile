@@ -61,4 +61,4 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis .mypy_cache
+	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis .mypy_cache build dist site

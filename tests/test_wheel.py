@@ -122,6 +122,7 @@ def test_the_wheel_holds_every_module_py_typed_and_the_entry_point_and_nothing_e
     assert {n for n in names if n.endswith(".py")} == modules
     assert {n for n in names if not n.endswith(".py") and not n.startswith(f"{info}/")} == {"steplr/py.typed"}
     assert not any(n.startswith(("tests/", "benchmarks/", "docs/")) for n in names)
+    assert f"{info}/licenses/LICENSE" in names
     assert re.search(r"^\[console_scripts\]\nsteplr = steplr\.cli:entrypoint$", entry_points, re.MULTILINE)
     assert f"\nVersion: {steplr.__version__}\n" in metadata
     extras = set(re.findall(r"^Provides-Extra: (\S+)$", metadata, re.MULTILINE))
