@@ -183,7 +183,7 @@ def test_sweep_writes_one_run_per_config_and_seed_with_the_final_metrics_of_resu
 
 
 def test_grid_sweep_runs_is_grid_sweep_with_the_histories_kept():
-    """The TensorBoard path of a sweep trains through its own copy of grid_sweep's steps: the same result."""
+    """The TensorBoard path of a sweep is grid_sweep with on_run keeping the histories: the same result."""
     from steplr.experiments.grid import grid_sweep
     from steplr.experiments.tensorboard import grid_sweep_runs
     from steplr.training.data import load_qwerty

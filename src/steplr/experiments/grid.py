@@ -197,6 +197,7 @@ def grid_sweep(
     engine: str = "auto",
     device: Any = None,
     max_memory: int | None = None,
+    on_run: Callable[[TrainConfig, History], None] | None = None,
 ) -> GridResult:
     """Train every point of ``grid`` (a parameter of ``schedule`` -> its values) at every base LR of ``lrs``
     (default: the recipe's) on every seed, plus a constant LR per (lr, seed), holding out
@@ -206,7 +207,8 @@ def grid_sweep(
     ``base``: the settings to start from in place of the recipe's (a user's model: ``recipe`` is then only its
     label, and ``task`` the model). Chunks of ``max_batch`` models are trained by
     :func:`steplr.training.engines.train_many` (``engine``, ``device``, ``max_memory`` as it takes them);
-    ``on_progress`` is called with the size of each chunk once trained.
+    ``on_progress`` is called with the size of each chunk once trained; ``on_run`` with every run's config and
+    History once all are trained, in the order of the result's rows (the result keeps only final metrics).
 
     >>> grid_sweep("qwerty", data, grid={"power": [1.0, 2.0]}, seeds=[0, 1], schedule="polynomial")  # doctest: +SKIP
 
@@ -234,4 +236,6 @@ def grid_sweep(
     )
     for config, history in zip(configs, histories, strict=True):
         _record(result, config, history)
+        if on_run is not None:
+            on_run(config, history)
     return result

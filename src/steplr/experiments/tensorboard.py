@@ -23,7 +23,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,6 @@ from steplr.training.config import History, TrainConfig
 
 if TYPE_CHECKING:
     from steplr.training.data import TrainData
-    from steplr.training.task import Task
 
 __all__ = [
     "EPOCH_TAGS",
@@ -165,56 +164,20 @@ def config_label(kind: str, swept: Sequence[str], config: TrainConfig) -> str:
     return point_label(kind, {name: config.schedule.params[name] for name in swept}, config.lr)
 
 
-def grid_sweep_runs(
-    recipe: str,
-    data: TrainData,
-    *,
-    grid: Mapping[str, Sequence[Any]],
-    seeds: Sequence[int],
-    lrs: Sequence[float] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    on_progress: Callable[[int], None] | None = None,
-    schedule: str = "step",
-    base: TrainConfig | None = None,
-    task: Task | None = None,
-    engine: str = "auto",
-    device: Any = None,
-    max_memory: int | None = None,
-) -> tuple[GridResult, list[Run]]:
+def grid_sweep_runs(recipe: str, data: TrainData, **arguments: Any) -> tuple[GridResult, list[Run]]:
     """:func:`steplr.experiments.grid.grid_sweep` (same arguments, same result) that also returns every run's
-    History, labelled by :func:`config_label`: ``grid_sweep`` keeps only the final metrics.
-
-    The steps are grid_sweep's own, in its order: the configs of :func:`~steplr.experiments.grid._grid_configs`,
-    trained by :func:`~steplr.experiments.compare.train_runs` in chunks of
-    :data:`~steplr.experiments.grid.MAX_BATCH`, each recorded by ``grid._record``.
-    """
-    from steplr.experiments import grid as grids
-    from steplr.experiments.compare import DEFAULT_VALIDATION, recipe_config, train_runs
+    History, labelled by :func:`config_label`: ``grid_sweep`` keeps only the final metrics."""
+    from steplr.experiments.grid import DEFAULT_KIND, check_grid, grid_sweep
     from steplr.schedules.registry import lookup
 
-    kind = lookup(schedule).name
-    checked = grids.check_grid(kind, grid)
-    overrides = {"validation": DEFAULT_VALIDATION, **{k: v for k, v in (overrides or {}).items() if v is not None}}
-    base = recipe_config(recipe, **overrides) if base is None else base.with_settings(**overrides)
-    lrs = grids._check_list(lrs, "learning rates") if lrs else [base.lr]
-    seeds = grids._check_list(seeds, "seeds")
-    configs = grids._grid_configs(base, kind, checked, lrs, seeds)
-    result = GridResult(recipe, base, kind, checked, lrs, seeds, [])
-    histories = train_runs(
-        configs,
-        data,
-        task=task,
-        engine=engine,
-        device=device,
-        max_memory=max_memory,
-        max_batch=grids.MAX_BATCH,
-        on_chunk=on_progress,
-    )
+    kind = lookup(arguments.get("schedule", DEFAULT_KIND)).name
+    swept = list(check_grid(kind, arguments.get("grid") or {}))  # the registry's order, as the labels name them
     runs: list[Run] = []
-    for config, history in zip(configs, histories, strict=True):
-        grids._record(result, config, history)
-        runs.append((config_label(kind, list(checked), config), config.seed, history))
-    return result, runs
+
+    def keep(config: TrainConfig, history: History) -> None:
+        runs.append((config_label(kind, swept, config), config.seed, history))
+
+    return grid_sweep(recipe, data, on_run=keep, **arguments), runs
 
 
 def sweep_run_keys(kind: str, swept: Sequence[str], configs: Iterable[TrainConfig]) -> list[tuple[str, int]]:
