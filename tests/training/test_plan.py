@@ -105,9 +105,11 @@ def test_both_gathers_give_both_engines_the_same_batches(qwerty, copy):
             for s in (plan.batch_rows(b) for b in range(plan.batches))
         ]
         assert expected[-1][1].shape == (20,)
-        for (x, y), (xb, yb), (want_x, want_y) in zip(plan.batches_of(order), stacked, expected):
+        together = plan.batches_of(torch.stack(orders))  # K models' batches at once (the torch.func engine's)
+        for (x, y), (xb, yb), (xk, yk), (want_x, want_y) in zip(plan.batches_of(order), stacked, together, expected):
             assert torch.equal(x, want_x) and torch.equal(y, want_y)
             assert torch.equal(xb[i].t(), want_x) and torch.equal(yb[i], want_y)
+            assert torch.equal(xk[i], want_x) and torch.equal(yk[i], want_y)
 
 
 def test_reactive_rows_are_filled_an_epoch_at_a_time(qwerty):

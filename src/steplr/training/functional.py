@@ -19,7 +19,7 @@ sequential run does, so a model with dropout agrees with it in distribution only
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ from steplr.errors import SteplrValueError
 from steplr.training.config import EpochRecord, History, TrainConfig
 from steplr.training.data import TrainData
 from steplr.training.numerics import SGD, Adam
-from steplr.training.plan import LearningRates, RunPlan, rows
+from steplr.training.plan import LearningRates, RunPlan
 from steplr.training.task import LossFunction, Task
 
 __all__ = [
@@ -223,7 +223,7 @@ def train_functional(
         correct = torch.zeros(len(configs), dtype=torch.int64, device=plan.device)
         first, last = plan.step(epoch, 0), plan.step(epoch, plan.batches - 1)
         epoch_lrs = table[:, first : last + 1].to(plan.device)  # this epoch's columns, where the models are
-        for batch, (xb, yb) in enumerate(_batches(plan, torch.stack([plan.order(g) for g in generators]))):
+        for batch, (xb, yb) in enumerate(plan.batches_of(torch.stack([plan.order(g) for g in generators]))):
             losses, outputs, grads = models.forward_backward(xb, yb, plan.loss)
             with torch.no_grad():  # the stacked parameters are autograd leaves, updated in place
                 optimizer.step(grads, epoch_lrs[:, plan.step(epoch, batch) - first])
@@ -246,20 +246,6 @@ def _predicted(outputs: torch.Tensor) -> torch.Tensor:
     """Each model's predicted classes (the sequential trainer's ``argmax(dim=1)``, the first of equal maxima), for
     outputs (K, N, C, ...); ``max`` finds them faster than ``argmax`` when C is small."""
     return outputs.max(dim=2).indices
-
-
-def _batches(plan: RunPlan, orders: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Every model's batches of an epoch, (K, B, ...) inputs and targets, for the orders (K, n): one gather of the
-    whole epoch when the plan copies per epoch (a batch is then a view), else one gather per batch."""
-    x, y = plan.split.x_train, plan.split.y_train
-    if plan.copy_per_epoch:
-        x, y = rows(x, orders), rows(y, orders)
-    for batch in range(plan.batches):
-        span = plan.batch_rows(batch)
-        if plan.copy_per_epoch:
-            yield x[:, span], y[:, span]
-        else:
-            yield rows(x, orders[:, span]), rows(y, orders[:, span])
 
 
 def _evaluate(

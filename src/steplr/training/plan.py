@@ -232,16 +232,19 @@ class RunPlan:
         return int((outputs.argmax(dim=1) == targets).sum())
 
     def batches_of(self, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One model's batches (inputs, labels) of an epoch in ``order``, gathered as :attr:`copy_per_epoch` says."""
+        """The batches (inputs, targets) of an epoch in ``order``, gathered as :attr:`copy_per_epoch` says: one
+        model's for an order (n,), (B, ...) each; K models' for orders (K, n), (K, B, ...) each."""
         x, y = self.split.x_train, self.split.y_train
+        axis = order.dim() - 1  # where a batch's examples are, once gathered
         if self.copy_per_epoch:
             x, y = rows(x, order), rows(y, order)
         for batch in range(self.batches):
             span = self.batch_rows(batch)
             if self.copy_per_epoch:
-                yield x[span], y[span]
+                size = span.stop - span.start
+                yield x.narrow(axis, span.start, size), y.narrow(axis, span.start, size)
             else:
-                yield rows(x, order[span]), rows(y, order[span])
+                yield rows(x, order[..., span]), rows(y, order[..., span])
 
     def record(
         self, epoch: int, loss_sum: float, correct: int, lr: float, test: tuple[float, float], val: tuple[float, float]
